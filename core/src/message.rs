@@ -1,0 +1,164 @@
+//! What crosses the wire: client requests and responses, and messages between nodes.
+//!
+//! Every type here is serde-serialisable so a driver can put it in a frame. Peer messages may
+//! come from a buggy or hostile peer; the node validates them and drops what does not fit.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ClientError;
+use crate::time::{Duration, WallTime};
+use crate::types::{Consistency, Key, Value};
+use crate::version::{Context, Versioned};
+
+/// A driver-chosen id that correlates a client request with its reply.
+pub type RequestId = u64;
+
+/// A node-chosen id of an operation it coordinates, echoed by replicas.
+pub type OpId = u64;
+
+/// A request from a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ClientRequest {
+    /// Reads a key: all live siblings and a causal context.
+    Get {
+        /// The key.
+        key: Key,
+        /// Replies needed.
+        consistency: Consistency,
+    },
+    /// Writes a key.
+    Put {
+        /// The key.
+        key: Key,
+        /// The value.
+        value: Value,
+        /// What the client read before writing; the siblings it covers are replaced. `None` is a
+        /// blind write, kept beside every existing sibling (or winning by timestamp under LWW).
+        context: Option<Context>,
+        /// Time to live; the value stops being readable after it.
+        ttl: Option<Duration>,
+        /// Acknowledgements needed.
+        consistency: Consistency,
+    },
+    /// Deletes a key by writing a tombstone.
+    Delete {
+        /// The key.
+        key: Key,
+        /// As for `Put`.
+        context: Option<Context>,
+        /// Acknowledgements needed.
+        consistency: Consistency,
+    },
+    /// Reads several keys.
+    MGet {
+        /// The keys.
+        keys: Vec<Key>,
+        /// Replies needed per key.
+        consistency: Consistency,
+    },
+    /// Writes several keys, each blind. Not atomic: on failure some keys may be written.
+    MSet {
+        /// Keys and values.
+        entries: Vec<(Key, Value)>,
+        /// Acknowledgements needed per key.
+        consistency: Consistency,
+    },
+}
+
+impl ClientRequest {
+    /// Whether the request writes.
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self,
+            ClientRequest::Put { .. } | ClientRequest::Delete { .. } | ClientRequest::MSet { .. }
+        )
+    }
+}
+
+/// What one key read returned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadResult {
+    /// Live siblings: empty when the key is absent, deleted or expired; more than one when
+    /// concurrent writes have not been resolved.
+    pub values: Vec<Value>,
+    /// The causal context to send back with the next write of this key.
+    pub context: Context,
+    /// The earliest expiry among the live siblings.
+    pub expire_at: Option<WallTime>,
+}
+
+/// A successful reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ClientResponse {
+    /// Reply to `Get`.
+    Read(ReadResult),
+    /// Reply to `MGet`, in request order.
+    ReadMany(Vec<ReadResult>),
+    /// Reply to `Put` and `Delete`: the context of the object after the write.
+    Written {
+        /// Context covering the write.
+        context: Context,
+    },
+    /// Reply to `MSet`.
+    WrittenMany,
+}
+
+/// A message between nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum PeerMessage {
+    /// A coordinator asks a replica for its copy of a key.
+    Read {
+        /// Coordinator's operation.
+        op: OpId,
+        /// The key.
+        key: Key,
+    },
+    /// A replica's copy, `None` when it has none.
+    ReadReply {
+        /// Coordinator's operation.
+        op: OpId,
+        /// The replica's object.
+        object: Option<Versioned>,
+    },
+    /// A coordinator sends a replica an object to merge into its copy (a write, or a repair the
+    /// coordinator waits for).
+    Write {
+        /// Coordinator's operation.
+        op: OpId,
+        /// The key.
+        key: Key,
+        /// The object to merge.
+        object: Versioned,
+    },
+    /// A replica has durably merged a `Write`, or failed to.
+    WriteAck {
+        /// Coordinator's operation.
+        op: OpId,
+        /// `Err` with the storage's reason when the replica could not write.
+        result: Result<(), String>,
+    },
+    /// Fire-and-forget read repair: merge this object, no acknowledgement.
+    Repair {
+        /// The key.
+        key: Key,
+        /// The object to merge.
+        object: Versioned,
+    },
+    /// A node that is not a replica of a key hands a client write to one that is.
+    Forward {
+        /// The forwarding node's id for the request.
+        forward: OpId,
+        /// The client's request.
+        request: ClientRequest,
+    },
+    /// The outcome of a forwarded request.
+    ForwardReply {
+        /// The forwarding node's id for the request.
+        forward: OpId,
+        /// The outcome.
+        result: Result<ClientResponse, ClientError>,
+    },
+}

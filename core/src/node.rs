@@ -1,0 +1,881 @@
+//! A ringkv node: the one state machine a driver talks to.
+//!
+//! Owns: the ring, the quorum [`Coordinator`], the replica role over its [`Storage`], the hybrid
+//! logical clock, the node's actor epoch, the set of peers believed down, the acknowledgements
+//! waiting for durability, and the tombstone sweep.
+//!
+//! Inputs ([`Input`]): client requests, peer messages, "storage synced", peer status changes;
+//! plus [`Node::set_wall_clock`] before each call with the node's wall-clock reading.
+//! Outputs ([`Output`]): messages to peers, replies to clients, and a request to sync storage.
+//! Timers: per-request deadlines (in the coordinator) and the tombstone sweep.
+//!
+//! Call order, for every event: `set_wall_clock`, then `handle` or `handle_timeout`, then drain
+//! `poll_output` until `None`, then read `poll_timeout`.
+//!
+//! Invariants, checked after every handler in debug builds: the coordinator's own; pending
+//! acknowledgements are in write order; a node that is not ready has its epoch write pending.
+//!
+//! Durability: a replica acknowledges a write only after its storage reports it durable. At
+//! start the node bumps its actor epoch unless it shut down cleanly, persists the epoch, and
+//! coordinates no write until that record is durable, so no dot is ever issued twice.
+
+use std::collections::{BTreeSet, VecDeque};
+
+use bytes::Bytes;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::coordinator::{read_result, Action, Coordinator, Outcome, ReadSpec, ReplyTo};
+use crate::error::{ClientError, StorageError};
+use crate::hlc::HybridClock;
+use crate::message::{ClientRequest, ClientResponse, OpId, PeerMessage, RequestId};
+use crate::ring::{Ring, VNODES_PER_WEIGHT_DEFAULT};
+use crate::storage::{Space, Storage, WriteSeq};
+use crate::time::{Duration, Instant, WallTime};
+use crate::types::{Consistency, Key, KeyspaceConfig, Limits, NodeId, Value};
+use crate::version::{Actor, Context, NewWrite, Versioned};
+
+const META_EPOCH_KEY: &[u8] = b"epoch";
+const META_CLEAN_KEY: &[u8] = b"clean-shutdown";
+
+/// A node's configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeConfig {
+    /// The cluster's members (static membership; gossip replaces this).
+    pub members: Vec<NodeId>,
+    /// Virtual nodes per member.
+    pub vnodes_per_node: u32,
+    /// The keyspace's options.
+    pub keyspace: KeyspaceConfig,
+    /// Client limits.
+    pub limits: Limits,
+    /// How long a request may take before it fails with "timeout".
+    pub request_timeout: Duration,
+    /// How often the tombstone sweep runs.
+    pub sweep_interval: Duration,
+    /// Most keys the sweep examines per run.
+    pub sweep_keys_max: usize,
+}
+
+impl NodeConfig {
+    /// A configuration with defaults for a cluster of `members`.
+    pub fn new(members: Vec<NodeId>) -> Self {
+        NodeConfig {
+            members,
+            vnodes_per_node: VNODES_PER_WEIGHT_DEFAULT,
+            keyspace: KeyspaceConfig::default(),
+            limits: Limits::default(),
+            request_timeout: Duration::from_secs(1),
+            sweep_interval: Duration::from_secs(60),
+            sweep_keys_max: 1_000,
+        }
+    }
+}
+
+/// An event for the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Input {
+    /// A client request, with the driver's id for the reply.
+    Client {
+        /// Driver's id.
+        request: RequestId,
+        /// The request.
+        op: ClientRequest,
+    },
+    /// A message from a peer.
+    Peer {
+        /// Sender.
+        from: NodeId,
+        /// The message.
+        message: PeerMessage,
+    },
+    /// The driver synced storage; durable writes may now be acknowledged.
+    StorageSynced,
+    /// The storage reported a failed sync: the node stops acknowledging writes.
+    StorageFailed {
+        /// What failed.
+        reason: String,
+    },
+    /// The driver's view of a peer changed (connection lost or regained).
+    PeerStatus {
+        /// The peer.
+        node: NodeId,
+        /// Whether it is reachable.
+        up: bool,
+    },
+}
+
+/// Something the node wants done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Output {
+    /// Send a message to a peer.
+    Send {
+        /// Recipient.
+        to: NodeId,
+        /// The message.
+        message: PeerMessage,
+    },
+    /// Reply to a client request.
+    Reply {
+        /// Driver's id of the request.
+        request: RequestId,
+        /// The outcome.
+        result: Result<ClientResponse, ClientError>,
+    },
+    /// Writes wait for durability: sync storage, then feed `Input::StorageSynced`.
+    SyncStorage,
+}
+
+/// Which timer woke the node last, for traces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimerKind {
+    /// A request deadline.
+    RequestDeadline,
+    /// The tombstone sweep.
+    Sweep,
+}
+
+/// Counters operators watch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeCounters {
+    /// Peer messages dropped as malformed or unexpected.
+    pub peer_messages_dropped: u64,
+    /// Read repairs sent.
+    pub read_repairs_sent: u64,
+    /// Objects purged by the tombstone sweep.
+    pub tombstones_purged: u64,
+    /// Client requests refused or failed.
+    pub client_errors: u64,
+    /// Local storage reads or writes that failed.
+    pub storage_errors: u64,
+}
+
+/// One key write on its way to a coordinator: a put (`value: Some`) or a delete.
+#[derive(Debug, Clone)]
+struct KeyWrite {
+    key: Key,
+    value: Option<Value>,
+    context: Option<Context>,
+    ttl: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum AckTarget {
+    Local(OpId),
+    Remote { to: NodeId, op: OpId },
+}
+
+/// A ringkv node over storage `S`.
+#[derive(Debug)]
+pub struct Node<S: Storage> {
+    id: NodeId,
+    config: NodeConfig,
+    ring: Ring,
+    storage: S,
+    actor: Actor,
+    ready_at_seq: Option<WriteSeq>,
+    storage_failure: Option<String>,
+    clock: HybridClock,
+    wall: WallTime,
+    rng: ChaCha8Rng,
+    down: BTreeSet<NodeId>,
+    coordinator: Coordinator,
+    pending_acks: VecDeque<(WriteSeq, AckTarget)>,
+    last_write_seq: WriteSeq,
+    sync_requested: bool,
+    outbox: VecDeque<Output>,
+    next_sweep: Instant,
+    sweep_cursor: Option<Bytes>,
+    counters: NodeCounters,
+    last_timeout_reason: Option<TimerKind>,
+}
+
+impl<S: Storage> Node<S> {
+    /// Starts a node on `storage`, recovering its epoch from it. `seed` drives every random
+    /// choice the node makes.
+    pub fn new(
+        config: NodeConfig,
+        id: NodeId,
+        seed: u64,
+        now: Instant,
+        mut storage: S,
+    ) -> Result<Self, StorageError> {
+        assert!(config.keyspace.replicas_n >= 1, "a keyspace needs at least one replica");
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let epoch = recover_epoch(&mut storage, &mut rng)?;
+        storage.write(
+            Space::Meta,
+            Bytes::from_static(META_EPOCH_KEY),
+            Some(Bytes::copy_from_slice(&epoch.to_le_bytes())),
+        )?;
+        let ready_seq = storage.write(Space::Meta, Bytes::from_static(META_CLEAN_KEY), None)?;
+        let ring = Ring::with_members(config.vnodes_per_node, config.members.iter().copied());
+        let mut node = Node {
+            id,
+            coordinator: Coordinator::new(config.keyspace.conflict_mode),
+            next_sweep: now + config.sweep_interval,
+            config,
+            ring,
+            storage,
+            actor: Actor { node: id, epoch },
+            ready_at_seq: Some(ready_seq),
+            storage_failure: None,
+            clock: HybridClock::new(),
+            wall: WallTime::default(),
+            rng,
+            down: BTreeSet::new(),
+            pending_acks: VecDeque::new(),
+            last_write_seq: ready_seq,
+            sync_requested: false,
+            outbox: VecDeque::new(),
+            sweep_cursor: None,
+            counters: NodeCounters::default(),
+            last_timeout_reason: None,
+        };
+        node.after_handler();
+        Ok(node)
+    }
+
+    // ---- getters ----
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The actor this node issues dots as.
+    pub fn actor(&self) -> Actor {
+        self.actor
+    }
+
+    /// Whether the node coordinates writes (its epoch is durable and its storage healthy).
+    pub fn is_ready(&self) -> bool {
+        self.ready_at_seq.is_none() && self.storage_failure.is_none()
+    }
+
+    /// The ring this node routes by.
+    pub fn ring(&self) -> &Ring {
+        &self.ring
+    }
+
+    /// The node's counters.
+    pub fn counters(&self) -> NodeCounters {
+        self.counters
+    }
+
+    /// Which timer fired at the last `handle_timeout` that did something.
+    pub fn last_timeout_reason(&self) -> Option<TimerKind> {
+        self.last_timeout_reason
+    }
+
+    /// The node's storage, for drivers (to sync) and checkers (to inspect).
+    pub fn storage_mut(&mut self) -> &mut S {
+        &mut self.storage
+    }
+
+    /// Gives the storage back, for a simulated crash and restart.
+    pub fn into_storage(self) -> S {
+        self.storage
+    }
+
+    /// This node's stored copy of `key`, for checkers.
+    pub fn local_object(&mut self, key: &[u8]) -> Result<Option<Versioned>, StorageError> {
+        read_object(&mut self.storage, key)
+    }
+
+    // ---- inputs ----
+
+    /// Sets the node's wall-clock reading; call before every `handle*`.
+    pub fn set_wall_clock(&mut self, wall: WallTime) {
+        self.wall = wall;
+    }
+
+    /// Handles one input.
+    pub fn handle(&mut self, now: Instant, input: Input) {
+        match input {
+            Input::Client { request, op } => self.handle_client(now, request, op),
+            Input::Peer { from, message } => self.handle_peer(now, from, message),
+            Input::StorageSynced => self.sync_requested = false,
+            Input::StorageFailed { reason } => self.storage_failure = Some(reason),
+            Input::PeerStatus { node, up } => {
+                if up {
+                    self.down.remove(&node);
+                } else if node != self.id {
+                    self.down.insert(node);
+                }
+            }
+        }
+        self.after_handler();
+    }
+
+    /// Fires every timer due at `now`. Safe to call early or twice.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let actions = self.coordinator.expire(now);
+        if !actions.is_empty() {
+            self.last_timeout_reason = Some(TimerKind::RequestDeadline);
+        }
+        self.run_actions(now, actions);
+        if now >= self.next_sweep {
+            self.last_timeout_reason = Some(TimerKind::Sweep);
+            self.next_sweep = now + self.config.sweep_interval;
+            self.sweep_tombstones();
+        }
+        self.after_handler();
+    }
+
+    /// Marks the shutdown as clean, so the next start keeps the epoch. The driver syncs storage
+    /// afterwards and stops feeding inputs.
+    pub fn shutdown(&mut self) -> Result<(), StorageError> {
+        self.storage.write(
+            Space::Meta,
+            Bytes::from_static(META_CLEAN_KEY),
+            Some(Bytes::from_static(b"1")),
+        )?;
+        Ok(())
+    }
+
+    // ---- outputs ----
+
+    /// The next output, until `None`. Drain after every `handle*`.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outbox.pop_front()
+    }
+
+    /// The earliest instant at which `handle_timeout` has work.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let sweep = Some(self.next_sweep);
+        match self.coordinator.next_deadline() {
+            Some(deadline) => sweep.map(|sweep| sweep.min(deadline)),
+            None => sweep,
+        }
+    }
+
+    // ---- client requests ----
+
+    fn handle_client(&mut self, now: Instant, request: RequestId, op: ClientRequest) {
+        if let Err(error) = self.admit(&op) {
+            self.reply(request, Err(error));
+            return;
+        }
+        let reply_to = ReplyTo::Client(request);
+        match op {
+            ClientRequest::Get { key, consistency } => {
+                self.start_get(now, key, consistency, reply_to)
+            }
+            ClientRequest::Put { key, value, context, ttl, consistency } => {
+                let write = KeyWrite { key, value: Some(value), context, ttl };
+                self.start_put(now, write, consistency, reply_to)
+            }
+            ClientRequest::Delete { key, context, consistency } => {
+                let write = KeyWrite { key, value: None, context, ttl: None };
+                self.start_put(now, write, consistency, reply_to)
+            }
+            ClientRequest::MGet { keys, consistency } => {
+                let batch = self.coordinator.start_batch(request, keys.len());
+                for (index, key) in keys.into_iter().enumerate() {
+                    self.start_get(now, key, consistency, ReplyTo::Batch { batch, index });
+                }
+            }
+            ClientRequest::MSet { entries, consistency } => {
+                let batch = self.coordinator.start_batch(request, entries.len());
+                for (index, (key, value)) in entries.into_iter().enumerate() {
+                    let write = KeyWrite { key, value: Some(value), context: None, ttl: None };
+                    self.start_put(now, write, consistency, ReplyTo::Batch { batch, index });
+                }
+            }
+        }
+    }
+
+    /// Checks limits before anything happens, so a refused request changes nothing.
+    fn admit(&self, op: &ClientRequest) -> Result<(), ClientError> {
+        let limits = &self.config.limits;
+        let in_flight = self.coordinator.in_flight();
+        if in_flight >= limits.requests_in_flight_max {
+            return Err(ClientError::Overloaded { in_flight, max: limits.requests_in_flight_max });
+        }
+        let replicas_n = self.config.keyspace.replicas_n.min(self.ring.members_count());
+        match op {
+            ClientRequest::Get { key, consistency }
+            | ClientRequest::Delete { key, consistency, .. } => {
+                limits.check_key(key)?;
+                consistency.required(replicas_n)?;
+            }
+            ClientRequest::Put { key, value, consistency, .. } => {
+                limits.check_key(key)?;
+                limits.check_value(value)?;
+                consistency.required(replicas_n)?;
+            }
+            ClientRequest::MGet { keys, consistency } => {
+                limits.check_batch(keys.len())?;
+                keys.iter().try_for_each(|key| limits.check_key(key))?;
+                consistency.required(replicas_n)?;
+            }
+            ClientRequest::MSet { entries, consistency } => {
+                limits.check_batch(entries.len())?;
+                for (key, value) in entries {
+                    limits.check_key(key)?;
+                    limits.check_value(value)?;
+                }
+                consistency.required(replicas_n)?;
+            }
+        }
+        if op.is_write() && !self.is_ready() {
+            return Err(match &self.storage_failure {
+                Some(reason) => ClientError::Storage { reason: reason.clone() },
+                None => ClientError::NotReady,
+            });
+        }
+        Ok(())
+    }
+
+    fn replicas_and_required(
+        &self,
+        key: &[u8],
+        consistency: Consistency,
+    ) -> Result<(Vec<NodeId>, usize), ClientError> {
+        let replicas = self.ring.preference_list(key, self.config.keyspace.replicas_n);
+        let required = consistency.required(replicas.len())?;
+        let alive =
+            replicas.iter().filter(|node| **node == self.id || !self.down.contains(node)).count();
+        if alive < required {
+            return Err(ClientError::Unavailable { required, alive });
+        }
+        Ok((replicas, required))
+    }
+
+    fn start_get(&mut self, now: Instant, key: Key, consistency: Consistency, reply_to: ReplyTo) {
+        let (replicas, required) = match self.replicas_and_required(&key, consistency) {
+            Ok(found) => found,
+            Err(error) => return self.deliver(now, reply_to, Outcome::Failed(error)),
+        };
+        let spec = ReadSpec {
+            key: key.clone(),
+            repair_before_reply: consistency.repairs_before_reply(replicas.len()),
+            replicas: replicas.clone(),
+            required,
+        };
+        let op = self.coordinator.start_read(spec, reply_to, now + self.config.request_timeout);
+        for replica in &replicas {
+            if *replica != self.id {
+                self.send(*replica, PeerMessage::Read { op, key: key.clone() });
+            }
+        }
+        if replicas.contains(&self.id) {
+            match read_object(&mut self.storage, &key) {
+                Ok(object) => {
+                    let actions =
+                        self.coordinator.on_read_reply(op, self.id, object.unwrap_or_default());
+                    self.run_actions(now, actions);
+                }
+                // The remote replicas may still make up R; the deadline fails the read otherwise.
+                Err(_) => self.counters.storage_errors += 1,
+            }
+        }
+    }
+
+    fn start_put(
+        &mut self,
+        now: Instant,
+        write: KeyWrite,
+        consistency: Consistency,
+        reply_to: ReplyTo,
+    ) {
+        let (replicas, required) = match self.replicas_and_required(&write.key, consistency) {
+            Ok(found) => found,
+            Err(error) => return self.deliver(now, reply_to, Outcome::Failed(error)),
+        };
+        if replicas.contains(&self.id) {
+            return self.coordinate_write(now, write, (replicas, required), reply_to);
+        }
+        // Dots are minted from the coordinator's own copy of the key, so a write is handed to a
+        // replica: the first one believed up.
+        let Some(target) = replicas.iter().copied().find(|node| !self.down.contains(node)) else {
+            let error = ClientError::Unavailable { required, alive: 0 };
+            return self.deliver(now, reply_to, Outcome::Failed(error));
+        };
+        let forward = self.coordinator.start_forward(reply_to, now + self.config.request_timeout);
+        let KeyWrite { key, value, context, ttl } = write;
+        let request = match value {
+            Some(value) => ClientRequest::Put { key, value, context, ttl, consistency },
+            None => ClientRequest::Delete { key, context, consistency },
+        };
+        self.send(target, PeerMessage::Forward { forward, request });
+    }
+
+    fn coordinate_write(
+        &mut self,
+        now: Instant,
+        write: KeyWrite,
+        (replicas, required): (Vec<NodeId>, usize),
+        reply_to: ReplyTo,
+    ) {
+        let KeyWrite { key, value, context, ttl } = write;
+        let timestamp = self.clock.tick(self.wall);
+        let expire_at = ttl.map(|ttl| {
+            WallTime::from_millis(self.wall.as_millis().saturating_add(ttl.as_millis()))
+        });
+        let context = context.map(|context| context.0).unwrap_or_default();
+        let stored = read_object(&mut self.storage, &key).map(Option::unwrap_or_default);
+        let written = stored.and_then(|mut object| {
+            object.update(
+                &context,
+                NewWrite { value, timestamp, expire_at },
+                self.actor,
+                self.config.keyspace.conflict_mode,
+            );
+            let seq = write_object(&mut self.storage, &key, &object)?;
+            Ok((object, seq))
+        });
+        let (object, seq) = match written {
+            Ok(written) => {
+                self.last_write_seq = written.1;
+                written
+            }
+            Err(error) => return self.deliver(now, reply_to, Outcome::Failed(error.into())),
+        };
+        let op = self.coordinator.start_write(
+            replicas.clone(),
+            required,
+            object.context(),
+            reply_to,
+            now + self.config.request_timeout,
+        );
+        if replicas.contains(&self.id) {
+            self.pending_acks.push_back((seq, AckTarget::Local(op)));
+        }
+        let me = self.id;
+        for replica in replicas.into_iter().filter(|node| *node != me) {
+            self.send(replica, PeerMessage::Write { op, key: key.clone(), object: object.clone() });
+        }
+    }
+
+    // ---- peer messages ----
+
+    fn handle_peer(&mut self, now: Instant, from: NodeId, message: PeerMessage) {
+        if !self.ring.contains(from) || from == self.id {
+            self.counters.peer_messages_dropped += 1;
+            return;
+        }
+        match message {
+            PeerMessage::Read { op, key } => {
+                let object = match read_object(&mut self.storage, &key) {
+                    Ok(object) => object,
+                    Err(_) => return self.counters.peer_messages_dropped += 1,
+                };
+                self.send(from, PeerMessage::ReadReply { op, object });
+            }
+            PeerMessage::ReadReply { op, object } => {
+                let actions = self.coordinator.on_read_reply(op, from, object.unwrap_or_default());
+                self.run_actions(now, actions);
+            }
+            PeerMessage::Write { op, key, object } => match self.merge_local(&key, &object) {
+                Ok(seq) => self.pending_acks.push_back((seq, AckTarget::Remote { to: from, op })),
+                Err(error) => self.send(from, PeerMessage::WriteAck { op, result: Err(error.0) }),
+            },
+            PeerMessage::WriteAck { op, result } => {
+                let actions = self.coordinator.on_write_ack(op, from, result);
+                self.run_actions(now, actions);
+            }
+            PeerMessage::Repair { key, object } => {
+                if self.merge_local(&key, &object).is_err() {
+                    self.counters.peer_messages_dropped += 1;
+                }
+            }
+            PeerMessage::Forward { forward, request } => {
+                self.handle_forward(now, from, forward, request)
+            }
+            PeerMessage::ForwardReply { forward, result } => {
+                let actions = self.coordinator.on_forward_reply(forward, result);
+                self.run_actions(now, actions);
+            }
+        }
+    }
+
+    fn handle_forward(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        forward: OpId,
+        request: ClientRequest,
+    ) {
+        let reply_to = ReplyTo::Forward { to: from, forward };
+        if !Coordinator::accepts_forward(&request) {
+            self.counters.peer_messages_dropped += 1;
+            return;
+        }
+        if let Err(error) = self.admit(&request) {
+            return self.deliver(now, reply_to, Outcome::Failed(error));
+        }
+        let (write, consistency) = match request {
+            ClientRequest::Put { key, value, context, ttl, consistency } => {
+                (KeyWrite { key, value: Some(value), context, ttl }, consistency)
+            }
+            ClientRequest::Delete { key, context, consistency } => {
+                (KeyWrite { key, value: None, context, ttl: None }, consistency)
+            }
+            _ => return,
+        };
+        // A forwarded write is coordinated here even if this node's ring disagrees, so a request
+        // is forwarded at most once and can never loop.
+        match self.replicas_and_required(&write.key, consistency) {
+            Ok(found) => self.coordinate_write(now, write, found, reply_to),
+            Err(error) => self.deliver(now, reply_to, Outcome::Failed(error)),
+        }
+    }
+
+    /// Merges a replica's object into the local copy and writes it if anything changed.
+    fn merge_local(&mut self, key: &[u8], incoming: &Versioned) -> Result<WriteSeq, StorageError> {
+        if key.is_empty() || key.len() > self.config.limits.key_bytes_max {
+            return Err(StorageError(format!("refused key of {} bytes", key.len())));
+        }
+        if let Some(sibling) =
+            incoming.siblings.iter().find(|sibling| !incoming.clock.covers(sibling.dot))
+        {
+            return Err(StorageError(format!(
+                "malformed object: sibling {:?} outside its clock",
+                sibling.dot
+            )));
+        }
+        if let Some(timestamp) = incoming.siblings.iter().map(|sibling| sibling.timestamp).max() {
+            self.clock.observe(timestamp);
+        }
+        let mut local = read_object(&mut self.storage, key)?.unwrap_or_default();
+        let before = local.clone();
+        local.merge(incoming, self.config.keyspace.conflict_mode);
+        if local == before {
+            // Nothing new, but the local copy may itself be unsynced: the acknowledgement waits
+            // for everything written so far.
+            return Ok(self.last_write_seq.max(self.storage.durable_seq()));
+        }
+        self.write_local(key, &local)
+    }
+
+    // ---- actions and replies ----
+
+    fn write_local(&mut self, key: &[u8], object: &Versioned) -> Result<WriteSeq, StorageError> {
+        let seq = write_object(&mut self.storage, key, object)?;
+        self.last_write_seq = seq;
+        Ok(seq)
+    }
+
+    fn run_actions(&mut self, now: Instant, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Deliver { reply_to, outcome } => self.deliver(now, reply_to, outcome),
+                Action::RepairAndWait { op, key, targets, object } => {
+                    for target in targets {
+                        self.counters.read_repairs_sent += 1;
+                        if target == self.id {
+                            match self.merge_local(&key, &object) {
+                                Ok(seq) => self.pending_acks.push_back((seq, AckTarget::Local(op))),
+                                Err(error) => {
+                                    let actions =
+                                        self.coordinator.on_write_ack(op, self.id, Err(error.0));
+                                    self.run_actions(now, actions);
+                                }
+                            }
+                        } else {
+                            self.send(
+                                target,
+                                PeerMessage::Write { op, key: key.clone(), object: object.clone() },
+                            );
+                        }
+                    }
+                }
+                Action::RepairAsync { key, targets, object } => {
+                    for target in targets {
+                        self.counters.read_repairs_sent += 1;
+                        if target == self.id {
+                            // Best effort: a failed local repair is retried by the next read.
+                            let _ = self.merge_local(&key, &object);
+                        } else {
+                            self.send(
+                                target,
+                                PeerMessage::Repair { key: key.clone(), object: object.clone() },
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, now: Instant, reply_to: ReplyTo, outcome: Outcome) {
+        match reply_to {
+            ReplyTo::Client(request) => {
+                let result = self.client_result(outcome);
+                self.reply(request, result);
+            }
+            ReplyTo::Forward { to, forward } => {
+                let result = self.client_result(outcome);
+                self.send(to, PeerMessage::ForwardReply { forward, result });
+            }
+            ReplyTo::Batch { batch, index } => {
+                if let Some((request, outcomes)) =
+                    self.coordinator.fill_batch(batch, index, outcome)
+                {
+                    let result = self.batch_result(outcomes);
+                    self.reply(request, result);
+                }
+            }
+        }
+        let _ = now;
+    }
+
+    fn client_result(&self, outcome: Outcome) -> Result<ClientResponse, ClientError> {
+        match outcome {
+            Outcome::Read(object) => Ok(ClientResponse::Read(read_result(&object, self.wall))),
+            Outcome::Written(context) => Ok(ClientResponse::Written { context }),
+            Outcome::Forwarded(result) => result,
+            Outcome::Failed(error) => Err(error),
+        }
+    }
+
+    fn batch_result(&self, outcomes: Vec<Outcome>) -> Result<ClientResponse, ClientError> {
+        let mut reads = Vec::with_capacity(outcomes.len());
+        let mut writes_only = true;
+        for outcome in outcomes {
+            match self.client_result(outcome)? {
+                ClientResponse::Read(read) => {
+                    writes_only = false;
+                    reads.push(read);
+                }
+                ClientResponse::Written { .. } => {}
+                other => return Ok(other),
+            }
+        }
+        Ok(if writes_only { ClientResponse::WrittenMany } else { ClientResponse::ReadMany(reads) })
+    }
+
+    fn reply(&mut self, request: RequestId, result: Result<ClientResponse, ClientError>) {
+        if result.is_err() {
+            self.counters.client_errors += 1;
+        }
+        self.outbox.push_back(Output::Reply { request, result });
+    }
+
+    fn send(&mut self, to: NodeId, message: PeerMessage) {
+        debug_assert_ne!(to, self.id, "a node never sends to itself");
+        self.outbox.push_back(Output::Send { to, message });
+    }
+
+    // ---- durability ----
+
+    fn after_handler(&mut self) {
+        self.release_durable_acks();
+        let waiting = !self.pending_acks.is_empty() || self.ready_at_seq.is_some();
+        if waiting && !self.sync_requested && self.storage_failure.is_none() {
+            self.sync_requested = true;
+            self.outbox.push_back(Output::SyncStorage);
+        }
+        if cfg!(debug_assertions) {
+            self.check_invariants();
+        }
+    }
+
+    fn release_durable_acks(&mut self) {
+        let durable = self.storage.durable_seq();
+        if self.ready_at_seq.is_some_and(|seq| seq <= durable) {
+            self.ready_at_seq = None;
+        }
+        if self.storage_failure.is_some() {
+            return;
+        }
+        while let Some(&(seq, target)) = self.pending_acks.front() {
+            if seq > durable {
+                break;
+            }
+            self.pending_acks.pop_front();
+            match target {
+                AckTarget::Local(op) => {
+                    let actions = self.coordinator.on_write_ack(op, self.id, Ok(()));
+                    self.run_actions(Instant::ZERO, actions);
+                }
+                AckTarget::Remote { to, op } => {
+                    self.send(to, PeerMessage::WriteAck { op, result: Ok(()) })
+                }
+            }
+        }
+    }
+
+    /// Drops objects that hold nothing readable and have held nothing for the grace period.
+    fn sweep_tombstones(&mut self) {
+        let grace_ms = self.config.keyspace.tombstone_grace.as_millis();
+        let Ok(entries) = self.storage.scan(
+            Space::Data,
+            self.sweep_cursor.as_deref(),
+            self.config.sweep_keys_max,
+        ) else {
+            return;
+        };
+        self.sweep_cursor = if entries.len() < self.config.sweep_keys_max {
+            None
+        } else {
+            entries.last().map(|(key, _)| key.clone())
+        };
+        for (key, bytes) in entries {
+            let purgeable =
+                decode_object(&bytes).is_ok_and(|object| object.is_purgeable(self.wall, grace_ms));
+            if purgeable && self.storage.write(Space::Data, key, None).is_ok() {
+                self.counters.tombstones_purged += 1;
+            }
+        }
+    }
+
+    fn check_invariants(&self) {
+        self.coordinator.check_invariants();
+        let seqs: Vec<WriteSeq> = self.pending_acks.iter().map(|(seq, _)| *seq).collect();
+        assert!(
+            seqs.windows(2).all(|pair| pair[0] <= pair[1]),
+            "pending acks out of write order: {seqs:?}"
+        );
+        assert_eq!(self.actor.node, self.id);
+    }
+
+    /// Draws a value from the node's seeded generator (for sub-machines that need a child seed).
+    pub fn draw_seed(&mut self) -> u64 {
+        self.rng.random()
+    }
+}
+
+/// Reads the epoch from storage and picks the next one: the same after a clean shutdown, one
+/// higher after a crash, a random one when the metadata is gone (the disk was lost, so the node
+/// cannot know which epochs it used).
+fn recover_epoch<S: Storage>(storage: &mut S, rng: &mut ChaCha8Rng) -> Result<u32, StorageError> {
+    let stored = storage.get(Space::Meta, META_EPOCH_KEY)?;
+    let clean = storage.get(Space::Meta, META_CLEAN_KEY)?.is_some();
+    Ok(match stored.as_deref().map(<[u8; 4]>::try_from) {
+        Some(Ok(bytes)) if clean => u32::from_le_bytes(bytes),
+        Some(Ok(bytes)) => u32::from_le_bytes(bytes).wrapping_add(1),
+        _ => rng.random(),
+    })
+}
+
+fn read_object<S: Storage>(storage: &mut S, key: &[u8]) -> Result<Option<Versioned>, StorageError> {
+    storage.get(Space::Data, key)?.map(|bytes| decode_object(&bytes)).transpose()
+}
+
+fn write_object<S: Storage>(
+    storage: &mut S,
+    key: &[u8],
+    object: &Versioned,
+) -> Result<WriteSeq, StorageError> {
+    let bytes =
+        postcard::to_allocvec(object).map_err(|error| StorageError(format!("encode: {error}")))?;
+    storage.write(Space::Data, Bytes::copy_from_slice(key), Some(Bytes::from(bytes)))
+}
+
+fn decode_object(bytes: &[u8]) -> Result<Versioned, StorageError> {
+    let object: Versioned = postcard::from_bytes(bytes)
+        .map_err(|error| StorageError(format!("corrupt stored object: {error}")))?;
+    Ok(object)
+}
+
+/// The context a client would send to overwrite what it read, for tests and tools.
+pub fn context_of(result: &crate::message::ReadResult) -> Context {
+    result.context.clone()
+}

@@ -1,0 +1,294 @@
+//! The consistent-hash ring: which nodes hold which keys.
+//!
+//! Owns: the map from 64-bit tokens to physical nodes. Each node places `vnodes_per_weight *
+//! weight` virtual nodes on the ring. Inputs: members added or removed. Outputs: preference lists
+//! and the set of ranges whose replicas change between two rings. No timers.
+//!
+//! The hash is XXH3-64 (seed 0) from `xxhash-rust`: specified byte for byte, so it is the same on
+//! every platform and in every release. A key sits at `xxh3_64(key)`. Virtual node `i` of node
+//! `id` sits at `xxh3_64("ringkv-vnode" ++ id as u32 LE ++ i as u32 LE)`. A token range is the
+//! half-open arc `(previous token, token]`, owned by the token's node; the arc wraps past
+//! `u64::MAX` to 0.
+//!
+//! Invariants: every token maps to a member; every member with weight > 0 has exactly its
+//! vnode count of tokens.
+
+use std::collections::BTreeMap;
+
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::types::NodeId;
+
+/// Virtual nodes per unit of weight when the operator sets nothing.
+pub const VNODES_PER_WEIGHT_DEFAULT: u32 = 16;
+
+/// Where a key or token sits on the ring.
+pub type Token = u64;
+
+/// The consistent-hash ring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ring {
+    vnodes_per_weight: u32,
+    tokens: BTreeMap<Token, NodeId>,
+    weights: BTreeMap<NodeId, u32>,
+}
+
+/// A token range whose preference list differs between two rings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RangeMove {
+    /// Exclusive start of the arc.
+    pub start_exclusive: Token,
+    /// Inclusive end of the arc.
+    pub end_inclusive: Token,
+    /// Replicas before the change, in preference order.
+    pub before: Vec<NodeId>,
+    /// Replicas after the change, in preference order.
+    pub after: Vec<NodeId>,
+}
+
+impl RangeMove {
+    /// Nodes that gain the range.
+    pub fn gained_by(&self) -> Vec<NodeId> {
+        self.after.iter().filter(|node| !self.before.contains(node)).copied().collect()
+    }
+
+    /// Nodes that lose the range.
+    pub fn lost_by(&self) -> Vec<NodeId> {
+        self.before.iter().filter(|node| !self.after.contains(node)).copied().collect()
+    }
+
+    /// Whether `token` lies in this range.
+    pub fn contains(&self, token: Token) -> bool {
+        arc_contains(self.start_exclusive, self.end_inclusive, token)
+    }
+}
+
+impl Ring {
+    /// An empty ring placing `vnodes_per_weight` virtual nodes per unit of member weight.
+    pub fn new(vnodes_per_weight: u32) -> Self {
+        assert!(vnodes_per_weight > 0, "a ring needs at least one virtual node per member");
+        Ring { vnodes_per_weight, tokens: BTreeMap::new(), weights: BTreeMap::new() }
+    }
+
+    /// A ring of the given members, each of weight 1.
+    pub fn with_members(vnodes_per_weight: u32, members: impl IntoIterator<Item = NodeId>) -> Self {
+        let mut ring = Ring::new(vnodes_per_weight);
+        for member in members {
+            ring.add(member, 1);
+        }
+        ring
+    }
+
+    /// The token of a key.
+    pub fn key_token(key: &[u8]) -> Token {
+        xxh3_64(key)
+    }
+
+    /// Adds a member (or changes its weight). A weight of 0 removes it.
+    pub fn add(&mut self, node: NodeId, weight: u32) {
+        self.remove(node);
+        if weight == 0 {
+            return;
+        }
+        let vnodes_count = self.vnodes_per_weight.saturating_mul(weight);
+        for index in 0..vnodes_count {
+            let mut token = vnode_token(node, index);
+            // A collision of two 64-bit hashes is astronomically rare; when it happens the later
+            // vnode steps forward so that the count of tokens per member stays exact.
+            while self.tokens.contains_key(&token) {
+                token = token.wrapping_add(1);
+            }
+            self.tokens.insert(token, node);
+        }
+        self.weights.insert(node, weight);
+        debug_assert_eq!(
+            self.tokens.values().filter(|owner| **owner == node).count(),
+            vnodes_count as usize
+        );
+    }
+
+    /// Removes a member and all its tokens.
+    pub fn remove(&mut self, node: NodeId) {
+        if self.weights.remove(&node).is_some() {
+            self.tokens.retain(|_, owner| *owner != node);
+        }
+    }
+
+    /// The members, in id order.
+    pub fn members(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.weights.keys().copied()
+    }
+
+    /// Number of members.
+    pub fn members_count(&self) -> usize {
+        self.weights.len()
+    }
+
+    /// Whether `node` is a member.
+    pub fn contains(&self, node: NodeId) -> bool {
+        self.weights.contains_key(&node)
+    }
+
+    /// The first `replicas_n` distinct members clockwise from `token` (fewer when the ring has
+    /// fewer members).
+    pub fn preference_list_for_token(&self, token: Token, replicas_n: usize) -> Vec<NodeId> {
+        let mut replicas = Vec::with_capacity(replicas_n);
+        let clockwise = self.tokens.range(token..).chain(self.tokens.range(..token));
+        for (_, node) in clockwise {
+            if replicas.len() == replicas_n {
+                break;
+            }
+            if !replicas.contains(node) {
+                replicas.push(*node);
+            }
+        }
+        debug_assert!(replicas.len() == replicas_n.min(self.weights.len()));
+        replicas
+    }
+
+    /// The preference list of a key: its `replicas_n` replicas in order.
+    pub fn preference_list(&self, key: &[u8], replicas_n: usize) -> Vec<NodeId> {
+        self.preference_list_for_token(Ring::key_token(key), replicas_n)
+    }
+
+    /// The primary replica of a token.
+    pub fn primary(&self, token: Token) -> Option<NodeId> {
+        self.preference_list_for_token(token, 1).first().copied()
+    }
+
+    /// Every arc `(start, end]` of this ring with its preference list, clockwise from the lowest
+    /// token. Empty for an empty ring.
+    pub fn ranges(&self, replicas_n: usize) -> Vec<RangeMove> {
+        let boundaries: Vec<Token> = self.tokens.keys().copied().collect();
+        arcs(&boundaries)
+            .map(|(start, end)| {
+                let replicas = self.preference_list_for_token(end, replicas_n);
+                RangeMove {
+                    start_exclusive: start,
+                    end_inclusive: end,
+                    before: replicas.clone(),
+                    after: replicas,
+                }
+            })
+            .collect()
+    }
+
+    /// The ranges whose preference list differs from `self` to `next`, over the union of both
+    /// rings' tokens, so each returned arc has one preference list on either side.
+    pub fn moves_to(&self, next: &Ring, replicas_n: usize) -> Vec<RangeMove> {
+        let mut boundaries: Vec<Token> =
+            self.tokens.keys().chain(next.tokens.keys()).copied().collect();
+        boundaries.sort_unstable();
+        boundaries.dedup();
+        arcs(&boundaries)
+            .filter_map(|(start, end)| {
+                let before = self.preference_list_for_token(end, replicas_n);
+                let after = next.preference_list_for_token(end, replicas_n);
+                (before != after).then_some(RangeMove {
+                    start_exclusive: start,
+                    end_inclusive: end,
+                    before,
+                    after,
+                })
+            })
+            .collect()
+    }
+
+    /// The share of the ring (0.0 to 1.0) each member owns as primary replica.
+    pub fn primary_shares(&self) -> BTreeMap<NodeId, f64> {
+        let mut shares: BTreeMap<NodeId, f64> = self.members().map(|node| (node, 0.0)).collect();
+        for range in self.ranges(1) {
+            let width = range.end_inclusive.wrapping_sub(range.start_exclusive);
+            // A single-token ring owns the whole circle: its only arc has width 0 mod 2^64.
+            let share = if width == 0 { 1.0 } else { width as f64 / 2f64.powi(64) };
+            *shares.entry(range.after[0]).or_insert(0.0) += share;
+        }
+        shares
+    }
+}
+
+fn vnode_token(node: NodeId, index: u32) -> Token {
+    let mut bytes = [0u8; 20];
+    bytes[..12].copy_from_slice(b"ringkv-vnode");
+    bytes[12..16].copy_from_slice(&node.0.to_le_bytes());
+    bytes[16..].copy_from_slice(&index.to_le_bytes());
+    xxh3_64(&bytes)
+}
+
+/// The arcs `(previous, token]` between sorted distinct boundaries, the first wrapping around
+/// from the last boundary.
+fn arcs(boundaries: &[Token]) -> impl Iterator<Item = (Token, Token)> + '_ {
+    let last = boundaries.last().copied();
+    boundaries.iter().enumerate().map(move |(index, end)| {
+        let start = if index == 0 { last.unwrap_or(0) } else { boundaries[index - 1] };
+        (start, *end)
+    })
+}
+
+fn arc_contains(start_exclusive: Token, end_inclusive: Token, token: Token) -> bool {
+    if start_exclusive < end_inclusive {
+        token > start_exclusive && token <= end_inclusive
+    } else {
+        // The arc wraps (or, when start == end, is the whole circle).
+        token > start_exclusive || token <= end_inclusive
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nodes(count: u32) -> Vec<NodeId> {
+        (0..count).map(NodeId).collect()
+    }
+
+    #[test]
+    fn preference_list_has_distinct_nodes_in_ring_order() {
+        let ring = Ring::with_members(16, nodes(5));
+        for key in 0..1000u32 {
+            let list = ring.preference_list(&key.to_le_bytes(), 3);
+            assert_eq!(list.len(), 3);
+            let mut sorted = list.clone();
+            sorted.sort();
+            sorted.dedup();
+            assert_eq!(sorted.len(), 3, "repeated node in {list:?}");
+            assert_eq!(list[0], ring.primary(Ring::key_token(&key.to_le_bytes())).unwrap());
+        }
+        assert_eq!(Ring::with_members(16, nodes(2)).preference_list(b"k", 3).len(), 2);
+    }
+
+    #[test]
+    fn hash_is_pinned_across_platforms_and_releases() {
+        // These values pin XXH3-64 and the vnode layout: a change here reshuffles every cluster.
+        assert_eq!(Ring::key_token(b""), 0x2d06800538d394c2);
+        assert_eq!(vnode_token(NodeId(0), 0), xxh3_64(b"ringkv-vnode\0\0\0\0\0\0\0\0"));
+    }
+
+    #[test]
+    fn weight_two_gets_about_twice_the_share() {
+        let mut ring = Ring::new(256);
+        ring.add(NodeId(0), 1);
+        ring.add(NodeId(1), 1);
+        ring.add(NodeId(2), 2);
+        let shares = ring.primary_shares();
+        let ratio = shares[&NodeId(2)] / shares[&NodeId(0)];
+        assert!((1.6..2.5).contains(&ratio), "weight-2 share ratio {ratio}");
+        let total: f64 = shares.values().sum();
+        assert!((total - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn arcs_cover_the_circle_and_wrap() {
+        assert!(arc_contains(10, 20, 15));
+        assert!(!arc_contains(10, 20, 10));
+        assert!(arc_contains(10, 20, 20));
+        assert!(arc_contains(u64::MAX - 5, 3, 1));
+        assert!(arc_contains(u64::MAX - 5, 3, u64::MAX));
+        assert!(!arc_contains(u64::MAX - 5, 3, 4));
+        let ring = Ring::with_members(4, nodes(3));
+        let ranges = ring.ranges(1);
+        for token in [0u64, 1, u64::MAX, 12345678901234] {
+            assert_eq!(ranges.iter().filter(|range| range.contains(token)).count(), 1);
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! The storage a node writes through, as the core sees it.
+//!
+//! The node never waits on storage. A write returns its sequence number at once; it becomes
+//! durable when the driver calls [`Storage::sync`] (group commit: one sync covers everything
+//! written so far) and then tells the node with `Input::StorageSynced`. The node acknowledges a
+//! replica write only once [`Storage::durable_seq`] covers it.
+//!
+//! [`MemStorage`] keeps everything in memory and models durability exactly: a simulated crash
+//! ([`MemStorage::crash`]) keeps what was synced and drops the rest. The LSM engine of
+//! `ringkv-storage` implements the same trait for real and simulated disks.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+use crate::error::StorageError;
+
+/// The keyspaces a node keeps apart in its storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Space {
+    /// Client data: key to encoded [`crate::version::Versioned`].
+    Data,
+    /// Hints held for unreachable replicas.
+    Hints,
+    /// The node's own metadata (epoch, shutdown marker).
+    Meta,
+}
+
+impl Space {
+    /// Every space, in a fixed order.
+    pub const ALL: [Space; 3] = [Space::Data, Space::Hints, Space::Meta];
+}
+
+/// Position of a write in the storage's write order; higher is later.
+pub type WriteSeq = u64;
+
+/// What a node needs from its storage.
+pub trait Storage {
+    /// Reads a key, seeing every write made so far, synced or not.
+    fn get(&mut self, space: Space, key: &[u8]) -> Result<Option<Bytes>, StorageError>;
+
+    /// Writes (`Some`) or removes (`None`) a key. Returns the write's sequence number.
+    fn write(
+        &mut self,
+        space: Space,
+        key: Bytes,
+        value: Option<Bytes>,
+    ) -> Result<WriteSeq, StorageError>;
+
+    /// Up to `limit` entries of a space in key order, starting after `after` (from the first key
+    /// when `None`).
+    fn scan(
+        &mut self,
+        space: Space,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Bytes, Bytes)>, StorageError>;
+
+    /// The highest sequence number known durable.
+    fn durable_seq(&self) -> WriteSeq;
+
+    /// Makes every write so far durable. Called by drivers, never by the node.
+    fn sync(&mut self) -> Result<WriteSeq, StorageError>;
+}
+
+/// In-memory storage with exact durability bookkeeping, for tests and early simulation.
+#[derive(Debug, Clone, Default)]
+pub struct MemStorage {
+    durable: BTreeMap<(Space, Bytes), Bytes>,
+    live: BTreeMap<(Space, Bytes), Bytes>,
+    unsynced: Vec<(WriteSeq, Space, Bytes, Option<Bytes>)>,
+    next_seq: WriteSeq,
+    durable_seq: WriteSeq,
+    fail_syncs: bool,
+    failed: Option<String>,
+}
+
+impl MemStorage {
+    /// Empty storage.
+    pub fn new() -> Self {
+        MemStorage { next_seq: 1, ..MemStorage::default() }
+    }
+
+    /// Loses every unsynced write, as a power cut would, and keeps what was synced.
+    pub fn crash(&mut self) {
+        self.live = self.durable.clone();
+        self.unsynced.clear();
+        self.next_seq = self.durable_seq + 1;
+        self.failed = None;
+    }
+
+    /// Makes every later sync fail, as a dying disk would. A failed sync is fatal: the storage
+    /// refuses writes until it is reopened after a crash.
+    pub fn fail_syncs(&mut self, fail: bool) {
+        self.fail_syncs = fail;
+    }
+
+    /// Number of keys in a space.
+    pub fn len(&self, space: Space) -> usize {
+        self.live.keys().filter(|(key_space, _)| *key_space == space).count()
+    }
+
+    /// Whether a space holds no keys.
+    pub fn is_empty(&self, space: Space) -> bool {
+        self.len(space) == 0
+    }
+}
+
+impl Storage for MemStorage {
+    fn get(&mut self, space: Space, key: &[u8]) -> Result<Option<Bytes>, StorageError> {
+        Ok(self.live.get(&(space, Bytes::copy_from_slice(key))).cloned())
+    }
+
+    fn write(
+        &mut self,
+        space: Space,
+        key: Bytes,
+        value: Option<Bytes>,
+    ) -> Result<WriteSeq, StorageError> {
+        if let Some(reason) = &self.failed {
+            return Err(StorageError(format!(
+                "storage refuses writes after a failed sync: {reason}"
+            )));
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        match &value {
+            Some(bytes) => self.live.insert((space, key.clone()), bytes.clone()),
+            None => self.live.remove(&(space, key.clone())),
+        };
+        self.unsynced.push((seq, space, key, value));
+        Ok(seq)
+    }
+
+    fn scan(
+        &mut self,
+        space: Space,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Bytes, Bytes)>, StorageError> {
+        use std::ops::Bound;
+        let start = match after {
+            Some(key) => Bound::Excluded((space, Bytes::copy_from_slice(key))),
+            None => Bound::Included((space, Bytes::new())),
+        };
+        Ok(self
+            .live
+            .range((start, Bound::Unbounded))
+            .take_while(|((key_space, _), _)| *key_space == space)
+            .take(limit)
+            .map(|((_, key), value)| (key.clone(), value.clone()))
+            .collect())
+    }
+
+    fn durable_seq(&self) -> WriteSeq {
+        self.durable_seq
+    }
+
+    fn sync(&mut self) -> Result<WriteSeq, StorageError> {
+        if let Some(reason) = &self.failed {
+            return Err(StorageError(reason.clone()));
+        }
+        if self.fail_syncs {
+            let reason = "fsync failed: I/O error".to_string();
+            self.failed = Some(reason.clone());
+            return Err(StorageError(reason));
+        }
+        for (seq, space, key, value) in self.unsynced.drain(..) {
+            match value {
+                Some(bytes) => self.durable.insert((space, key), bytes),
+                None => self.durable.remove(&(space, key)),
+            };
+            self.durable_seq = seq;
+        }
+        Ok(self.durable_seq)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crash_keeps_synced_writes_and_drops_unsynced_ones() {
+        let mut storage = MemStorage::new();
+        storage
+            .write(Space::Data, Bytes::from_static(b"a"), Some(Bytes::from_static(b"1")))
+            .unwrap();
+        assert_eq!(storage.sync().unwrap(), 1);
+        storage
+            .write(Space::Data, Bytes::from_static(b"b"), Some(Bytes::from_static(b"2")))
+            .unwrap();
+        storage.write(Space::Data, Bytes::from_static(b"a"), None).unwrap();
+        assert_eq!(storage.durable_seq(), 1);
+        storage.crash();
+        assert_eq!(storage.get(Space::Data, b"a").unwrap(), Some(Bytes::from_static(b"1")));
+        assert_eq!(storage.get(Space::Data, b"b").unwrap(), None);
+        assert_eq!(storage.write(Space::Meta, Bytes::from_static(b"m"), None).unwrap(), 2);
+    }
+
+    #[test]
+    fn a_failed_sync_stops_writes() {
+        let mut storage = MemStorage::new();
+        storage.fail_syncs(true);
+        storage.write(Space::Data, Bytes::from_static(b"a"), Some(Bytes::new())).unwrap();
+        assert!(storage.sync().is_err());
+        assert!(storage.write(Space::Data, Bytes::from_static(b"b"), Some(Bytes::new())).is_err());
+        assert_eq!(storage.durable_seq(), 0);
+    }
+
+    #[test]
+    fn scan_stays_inside_its_space_and_resumes_after_a_key() {
+        let mut storage = MemStorage::new();
+        for key in [&b"a"[..], b"b", b"c"] {
+            storage.write(Space::Data, Bytes::copy_from_slice(key), Some(Bytes::new())).unwrap();
+        }
+        storage.write(Space::Hints, Bytes::from_static(b"a"), Some(Bytes::new())).unwrap();
+        let first = storage.scan(Space::Data, None, 2).unwrap();
+        assert_eq!(first.iter().map(|(key, _)| key.as_ref()).collect::<Vec<_>>(), vec![b"a", b"b"]);
+        let rest = storage.scan(Space::Data, Some(b"b"), 10).unwrap();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(storage.scan(Space::Hints, None, 10).unwrap().len(), 1);
+    }
+}

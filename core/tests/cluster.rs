@@ -1,0 +1,351 @@
+//! Several nodes driven by hand through the in-process router: each test names the property it
+//! shows and asserts it.
+
+use bytes::Bytes;
+use ringkv_core::harness::{Cluster, Reply};
+use ringkv_core::message::{ClientRequest, ClientResponse, ReadResult};
+use ringkv_core::storage::Storage;
+use ringkv_core::{ClientError, ConflictMode, Consistency, Context, Duration, NodeConfig, NodeId};
+
+fn config(members: u32) -> NodeConfig {
+    NodeConfig::new((1..=members).map(NodeId).collect())
+}
+
+fn key(text: &str) -> Bytes {
+    Bytes::copy_from_slice(text.as_bytes())
+}
+
+fn put(
+    text_key: &str,
+    value: &str,
+    context: Option<Context>,
+    consistency: Consistency,
+) -> ClientRequest {
+    ClientRequest::Put { key: key(text_key), value: key(value), context, ttl: None, consistency }
+}
+
+fn get(text_key: &str, consistency: Consistency) -> ClientRequest {
+    ClientRequest::Get { key: key(text_key), consistency }
+}
+
+fn read(reply: Reply) -> ReadResult {
+    match reply {
+        Ok(ClientResponse::Read(result)) => result,
+        other => panic!("expected a read result, got {other:?}"),
+    }
+}
+
+fn values(result: &ReadResult) -> Vec<&[u8]> {
+    result.values.iter().map(|value| value.as_ref()).collect()
+}
+
+/// The replicas of a key and one node that is not among them (in a five-node cluster).
+fn replicas_of(cluster: &mut Cluster, text_key: &str) -> Vec<NodeId> {
+    cluster.node(NodeId(1)).ring().preference_list(text_key.as_bytes(), 3)
+}
+
+#[test]
+fn quorum_write_is_read_back_by_a_quorum_read_from_any_coordinator() {
+    let mut cluster = Cluster::new(config(5));
+    let written = cluster.call(NodeId(1), put("k", "v1", None, Consistency::Quorum));
+    assert!(matches!(written, Ok(ClientResponse::Written { .. })), "{written:?}");
+    for coordinator in 1..=5 {
+        let result = read(cluster.call(NodeId(coordinator), get("k", Consistency::Quorum)));
+        assert_eq!(values(&result), vec![b"v1"], "read via n{coordinator}");
+    }
+}
+
+#[test]
+fn a_write_sent_to_a_non_replica_is_forwarded_and_succeeds() {
+    let mut cluster = Cluster::new(config(5));
+    let replicas = replicas_of(&mut cluster, "fwd");
+    let outsider = (1..=5).map(NodeId).find(|node| !replicas.contains(node)).unwrap();
+    let written = cluster.call(outsider, put("fwd", "v", None, Consistency::All));
+    assert!(written.is_ok(), "{written:?}");
+    for replica in replicas {
+        let local = cluster
+            .node(replica)
+            .local_object(b"fwd")
+            .unwrap()
+            .expect("every replica holds the write");
+        assert_eq!(local.siblings.len(), 1);
+    }
+}
+
+#[test]
+fn unavailable_when_fewer_replicas_are_up_than_the_level_needs() {
+    let mut cluster = Cluster::new(config(3));
+    cluster.declare(NodeId(2), false);
+    cluster.declare(NodeId(3), false);
+    let reply = cluster.call(NodeId(1), put("k", "v", None, Consistency::Quorum));
+    assert_eq!(reply, Err(ClientError::Unavailable { required: 2, alive: 1 }));
+    let reply = cluster.call(NodeId(1), get("k", Consistency::Quorum));
+    assert_eq!(reply, Err(ClientError::Unavailable { required: 2, alive: 1 }));
+    assert!(cluster.call(NodeId(1), put("k", "v", None, Consistency::One)).is_ok());
+}
+
+#[test]
+fn timeout_when_replicas_are_silent_and_no_one_knows() {
+    let mut cluster = Cluster::new(config(3));
+    cluster.isolate(NodeId(2));
+    cluster.isolate(NodeId(3));
+    let started = cluster.now();
+    let reply = cluster.call(NodeId(1), put("k", "v", None, Consistency::Quorum));
+    assert_eq!(reply, Err(ClientError::Timeout { required: 2, acked: 1 }));
+    assert!(reply.as_ref().unwrap_err().outcome_unknown());
+    assert!(
+        cluster.now().saturating_since(started) >= Duration::from_secs(1),
+        "failed before its deadline"
+    );
+    let reply = cluster.call(NodeId(1), get("k", Consistency::All));
+    assert_eq!(reply, Err(ClientError::Timeout { required: 3, acked: 1 }));
+}
+
+#[test]
+fn concurrent_writes_become_siblings_and_a_context_write_resolves_them() {
+    let mut cluster = Cluster::new(config(3));
+    assert!(cluster.call(NodeId(1), put("cart", "apple", None, Consistency::One)).is_ok());
+    assert!(cluster.call(NodeId(2), put("cart", "pear", None, Consistency::One)).is_ok());
+    let both = read(cluster.call(NodeId(3), get("cart", Consistency::All)));
+    let mut seen = values(&both);
+    seen.sort();
+    assert_eq!(seen, vec![&b"apple"[..], b"pear"]);
+    let resolved = cluster
+        .call(NodeId(3), put("cart", "apple+pear", Some(both.context.clone()), Consistency::All));
+    assert!(resolved.is_ok());
+    let after = read(cluster.call(NodeId(1), get("cart", Consistency::All)));
+    assert_eq!(values(&after), vec![b"apple+pear"]);
+}
+
+#[test]
+fn a_context_write_keeps_a_sibling_written_after_the_read() {
+    let mut cluster = Cluster::new(config(3));
+    assert!(cluster.call(NodeId(1), put("k", "a", None, Consistency::All)).is_ok());
+    let seen = read(cluster.call(NodeId(1), get("k", Consistency::All)));
+    assert!(cluster.call(NodeId(2), put("k", "concurrent", None, Consistency::All)).is_ok());
+    assert!(cluster.call(NodeId(3), put("k", "b", Some(seen.context), Consistency::All)).is_ok());
+    let after = read(cluster.call(NodeId(1), get("k", Consistency::All)));
+    let mut found = values(&after);
+    found.sort();
+    assert_eq!(found, vec![&b"b"[..], b"concurrent"]);
+}
+
+#[test]
+fn read_repair_heals_a_stale_replica_before_a_quorum_reply() {
+    let mut cluster = Cluster::new(config(3));
+    cluster.isolate(NodeId(3));
+    assert!(cluster.call(NodeId(1), put("k", "fresh", None, Consistency::Two)).is_ok());
+    cluster.heal(NodeId(3));
+    assert_eq!(cluster.node(NodeId(3)).local_object(b"k").unwrap(), None);
+    let result = read(cluster.call(NodeId(3), get("k", Consistency::All)));
+    assert_eq!(values(&result), vec![b"fresh"]);
+    let healed =
+        cluster.node(NodeId(3)).local_object(b"k").unwrap().expect("repaired before the reply");
+    assert_eq!(healed.siblings.len(), 1);
+    assert!(cluster.node(NodeId(3)).counters().read_repairs_sent >= 1);
+}
+
+#[test]
+fn read_repair_below_quorum_happens_after_the_reply() {
+    let mut cluster = Cluster::new(config(3));
+    cluster.isolate(NodeId(2));
+    assert!(cluster.call(NodeId(1), put("k", "v", None, Consistency::Two)).is_ok());
+    cluster.heal(NodeId(2));
+    let result = read(cluster.call(NodeId(1), get("k", Consistency::One)));
+    assert_eq!(values(&result), vec![b"v"]);
+    cluster.run_for(Duration::from_millis(50));
+    assert!(
+        cluster.node(NodeId(2)).local_object(b"k").unwrap().is_some(),
+        "stale replica not repaired"
+    );
+}
+
+#[test]
+fn a_value_with_a_ttl_disappears_when_it_expires() {
+    let mut cluster = Cluster::new(config(3));
+    let request = ClientRequest::Put {
+        key: key("session"),
+        value: key("token"),
+        context: None,
+        ttl: Some(Duration::from_secs(5)),
+        consistency: Consistency::Quorum,
+    };
+    assert!(cluster.call(NodeId(1), request).is_ok());
+    let live = read(cluster.call(NodeId(2), get("session", Consistency::Quorum)));
+    assert_eq!(values(&live), vec![b"token"]);
+    assert!(live.expire_at.is_some());
+    cluster.run_for(Duration::from_secs(6));
+    let expired = read(cluster.call(NodeId(2), get("session", Consistency::Quorum)));
+    assert!(expired.values.is_empty(), "expired value still readable: {expired:?}");
+}
+
+#[test]
+fn a_deleted_key_reads_as_absent_and_the_tombstone_is_purged_after_grace() {
+    let mut config = config(3);
+    config.keyspace.tombstone_grace = Duration::from_secs(30);
+    config.sweep_interval = Duration::from_secs(10);
+    let mut cluster = Cluster::new(config);
+    assert!(cluster.call(NodeId(1), put("k", "v", None, Consistency::All)).is_ok());
+    let seen = read(cluster.call(NodeId(1), get("k", Consistency::All)));
+    let deleted = cluster.call(
+        NodeId(2),
+        ClientRequest::Delete {
+            key: key("k"),
+            context: Some(seen.context),
+            consistency: Consistency::All,
+        },
+    );
+    assert!(deleted.is_ok());
+    let after = read(cluster.call(NodeId(3), get("k", Consistency::All)));
+    assert!(after.values.is_empty());
+    assert!(
+        cluster.node(NodeId(1)).local_object(b"k").unwrap().is_some(),
+        "tombstone kept during grace"
+    );
+    cluster.run_for(Duration::from_secs(60));
+    for node in 1..=3 {
+        assert_eq!(
+            cluster.node(NodeId(node)).local_object(b"k").unwrap(),
+            None,
+            "n{node} kept the tombstone"
+        );
+    }
+}
+
+#[test]
+fn an_oversized_key_or_value_is_refused_and_changes_nothing() {
+    let mut config = config(3);
+    config.limits.key_bytes_max = 8;
+    config.limits.value_bytes_max = 16;
+    let mut cluster = Cluster::new(config);
+    assert!(cluster.call(NodeId(1), put("k", "small", None, Consistency::All)).is_ok());
+    let big_value = ClientRequest::Put {
+        key: key("k"),
+        value: Bytes::from(vec![7u8; 17]),
+        context: None,
+        ttl: None,
+        consistency: Consistency::All,
+    };
+    assert_eq!(
+        cluster.call(NodeId(1), big_value),
+        Err(ClientError::ValueTooLarge { len_bytes: 17, max_bytes: 16 })
+    );
+    let big_key = put("much-too-long", "v", None, Consistency::All);
+    assert_eq!(
+        cluster.call(NodeId(1), big_key),
+        Err(ClientError::KeyTooLarge { len_bytes: 13, max_bytes: 8 })
+    );
+    let batch = ClientRequest::MSet {
+        entries: vec![(key("a"), key("1")), (key("b"), Bytes::from(vec![0u8; 17]))],
+        consistency: Consistency::All,
+    };
+    assert!(matches!(cluster.call(NodeId(1), batch), Err(ClientError::ValueTooLarge { .. })));
+    assert!(
+        cluster.node(NodeId(1)).local_object(b"a").unwrap().is_none(),
+        "a refused batch wrote a key"
+    );
+    let result = read(cluster.call(NodeId(2), get("k", Consistency::All)));
+    assert_eq!(values(&result), vec![b"small"]);
+}
+
+#[test]
+fn mset_then_mget_returns_values_in_request_order() {
+    let mut cluster = Cluster::new(config(5));
+    let entries: Vec<(Bytes, Bytes)> =
+        (0..20).map(|index| (key(&format!("key{index}")), key(&format!("value{index}")))).collect();
+    let written = cluster.call(
+        NodeId(2),
+        ClientRequest::MSet { entries: entries.clone(), consistency: Consistency::Quorum },
+    );
+    assert_eq!(written, Ok(ClientResponse::WrittenMany));
+    let keys: Vec<Bytes> = entries.iter().map(|(key, _)| key.clone()).rev().collect();
+    let reply =
+        cluster.call(NodeId(4), ClientRequest::MGet { keys, consistency: Consistency::Quorum });
+    let Ok(ClientResponse::ReadMany(results)) = reply else { panic!("{reply:?}") };
+    let found: Vec<Bytes> = results.iter().map(|result| result.values[0].clone()).collect();
+    let expected: Vec<Bytes> = entries.iter().map(|(_, value)| value.clone()).rev().collect();
+    assert_eq!(found, expected);
+    let too_many =
+        ClientRequest::MGet { keys: vec![key("x"); 1_001], consistency: Consistency::One };
+    assert_eq!(
+        cluster.call(NodeId(1), too_many),
+        Err(ClientError::BatchTooLarge { keys_count: 1_001, max_keys: 1_000 })
+    );
+}
+
+#[test]
+fn a_write_is_acknowledged_only_after_storage_is_synced() {
+    let mut cluster = Cluster::new(config(3));
+    cluster.set_auto_sync(false);
+    let request = cluster.request(NodeId(1), put("k", "v", None, Consistency::All));
+    assert_eq!(
+        cluster.run_until_reply(request, Duration::from_millis(100)),
+        None,
+        "acknowledged before any sync"
+    );
+    cluster.sync();
+    cluster.run_for(Duration::from_millis(5));
+    cluster.sync();
+    let reply = cluster.run_until_reply(request, Duration::from_millis(100));
+    assert!(matches!(reply, Some(Ok(ClientResponse::Written { .. }))), "{reply:?}");
+}
+
+#[test]
+fn a_node_restarted_after_a_crash_issues_dots_under_a_new_epoch() {
+    let mut cluster = Cluster::new(config(3));
+    let before = cluster.node(NodeId(1)).actor();
+    cluster.crash(NodeId(1));
+    cluster.restart(NodeId(1));
+    cluster.run_for(Duration::from_millis(5));
+    let after = cluster.node(NodeId(1)).actor();
+    assert_eq!(after.epoch, before.epoch.wrapping_add(1));
+    let mut clean = Cluster::new(config(3));
+    let first = clean.node(NodeId(2)).actor();
+    clean.node(NodeId(2)).shutdown().unwrap();
+    clean.sync();
+    clean.crash(NodeId(2));
+    clean.restart(NodeId(2));
+    assert_eq!(clean.node(NodeId(2)).actor(), first, "a clean shutdown keeps the epoch");
+}
+
+#[test]
+fn a_write_after_losing_unsynced_data_never_reuses_a_dot() {
+    let mut cluster = Cluster::new(config(3));
+    let replicas = replicas_of(&mut cluster, "k");
+    let coordinator = replicas[0];
+    assert!(cluster.call(coordinator, put("k", "first", None, Consistency::All)).is_ok());
+    cluster.set_auto_sync(false);
+    let request = cluster.request(coordinator, put("k", "lost-locally", None, Consistency::One));
+    cluster.run_for(Duration::from_millis(5));
+    // The other replicas synced the second write; the coordinator crashes before syncing it.
+    for other in replicas.iter().filter(|node| **node != coordinator) {
+        let node = cluster.node(*other);
+        node.storage_mut().sync().unwrap();
+    }
+    let _ = request;
+    cluster.crash(coordinator);
+    cluster.set_auto_sync(true);
+    cluster.restart(coordinator);
+    cluster.run_for(Duration::from_millis(5));
+    assert!(cluster.call(coordinator, put("k", "third", None, Consistency::One)).is_ok());
+    let result = read(cluster.call(coordinator, get("k", Consistency::All)));
+    let mut found = values(&result);
+    found.sort();
+    assert_eq!(
+        found,
+        vec![&b"first"[..], b"lost-locally", b"third"],
+        "a write was swallowed by a reused dot"
+    );
+}
+
+#[test]
+fn last_write_wins_keeps_one_value_and_loses_the_concurrent_write() {
+    let mut config = config(3);
+    config.keyspace.conflict_mode = ConflictMode::LastWriteWins;
+    let mut cluster = Cluster::new(config);
+    assert!(cluster.call(NodeId(1), put("k", "older", None, Consistency::One)).is_ok());
+    cluster.run_for(Duration::from_millis(3));
+    assert!(cluster.call(NodeId(2), put("k", "newer", None, Consistency::One)).is_ok());
+    let result = read(cluster.call(NodeId(3), get("k", Consistency::All)));
+    assert_eq!(values(&result), vec![b"newer"]);
+}

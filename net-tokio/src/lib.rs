@@ -1,0 +1,2 @@
+//! ringkv-net: the tokio driver that runs ringkv nodes on real sockets and files.
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! ringkv-scenarios: the scenario library and the runner over many seeds.
+#![forbid(unsafe_code)]

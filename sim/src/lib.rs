@@ -1,0 +1,2 @@
+//! ringkv-sim: the deterministic discrete-event simulator that drives ringkv nodes.
+#![forbid(unsafe_code)]
