@@ -429,7 +429,10 @@ impl Coordinator {
 
     /// Whether a request may be forwarded here: only single-key writes are.
     pub fn accepts_forward(request: &ClientRequest) -> bool {
-        matches!(request, ClientRequest::Put { .. } | ClientRequest::Delete { .. })
+        matches!(
+            request,
+            ClientRequest::Put { .. } | ClientRequest::Set { .. } | ClientRequest::Delete { .. }
+        )
     }
 
     fn conflict_mode(&self) -> ConflictMode {

@@ -41,6 +41,19 @@ pub enum ClientRequest {
         /// Acknowledgements needed.
         consistency: Consistency,
     },
+    /// Overwrites a key: the coordinator's own copy serves as the context, so every sibling the
+    /// coordinator has seen is replaced (one round trip, what Redis `SET` means). Siblings that
+    /// reached other replicas but not the coordinator are kept.
+    Set {
+        /// The key.
+        key: Key,
+        /// The value.
+        value: Value,
+        /// Time to live.
+        ttl: Option<Duration>,
+        /// Acknowledgements needed.
+        consistency: Consistency,
+    },
     /// Deletes a key by writing a tombstone.
     Delete {
         /// The key.
@@ -57,7 +70,7 @@ pub enum ClientRequest {
         /// Replies needed per key.
         consistency: Consistency,
     },
-    /// Writes several keys, each blind. Not atomic: on failure some keys may be written.
+    /// Writes several keys, each as a `Set`. Not atomic: on failure some keys may be written.
     MSet {
         /// Keys and values.
         entries: Vec<(Key, Value)>,

@@ -159,6 +159,8 @@ struct KeyWrite {
     value: Option<Value>,
     context: Option<Context>,
     ttl: Option<Duration>,
+    /// Use the coordinator's own copy as the context (a `Set`).
+    overwrite: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -367,11 +369,16 @@ impl<S: Storage> Node<S> {
                 self.start_get(now, key, consistency, reply_to)
             }
             ClientRequest::Put { key, value, context, ttl, consistency } => {
-                let write = KeyWrite { key, value: Some(value), context, ttl };
+                let write = KeyWrite { key, value: Some(value), context, ttl, overwrite: false };
+                self.start_put(now, write, consistency, reply_to)
+            }
+            ClientRequest::Set { key, value, ttl, consistency } => {
+                let write =
+                    KeyWrite { key, value: Some(value), context: None, ttl, overwrite: true };
                 self.start_put(now, write, consistency, reply_to)
             }
             ClientRequest::Delete { key, context, consistency } => {
-                let write = KeyWrite { key, value: None, context, ttl: None };
+                let write = KeyWrite { key, value: None, context, ttl: None, overwrite: false };
                 self.start_put(now, write, consistency, reply_to)
             }
             ClientRequest::MGet { keys, consistency } => {
@@ -383,7 +390,13 @@ impl<S: Storage> Node<S> {
             ClientRequest::MSet { entries, consistency } => {
                 let batch = self.coordinator.start_batch(request, entries.len());
                 for (index, (key, value)) in entries.into_iter().enumerate() {
-                    let write = KeyWrite { key, value: Some(value), context: None, ttl: None };
+                    let write = KeyWrite {
+                        key,
+                        value: Some(value),
+                        context: None,
+                        ttl: None,
+                        overwrite: true,
+                    };
                     self.start_put(now, write, consistency, ReplyTo::Batch { batch, index });
                 }
             }
@@ -404,7 +417,8 @@ impl<S: Storage> Node<S> {
                 limits.check_key(key)?;
                 consistency.required(replicas_n)?;
             }
-            ClientRequest::Put { key, value, consistency, .. } => {
+            ClientRequest::Put { key, value, consistency, .. }
+            | ClientRequest::Set { key, value, consistency, .. } => {
                 limits.check_key(key)?;
                 limits.check_value(value)?;
                 consistency.required(replicas_n)?;
@@ -498,8 +512,9 @@ impl<S: Storage> Node<S> {
             return self.deliver(now, reply_to, Outcome::Failed(error));
         };
         let forward = self.coordinator.start_forward(reply_to, now + self.config.request_timeout);
-        let KeyWrite { key, value, context, ttl } = write;
+        let KeyWrite { key, value, context, ttl, overwrite } = write;
         let request = match value {
+            Some(value) if overwrite => ClientRequest::Set { key, value, ttl, consistency },
             Some(value) => ClientRequest::Put { key, value, context, ttl, consistency },
             None => ClientRequest::Delete { key, context, consistency },
         };
@@ -513,7 +528,7 @@ impl<S: Storage> Node<S> {
         (replicas, required): (Vec<NodeId>, usize),
         reply_to: ReplyTo,
     ) {
-        let KeyWrite { key, value, context, ttl } = write;
+        let KeyWrite { key, value, context, ttl, overwrite } = write;
         let timestamp = self.clock.tick(self.wall);
         let expire_at = ttl.map(|ttl| {
             WallTime::from_millis(self.wall.as_millis().saturating_add(ttl.as_millis()))
@@ -521,6 +536,7 @@ impl<S: Storage> Node<S> {
         let context = context.map(|context| context.0).unwrap_or_default();
         let stored = read_object(&mut self.storage, &key).map(Option::unwrap_or_default);
         let written = stored.and_then(|mut object| {
+            let context = if overwrite { object.clock.clone() } else { context };
             object.update(
                 &context,
                 NewWrite { value, timestamp, expire_at },
@@ -612,10 +628,14 @@ impl<S: Storage> Node<S> {
         }
         let (write, consistency) = match request {
             ClientRequest::Put { key, value, context, ttl, consistency } => {
-                (KeyWrite { key, value: Some(value), context, ttl }, consistency)
+                (KeyWrite { key, value: Some(value), context, ttl, overwrite: false }, consistency)
             }
+            ClientRequest::Set { key, value, ttl, consistency } => (
+                KeyWrite { key, value: Some(value), context: None, ttl, overwrite: true },
+                consistency,
+            ),
             ClientRequest::Delete { key, context, consistency } => {
-                (KeyWrite { key, value: None, context, ttl: None }, consistency)
+                (KeyWrite { key, value: None, context, ttl: None, overwrite: false }, consistency)
             }
             _ => return,
         };

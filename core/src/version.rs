@@ -251,13 +251,13 @@ impl Versioned {
         &self.merged(other, mode) == self
     }
 
-    /// The values readable at wall time `wall`, in dot order.
+    /// The values readable at wall time `wall`, oldest first by (timestamp, dot): the last is
+    /// the newest, which is what a plain Redis GET returns.
     pub fn live_values(&self, wall: WallTime) -> Vec<Value> {
-        self.siblings
-            .iter()
-            .filter(|sibling| sibling.is_live(wall))
-            .filter_map(|sibling| sibling.value.clone())
-            .collect()
+        let mut live: Vec<&Sibling> =
+            self.siblings.iter().filter(|sibling| sibling.is_live(wall)).collect();
+        live.sort_by_key(|sibling| sibling.lww_rank());
+        live.into_iter().filter_map(|sibling| sibling.value.clone()).collect()
     }
 
     /// The earliest expiry among live siblings, for TTL reporting.

@@ -349,3 +349,29 @@ fn last_write_wins_keeps_one_value_and_loses_the_concurrent_write() {
     let result = read(cluster.call(NodeId(3), get("k", Consistency::All)));
     assert_eq!(values(&result), vec![b"newer"]);
 }
+
+#[test]
+fn repeated_sets_overwrite_instead_of_piling_up_siblings() {
+    let mut cluster = Cluster::new(config(3));
+    for round in 0..10 {
+        let set = ClientRequest::Set {
+            key: key("k"),
+            value: key(&format!("v{round}")),
+            ttl: None,
+            consistency: Consistency::Quorum,
+        };
+        assert!(cluster.call(NodeId(1 + round % 3), set).is_ok());
+    }
+    let result = read(cluster.call(NodeId(2), get("k", Consistency::All)));
+    assert_eq!(values(&result), vec![b"v9"]);
+}
+
+#[test]
+fn siblings_are_listed_oldest_first_so_the_last_is_the_newest() {
+    let mut cluster = Cluster::new(config(3));
+    assert!(cluster.call(NodeId(2), put("k", "older", None, Consistency::One)).is_ok());
+    cluster.run_for(Duration::from_millis(5));
+    assert!(cluster.call(NodeId(1), put("k", "newer", None, Consistency::One)).is_ok());
+    let result = read(cluster.call(NodeId(3), get("k", Consistency::All)));
+    assert_eq!(values(&result), vec![&b"older"[..], b"newer"]);
+}
