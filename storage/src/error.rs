@@ -78,20 +78,12 @@ pub enum Error {
 impl Error {
     /// Wraps an I/O error with the operation and path it came from.
     pub fn io(op: &'static str, path: &str, source: io::Error) -> Self {
-        Error::Io {
-            op,
-            path: path.to_string(),
-            source,
-        }
+        Error::Io { op, path: path.to_string(), source }
     }
 
     /// A corruption error in `path` at `offset`.
     pub fn corruption(path: &str, offset: u64, detail: impl Into<String>) -> Self {
-        Error::Corruption {
-            path: path.to_string(),
-            offset,
-            detail: detail.into(),
-        }
+        Error::Corruption { path: path.to_string(), offset, detail: detail.into() }
     }
 
     /// True if this error reports damaged data (a checksum or parse failure).
@@ -107,36 +99,19 @@ impl Error {
                 path: path.clone(),
                 source: io::Error::new(source.kind(), source.to_string()),
             },
-            Error::Corruption {
-                path,
-                offset,
-                detail,
-            } => Error::Corruption {
-                path: path.clone(),
-                offset: *offset,
-                detail: detail.clone(),
-            },
-            Error::UnsupportedVersion {
-                path,
-                found,
-                supported,
-            } => Error::UnsupportedVersion {
+            Error::Corruption { path, offset, detail } => {
+                Error::Corruption { path: path.clone(), offset: *offset, detail: detail.clone() }
+            }
+            Error::UnsupportedVersion { path, found, supported } => Error::UnsupportedVersion {
                 path: path.clone(),
                 found: *found,
                 supported: *supported,
             },
-            Error::Poisoned { reason } => Error::Poisoned {
-                reason: reason.clone(),
-            },
-            Error::WriteStall { waiting, limit } => Error::WriteStall {
-                waiting: *waiting,
-                limit: *limit,
-            },
-            Error::TooLarge { what, len, max } => Error::TooLarge {
-                what,
-                len: *len,
-                max: *max,
-            },
+            Error::Poisoned { reason } => Error::Poisoned { reason: reason.clone() },
+            Error::WriteStall { waiting, limit } => {
+                Error::WriteStall { waiting: *waiting, limit: *limit }
+            }
+            Error::TooLarge { what, len, max } => Error::TooLarge { what, len: *len, max: *max },
             Error::UnknownKeyspace(id) => Error::UnknownKeyspace(*id),
             Error::Protocol(s) => Error::Protocol(s.clone()),
         }

@@ -210,11 +210,7 @@ impl SimFs {
     /// Total bytes held by files in the live directory.
     pub fn bytes_on_disk(&self) -> u64 {
         let st = self.state.borrow();
-        st.dir
-            .values()
-            .filter_map(|id| st.inodes.get(id))
-            .map(|i| i.data.len() as u64)
-            .sum()
+        st.dir.values().filter_map(|id| st.inodes.get(id)).map(|i| i.data.len() as u64).sum()
     }
 }
 
@@ -225,31 +221,20 @@ impl Vfs for SimFs {
         let mut st = self.state.borrow_mut();
         st.begin(OpKind::Metadata, "create", name)?;
         if st.dir.contains_key(name) {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!("{name} exists"),
-            ));
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{name} exists")));
         }
         let id = st.inode_next;
         st.inode_next += 1;
         st.inodes.insert(id, Inode::default());
         st.dir.insert(name.to_string(), id);
-        Ok(SimFile {
-            state: self.state.clone(),
-            inode: id,
-            name: name.to_string(),
-        })
+        Ok(SimFile { state: self.state.clone(), inode: id, name: name.to_string() })
     }
 
     fn open(&self, name: &str) -> io::Result<SimFile> {
         let mut st = self.state.borrow_mut();
         st.begin(OpKind::Metadata, "open", name)?;
         let id = *st.dir.get(name).ok_or_else(|| not_found(name))?;
-        Ok(SimFile {
-            state: self.state.clone(),
-            inode: id,
-            name: name.to_string(),
-        })
+        Ok(SimFile { state: self.state.clone(), inode: id, name: name.to_string() })
     }
 
     fn rename(&self, from: &str, to: &str) -> io::Result<()> {
@@ -285,10 +270,7 @@ impl VfsFile for SimFile {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         let mut st = self.state.borrow_mut();
         st.begin(OpKind::Read, "read_at", &self.name)?;
-        let inode = st
-            .inodes
-            .get(&self.inode)
-            .ok_or_else(|| stale(&self.name))?;
+        let inode = st.inodes.get(&self.inode).ok_or_else(|| stale(&self.name))?;
         let start = usize::try_from(offset).unwrap_or(usize::MAX);
         let end = start.saturating_add(buf.len());
         if end > inode.data.len() {
@@ -305,10 +287,7 @@ impl VfsFile for SimFile {
         let mut st = self.state.borrow_mut();
         st.begin(OpKind::Append, "append", &self.name)?;
         st.stats.bytes_appended += data.len() as u64;
-        let inode = st
-            .inodes
-            .get_mut(&self.inode)
-            .ok_or_else(|| stale(&self.name))?;
+        let inode = st.inodes.get_mut(&self.inode).ok_or_else(|| stale(&self.name))?;
         inode.data.extend_from_slice(data);
         Ok(())
     }
@@ -322,20 +301,14 @@ impl VfsFile for SimFile {
             return Err(injected("sync", &self.name));
         }
         st.stats.syncs += 1;
-        let inode = st
-            .inodes
-            .get_mut(&self.inode)
-            .ok_or_else(|| stale(&self.name))?;
+        let inode = st.inodes.get_mut(&self.inode).ok_or_else(|| stale(&self.name))?;
         inode.synced_len = inode.data.len();
         Ok(())
     }
 
     fn len(&self) -> io::Result<u64> {
         let st = self.state.borrow();
-        let inode = st
-            .inodes
-            .get(&self.inode)
-            .ok_or_else(|| stale(&self.name))?;
+        let inode = st.inodes.get(&self.inode).ok_or_else(|| stale(&self.name))?;
         Ok(inode.data.len() as u64)
     }
 }
@@ -448,10 +421,7 @@ mod tests {
             assert!(data.len() >= 1000 && data.len() <= 6000);
             assert!(data[..1000].iter().all(|&b| b == 7));
             assert!(data[1000..].iter().all(|&b| b == 9 || b == 0));
-            assert_eq!(
-                fs.file_state("f"),
-                Some((data.len() as u64, data.len() as u64))
-            );
+            assert_eq!(fs.file_state("f"), Some((data.len() as u64, data.len() as u64)));
         }
     }
 
@@ -462,10 +432,7 @@ mod tests {
         fs.fail_next_syncs(1);
         assert!(f.sync().is_err());
         assert!(f.sync().is_ok());
-        fs.set_faults(FaultConfig {
-            append_error_ppm: 1_000_000,
-            ..FaultConfig::default()
-        });
+        fs.set_faults(FaultConfig { append_error_ppm: 1_000_000, ..FaultConfig::default() });
         assert!(f.append(b"x").is_err());
         assert_eq!(f.len().unwrap(), 0, "a failed append writes nothing");
         assert_eq!(fs.stats().errors_injected, 2);
@@ -482,10 +449,7 @@ mod tests {
         assert!(fs.is_power_cut());
         fs.crash(CrashMode::DropUnsynced);
         assert!(!fs.is_power_cut());
-        assert!(
-            fs.list().unwrap().is_empty(),
-            "f was never in a synced directory"
-        );
+        assert!(fs.list().unwrap().is_empty(), "f was never in a synced directory");
     }
 
     #[test]

@@ -64,9 +64,7 @@ impl StdFs {
     /// A filesystem rooted at `root`, which is created if missing.
     pub fn new(root: impl AsRef<Path>) -> io::Result<StdFs> {
         fs::create_dir_all(root.as_ref())?;
-        Ok(StdFs {
-            root: root.as_ref().to_path_buf(),
-        })
+        Ok(StdFs { root: root.as_ref().to_path_buf() })
     }
 
     /// The root directory.
@@ -96,19 +94,13 @@ impl Vfs for StdFs {
     type File = StdFile;
 
     fn create(&self, name: &str) -> io::Result<StdFile> {
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create_new(true)
-            .open(self.path(name)?)?;
+        let file =
+            OpenOptions::new().read(true).append(true).create_new(true).open(self.path(name)?)?;
         Ok(StdFile { file })
     }
 
     fn open(&self, name: &str) -> io::Result<StdFile> {
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .open(self.path(name)?)?;
+        let file = OpenOptions::new().read(true).append(true).open(self.path(name)?)?;
         Ok(StdFile { file })
     }
 
@@ -179,10 +171,7 @@ mod tests {
         let mut buf = [0u8; 5];
         f.read_at(6, &mut buf).unwrap();
         assert_eq!(&buf, b"world");
-        assert!(
-            fs.create("a.tmp").is_err(),
-            "create must not truncate an existing file"
-        );
+        assert!(fs.create("a.tmp").is_err(), "create must not truncate an existing file");
         fs.rename("a.tmp", "a").unwrap();
         fs.sync_dir().unwrap();
         assert_eq!(fs.list().unwrap(), vec!["a".to_string()]);

@@ -1,0 +1,602 @@
+//! SSTables: immutable sorted files of checksummed blocks, with a block index, a bloom filter
+//! and a footer.
+//!
+//! File layout: data blocks, the bloom filter block, the index block, the footer. Every block is
+//! followed by its masked CRC32C (u32 LE). Data block entries map internal keys to encoded values
+//! (see `codec::encode_value`). The index block maps each data block's last internal key to
+//! `offset (varint) | length (varint)`. The 48-byte footer is `index offset | index length |
+//! bloom offset | bloom length` (u64 LE each), `format version (u32 LE)`, `CRC of the preceding 36
+//! bytes (u32 LE)`, `magic (u64 LE)`. Reading checks the magic, then the version (a newer one is
+//! refused), then the CRC; a damaged block is a `Corruption` error, never wrong data.
+
+use std::cell::RefCell;
+
+use bytes::Bytes;
+
+use crate::block::{Block, BlockBuilder};
+use crate::bloom::{self, Bloom};
+use crate::cache::BlockCache;
+use crate::codec::{
+    cmp_internal, crc, decode_value, encode_value, get_u32, get_u64, get_varint, internal_key,
+    put_internal_key, put_varint, split_internal_key, Kind, SeqNo, SEQ_MAX,
+};
+use crate::iter::{Entry, EntrySource};
+use crate::vfs::VfsFile;
+use crate::{Error, Result};
+
+/// Identifies an SSTable file.
+pub const TABLE_MAGIC: u64 = 0x7269_6e67_6b76_5354; // "ringkvST"
+/// The SSTable format version this build writes and the newest it reads.
+pub const TABLE_FORMAT_VERSION: u32 = 1;
+/// The footer's size in bytes.
+pub const FOOTER_BYTES: usize = 48;
+/// Bytes buffered by the writer before they are appended to the file.
+const WRITE_BUFFER_BYTES_MAX: usize = 256 * 1024;
+
+/// Knobs of the table format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableOptions {
+    /// Target size of a data block before its trailer.
+    pub block_size_bytes: usize,
+    /// Entries between restart points.
+    pub restart_interval: usize,
+    /// Bloom filter bits per key (0 disables the filter's effect by making it tiny).
+    pub bloom_bits_per_key: usize,
+}
+
+impl Default for TableOptions {
+    fn default() -> Self {
+        TableOptions { block_size_bytes: 4096, restart_interval: 16, bloom_bits_per_key: 10 }
+    }
+}
+
+/// Where a data block is and the last key in it.
+#[derive(Debug, Clone)]
+pub(crate) struct IndexEntry {
+    pub last_key: Bytes,
+    pub offset: u64,
+    pub len: u32,
+}
+
+/// What a finished table holds, known without reading it back.
+#[derive(Debug, Clone)]
+pub(crate) struct TableInfo {
+    pub size_bytes: u64,
+    pub smallest: Bytes,
+    pub largest: Bytes,
+    pub entries: u64,
+    pub min_seq: SeqNo,
+    pub max_seq: SeqNo,
+    pub index: Vec<IndexEntry>,
+    pub bloom: Bloom,
+}
+
+/// Writes one table.
+pub(crate) struct TableWriter<F: VfsFile> {
+    file: F,
+    name: String,
+    opts: TableOptions,
+    pending: Vec<u8>,
+    offset: u64,
+    block: BlockBuilder,
+    index: Vec<IndexEntry>,
+    hashes: Vec<u64>,
+    last_user: Option<Vec<u8>>,
+    smallest: Option<Bytes>,
+    entries: u64,
+    min_seq: SeqNo,
+    max_seq: SeqNo,
+    key_buf: Vec<u8>,
+    value_buf: Vec<u8>,
+}
+
+impl<F: VfsFile> TableWriter<F> {
+    pub fn new(file: F, name: &str, opts: TableOptions) -> Self {
+        TableWriter {
+            file,
+            name: name.to_string(),
+            opts,
+            pending: Vec::with_capacity(WRITE_BUFFER_BYTES_MAX + opts.block_size_bytes * 2),
+            offset: 0,
+            block: BlockBuilder::new(opts.restart_interval),
+            index: Vec::new(),
+            hashes: Vec::new(),
+            last_user: None,
+            smallest: None,
+            entries: 0,
+            min_seq: SEQ_MAX,
+            max_seq: 0,
+            key_buf: Vec::new(),
+            value_buf: Vec::new(),
+        }
+    }
+
+    /// Adds an entry; entries must come in internal-key order.
+    pub fn add(&mut self, e: &Entry) -> Result<()> {
+        self.key_buf.clear();
+        put_internal_key(&mut self.key_buf, &e.user, e.seq, e.kind);
+        self.value_buf.clear();
+        encode_value(&mut self.value_buf, e.expire_at_ms, &e.value);
+        if !self.block.is_empty()
+            && self.block.estimated_size() + self.key_buf.len() + self.value_buf.len()
+                > self.opts.block_size_bytes
+        {
+            self.finish_block()?;
+        }
+        if self.last_user.as_deref() != Some(&e.user[..]) {
+            self.hashes.push(bloom::bloom_hash(&e.user));
+            self.last_user = Some(e.user.to_vec());
+        }
+        if self.smallest.is_none() {
+            self.smallest = Some(Bytes::copy_from_slice(&self.key_buf));
+        }
+        self.block.add(&self.key_buf, &self.value_buf);
+        self.entries += 1;
+        self.min_seq = self.min_seq.min(e.seq);
+        self.max_seq = self.max_seq.max(e.seq);
+        Ok(())
+    }
+
+    /// Bytes written or buffered so far.
+    pub fn size_estimate(&self) -> u64 {
+        self.offset + self.pending.len() as u64 + self.block.estimated_size() as u64
+    }
+
+    /// Writes the filter, index and footer, and syncs the file.
+    pub fn finish(mut self) -> Result<TableInfo> {
+        if !self.block.is_empty() {
+            self.finish_block()?;
+        }
+        let bloom_data = bloom::build(&self.hashes, self.opts.bloom_bits_per_key);
+        let (bloom_off, bloom_len) = self.put_block(&bloom_data);
+        let mut ib = BlockBuilder::new(1);
+        let mut handle = Vec::new();
+        for e in &self.index {
+            handle.clear();
+            put_varint(&mut handle, e.offset);
+            put_varint(&mut handle, u64::from(e.len));
+            ib.add(&e.last_key, &handle);
+        }
+        let index_data = ib.finish();
+        let (index_off, index_len) = self.put_block(&index_data);
+        let mut footer = Vec::with_capacity(FOOTER_BYTES);
+        for v in [index_off, index_len, bloom_off, bloom_len] {
+            footer.extend_from_slice(&v.to_le_bytes());
+        }
+        footer.extend_from_slice(&TABLE_FORMAT_VERSION.to_le_bytes());
+        let c = crc(&footer);
+        footer.extend_from_slice(&c.to_le_bytes());
+        footer.extend_from_slice(&TABLE_MAGIC.to_le_bytes());
+        debug_assert_eq!(footer.len(), FOOTER_BYTES);
+        self.pending.extend_from_slice(&footer);
+        self.offset += FOOTER_BYTES as u64;
+        self.write_pending()?;
+        self.file.sync().map_err(|e| Error::io("sync", &self.name, e))?;
+        let bloom = Bloom::new(bloom_data)
+            .ok_or_else(|| Error::corruption(&self.name, bloom_off, "built a malformed filter"))?;
+        let largest = self.index.last().map(|e| e.last_key.clone()).unwrap_or_default();
+        Ok(TableInfo {
+            size_bytes: self.offset,
+            smallest: self.smallest.unwrap_or_default(),
+            largest,
+            entries: self.entries,
+            min_seq: self.min_seq,
+            max_seq: self.max_seq,
+            index: self.index,
+            bloom,
+        })
+    }
+
+    fn finish_block(&mut self) -> Result<()> {
+        let last_key = Bytes::copy_from_slice(self.block.last_key());
+        let data = self.block.finish();
+        let (offset, len) = self.put_block(&data);
+        self.index.push(IndexEntry { last_key, offset, len: len as u32 });
+        if self.pending.len() >= WRITE_BUFFER_BYTES_MAX {
+            self.write_pending()?;
+        }
+        Ok(())
+    }
+
+    /// Buffers a block and its CRC; returns its (offset, length without the CRC).
+    fn put_block(&mut self, data: &[u8]) -> (u64, u64) {
+        let offset = self.offset;
+        self.pending.extend_from_slice(data);
+        self.pending.extend_from_slice(&crc(data).to_le_bytes());
+        self.offset += data.len() as u64 + 4;
+        (offset, data.len() as u64)
+    }
+
+    fn write_pending(&mut self) -> Result<()> {
+        if !self.pending.is_empty() {
+            self.file.append(&self.pending).map_err(|e| Error::io("append", &self.name, e))?;
+            self.pending.clear();
+        }
+        Ok(())
+    }
+}
+
+/// An open table.
+#[derive(Debug)]
+pub(crate) struct Table<F: VfsFile> {
+    file: F,
+    name: String,
+    number: u64,
+    size_bytes: u64,
+    index: Vec<IndexEntry>,
+    bloom: Bloom,
+}
+
+impl<F: VfsFile> Table<F> {
+    /// Opens a table, checking its footer, index and filter.
+    pub fn open(file: F, name: &str, number: u64) -> Result<Table<F>> {
+        let size = file.len().map_err(|e| Error::io("len", name, e))?;
+        if size < FOOTER_BYTES as u64 {
+            return Err(Error::corruption(name, 0, "file shorter than a footer"));
+        }
+        let mut footer = [0u8; FOOTER_BYTES];
+        file.read_at(size - FOOTER_BYTES as u64, &mut footer)
+            .map_err(|e| Error::io("read_at", name, e))?;
+        let mut pos = 40;
+        let magic = get_u64(&footer, &mut pos).unwrap_or(0);
+        let foot_at = size - FOOTER_BYTES as u64;
+        if magic != TABLE_MAGIC {
+            return Err(Error::corruption(name, foot_at, "bad magic: not an SSTable"));
+        }
+        let mut pos = 32;
+        let version = get_u32(&footer, &mut pos).unwrap_or(0);
+        if version > TABLE_FORMAT_VERSION {
+            return Err(Error::UnsupportedVersion {
+                path: name.to_string(),
+                found: version,
+                supported: TABLE_FORMAT_VERSION,
+            });
+        }
+        let stored = get_u32(&footer, &mut pos).unwrap_or(0);
+        if crc(&footer[..36]) != stored {
+            return Err(Error::corruption(name, foot_at, "footer checksum mismatch"));
+        }
+        let mut pos = 0;
+        let mut field = || get_u64(&footer, &mut pos).unwrap_or(u64::MAX);
+        let (index_off, index_len, bloom_off, bloom_len) = (field(), field(), field(), field());
+        let index_data = read_checked(&file, name, index_off, index_len, size)?;
+        let index = parse_index(name, index_off, index_data)?;
+        let bloom_data = read_checked(&file, name, bloom_off, bloom_len, size)?;
+        let bloom = Bloom::new(bloom_data.to_vec())
+            .ok_or_else(|| Error::corruption(name, bloom_off, "malformed bloom filter"))?;
+        Ok(Table { file, name: name.to_string(), number, size_bytes: size, index, bloom })
+    }
+
+    /// Wraps a table just written, whose index and filter are already in memory.
+    pub fn from_info(file: F, name: &str, number: u64, info: &TableInfo) -> Table<F> {
+        Table {
+            file,
+            name: name.to_string(),
+            number,
+            size_bytes: info.size_bytes,
+            index: info.index.clone(),
+            bloom: info.bloom.clone(),
+        }
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.size_bytes
+    }
+
+    fn block(&self, i: usize, cache: Option<&RefCell<BlockCache>>) -> Result<Block> {
+        let h = &self.index[i];
+        if let Some(c) = cache {
+            if let Some(data) = c.borrow_mut().get(self.number, h.offset) {
+                return Block::new(data)
+                    .ok_or_else(|| Error::corruption(&self.name, h.offset, "malformed block"));
+            }
+        }
+        let data =
+            read_checked(&self.file, &self.name, h.offset, u64::from(h.len), self.size_bytes)?;
+        if let Some(c) = cache {
+            c.borrow_mut().insert(self.number, h.offset, data.clone());
+        }
+        Block::new(data).ok_or_else(|| Error::corruption(&self.name, h.offset, "malformed block"))
+    }
+
+    /// The newest version of `user` visible at `snapshot`, if this table has one.
+    pub fn get(
+        &self,
+        user: &[u8],
+        snapshot: SeqNo,
+        cache: Option<&RefCell<BlockCache>>,
+    ) -> Result<Option<Entry>> {
+        if !self.bloom.may_contain(bloom::bloom_hash(user)) {
+            return Ok(None);
+        }
+        let target = internal_key(user, snapshot, Kind::Put);
+        let mut i = self.index.partition_point(|e| cmp_internal(&e.last_key, &target).is_lt());
+        while i < self.index.len() {
+            let block = self.block(i, cache)?;
+            let mut it = block.iter();
+            it.seek(&target);
+            if it.corrupt() {
+                return Err(Error::corruption(&self.name, self.index[i].offset, "bad entry"));
+            }
+            if it.valid() {
+                let e = decode_entry(&self.name, self.index[i].offset, it.key(), it.value())?;
+                return Ok((e.user[..] == *user).then_some(e));
+            }
+            i += 1;
+        }
+        Ok(None)
+    }
+
+    /// Iterates entries from the first version of `start` (or from the beginning).
+    pub fn iter<'a>(
+        &'a self,
+        start: Option<&[u8]>,
+        cache: Option<&'a RefCell<BlockCache>>,
+    ) -> Result<TableIter<'a, F>> {
+        let mut it = TableIter { table: self, cache, block_idx: 0, block: None, cur: None };
+        match start {
+            Some(user) => {
+                let target = internal_key(user, SEQ_MAX, Kind::Put);
+                it.block_idx =
+                    self.index.partition_point(|e| cmp_internal(&e.last_key, &target).is_lt());
+                if it.block_idx < self.index.len() {
+                    let mut bi = self.block(it.block_idx, cache)?.iter();
+                    bi.seek(&target);
+                    it.block = Some(bi);
+                }
+            }
+            None => {
+                if !self.index.is_empty() {
+                    let mut bi = self.block(0, cache)?.iter();
+                    bi.seek_to_first();
+                    it.block = Some(bi);
+                }
+            }
+        }
+        it.fill()?;
+        Ok(it)
+    }
+}
+
+/// Iterates a table's entries in order.
+pub(crate) struct TableIter<'a, F: VfsFile> {
+    table: &'a Table<F>,
+    cache: Option<&'a RefCell<BlockCache>>,
+    block_idx: usize,
+    block: Option<crate::block::BlockIter>,
+    cur: Option<Entry>,
+}
+
+impl<F: VfsFile> TableIter<'_, F> {
+    fn fill(&mut self) -> Result<()> {
+        loop {
+            let Some(bi) = self.block.as_mut() else {
+                self.cur = None;
+                return Ok(());
+            };
+            let offset = self.table.index[self.block_idx].offset;
+            if bi.corrupt() {
+                return Err(Error::corruption(&self.table.name, offset, "bad entry"));
+            }
+            if bi.valid() {
+                self.cur = Some(decode_entry(&self.table.name, offset, bi.key(), bi.value())?);
+                bi.advance();
+                return Ok(());
+            }
+            self.block_idx += 1;
+            if self.block_idx >= self.table.index.len() {
+                self.block = None;
+                continue;
+            }
+            let mut next = self.table.block(self.block_idx, self.cache)?.iter();
+            next.seek_to_first();
+            self.block = Some(next);
+        }
+    }
+}
+
+impl<F: VfsFile> EntrySource for TableIter<'_, F> {
+    fn peek(&self) -> Option<&Entry> {
+        self.cur.as_ref()
+    }
+
+    fn next_entry(&mut self) -> Result<Option<Entry>> {
+        let e = self.cur.take();
+        if e.is_some() {
+            self.fill()?;
+        }
+        Ok(e)
+    }
+}
+
+/// Iterates the tables of a sorted level (disjoint key ranges, ascending) as one source,
+/// opening each table only when the previous one is exhausted.
+pub(crate) struct LevelIter<'a, F: VfsFile> {
+    tables: Vec<&'a Table<F>>,
+    next_table: usize,
+    cache: Option<&'a RefCell<BlockCache>>,
+    cur: Option<TableIter<'a, F>>,
+}
+
+impl<'a, F: VfsFile> LevelIter<'a, F> {
+    pub fn new(
+        tables: Vec<&'a Table<F>>,
+        start: Option<&[u8]>,
+        cache: Option<&'a RefCell<BlockCache>>,
+    ) -> Result<Self> {
+        let mut it = LevelIter { tables, next_table: 0, cache, cur: None };
+        if let Some(first) = it.tables.first() {
+            it.cur = Some(first.iter(start, cache)?);
+            it.next_table = 1;
+        }
+        it.skip_empty()?;
+        Ok(it)
+    }
+
+    fn skip_empty(&mut self) -> Result<()> {
+        while self.cur.as_ref().is_some_and(|c| c.peek().is_none()) {
+            self.cur = match self.tables.get(self.next_table) {
+                Some(t) => Some(t.iter(None, self.cache)?),
+                None => None,
+            };
+            self.next_table += 1;
+        }
+        Ok(())
+    }
+}
+
+impl<F: VfsFile> EntrySource for LevelIter<'_, F> {
+    fn peek(&self) -> Option<&Entry> {
+        self.cur.as_ref().and_then(|c| c.peek())
+    }
+
+    fn next_entry(&mut self) -> Result<Option<Entry>> {
+        let Some(cur) = self.cur.as_mut() else {
+            return Ok(None);
+        };
+        let e = cur.next_entry()?;
+        self.skip_empty()?;
+        Ok(e)
+    }
+}
+
+fn decode_entry(name: &str, offset: u64, ikey: &[u8], value: Bytes) -> Result<Entry> {
+    let (user, seq, kind) = split_internal_key(ikey)
+        .ok_or_else(|| Error::corruption(name, offset, "malformed internal key"))?;
+    let (expire_at_ms, skip) =
+        decode_value(&value).ok_or_else(|| Error::corruption(name, offset, "malformed value"))?;
+    Ok(Entry {
+        user: Bytes::copy_from_slice(user),
+        seq,
+        kind,
+        expire_at_ms,
+        value: value.slice(skip..),
+    })
+}
+
+/// Reads a block and verifies its trailing CRC.
+fn read_checked<F: VfsFile>(file: &F, name: &str, off: u64, len: u64, size: u64) -> Result<Bytes> {
+    let end = off.checked_add(len).and_then(|e| e.checked_add(4));
+    if end.is_none_or(|e| e > size) {
+        return Err(Error::corruption(name, off, "block handle past the end of the file"));
+    }
+    let mut buf = vec![0u8; len as usize + 4];
+    file.read_at(off, &mut buf).map_err(|e| Error::io("read_at", name, e))?;
+    let n = len as usize;
+    let stored = u32::from_le_bytes([buf[n], buf[n + 1], buf[n + 2], buf[n + 3]]);
+    if crc(&buf[..n]) != stored {
+        return Err(Error::corruption(name, off, "block checksum mismatch"));
+    }
+    buf.truncate(n);
+    Ok(Bytes::from(buf))
+}
+
+fn parse_index(name: &str, off: u64, data: Bytes) -> Result<Vec<IndexEntry>> {
+    let block = Block::new(data).ok_or_else(|| Error::corruption(name, off, "malformed index"))?;
+    let mut it = block.iter();
+    it.seek_to_first();
+    let mut out = Vec::new();
+    while it.valid() {
+        let v = it.value();
+        let mut pos = 0;
+        let (Some(offset), Some(len)) = (get_varint(&v, &mut pos), get_varint(&v, &mut pos)) else {
+            return Err(Error::corruption(name, off, "malformed index entry"));
+        };
+        out.push(IndexEntry {
+            last_key: Bytes::copy_from_slice(it.key()),
+            offset,
+            len: u32::try_from(len)
+                .map_err(|_| Error::corruption(name, off, "index entry length too large"))?,
+        });
+        it.advance();
+    }
+    if it.corrupt() {
+        return Err(Error::corruption(name, off, "malformed index entry"));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simfs::SimFs;
+    use crate::vfs::Vfs;
+
+    fn entry(i: u32, seq: SeqNo, kind: Kind) -> Entry {
+        Entry {
+            user: Bytes::from(format!("user{i:06}").into_bytes()),
+            seq,
+            kind,
+            expire_at_ms: i.is_multiple_of(7).then_some(u64::from(i)),
+            value: Bytes::from(vec![(i % 251) as u8; 100]),
+        }
+    }
+
+    fn write_table(fs: &SimFs, name: &str, n: u32) -> TableInfo {
+        let mut w = TableWriter::new(fs.create(name).unwrap(), name, TableOptions::default());
+        for i in 0..n {
+            w.add(&entry(i, 1000 + u64::from(i), Kind::Put)).unwrap();
+            if i % 10 == 0 {
+                w.add(&entry(i, 10, Kind::Delete)).unwrap();
+            }
+        }
+        w.finish().unwrap()
+    }
+
+    #[test]
+    fn table_round_trips_point_reads_and_scans() {
+        let fs = SimFs::new(1);
+        let info = write_table(&fs, "1.sst", 2000);
+        assert!(info.index.len() > 10, "many 4 KiB blocks");
+        let t = Table::open(fs.open("1.sst").unwrap(), "1.sst", 1).unwrap();
+        assert_eq!(t.size_bytes(), info.size_bytes);
+        let cache = RefCell::new(BlockCache::new(1 << 20));
+        for i in (0..2000).step_by(37) {
+            let e = t.get(&entry(i, 0, Kind::Put).user, SEQ_MAX, Some(&cache)).unwrap().unwrap();
+            assert_eq!(e, entry(i, 1000 + u64::from(i), Kind::Put));
+            // Below the put's sequence number, only the old tombstone (every 10th key) is seen.
+            let old = t.get(&e.user, 500, None).unwrap();
+            assert_eq!(old.map(|o| o.kind), (i % 10 == 0).then_some(Kind::Delete));
+        }
+        assert!(t.get(b"user999999", SEQ_MAX, None).unwrap().is_none());
+        let mut it = t.iter(Some(b"user001000"), Some(&cache)).unwrap();
+        let first = it.next_entry().unwrap().unwrap();
+        assert_eq!(first.user, entry(1000, 0, Kind::Put).user);
+        let mut n = 1;
+        while it.next_entry().unwrap().is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 1000 + 100);
+    }
+
+    #[test]
+    fn any_flipped_bit_is_an_error_or_the_right_answer_never_wrong_data() {
+        for seed in 0..40 {
+            let fs = SimFs::new(seed);
+            write_table(&fs, "t.sst", 300);
+            let offset = fs.corrupt_random("t.sst").unwrap();
+            let opened = Table::open(fs.open("t.sst").unwrap(), "t.sst", 1);
+            let Ok(t) = opened else { continue };
+            for i in 0..300 {
+                match t.get(&entry(i, 0, Kind::Put).user, SEQ_MAX, None) {
+                    Ok(Some(e)) => assert_eq!(e, entry(i, 1000 + u64::from(i), Kind::Put)),
+                    Ok(None) => panic!("seed {seed}: flip at {offset} hid key {i}"),
+                    Err(e) => assert!(e.is_corruption(), "seed {seed}: {e}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn newer_format_version_is_refused_with_a_clear_error() {
+        let fs = SimFs::new(2);
+        write_table(&fs, "t.sst", 10);
+        let mut data = crate::vfs::read_all(&fs.open("t.sst").unwrap()).unwrap();
+        let at = data.len() - FOOTER_BYTES + 32;
+        data[at..at + 4].copy_from_slice(&2u32.to_le_bytes());
+        fs.create("new.sst").unwrap().append(&data).unwrap();
+        let err = Table::open(fs.open("new.sst").unwrap(), "new.sst", 1).unwrap_err();
+        assert!(matches!(err, Error::UnsupportedVersion { found: 2, supported: 1, .. }));
+        assert!(err.to_string().contains("upgrade"), "{err}");
+    }
+}
