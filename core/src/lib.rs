@@ -10,6 +10,7 @@
 //! (quorum bookkeeping), [`storage`] (what the node needs from a disk).
 #![forbid(unsafe_code)]
 
+pub mod buggify;
 pub mod coordinator;
 pub mod error;
 pub mod harness;
