@@ -316,6 +316,11 @@ impl<V: Vfs> Engine<V> {
             let name = wal_name(*n);
             vfs.remove(&name).map_err(|e| Error::io("remove", &name, e))?;
         }
+        if !stale.is_empty() {
+            // The stale files must be gone for good before a new WAL, whose first record will
+            // reuse their sequence numbers, can exist.
+            vfs.sync_dir().map_err(|e| Error::io("sync_dir", "/", e))?;
+        }
         let wal_number = state.next_file;
         let manifest_number = wal_number + 1;
         state.next_file += 2;
@@ -825,28 +830,35 @@ impl<V: Vfs> Engine<V> {
         outputs: Vec<(FileMeta, TableInfo)>,
         obsolete: &[u64],
     ) -> Result<()> {
-        if let Err(e) = self.manifest.append(&edit) {
-            self.poison(format!("manifest update failed: {e}"));
-            return Err(e);
-        }
-        if let Err(d) = self.state.apply(&edit) {
+        // Everything that can fail before the edit is durable: nothing changes in memory
+        // unless the manifest has the edit.
+        let mut next = self.state.clone();
+        if let Err(d) = next.apply(&edit) {
             let e = Error::Protocol(format!("bad edit: {d}"));
             self.poison(e.to_string());
             return Err(e);
         }
+        let mut opened = Vec::with_capacity(outputs.len());
         for (meta, info) in &outputs {
             let name = table_name(meta.number);
             match self.vfs.open(&name) {
-                Ok(file) => {
-                    self.tables
-                        .insert(meta.number, Table::from_info(file, &name, meta.number, info));
-                }
+                Ok(file) => opened.push(Table::from_info(file, &name, meta.number, info)),
                 Err(e) => {
                     let e = Error::io("open", &name, e);
                     self.poison(format!("opening a new table failed: {e}"));
                     return Err(e);
                 }
             }
+        }
+        if let Err(e) = self.manifest.append(&edit) {
+            self.poison(format!("manifest update failed: {e}"));
+            return Err(e);
+        }
+        // File numbers may have been allocated meanwhile; keep the larger counter.
+        next.next_file = next.next_file.max(self.state.next_file);
+        self.state = next;
+        for ((meta, _), table) in outputs.iter().zip(opened) {
+            self.tables.insert(meta.number, table);
         }
         self.version = Version::from_state(&self.state);
         for number in obsolete {
@@ -1138,7 +1150,7 @@ fn replay_wals<V: Vfs>(
     let mut report = RecoveryReport { last_seq: state.last_seq, ..RecoveryReport::default() };
     let (mut replayed, mut stale) = (Vec::new(), Vec::new());
     for &n in numbers {
-        if report.wal_stop.is_some() {
+        if !stale.is_empty() {
             stale.push(n);
             continue;
         }
@@ -1147,6 +1159,8 @@ fn replay_wals<V: Vfs>(
         let data = read_all(&file).map_err(|e| Error::io("read_at", &name, e))?;
         let mut reader = RecordReader::new(&data);
         let mut stop: Option<(u64, String)> = None;
+        let mut gap_at_start = false;
+        let mut first_record = true;
         while let Some(payload) = reader.next() {
             let record_at =
                 (reader.offset() - payload.len() - crate::record::RECORD_HEADER_BYTES) as u64;
@@ -1156,9 +1170,13 @@ fn replay_wals<V: Vfs>(
             };
             let last = first + ops.len() as u64 - 1;
             if ops.is_empty() || last <= report.last_seq {
+                first_record = false;
                 continue; // already in a table
             }
             if first != report.last_seq + 1 {
+                // A file that starts past a gap holds writes after ones that were lost: neither
+                // it nor any later file may be replayed.
+                gap_at_start = first_record;
                 stop = Some((
                     record_at,
                     format!("sequence gap: expected {}, found {first}", report.last_seq + 1),
@@ -1176,16 +1194,23 @@ fn replay_wals<V: Vfs>(
             }
             report.last_seq = last;
             report.records_replayed += 1;
+            first_record = false;
         }
         if stop.is_none() {
             if let Some(bad) = reader.bad() {
                 stop = Some((bad.offset, bad.reason.clone()));
             }
         }
-        replayed.push(n);
-        report.wal_files_replayed += 1;
+        if gap_at_start {
+            stale.push(n);
+        } else {
+            replayed.push(n);
+            report.wal_files_replayed += 1;
+        }
+        // A torn tail ends this file only: the next file goes on if its first record follows
+        // the last one replayed (it was written after an earlier recovery stopped here).
         if let Some((offset, reason)) = stop {
-            report.wal_stop = Some(WalStop { file: name, offset, reason });
+            report.wal_stop.get_or_insert(WalStop { file: name, offset, reason });
         }
     }
     Ok((report, replayed, stale))

@@ -368,7 +368,12 @@ pub(crate) fn read_current<V: Vfs>(
         state.apply(&edit).map_err(|d| Error::corruption(&name, 0, format!("bad edit: {d}")))?;
     }
     if let Some(bad) = reader.bad() {
-        if !bad.at_tail {
+        // Every edit is synced before the next is written and a reopened manifest is replaced
+        // by a new one, so only the last record can be torn: anything intact after a bad
+        // record means the damage is in the middle.
+        let damaged_mid_file = !bad.at_tail
+            && crate::record::intact_record_after(&data, bad.offset as usize).is_some();
+        if damaged_mid_file {
             return Err(Error::corruption(&name, bad.offset, bad.reason.clone()));
         }
     }

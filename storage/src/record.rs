@@ -97,6 +97,15 @@ impl<'a> Iterator for RecordReader<'a> {
     }
 }
 
+/// The offset of the first intact record starting after `from`, if any. A torn append leaves
+/// nothing intact after it, so finding one proves damage in the middle of the data.
+pub fn intact_record_after(data: &[u8], from: usize) -> Option<usize> {
+    (from + 1..data.len()).find(|&off| {
+        let mut r = RecordReader::new(&data[off..]);
+        r.next().is_some()
+    })
+}
+
 fn mask(c: u32) -> u32 {
     c.rotate_right(15).wrapping_add(0xa282_ead8)
 }
@@ -142,6 +151,14 @@ mod tests {
         let bad = r.bad().unwrap();
         assert!(!bad.at_tail);
         assert_eq!(bad.offset, 0);
+    }
+
+    #[test]
+    fn intact_record_after_damage_is_found() {
+        let mut b = records(&[b"one", b"two", b"three"]);
+        b[0..8].fill(0);
+        assert_eq!(intact_record_after(&b, 0), Some(11));
+        assert_eq!(intact_record_after(&b, 22), None);
     }
 
     #[test]

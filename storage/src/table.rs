@@ -245,16 +245,18 @@ impl<F: VfsFile> Table<F> {
         }
         let mut pos = 32;
         let version = get_u32(&footer, &mut pos).unwrap_or(0);
+        let stored = get_u32(&footer, &mut pos).unwrap_or(0);
+        // The checksum comes first so that a flipped bit in the version field reads as damage;
+        // a genuine newer file has a valid footer checksum.
+        if crc(&footer[..36]) != stored {
+            return Err(Error::corruption(name, foot_at, "footer checksum mismatch"));
+        }
         if version > TABLE_FORMAT_VERSION {
             return Err(Error::UnsupportedVersion {
                 path: name.to_string(),
                 found: version,
                 supported: TABLE_FORMAT_VERSION,
             });
-        }
-        let stored = get_u32(&footer, &mut pos).unwrap_or(0);
-        if crc(&footer[..36]) != stored {
-            return Err(Error::corruption(name, foot_at, "footer checksum mismatch"));
         }
         let mut pos = 0;
         let mut field = || get_u64(&footer, &mut pos).unwrap_or(u64::MAX);
@@ -592,8 +594,10 @@ mod tests {
         let fs = SimFs::new(2);
         write_table(&fs, "t.sst", 10);
         let mut data = crate::vfs::read_all(&fs.open("t.sst").unwrap()).unwrap();
-        let at = data.len() - FOOTER_BYTES + 32;
-        data[at..at + 4].copy_from_slice(&2u32.to_le_bytes());
+        let at = data.len() - FOOTER_BYTES;
+        data[at + 32..at + 36].copy_from_slice(&2u32.to_le_bytes());
+        let c = crc(&data[at..at + 36]);
+        data[at + 36..at + 40].copy_from_slice(&c.to_le_bytes());
         fs.create("new.sst").unwrap().append(&data).unwrap();
         let err = Table::open(fs.open("new.sst").unwrap(), "new.sst", 1).unwrap_err();
         assert!(matches!(err, Error::UnsupportedVersion { found: 2, supported: 1, .. }));
