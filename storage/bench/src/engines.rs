@@ -1,0 +1,314 @@
+//! The engines under test behind one trait: ringkv-storage (with a threaded job driver), fjall,
+//! and RocksDB when the `rocksdb` feature is on.
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::thread;
+
+use ringkv_storage::{Batch, Engine, Error, Job, JobResult, KeyspaceId, Options, StdFs};
+
+/// What every engine under test offers the workloads.
+pub trait BenchEngine {
+    /// The engine's name in results.
+    fn name(&self) -> &'static str;
+    /// Writes a batch of (key, value) pairs atomically, without a sync.
+    fn write(&mut self, batch: &[([u8; 16], &[u8])]);
+    /// Syncs everything written.
+    fn sync(&mut self);
+    /// True if `key` has a value.
+    fn get(&mut self, key: &[u8]) -> bool;
+    /// Reads up to `count` keys from `start` on; returns how many were read.
+    fn scan(&mut self, start: &[u8], count: usize) -> usize;
+    /// Reads every key in order; returns how many there were.
+    fn scan_all(&mut self) -> usize;
+    /// Waits until background work (flushes, compactions) is done.
+    fn settle(&mut self);
+    /// Flushes and compacts everything into the fewest tables.
+    fn compact_all(&mut self);
+}
+
+/// Opens engine `name` in `dir`.
+pub fn open(name: &str, dir: &Path, sync: bool) -> Box<dyn BenchEngine> {
+    std::fs::create_dir_all(dir).expect("create the engine's directory");
+    match name {
+        "ringkv" => Box::new(Ringkv::open(dir)),
+        "fjall" => Box::new(Fjall::open(dir, sync)),
+        #[cfg(feature = "rocksdb")]
+        "rocksdb" => Box::new(rocks::Rocks::open(dir, sync)),
+        other => panic!(
+            "unknown engine {other:?} (this build knows ringkv, fjall{})",
+            if cfg!(feature = "rocksdb") { ", rocksdb" } else { "" }
+        ),
+    }
+}
+
+/// The name an engine reports in results.
+pub fn display_name(name: &str) -> &'static str {
+    match name {
+        "ringkv" => "ringkv",
+        "fjall" => "fjall",
+        "rocksdb" => "rocksdb",
+        _ => "unknown",
+    }
+}
+
+/// Counts the items of an iterator of value lengths, making sure every value was read.
+fn count_items(lens: impl Iterator<Item = usize>) -> usize {
+    let (mut n, mut bytes) = (0, 0);
+    for len in lens {
+        n += 1;
+        bytes += len;
+    }
+    std::hint::black_box(bytes);
+    n
+}
+
+/// ringkv-storage on real files, with flushes and compactions run on two worker threads (one
+/// per job slot), the way a production driver runs them.
+struct Ringkv {
+    engine: Engine<StdFs>,
+    ks: KeyspaceId,
+    flush_tx: mpsc::Sender<Job>,
+    compact_tx: mpsc::Sender<Job>,
+    done_rx: mpsc::Receiver<JobResult>,
+    in_flight: usize,
+}
+
+impl Ringkv {
+    fn open(dir: &Path) -> Ringkv {
+        let fs = StdFs::new(dir).expect("root directory");
+        let mut engine = Engine::open(fs.clone(), Options::default()).expect("open ringkv");
+        let ks = engine.create_keyspace("bench").expect("keyspace");
+        let (done_tx, done_rx) = mpsc::channel();
+        let spawn_worker = |fs: StdFs, done: mpsc::Sender<JobResult>| {
+            let (tx, rx) = mpsc::channel::<Job>();
+            thread::spawn(move || {
+                for job in rx {
+                    if done.send(job.run(&fs)).is_err() {
+                        break;
+                    }
+                }
+            });
+            tx
+        };
+        let flush_tx = spawn_worker(fs.clone(), done_tx.clone());
+        let compact_tx = spawn_worker(fs, done_tx);
+        Ringkv { engine, ks, flush_tx, compact_tx, done_rx, in_flight: 0 }
+    }
+
+    /// Hands out due jobs and applies finished ones; blocks for one result if `wait`.
+    fn pump(&mut self, wait: bool) {
+        if wait && self.in_flight > 0 {
+            let r = self.done_rx.recv().expect("worker alive");
+            self.in_flight -= 1;
+            self.engine.finish(r).expect("job applied");
+        }
+        while let Ok(r) = self.done_rx.try_recv() {
+            self.in_flight -= 1;
+            self.engine.finish(r).expect("job applied");
+        }
+        while let Some(job) = self.engine.poll_job() {
+            self.in_flight += 1;
+            let tx = if job.is_flush() { &self.flush_tx } else { &self.compact_tx };
+            tx.send(job).expect("worker alive");
+        }
+    }
+}
+
+impl BenchEngine for Ringkv {
+    fn name(&self) -> &'static str {
+        "ringkv"
+    }
+
+    fn write(&mut self, batch: &[([u8; 16], &[u8])]) {
+        let mut b = Batch::new();
+        for (k, v) in batch {
+            b.put(self.ks, k.to_vec(), v.to_vec());
+        }
+        loop {
+            match self.engine.write(&b) {
+                Ok(_) => break,
+                Err(Error::WriteStall { .. }) => self.pump(true),
+                Err(e) => panic!("ringkv write failed: {e}"),
+            }
+        }
+        self.pump(false);
+    }
+
+    fn sync(&mut self) {
+        self.engine.sync().expect("ringkv sync");
+    }
+
+    fn get(&mut self, key: &[u8]) -> bool {
+        self.engine.get(self.ks, key).expect("ringkv get").is_some()
+    }
+
+    fn scan(&mut self, start: &[u8], count: usize) -> usize {
+        count_items(
+            self.engine
+                .scan(self.ks, start.., None)
+                .expect("ringkv scan")
+                .take(count)
+                .map(|kv| kv.expect("ringkv scan item").value.len()),
+        )
+    }
+
+    fn scan_all(&mut self) -> usize {
+        count_items(
+            self.engine
+                .scan::<&[u8]>(self.ks, .., None)
+                .expect("ringkv scan")
+                .map(|kv| kv.expect("ringkv scan item").value.len()),
+        )
+    }
+
+    fn settle(&mut self) {
+        self.pump(false);
+        while self.in_flight > 0 {
+            self.pump(true);
+        }
+    }
+
+    fn compact_all(&mut self) {
+        self.engine.request_flush().expect("flush");
+        self.settle();
+        self.engine.request_full_compaction();
+        self.pump(false);
+        self.settle();
+        self.engine.sync().expect("sync");
+    }
+}
+
+/// fjall 3 with its default configuration (background threads, journal without a sync per
+/// write; `--sync` persists with fdatasync after every batch).
+struct Fjall {
+    db: fjall::Database,
+    ks: fjall::Keyspace,
+}
+
+impl Fjall {
+    fn open(dir: &Path, _sync: bool) -> Fjall {
+        let db = fjall::Database::builder(dir).open().expect("open fjall");
+        let ks =
+            db.keyspace("bench", fjall::KeyspaceCreateOptions::default).expect("fjall keyspace");
+        Fjall { db, ks }
+    }
+}
+
+impl BenchEngine for Fjall {
+    fn name(&self) -> &'static str {
+        "fjall"
+    }
+
+    fn write(&mut self, batch: &[([u8; 16], &[u8])]) {
+        if let [(k, v)] = batch {
+            self.ks.insert(k.to_vec(), v.to_vec()).expect("fjall insert");
+            return;
+        }
+        let mut b = self.db.batch();
+        for (k, v) in batch {
+            b.insert(&self.ks, k.to_vec(), v.to_vec());
+        }
+        b.commit().expect("fjall commit");
+    }
+
+    fn sync(&mut self) {
+        self.db.persist(fjall::PersistMode::SyncData).expect("fjall persist");
+    }
+
+    fn get(&mut self, key: &[u8]) -> bool {
+        self.ks.get(key).expect("fjall get").is_some()
+    }
+
+    fn scan(&mut self, start: &[u8], count: usize) -> usize {
+        count_items(
+            self.ks
+                .range(start..)
+                .take(count)
+                .map(|g| g.into_inner().expect("fjall scan item").1.len()),
+        )
+    }
+
+    fn scan_all(&mut self) -> usize {
+        count_items(self.ks.iter().map(|g| g.into_inner().expect("fjall scan item").1.len()))
+    }
+
+    fn settle(&mut self) {
+        // fjall flushes and compacts on its own threads; wait for the memtable to be written.
+        self.ks.rotate_memtable_and_wait().expect("fjall flush");
+    }
+
+    fn compact_all(&mut self) {
+        self.ks.rotate_memtable_and_wait().expect("fjall flush");
+        self.ks.major_compact().expect("fjall major compaction");
+        self.db.persist(fjall::PersistMode::SyncAll).expect("fjall persist");
+    }
+}
+
+#[cfg(feature = "rocksdb")]
+mod rocks {
+    use std::path::Path;
+
+    use super::BenchEngine;
+
+    /// RocksDB with default options plus its WAL; `--sync` sets sync on every write.
+    pub struct Rocks {
+        db: rocksdb::DB,
+        write_opts: rocksdb::WriteOptions,
+    }
+
+    impl Rocks {
+        pub fn open(dir: &Path, sync: bool) -> Rocks {
+            let db = rocksdb::DB::open_default(dir).expect("open rocksdb");
+            let mut write_opts = rocksdb::WriteOptions::default();
+            write_opts.set_sync(sync);
+            Rocks { db, write_opts }
+        }
+    }
+
+    impl BenchEngine for Rocks {
+        fn name(&self) -> &'static str {
+            "rocksdb"
+        }
+
+        fn write(&mut self, batch: &[([u8; 16], &[u8])]) {
+            let mut b = rocksdb::WriteBatch::default();
+            for (k, v) in batch {
+                b.put(k, v);
+            }
+            self.db.write_opt(b, &self.write_opts).expect("rocksdb write");
+        }
+
+        fn sync(&mut self) {
+            // Writes already sync when --sync is set (WriteOptions::set_sync).
+        }
+
+        fn get(&mut self, key: &[u8]) -> bool {
+            self.db.get_pinned(key).expect("rocksdb get").is_some()
+        }
+
+        fn scan(&mut self, start: &[u8], count: usize) -> usize {
+            let mode = rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward);
+            super::count_items(
+                self.db.iterator(mode).take(count).map(|r| r.expect("rocksdb scan item").1.len()),
+            )
+        }
+
+        fn scan_all(&mut self) -> usize {
+            super::count_items(
+                self.db
+                    .iterator(rocksdb::IteratorMode::Start)
+                    .map(|r| r.expect("rocksdb scan item").1.len()),
+            )
+        }
+
+        fn settle(&mut self) {
+            self.db.flush().expect("rocksdb flush");
+        }
+
+        fn compact_all(&mut self) {
+            self.db.flush().expect("rocksdb flush");
+            self.db.compact_range::<&[u8], &[u8]>(None, None);
+        }
+    }
+}

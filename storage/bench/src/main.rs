@@ -1,0 +1,402 @@
+//! `ringkv-storage-bench`: db_bench-style workloads against ringkv-storage and its peers, in
+//! the same run on the same machine, printing ratios (or JSON lines with `--json`).
+//!
+//! Workloads: fillseq and fillrandom (each on a fresh database), overwrite, readrandom (hits),
+//! readmissing, readseq, scan (short range scans), then a full compaction and the space used.
+//! Keys are 16 bytes, values 100 random (incompressible) bytes. The WAL is on without a sync per
+//! write; `--sync` syncs after every batch. The ringkv driver runs flushes and compactions on
+//! worker threads, as a production driver would: the engine itself never spawns threads.
+
+mod engines;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use rand::{Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use engines::BenchEngine;
+
+#[derive(Parser, Debug, Clone)]
+#[command(about = "Benchmark ringkv-storage against fjall (and RocksDB with --features rocksdb)")]
+struct Args {
+    /// Number of keys.
+    #[arg(long, default_value_t = 1_000_000)]
+    keys: u64,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 100)]
+    value_bytes: usize,
+    /// Writes per batch.
+    #[arg(long, default_value_t = 1)]
+    batch: u64,
+    /// Sync the WAL after every batch.
+    #[arg(long)]
+    sync: bool,
+    /// Point reads per read workload (defaults to --keys).
+    #[arg(long)]
+    reads: Option<u64>,
+    /// Range scans in the scan workload, each reading --scan-len keys.
+    #[arg(long, default_value_t = 10_000)]
+    scans: u64,
+    /// Keys read per range scan.
+    #[arg(long, default_value_t = 100)]
+    scan_len: usize,
+    /// Engines to run, comma separated: ringkv, fjall, rocksdb.
+    #[arg(long, default_value = "ringkv,fjall")]
+    engines: String,
+    /// Print one JSON object per line instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Directory for the databases (a temporary directory by default).
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
+    /// Seed of the key order and values.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+/// One measured workload on one engine.
+#[derive(Debug, Clone)]
+struct Measurement {
+    workload: &'static str,
+    engine: &'static str,
+    ops: u64,
+    elapsed: Duration,
+    p50_us: f64,
+    p99_us: f64,
+    bytes_on_disk: u64,
+    write_amp: Option<f64>,
+}
+
+impl Measurement {
+    fn ops_per_s(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    fn json(&self) -> String {
+        let wa = self.write_amp.map_or_else(|| "null".to_string(), |w| format!("{w:.3}"));
+        format!(
+            "{{\"workload\":\"{}\",\"engine\":\"{}\",\"ops_per_s\":{:.1},\"p50_us\":{:.3},\"p99_us\":{:.3},\"bytes_on_disk\":{},\"write_amp\":{}}}",
+            self.workload,
+            self.engine,
+            self.ops_per_s(),
+            self.p50_us,
+            self.p99_us,
+            self.bytes_on_disk,
+            wa
+        )
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    let tmp = match &args.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).expect("create --dir");
+            None
+        }
+        None => Some(tempfile::tempdir().expect("create a temporary directory")),
+    };
+    let root = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| tmp.as_ref().map(|t| t.path().to_path_buf()).unwrap_or_default());
+    let names: Vec<String> = args.engines.split(',').map(|s| s.trim().to_string()).collect();
+    let mut results: Vec<Measurement> = Vec::new();
+    let mut space: Vec<(String, u64)> = Vec::new();
+    for name in &names {
+        if !args.json {
+            eprintln!("running {name} with {} keys...", args.keys);
+        }
+        let (ms, bytes) = run_engine(name, &args, &root.join(name));
+        for m in &ms {
+            if args.json {
+                println!("{}", m.json());
+            }
+        }
+        results.extend(ms);
+        space.push((name.clone(), bytes));
+    }
+    let logical = args.keys * (16 + args.value_bytes as u64);
+    if args.json {
+        for (engine, bytes) in &space {
+            println!(
+                "{{\"workload\":\"space_after_full_compaction\",\"engine\":\"{engine}\",\"ops_per_s\":null,\"p50_us\":null,\"p99_us\":null,\"bytes_on_disk\":{bytes},\"write_amp\":null,\"space_amp\":{:.3}}}",
+                *bytes as f64 / logical as f64
+            );
+        }
+    } else {
+        print_table(&results, &names, &space, logical);
+    }
+}
+
+/// Runs every workload on one engine; returns the measurements and the bytes on disk after a
+/// full compaction.
+fn run_engine(name: &str, args: &Args, dir: &Path) -> (Vec<Measurement>, u64) {
+    let _ = std::fs::remove_dir_all(dir);
+    let mut out = Vec::new();
+    let values = ValueSource::new(args.seed, args.value_bytes);
+    let n = args.keys;
+
+    // fillseq on its own fresh database.
+    {
+        let seq_dir = dir.join("fillseq");
+        let mut e = engines::open(name, &seq_dir, args.sync);
+        let order: Vec<u64> = (0..n).collect();
+        out.push(fill("fillseq", e.as_mut(), &order, &values, args, &seq_dir));
+        drop(e);
+        let _ = std::fs::remove_dir_all(&seq_dir);
+    }
+
+    let main_dir = dir.join("main");
+    let mut e = engines::open(name, &main_dir, args.sync);
+    let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+    let mut order: Vec<u64> = (0..n).collect();
+    for i in (1..order.len()).rev() {
+        let j = rng.random_range(0..=i);
+        order.swap(i, j);
+    }
+    out.push(fill("fillrandom", e.as_mut(), &order, &values, args, &main_dir));
+    let over: Vec<u64> = (0..n).map(|_| rng.random_range(0..n)).collect();
+    out.push(fill("overwrite", e.as_mut(), &over, &values, args, &main_dir));
+    e.settle();
+
+    let reads = args.reads.unwrap_or(n);
+    let hits: Vec<u64> = (0..reads).map(|_| rng.random_range(0..n)).collect();
+    out.push(read("readrandom", e.as_mut(), &hits, false, &main_dir));
+    out.push(read("readmissing", e.as_mut(), &hits, true, &main_dir));
+
+    let start = Instant::now();
+    let count = e.scan_all();
+    assert_eq!(count as u64, n, "{name}: readseq saw every key");
+    out.push(Measurement {
+        workload: "readseq",
+        engine: e.name(),
+        ops: count as u64,
+        elapsed: start.elapsed(),
+        p50_us: 0.0,
+        p99_us: 0.0,
+        bytes_on_disk: dir_bytes(&main_dir),
+        write_amp: None,
+    });
+
+    let starts: Vec<u64> = (0..args.scans).map(|_| rng.random_range(0..n)).collect();
+    let mut lat = Vec::with_capacity(starts.len());
+    let begin = Instant::now();
+    for s in &starts {
+        let t = Instant::now();
+        let got = e.scan(&key(*s), args.scan_len);
+        lat.push(t.elapsed());
+        assert!(got > 0, "{name}: a scan from an existing key finds it");
+    }
+    let (p50_us, p99_us) = percentiles(&mut lat);
+    out.push(Measurement {
+        workload: "scan",
+        engine: e.name(),
+        ops: args.scans,
+        elapsed: begin.elapsed(),
+        p50_us,
+        p99_us,
+        bytes_on_disk: dir_bytes(&main_dir),
+        write_amp: None,
+    });
+
+    e.compact_all();
+    let bytes = dir_bytes(&main_dir);
+    drop(e);
+    let _ = std::fs::remove_dir_all(dir);
+    (out, bytes)
+}
+
+fn fill(
+    workload: &'static str,
+    e: &mut dyn BenchEngine,
+    order: &[u64],
+    values: &ValueSource,
+    args: &Args,
+    dir: &Path,
+) -> Measurement {
+    let written_before = io_bytes_written();
+    let mut lat = Vec::with_capacity(order.len() / args.batch.max(1) as usize + 1);
+    let begin = Instant::now();
+    for chunk in order.chunks(args.batch.max(1) as usize) {
+        let t = Instant::now();
+        let batch: Vec<([u8; 16], &[u8])> =
+            chunk.iter().map(|&i| (key(i), values.get(i))).collect();
+        e.write(&batch);
+        if args.sync {
+            e.sync();
+        }
+        lat.push(t.elapsed());
+    }
+    let elapsed = begin.elapsed();
+    let (p50_us, p99_us) = percentiles(&mut lat);
+    let user = order.len() as u64 * (16 + args.value_bytes as u64);
+    let written = io_bytes_written().saturating_sub(written_before);
+    Measurement {
+        workload,
+        engine: e.name(),
+        ops: order.len() as u64,
+        elapsed,
+        p50_us,
+        p99_us,
+        bytes_on_disk: dir_bytes(dir),
+        write_amp: Some(written as f64 / user.max(1) as f64),
+    }
+}
+
+fn read(
+    workload: &'static str,
+    e: &mut dyn BenchEngine,
+    keys: &[u64],
+    missing: bool,
+    dir: &Path,
+) -> Measurement {
+    let mut lat = Vec::with_capacity(keys.len());
+    let mut found = 0u64;
+    let begin = Instant::now();
+    for &i in keys {
+        let k = if missing { missing_key(i) } else { key(i) };
+        let t = Instant::now();
+        found += u64::from(e.get(&k));
+        lat.push(t.elapsed());
+    }
+    let elapsed = begin.elapsed();
+    let want = if missing { 0 } else { keys.len() as u64 };
+    assert_eq!(found, want, "{}: {workload} found {found} of {want}", e.name());
+    let (p50_us, p99_us) = percentiles(&mut lat);
+    Measurement {
+        workload,
+        engine: e.name(),
+        ops: keys.len() as u64,
+        elapsed,
+        p50_us,
+        p99_us,
+        bytes_on_disk: dir_bytes(dir),
+        write_amp: None,
+    }
+}
+
+/// The 16-byte key of index `i`: its zero-padded decimal form.
+fn key(i: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k.copy_from_slice(format!("{i:016}").as_bytes());
+    k
+}
+
+/// A key that sorts among the existing ones but is never written.
+fn missing_key(i: u64) -> [u8; 16] {
+    let mut k = key(i);
+    k[15] = b'.';
+    k
+}
+
+/// Random incompressible values, sliced from a pool by key index.
+struct ValueSource {
+    pool: Vec<u8>,
+    value_bytes: usize,
+}
+
+impl ValueSource {
+    fn new(seed: u64, value_bytes: usize) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
+        let mut pool = vec![0u8; (1 << 20) + value_bytes];
+        rng.fill_bytes(&mut pool);
+        ValueSource { pool, value_bytes }
+    }
+
+    fn get(&self, i: u64) -> &[u8] {
+        let off = (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 44) as usize % (1 << 20);
+        &self.pool[off..off + self.value_bytes]
+    }
+}
+
+fn percentiles(lat: &mut [Duration]) -> (f64, f64) {
+    if lat.is_empty() {
+        return (0.0, 0.0);
+    }
+    lat.sort_unstable();
+    let at = |q: f64| lat[((lat.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e6;
+    (at(0.50), at(0.99))
+}
+
+/// Bytes allocated under `dir`, recursively (blocks, so preallocated or sparse files count for
+/// what they really take).
+fn dir_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.blocks() * 512,
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// Bytes this process has passed to write(2) so far (`wchar` in /proc/self/io): every engine's
+/// WAL, flush and compaction writes alike, whichever thread made them.
+fn io_bytes_written() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| l.strip_prefix("wchar: ")).and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn print_table(results: &[Measurement], names: &[String], space: &[(String, u64)], logical: u64) {
+    let workloads =
+        ["fillseq", "fillrandom", "overwrite", "readrandom", "readmissing", "readseq", "scan"];
+    let find = |w: &str, e: &str| results.iter().find(|m| m.workload == w && m.engine == e);
+    print!(
+        "{:<12} {:<8} {:>12} {:>9} {:>9} {:>12} {:>9}",
+        "workload", "engine", "ops/s", "p50 us", "p99 us", "disk MiB", "w-amp"
+    );
+    for peer in names.iter().skip(1) {
+        print!(" {:>12}", format!("vs {peer}"));
+    }
+    println!();
+    for w in workloads {
+        for name in names {
+            let Some(m) = find(w, engines::display_name(name)) else {
+                continue;
+            };
+            print!(
+                "{:<12} {:<8} {:>12.0} {:>9.2} {:>9.2} {:>12.1} {:>9}",
+                w,
+                m.engine,
+                m.ops_per_s(),
+                m.p50_us,
+                m.p99_us,
+                m.bytes_on_disk as f64 / (1 << 20) as f64,
+                m.write_amp.map_or_else(|| "-".to_string(), |a| format!("{a:.2}")),
+            );
+            if name == &names[0] {
+                for peer in names.iter().skip(1) {
+                    match find(w, engines::display_name(peer)) {
+                        Some(p) => print!(" {:>11.2}x", m.ops_per_s() / p.ops_per_s()),
+                        None => print!(" {:>12}", "-"),
+                    }
+                }
+            }
+            println!();
+        }
+    }
+    println!();
+    println!(
+        "space after a full compaction (logical data {:.1} MiB):",
+        logical as f64 / (1 << 20) as f64
+    );
+    for (engine, bytes) in space {
+        println!(
+            "  {engine:<8} {:>10.1} MiB  {:.3}x logical",
+            *bytes as f64 / (1 << 20) as f64,
+            *bytes as f64 / logical as f64
+        );
+    }
+}
