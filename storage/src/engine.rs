@@ -341,7 +341,7 @@ impl<V: Vfs> Engine<V> {
             manifest,
             mem,
             frozen: VecDeque::new(),
-            wal: Wal { name, file, buf: Vec::new() },
+            wal: Wal { name, file, buf: wal_header() },
             wal_files,
             wal_older_unsynced: Vec::new(),
             wal_dir_sync_needed: false,
@@ -905,7 +905,7 @@ impl<V: Vfs> Engine<V> {
                 return Err(e);
             }
         };
-        let old = std::mem::replace(&mut self.wal, Wal { name, file, buf: Vec::new() });
+        let old = std::mem::replace(&mut self.wal, Wal { name, file, buf: wal_header() });
         if self.durable_seq < self.last_seq {
             self.wal_older_unsynced.push(old.name);
         }
@@ -1125,6 +1125,38 @@ fn internal_user_key(ks: KeyspaceId, key: &[u8]) -> Bytes {
     Bytes::from(v)
 }
 
+/// Marks the first record of every WAL file.
+const WAL_MAGIC: &[u8; 8] = b"ringkvWL";
+/// The WAL format version this build writes and the newest it reads.
+pub const WAL_FORMAT_VERSION: u32 = 1;
+
+/// The framed header record that starts every WAL file: magic and format version.
+fn wal_header() -> Vec<u8> {
+    let mut payload = WAL_MAGIC.to_vec();
+    payload.extend_from_slice(&WAL_FORMAT_VERSION.to_le_bytes());
+    let mut buf = Vec::new();
+    put_record(&mut buf, &payload);
+    buf
+}
+
+enum HeaderError {
+    Bad,
+    Newer(u32),
+}
+
+fn check_wal_header(payload: &[u8]) -> std::result::Result<(), HeaderError> {
+    if payload.len() != WAL_MAGIC.len() + 4 || &payload[..WAL_MAGIC.len()] != WAL_MAGIC {
+        return Err(HeaderError::Bad);
+    }
+    let mut v = [0u8; 4];
+    v.copy_from_slice(&payload[WAL_MAGIC.len()..]);
+    match u32::from_le_bytes(v) {
+        WAL_FORMAT_VERSION => Ok(()),
+        newer if newer > WAL_FORMAT_VERSION => Err(HeaderError::Newer(newer)),
+        _ => Err(HeaderError::Bad),
+    }
+}
+
 fn validate_options(o: &Options) -> Result<()> {
     let bad = |what: &str| Err(Error::Protocol(format!("invalid options: {what}")));
     if o.compaction.levels_count < 2 {
@@ -1159,9 +1191,22 @@ fn replay_wals<V: Vfs>(
         let data = read_all(&file).map_err(|e| Error::io("read_at", &name, e))?;
         let mut reader = RecordReader::new(&data);
         let mut stop: Option<(u64, String)> = None;
+        if let Some(header) = reader.next() {
+            match check_wal_header(header) {
+                Ok(()) => {}
+                Err(HeaderError::Newer(found)) => {
+                    return Err(Error::UnsupportedVersion {
+                        path: name,
+                        found,
+                        supported: WAL_FORMAT_VERSION,
+                    })
+                }
+                Err(HeaderError::Bad) => stop = Some((0, "bad WAL header".into())),
+            }
+        }
         let mut gap_at_start = false;
         let mut first_record = true;
-        while let Some(payload) = reader.next() {
+        while let Some(payload) = reader.next().filter(|_| stop.is_none()) {
             let record_at =
                 (reader.offset() - payload.len() - crate::record::RECORD_HEADER_BYTES) as u64;
             let Some((first, ops)) = decode_batch(payload) else {
@@ -1520,6 +1565,27 @@ mod tests {
         drop(e);
         let e = Engine::open(fs.clone(), opts).unwrap();
         assert_eq!(e.scan::<&[u8]>(ks, .., None).unwrap().count(), 1000);
+    }
+
+    #[test]
+    fn wal_from_a_newer_format_is_refused_with_a_clear_message() {
+        let fs = SimFs::new(12);
+        let (mut e, ks) = open(&fs);
+        e.put(ks, b"a", b"1").unwrap();
+        e.sync().unwrap();
+        let wal = e.wal.name.clone();
+        drop(e);
+        let mut data = read_all(&fs.open(&wal).unwrap()).unwrap();
+        let mut payload = WAL_MAGIC.to_vec();
+        payload.extend_from_slice(&7u32.to_le_bytes());
+        let mut header = Vec::new();
+        put_record(&mut header, &payload);
+        data[..header.len()].copy_from_slice(&header);
+        fs.remove(&wal).unwrap();
+        fs.create(&wal).unwrap().append(&data).unwrap();
+        let err = Engine::open(fs.clone(), small_opts()).unwrap_err();
+        assert!(matches!(err, Error::UnsupportedVersion { found: 7, .. }), "{err}");
+        assert!(err.to_string().contains(&wal), "{err}");
     }
 
     #[test]
