@@ -15,6 +15,7 @@ pub mod coordinator;
 pub mod error;
 pub mod harness;
 pub mod hlc;
+pub mod lsm;
 pub mod message;
 pub mod node;
 pub mod ring;

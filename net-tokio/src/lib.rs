@@ -1,2 +1,200 @@
 //! ringkv-net: the tokio driver that runs ringkv nodes on real sockets and files.
+//!
+//! [`start`] wires one node: its task ([`driver`]), peer connections ([`peer`], [`frame`]), the
+//! Redis-protocol client server ([`server`], [`resp`]) and metrics ([`metrics`]). The node's logic
+//! is entirely in `ringkv-core`; nothing here decides anything about data.
 #![forbid(unsafe_code)]
+
+pub mod config;
+pub mod driver;
+pub mod frame;
+pub mod metrics;
+pub mod peer;
+pub mod resp;
+pub mod server;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use ringkv_core::storage::Storage;
+use ringkv_core::{Duration, Instant, KeyspaceConfig, Limits, Node, NodeConfig, NodeId};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::config::NodeFileConfig;
+use crate::driver::NodeHandle;
+use crate::metrics::Metrics;
+use crate::peer::PeerSettings;
+use crate::server::ServerSettings;
+
+/// A node running on this process's tokio runtime.
+#[derive(Debug)]
+pub struct RunningNode {
+    /// The node's id.
+    pub id: NodeId,
+    /// Where clients connect (the bound address, useful with port 0).
+    pub client_addr: SocketAddr,
+    /// Where peers connect.
+    pub peer_addr: SocketAddr,
+    /// Where metrics are served.
+    pub metrics_addr: Option<SocketAddr>,
+    /// The node task's handle.
+    pub handle: NodeHandle,
+    /// The node's metrics.
+    pub metrics: Arc<Metrics>,
+    tasks: Vec<JoinHandle<()>>,
+    node_task: JoinHandle<()>,
+}
+
+impl RunningNode {
+    /// Stops accepting connections, marks the shutdown clean, syncs storage and stops the node.
+    pub async fn shutdown(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.handle.shutdown().await;
+        let _ = self.node_task.await;
+    }
+
+    /// Stops everything at once, as a crash would (no clean-shutdown marker, no final sync).
+    pub fn kill(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.node_task.abort();
+    }
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A port could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Storage failed while the node recovered.
+    #[error("storage: {0}")]
+    Storage(#[from] ringkv_core::StorageError),
+}
+
+/// Opens the node's storage in `config.data_dir` (recovering what was synced) and starts it.
+pub async fn start_on_disk(config: &NodeFileConfig) -> Result<RunningNode, StartError> {
+    let fs = ringkv_storage::StdFs::new(&config.data_dir).map_err(|error| {
+        ringkv_core::StorageError(format!("cannot open {}: {error}", config.data_dir.display()))
+    })?;
+    let storage = tokio::task::block_in_place(|| ringkv_core::lsm::LsmStorage::open(fs))?;
+    start(config, storage).await
+}
+
+/// Starts a node on `storage` with the settings of `config`.
+pub async fn start<S: Storage + Send + 'static>(
+    config: &NodeFileConfig,
+    storage: S,
+) -> Result<RunningNode, StartError> {
+    let id = NodeId(config.node_id);
+    let members: Vec<NodeId> = config.members.iter().map(|member| NodeId(member.id)).collect();
+    let client_listener = bind(config.client_addr).await?;
+    let peer_listener = bind(config.peer_addr).await?;
+    let metrics_listener = match config.metrics_addr {
+        Some(address) => Some(bind(address).await?),
+        None => None,
+    };
+    let metrics = Arc::new(Metrics::default());
+    let node =
+        Node::new(node_config(config, members.clone()), id, seed_for(id), Instant::ZERO, storage)?;
+    let settings = Arc::new(PeerSettings {
+        me: id,
+        cluster: config.cluster.clone(),
+        secret: config.cluster_secret.as_bytes().to_vec(),
+        frame_bytes_max: config.value_bytes_max + config.key_bytes_max + 64 * 1024,
+        queue_len_max: 65_536,
+        backoff_max: StdDuration::from_secs(2),
+    });
+    let (queues, receivers) = peer::queues(&members, &settings, metrics.clone());
+    let (handle, node_task) = driver::spawn(node, queues, metrics.clone());
+    let mut tasks = Vec::new();
+    for (peer, outbox) in receivers {
+        let Some(member) = config.members.iter().find(|member| member.id == peer.0) else {
+            continue;
+        };
+        tasks.push(tokio::spawn(peer::dial(
+            peer,
+            member.peer_addr,
+            settings.clone(),
+            handle.clone(),
+            outbox,
+            metrics.clone(),
+        )));
+    }
+    tasks.push(tokio::spawn(peer::accept(
+        peer_listener.1,
+        settings,
+        members,
+        handle.clone(),
+        metrics.clone(),
+    )));
+    let server_settings = Arc::new(ServerSettings {
+        password: config.password.clone(),
+        connections_max: config.connections_max,
+        pipeline_depth_max: config.pipeline_depth_max,
+        read_consistency: config.read_consistency,
+        write_consistency: config.write_consistency,
+        resp: resp::RespLimits {
+            bulk_bytes_max: config.value_bytes_max.max(config.key_bytes_max) + 1,
+            ..resp::RespLimits::default()
+        },
+    });
+    tasks.push(tokio::spawn(server::serve(
+        client_listener.1,
+        handle.clone(),
+        server_settings,
+        metrics.clone(),
+    )));
+    let metrics_addr = match metrics_listener {
+        Some((address, listener)) => {
+            tasks.push(tokio::spawn(metrics::serve(listener, metrics.clone())));
+            Some(address)
+        }
+        None => None,
+    };
+    Ok(RunningNode {
+        id,
+        client_addr: client_listener.0,
+        peer_addr: peer_listener.0,
+        metrics_addr,
+        handle,
+        metrics,
+        tasks,
+        node_task,
+    })
+}
+
+fn node_config(config: &NodeFileConfig, members: Vec<NodeId>) -> NodeConfig {
+    let mut node = NodeConfig::new(members);
+    node.vnodes_per_node = config.vnodes;
+    node.keyspace = KeyspaceConfig { replicas_n: config.replicas_n, ..KeyspaceConfig::default() };
+    node.limits = Limits {
+        key_bytes_max: config.key_bytes_max,
+        value_bytes_max: config.value_bytes_max,
+        ..Limits::default()
+    };
+    node.request_timeout = Duration::from_millis(config.request_timeout_ms);
+    node
+}
+
+/// A node's seed: fixed per node id, so a node's random choices are reproducible in logs.
+fn seed_for(id: NodeId) -> u64 {
+    0x5eed_0000_0000_0000 ^ u64::from(id.0)
+}
+
+async fn bind(address: SocketAddr) -> Result<(SocketAddr, TcpListener), StartError> {
+    let listener =
+        TcpListener::bind(address).await.map_err(|source| StartError::Bind { address, source })?;
+    let bound = listener.local_addr().map_err(|source| StartError::Bind { address, source })?;
+    Ok((bound, listener))
+}

@@ -1,0 +1,273 @@
+//! A node's configuration file, in RON.
+//!
+//! Every field is named in errors: a missing or unknown field is reported by RON with its line
+//! and column, and [`NodeFileConfig::validate`] names the field whose value is wrong.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use ringkv_core::Consistency;
+use serde::{Deserialize, Serialize};
+
+/// One member of the cluster and where its peer port listens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberAddress {
+    /// The member's node id.
+    pub id: u32,
+    /// Its peer address.
+    pub peer_addr: SocketAddr,
+}
+
+/// What `ringkv node --config FILE` reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeFileConfig {
+    /// This node's id; must appear in `members`.
+    pub node_id: u32,
+    /// The cluster's name; peers of another cluster are refused.
+    pub cluster: String,
+    /// The shared secret peers prove they know (at least 16 bytes).
+    pub cluster_secret: String,
+    /// Where Redis clients connect.
+    pub client_addr: SocketAddr,
+    /// Where peers connect.
+    pub peer_addr: SocketAddr,
+    /// Where `/metrics` is served, if anywhere.
+    #[serde(default)]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Every member, this node included.
+    pub members: Vec<MemberAddress>,
+    /// Where the node keeps its data (created if missing).
+    pub data_dir: std::path::PathBuf,
+    /// Replicas per key.
+    #[serde(default = "default_replicas_n")]
+    pub replicas_n: usize,
+    /// Virtual nodes per member.
+    #[serde(default = "default_vnodes")]
+    pub vnodes: u32,
+    /// Default consistency of reads.
+    #[serde(default = "default_consistency")]
+    pub read_consistency: Consistency,
+    /// Default consistency of writes.
+    #[serde(default = "default_consistency")]
+    pub write_consistency: Consistency,
+    /// Password clients must give with AUTH, if any.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Largest key, in bytes.
+    #[serde(default = "default_key_bytes_max")]
+    pub key_bytes_max: usize,
+    /// Largest value, in bytes.
+    #[serde(default = "default_value_bytes_max")]
+    pub value_bytes_max: usize,
+    /// Most client connections.
+    #[serde(default = "default_connections_max")]
+    pub connections_max: usize,
+    /// Most pipelined commands per read from a connection.
+    #[serde(default = "default_pipeline_depth_max")]
+    pub pipeline_depth_max: usize,
+    /// Request deadline, in milliseconds.
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// Datacenter label (placement by datacenter comes with membership).
+    #[serde(default = "default_datacenter")]
+    pub datacenter: String,
+    /// Rack label.
+    #[serde(default = "default_rack")]
+    pub rack: String,
+    /// Log filter, as `RUST_LOG` takes it (`info`, `ringkv_net=debug`).
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
+}
+
+fn default_replicas_n() -> usize {
+    3
+}
+fn default_vnodes() -> u32 {
+    ringkv_core::ring::VNODES_PER_WEIGHT_DEFAULT
+}
+fn default_consistency() -> Consistency {
+    Consistency::Quorum
+}
+fn default_key_bytes_max() -> usize {
+    64 * 1024
+}
+fn default_value_bytes_max() -> usize {
+    10 * 1024 * 1024
+}
+fn default_connections_max() -> usize {
+    10_000
+}
+fn default_pipeline_depth_max() -> usize {
+    1_024
+}
+fn default_request_timeout_ms() -> u64 {
+    1_000
+}
+fn default_datacenter() -> String {
+    "dc1".into()
+}
+fn default_rack() -> String {
+    "rack1".into()
+}
+fn default_log_level() -> String {
+    "info".into()
+}
+
+/// A configuration that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid RON for this schema (the message has line and column).
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// RON's message.
+        message: String,
+    },
+    /// A field has a value that cannot work.
+    #[error("field `{field}`: {reason}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl NodeFileConfig {
+    /// Reads and validates a file.
+    pub fn load(path: &Path) -> Result<NodeFileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        let config = NodeFileConfig::parse(&text).map_err(|error| match error {
+            ConfigError::Parse { message, .. } => {
+                ConfigError::Parse { path: path.display().to_string(), message }
+            }
+            other => other,
+        })?;
+        Ok(config)
+    }
+
+    /// Parses and validates RON text.
+    pub fn parse(text: &str) -> Result<NodeFileConfig, ConfigError> {
+        let config: NodeFileConfig = ron::from_str(text).map_err(|error| ConfigError::Parse {
+            path: "<text>".into(),
+            message: error.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the values together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field, reason: String| Err(ConfigError::Invalid { field, reason });
+        let ids: BTreeSet<u32> = self.members.iter().map(|member| member.id).collect();
+        if ids.len() != self.members.len() {
+            return invalid("members", "a node id appears twice".into());
+        }
+        if !ids.contains(&self.node_id) {
+            return invalid(
+                "node_id",
+                format!("{} is not among the members {ids:?}", self.node_id),
+            );
+        }
+        if self.cluster_secret.len() < 16 {
+            return invalid(
+                "cluster_secret",
+                format!("{} bytes; use at least 16", self.cluster_secret.len()),
+            );
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return invalid("data_dir", "must not be empty".into());
+        }
+        if self.cluster.is_empty() {
+            return invalid("cluster", "must not be empty".into());
+        }
+        if self.replicas_n == 0 || self.replicas_n > self.members.len() {
+            return invalid(
+                "replicas_n",
+                format!("{} replicas with {} members", self.replicas_n, self.members.len()),
+            );
+        }
+        if self.vnodes == 0 {
+            return invalid("vnodes", "must be at least 1".into());
+        }
+        if self.request_timeout_ms == 0 {
+            return invalid("request_timeout_ms", "must be positive".into());
+        }
+        for (field, consistency) in [
+            ("read_consistency", self.read_consistency),
+            ("write_consistency", self.write_consistency),
+        ] {
+            if let Err(error) = consistency.required(self.replicas_n) {
+                return invalid(field, error.to_string());
+            }
+        }
+        if self.key_bytes_max == 0
+            || self.value_bytes_max == 0
+            || self.connections_max == 0
+            || self.pipeline_depth_max == 0
+        {
+            return invalid("limits", "key_bytes_max, value_bytes_max, connections_max and pipeline_depth_max must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"(
+        node_id: 1,
+        cluster: "test",
+        cluster_secret: "0123456789abcdef",
+        client_addr: "127.0.0.1:7001",
+        peer_addr: "127.0.0.1:8001",
+        members: [(id: 1, peer_addr: "127.0.0.1:8001"), (id: 2, peer_addr: "127.0.0.1:8002"), (id: 3, peer_addr: "127.0.0.1:8003")],
+        data_dir: "/var/lib/ringkv",
+        write_consistency: All,
+    )"#;
+
+    #[test]
+    fn a_good_file_parses_with_defaults() {
+        let config = NodeFileConfig::parse(GOOD).unwrap();
+        assert_eq!(config.replicas_n, 3);
+        assert_eq!(config.write_consistency, Consistency::All);
+        assert_eq!(config.read_consistency, Consistency::Quorum);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let missing =
+            NodeFileConfig::parse(&GOOD.replace("node_id: 1,", "")).unwrap_err().to_string();
+        assert!(missing.contains("node_id"), "{missing}");
+        let unknown = NodeFileConfig::parse(&GOOD.replace("node_id: 1,", "node_id: 1, colour: 3,"))
+            .unwrap_err()
+            .to_string();
+        assert!(unknown.contains("colour"), "{unknown}");
+        let stranger = NodeFileConfig::parse(&GOOD.replace("node_id: 1,", "node_id: 9,"))
+            .unwrap_err()
+            .to_string();
+        assert!(stranger.starts_with("field `node_id`"), "{stranger}");
+        let weak = NodeFileConfig::parse(&GOOD.replace("0123456789abcdef", "short"))
+            .unwrap_err()
+            .to_string();
+        assert!(weak.starts_with("field `cluster_secret`"), "{weak}");
+        let bad_addr = NodeFileConfig::parse(&GOOD.replace("127.0.0.1:7001", "nowhere"))
+            .unwrap_err()
+            .to_string();
+        assert!(bad_addr.contains("1:") || bad_addr.contains("line"), "{bad_addr}");
+    }
+}

@@ -1,0 +1,305 @@
+//! The tokio driver of one node: a task that owns the [`Node`] and follows the sans-IO contract.
+//!
+//! Owns: the node, the replies it owes clients, and the monotonic origin of its `Instant`s.
+//! Inputs: [`Command`]s on a bounded channel (client requests from the RESP server, peer messages
+//! from the transport, peer status changes, status queries, shutdown) and the node's own timer.
+//! Outputs: peer messages handed to the transport, replies to waiting clients, storage syncs.
+//!
+//! Group commit: after waking, the task takes every command already queued (up to
+//! `commands_per_wake_max`) before draining outputs, so one storage sync covers all the writes
+//! of that batch. The sync runs in place with `block_in_place`, which moves this worker's other
+//! tasks to other threads while the disk works. The driver holds no protocol logic.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use ringkv_core::message::RequestId;
+use ringkv_core::node::NodeCounters;
+use ringkv_core::storage::Storage;
+use ringkv_core::{
+    ClientError, ClientRequest, ClientResponse, Input, Instant, Node, NodeId, Output, PeerMessage,
+    WallTime,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::metrics::Metrics;
+
+/// Most commands taken per wake-up before outputs are drained and storage synced.
+const COMMANDS_PER_WAKE_MAX: usize = 512;
+
+/// Depth of a node's command channel.
+pub const COMMAND_QUEUE_LEN_MAX: usize = 16_384;
+
+/// Outcome of a client request.
+pub type ClientResult = Result<ClientResponse, ClientError>;
+
+/// Something for the node task to do.
+#[derive(Debug)]
+pub enum Command {
+    /// A client request and where its reply goes.
+    Client {
+        /// The request.
+        op: ClientRequest,
+        /// The reply channel.
+        reply: oneshot::Sender<ClientResult>,
+    },
+    /// A message from a peer.
+    Peer {
+        /// Sender.
+        from: NodeId,
+        /// Message.
+        message: PeerMessage,
+    },
+    /// The transport's view of a peer changed.
+    PeerStatus {
+        /// The peer.
+        node: NodeId,
+        /// Whether a connection to it is up.
+        up: bool,
+    },
+    /// Asks for the node's status.
+    Status {
+        /// The reply channel.
+        reply: oneshot::Sender<NodeStatus>,
+    },
+    /// Marks the shutdown clean, syncs, and stops the task.
+    Shutdown {
+        /// Answered once storage is synced.
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// What `ringkv admin status` and INFO show about a node.
+#[derive(Debug, Clone)]
+pub struct NodeStatus {
+    /// The node.
+    pub id: NodeId,
+    /// Its actor epoch.
+    pub epoch: u32,
+    /// Whether it coordinates writes.
+    pub ready: bool,
+    /// Its counters.
+    pub counters: NodeCounters,
+    /// The ring's members.
+    pub members: Vec<NodeId>,
+}
+
+/// Where the node task sends peer messages.
+pub trait PeerSink: Send + 'static {
+    /// Queues a message for a peer; drops it (and counts) when the peer's queue is full.
+    fn send(&mut self, to: NodeId, message: PeerMessage);
+}
+
+/// What became of a peer message handed to the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Queued for the node.
+    Queued,
+    /// Dropped: the node's queue is full.
+    Full,
+    /// Dropped: the node has stopped.
+    Stopped,
+}
+
+/// A cloneable handle on a running node task.
+#[derive(Debug, Clone)]
+pub struct NodeHandle {
+    commands: mpsc::Sender<Command>,
+}
+
+impl NodeHandle {
+    /// Runs a client request and waits for its outcome.
+    pub async fn request(&self, op: ClientRequest) -> ClientResult {
+        let (reply, receive) = oneshot::channel();
+        if self.commands.send(Command::Client { op, reply }).await.is_err() {
+            return Err(ClientError::NotReady);
+        }
+        receive.await.unwrap_or(Err(ClientError::NotReady))
+    }
+
+    /// Hands a peer message to the node; drops it if the node's queue is full (deadlines and
+    /// repair make up for it).
+    pub fn peer_message(&self, from: NodeId, message: PeerMessage) -> Delivery {
+        match self.commands.try_send(Command::Peer { from, message }) {
+            Ok(()) => Delivery::Queued,
+            Err(mpsc::error::TrySendError::Full(_)) => Delivery::Full,
+            Err(mpsc::error::TrySendError::Closed(_)) => Delivery::Stopped,
+        }
+    }
+
+    /// Reports a peer's connection state.
+    pub async fn peer_status(&self, node: NodeId, up: bool) {
+        let _ = self.commands.send(Command::PeerStatus { node, up }).await;
+    }
+
+    /// The node's status, or `None` when the task has stopped.
+    pub async fn status(&self) -> Option<NodeStatus> {
+        let (reply, receive) = oneshot::channel();
+        self.commands.send(Command::Status { reply }).await.ok()?;
+        receive.await.ok()
+    }
+
+    /// Shuts the node down cleanly; returns when its storage is synced.
+    pub async fn shutdown(&self) {
+        let (reply, receive) = oneshot::channel();
+        if self.commands.send(Command::Shutdown { reply }).await.is_ok() {
+            let _ = receive.await;
+        }
+    }
+}
+
+/// Starts the task that owns `node`. Peer messages go to `peers`.
+pub fn spawn<S, P>(
+    node: Node<S>,
+    peers: P,
+    metrics: Arc<Metrics>,
+) -> (NodeHandle, tokio::task::JoinHandle<()>)
+where
+    S: Storage + Send + 'static,
+    P: PeerSink,
+{
+    let (commands, receiver) = mpsc::channel(COMMAND_QUEUE_LEN_MAX);
+    let task = NodeTask {
+        node,
+        peers,
+        metrics,
+        pending: BTreeMap::new(),
+        next_request: 1,
+        origin: tokio::time::Instant::now(),
+    };
+    let join = tokio::spawn(task.run(receiver));
+    (NodeHandle { commands }, join)
+}
+
+struct NodeTask<S: Storage, P: PeerSink> {
+    node: Node<S>,
+    peers: P,
+    metrics: Arc<Metrics>,
+    pending: BTreeMap<RequestId, oneshot::Sender<ClientResult>>,
+    next_request: RequestId,
+    origin: tokio::time::Instant,
+}
+
+impl<S: Storage + Send + 'static, P: PeerSink> NodeTask<S, P> {
+    async fn run(mut self, mut receiver: mpsc::Receiver<Command>) {
+        self.drain_outputs();
+        loop {
+            let deadline = self
+                .node
+                .poll_timeout()
+                .map(|at| self.origin + std::time::Duration::from_nanos(at.as_nanos()));
+            let sleep = async {
+                match deadline {
+                    Some(deadline) => tokio::time::sleep_until(deadline).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                command = receiver.recv() => {
+                    let Some(command) = command else { break };
+                    if self.apply(command) {
+                        return;
+                    }
+                    for _ in 0..COMMANDS_PER_WAKE_MAX {
+                        let Ok(command) = receiver.try_recv() else { break };
+                        if self.apply(command) {
+                            return;
+                        }
+                    }
+                }
+                () = sleep => {
+                    let now = self.now();
+                    self.node.set_wall_clock(wall_clock());
+                    self.node.handle_timeout(now);
+                }
+            }
+            self.drain_outputs();
+        }
+    }
+
+    /// Applies one command; returns true when the task must stop.
+    fn apply(&mut self, command: Command) -> bool {
+        let now = self.now();
+        self.node.set_wall_clock(wall_clock());
+        match command {
+            Command::Client { op, reply } => {
+                let request = self.next_request;
+                self.next_request += 1;
+                self.pending.insert(request, reply);
+                self.node.handle(now, Input::Client { request, op });
+            }
+            Command::Peer { from, message } => self.node.handle(now, Input::Peer { from, message }),
+            Command::PeerStatus { node, up } => {
+                self.node.handle(now, Input::PeerStatus { node, up })
+            }
+            Command::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+            Command::Shutdown { reply } => {
+                if let Err(error) = self.node.shutdown() {
+                    tracing::error!(%error, "could not mark the shutdown clean");
+                }
+                let synced = tokio::task::block_in_place(|| self.node.storage_mut().sync());
+                if let Err(error) = synced {
+                    tracing::error!(%error, "final sync failed");
+                }
+                let _ = reply.send(());
+                return true;
+            }
+        }
+        false
+    }
+
+    fn drain_outputs(&mut self) {
+        loop {
+            let mut sync_wanted = false;
+            while let Some(output) = self.node.poll_output() {
+                match output {
+                    Output::Send { to, message } => self.peers.send(to, message),
+                    Output::Reply { request, result } => {
+                        if let Some(reply) = self.pending.remove(&request) {
+                            let _ = reply.send(result);
+                        }
+                    }
+                    Output::SyncStorage => sync_wanted = true,
+                    _ => {}
+                }
+            }
+            if !sync_wanted {
+                return;
+            }
+            self.metrics.storage_syncs.inc();
+            let synced = tokio::task::block_in_place(|| self.node.storage_mut().sync());
+            let input = match synced {
+                Ok(_) => Input::StorageSynced,
+                Err(error) => {
+                    tracing::error!(%error, "storage sync failed: the node stops accepting writes");
+                    Input::StorageFailed { reason: error.0 }
+                }
+            };
+            let now = self.now();
+            self.node.handle(now, input);
+        }
+    }
+
+    fn status(&self) -> NodeStatus {
+        NodeStatus {
+            id: self.node.id(),
+            epoch: self.node.actor().epoch,
+            ready: self.node.is_ready(),
+            counters: self.node.counters(),
+            members: self.node.ring().members().collect(),
+        }
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_nanos(self.origin.elapsed().as_nanos() as u64)
+    }
+}
+
+/// The machine's wall clock, the one place the driver reads it.
+pub fn wall_clock() -> WallTime {
+    let since_epoch =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    WallTime::from_millis(since_epoch.as_millis() as u64)
+}

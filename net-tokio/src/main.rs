@@ -1,0 +1,215 @@
+//! The `ringkv` binary: run a node, a local development cluster, or admin commands.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use ringkv_net::config::{MemberAddress, NodeFileConfig};
+use ringkv_net::resp::Reply;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[derive(Parser)]
+#[command(
+    name = "ringkv",
+    version,
+    about = "A Dynamo-style distributed key-value store that speaks the Redis protocol"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs one node from a RON configuration file.
+    Node {
+        /// The configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Runs a local cluster in this process and prints its client ports.
+    Dev {
+        /// Number of nodes.
+        #[arg(long, default_value_t = 3)]
+        nodes: u32,
+        /// First client port; node i listens on base + i - 1, its peer port 1000 higher.
+        #[arg(long, default_value_t = 7379)]
+        base_port: u16,
+        /// Replicas per key.
+        #[arg(long, default_value_t = 3)]
+        replicas: usize,
+        /// Where the nodes keep their data (one folder per node inside).
+        #[arg(long, default_value = "ringkv-dev-data")]
+        data_dir: PathBuf,
+    },
+    /// Asks a running node about the cluster.
+    Admin {
+        /// A node's client address.
+        #[arg(long, default_value = "127.0.0.1:7379")]
+        addr: SocketAddr,
+        /// What to do.
+        #[command(subcommand)]
+        action: AdminAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminAction {
+    /// The node's id, epoch, readiness and the members it knows.
+    Status,
+    /// Joins a node (needs gossip membership, not in this build).
+    Join,
+    /// Decommissions a node (needs gossip membership, not in this build).
+    Decommission,
+    /// Removes a dead node (needs gossip membership, not in this build).
+    Remove,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("ringkv: cannot start the runtime: {error}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Node { config } => run_node(config).await,
+            Command::Dev { nodes, base_port, replicas, data_dir } => {
+                run_dev(nodes, base_port, replicas, data_dir).await
+            }
+            Command::Admin { addr, action } => run_admin(addr, action).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("ringkv: {message}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logs(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+async fn run_node(path: PathBuf) -> Result<(), String> {
+    let config = NodeFileConfig::load(&path).map_err(|error| error.to_string())?;
+    init_logs(&config.log_level);
+    let node = ringkv_net::start_on_disk(&config).await.map_err(|error| error.to_string())?;
+    tracing::info!(id = %node.id, client = %node.client_addr, peer = %node.peer_addr, "node started");
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    node.shutdown().await;
+    Ok(())
+}
+
+async fn run_dev(
+    nodes: u32,
+    base_port: u16,
+    replicas: usize,
+    data_dir: PathBuf,
+) -> Result<(), String> {
+    init_logs("warn");
+    if nodes == 0 || replicas == 0 || replicas > nodes as usize {
+        return Err(format!("--replicas {replicas} needs 1..={nodes} nodes"));
+    }
+    let address = |port: u32| -> Result<SocketAddr, String> {
+        let port = u16::try_from(port).map_err(|_| format!("port {port} is out of range"))?;
+        Ok(SocketAddr::from(([127, 0, 0, 1], port)))
+    };
+    let members = (1..=nodes)
+        .map(|id| {
+            Ok(MemberAddress { id, peer_addr: address(u32::from(base_port) + 1000 + id - 1)? })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let mut running = Vec::new();
+    for id in 1..=nodes {
+        let config = NodeFileConfig {
+            node_id: id,
+            cluster: "dev".into(),
+            cluster_secret: "ringkv-dev-cluster-secret".into(),
+            client_addr: address(u32::from(base_port) + id - 1)?,
+            peer_addr: members[(id - 1) as usize].peer_addr,
+            metrics_addr: Some(address(u32::from(base_port) + 2000 + id - 1)?),
+            members: members.clone(),
+            data_dir: data_dir.join(format!("node{id}")),
+            replicas_n: replicas,
+            ..NodeFileConfig::parse(&dev_template(&members)).map_err(|error| error.to_string())?
+        };
+        let node = ringkv_net::start_on_disk(&config).await.map_err(|error| error.to_string())?;
+        println!(
+            "node {id}: redis-cli -p {}  (metrics http://{}/metrics)",
+            node.client_addr.port(),
+            node.metrics_addr.map(|a| a.to_string()).unwrap_or_default()
+        );
+        running.push(node);
+    }
+    println!("ringkv dev cluster of {nodes} nodes, N={replicas}; Ctrl-C to stop");
+    wait_for_signal().await;
+    for node in running {
+        node.shutdown().await;
+    }
+    Ok(())
+}
+
+/// A valid configuration whose per-node fields `run_dev` replaces.
+fn dev_template(members: &[MemberAddress]) -> String {
+    let first = &members[0];
+    format!(
+        "(node_id: {}, cluster: \"dev\", cluster_secret: \"ringkv-dev-cluster-secret\", client_addr: \"127.0.0.1:0\", peer_addr: \"{}\", members: [{}], data_dir: \"unused\")",
+        first.id,
+        first.peer_addr,
+        members.iter().map(|member| format!("(id: {}, peer_addr: \"{}\")", member.id, member.peer_addr)).collect::<Vec<_>>().join(", ")
+    )
+}
+
+async fn run_admin(addr: SocketAddr, action: AdminAction) -> Result<(), String> {
+    match action {
+        AdminAction::Status => {
+            let reply = resp_call(addr, &["RK.STATUS"]).await?;
+            println!("{reply}");
+            Ok(())
+        }
+        AdminAction::Join | AdminAction::Decommission | AdminAction::Remove => {
+            Err("membership changes need gossip membership, which this build does not have yet: the cluster's members are fixed by each node's config".into())
+        }
+    }
+}
+
+/// Sends one command and returns the raw reply text.
+async fn resp_call(addr: SocketAddr, words: &[&str]) -> Result<String, String> {
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|error| format!("cannot connect to {addr}: {error}"))?;
+    let mut out = Vec::new();
+    Reply::Array(words.iter().map(|word| Reply::text(*word)).collect()).encode(2, &mut out);
+    stream.write_all(&out).await.map_err(|error| error.to_string())?;
+    let mut buffer = vec![0u8; 64 * 1024];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buffer))
+        .await
+        .map_err(|_| "no reply within 5 s".to_string())?
+        .map_err(|error| error.to_string())?;
+    Ok(String::from_utf8_lossy(&buffer[..read]).replace("\r\n", " "))
+}
+
+async fn wait_for_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}

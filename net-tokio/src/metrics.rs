@@ -1,0 +1,186 @@
+//! Metrics in the Prometheus text format, served at `/metrics`.
+//!
+//! Counters and histograms are plain atomics, cheap enough for the request path. The endpoint is
+//! a minimal HTTP/1.1 responder for one path: scrapers send a GET and read one response, and a
+//! full HTTP stack would bring far more code than it serves.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// A monotonically increasing counter.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds one.
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds `amount`.
+    pub fn add(&self, amount: u64) {
+        self.0.fetch_add(amount, Ordering::Relaxed);
+    }
+
+    /// The current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Upper bounds of the latency histogram buckets, in microseconds.
+const LATENCY_BUCKETS_US: [u64; 12] =
+    [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000];
+
+#[derive(Debug, Default)]
+struct Histogram {
+    buckets: [u64; LATENCY_BUCKETS_US.len()],
+    count: u64,
+    sum_us: u64,
+}
+
+/// Every metric a node exports.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Client connections accepted.
+    pub connections_accepted: Counter,
+    /// Client connections refused at the limit.
+    pub connections_refused: Counter,
+    /// Client protocol errors (malformed RESP).
+    pub protocol_errors: Counter,
+    /// Peer frames refused (size, version, checksum, payload) and handshakes refused.
+    pub peer_frames_refused: Counter,
+    /// Peer messages dropped because a queue was full.
+    pub peer_messages_dropped: Counter,
+    /// Storage syncs performed.
+    pub storage_syncs: Counter,
+    /// Peers currently connected (outbound).
+    pub peers_up: AtomicU64,
+    requests: Mutex<BTreeMap<(String, String, bool), Histogram>>,
+    node_gauges: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Metrics {
+    /// Records one client request by command, consistency and outcome.
+    pub fn observe_request(&self, command: &str, consistency: &str, ok: bool, latency_us: u64) {
+        let Ok(mut requests) = self.requests.lock() else { return };
+        let histogram =
+            requests.entry((command.to_string(), consistency.to_string(), ok)).or_default();
+        histogram.count += 1;
+        histogram.sum_us += latency_us;
+        if let Some(index) = LATENCY_BUCKETS_US.iter().position(|bound| latency_us <= *bound) {
+            histogram.buckets[index] += 1;
+        }
+    }
+
+    /// Replaces the node-level values (from the node's counters) shown with the metrics.
+    pub fn set_node_values(&self, values: impl IntoIterator<Item = (String, u64)>) {
+        if let Ok(mut gauges) = self.node_gauges.lock() {
+            gauges.extend(values);
+        }
+    }
+
+    /// Renders everything in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let counters = [
+            ("ringkv_client_connections_accepted_total", &self.connections_accepted),
+            ("ringkv_client_connections_refused_total", &self.connections_refused),
+            ("ringkv_client_protocol_errors_total", &self.protocol_errors),
+            ("ringkv_peer_frames_refused_total", &self.peer_frames_refused),
+            ("ringkv_peer_messages_dropped_total", &self.peer_messages_dropped),
+            ("ringkv_storage_syncs_total", &self.storage_syncs),
+        ];
+        for (name, counter) in counters {
+            let _ = writeln!(out, "# TYPE {name} counter\n{name} {}", counter.get());
+        }
+        let _ = writeln!(
+            out,
+            "# TYPE ringkv_peers_up gauge\nringkv_peers_up {}",
+            self.peers_up.load(Ordering::Relaxed)
+        );
+        if let Ok(gauges) = self.node_gauges.lock() {
+            for (name, value) in gauges.iter() {
+                let _ =
+                    writeln!(out, "# TYPE ringkv_node_{name} counter\nringkv_node_{name} {value}");
+            }
+        }
+        let _ = writeln!(out, "# TYPE ringkv_request_duration_seconds histogram");
+        if let Ok(requests) = self.requests.lock() {
+            for ((command, consistency, ok), histogram) in requests.iter() {
+                let labels = format!(
+                    "command=\"{command}\",consistency=\"{consistency}\",outcome=\"{}\"",
+                    if *ok { "ok" } else { "error" }
+                );
+                let mut cumulative = 0;
+                for (bound, count) in LATENCY_BUCKETS_US.iter().zip(histogram.buckets) {
+                    cumulative += count;
+                    let _ = writeln!(
+                        out,
+                        "ringkv_request_duration_seconds_bucket{{{labels},le=\"{}\"}} {cumulative}",
+                        *bound as f64 / 1e6
+                    );
+                }
+                let _ = writeln!(
+                    out,
+                    "ringkv_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                    histogram.count
+                );
+                let _ = writeln!(
+                    out,
+                    "ringkv_request_duration_seconds_sum{{{labels}}} {}",
+                    histogram.sum_us as f64 / 1e6
+                );
+                let _ = writeln!(
+                    out,
+                    "ringkv_request_duration_seconds_count{{{labels}}} {}",
+                    histogram.count
+                );
+            }
+        }
+        out
+    }
+}
+
+/// Serves `GET /metrics` on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, metrics: std::sync::Arc<Metrics>) {
+    loop {
+        let Ok((mut socket, _)) = listener.accept().await else { continue };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut request = [0u8; 1024];
+            let Ok(read) = socket.read(&mut request).await else { return };
+            let response = if request[..read].starts_with(b"GET /metrics") {
+                let body = metrics.render();
+                format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+            } else {
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    .to_string()
+            };
+            let _ = socket.write_all(response.as_bytes()).await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendered_metrics_include_cumulative_latency_buckets() {
+        let metrics = Metrics::default();
+        metrics.observe_request("GET", "QUORUM", true, 300);
+        metrics.observe_request("GET", "QUORUM", true, 3_000);
+        metrics.connections_accepted.inc();
+        let text = metrics.render();
+        assert!(text.contains("ringkv_client_connections_accepted_total 1"));
+        assert!(text.contains("ringkv_request_duration_seconds_bucket{command=\"GET\",consistency=\"QUORUM\",outcome=\"ok\",le=\"0.0005\"} 1"));
+        assert!(text.contains("ringkv_request_duration_seconds_bucket{command=\"GET\",consistency=\"QUORUM\",outcome=\"ok\",le=\"0.005\"} 2"));
+        assert!(text.contains("ringkv_request_duration_seconds_count{command=\"GET\",consistency=\"QUORUM\",outcome=\"ok\"} 2"));
+    }
+}

@@ -1,0 +1,267 @@
+//! The peer transport: TCP connections between nodes carrying checksummed frames.
+//!
+//! Each node dials every other member (outbound, one connection per peer, used only to send) and
+//! accepts their dials (inbound, used only to receive). Outbound messages wait in a bounded queue
+//! per peer; when it is full a message is dropped and counted, since the coordinator's deadlines
+//! and repair make up for lost messages. A lost connection is redialled with exponential backoff,
+//! and the node is told the peer is down until it reconnects.
+//!
+//! A frame that is too large, of another version, corrupt or undecodable closes that connection
+//! and is counted; the node goes on.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ringkv_core::{NodeId, PeerMessage};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use crate::driver::{Delivery, NodeHandle, PeerSink};
+use crate::frame::{self, FrameError, Wire};
+use crate::metrics::Metrics;
+
+/// Settings shared by every peer connection of a node.
+#[derive(Debug, Clone)]
+pub struct PeerSettings {
+    /// This node.
+    pub me: NodeId,
+    /// The cluster's name; peers of another cluster are refused.
+    pub cluster: String,
+    /// The shared cluster secret.
+    pub secret: Vec<u8>,
+    /// Largest frame accepted, in bytes.
+    pub frame_bytes_max: usize,
+    /// Messages queued per peer before new ones are dropped.
+    pub queue_len_max: usize,
+    /// Longest wait between reconnection attempts.
+    pub backoff_max: Duration,
+}
+
+/// The sending side: one bounded queue per peer.
+#[derive(Debug)]
+pub struct PeerQueues {
+    queues: BTreeMap<NodeId, mpsc::Sender<PeerMessage>>,
+    metrics: Arc<Metrics>,
+}
+
+impl PeerSink for PeerQueues {
+    fn send(&mut self, to: NodeId, message: PeerMessage) {
+        let delivered = self.queues.get(&to).is_some_and(|queue| queue.try_send(message).is_ok());
+        if !delivered {
+            self.metrics.peer_messages_dropped.inc();
+        }
+    }
+}
+
+/// Creates the outbound queues for `peers` and the receivers their connection tasks drain.
+pub fn queues(
+    peers: &[NodeId],
+    settings: &PeerSettings,
+    metrics: Arc<Metrics>,
+) -> (PeerQueues, Vec<(NodeId, mpsc::Receiver<PeerMessage>)>) {
+    let mut senders = BTreeMap::new();
+    let mut receivers = Vec::new();
+    for peer in peers.iter().copied().filter(|peer| *peer != settings.me) {
+        let (sender, receiver) = mpsc::channel(settings.queue_len_max);
+        senders.insert(peer, sender);
+        receivers.push((peer, receiver));
+    }
+    (PeerQueues { queues: senders, metrics }, receivers)
+}
+
+/// Keeps a connection to `peer` at `address` open and sends it everything queued.
+pub async fn dial(
+    peer: NodeId,
+    address: SocketAddr,
+    settings: Arc<PeerSettings>,
+    node: NodeHandle,
+    mut outbox: mpsc::Receiver<PeerMessage>,
+    metrics: Arc<Metrics>,
+) {
+    let mut backoff = Duration::from_millis(50);
+    let mut reported_down = false;
+    loop {
+        match connect(peer, address, &settings).await {
+            Ok(stream) => {
+                backoff = Duration::from_millis(50);
+                node.peer_status(peer, true).await;
+                metrics.peers_up.fetch_add(1, Ordering::Relaxed);
+                reported_down = false;
+                let closed = pump(stream, &mut outbox, settings.frame_bytes_max).await;
+                metrics.peers_up.fetch_sub(1, Ordering::Relaxed);
+                tracing::info!(%peer, reason = %closed, "peer connection closed");
+                if closed.to_string() == "outbox closed" {
+                    return;
+                }
+            }
+            Err(error) => tracing::debug!(%peer, %error, "dial failed"),
+        }
+        if !reported_down {
+            node.peer_status(peer, false).await;
+            reported_down = true;
+        }
+        // Messages queued while the peer is away are stale by the time it returns; the
+        // coordinator has timed them out.
+        while outbox.try_recv().is_ok() {}
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(settings.backoff_max);
+    }
+}
+
+async fn connect(
+    peer: NodeId,
+    address: SocketAddr,
+    settings: &PeerSettings,
+) -> Result<TcpStream, FrameError> {
+    let mut stream = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(address))
+        .await
+        .map_err(|_| FrameError::Handshake("connect timed out".into()))??;
+    stream.set_nodelay(true)?;
+    let nonce = frame::nonce();
+    frame::write(
+        &mut stream,
+        &Wire::Hello { cluster: settings.cluster.clone(), node: settings.me, nonce },
+    )
+    .await?;
+    let reply = tokio::time::timeout(
+        Duration::from_secs(2),
+        frame::read(&mut stream, settings.frame_bytes_max),
+    )
+    .await
+    .map_err(|_| FrameError::Handshake("no challenge".into()))??;
+    let Wire::Challenge { node, nonce: their_nonce, proof } = reply else {
+        return Err(FrameError::Handshake("expected a challenge".into()));
+    };
+    if node != peer {
+        return Err(FrameError::Handshake(format!("dialled {peer} but {node} answered")));
+    }
+    if !frame::verify(&settings.secret, b"a", &settings.cluster, &nonce, &their_nonce, &proof) {
+        return Err(FrameError::Handshake("the peer does not know the cluster secret".into()));
+    }
+    let proof = frame::proof(&settings.secret, b"c", &settings.cluster, &their_nonce, &nonce);
+    frame::write(&mut stream, &Wire::Proof { proof }).await?;
+    Ok(stream)
+}
+
+/// Sends queued messages until the connection or the queue closes; returns why it stopped.
+async fn pump(
+    stream: TcpStream,
+    outbox: &mut mpsc::Receiver<PeerMessage>,
+    frame_bytes_max: usize,
+) -> FrameError {
+    let (mut reader, writer) = stream.into_split();
+    let mut writer = BufWriter::new(writer);
+    let mut probe = [0u8; 1];
+    loop {
+        tokio::select! {
+            message = outbox.recv() => {
+                let Some(message) = message else { return FrameError::Handshake("outbox closed".into()) };
+                let bytes = match frame::encode(&Wire::Message(message)) {
+                    Ok(bytes) if bytes.len() <= frame_bytes_max => bytes,
+                    Ok(bytes) => return FrameError::TooLarge { length_bytes: bytes.len(), max_bytes: frame_bytes_max },
+                    Err(error) => return error,
+                };
+                if let Err(error) = writer.write_all(&bytes).await {
+                    return error.into();
+                }
+                // Flush when nothing else is waiting, so a burst goes out in few segments.
+                if outbox.is_empty() {
+                    if let Err(error) = writer.flush().await {
+                        return error.into();
+                    }
+                }
+            }
+            // The acceptor never writes after the handshake: a readable socket means it closed.
+            read = reader.read(&mut probe) => {
+                return match read {
+                    Ok(_) => FrameError::Handshake("peer closed the connection".into()),
+                    Err(error) => error.into(),
+                };
+            }
+        }
+    }
+}
+
+/// Accepts peer connections and feeds their messages to the node. The connection tasks belong to
+/// this task: aborting it (a node stopping) closes every inbound connection, so peers notice.
+pub async fn accept(
+    listener: TcpListener,
+    settings: Arc<PeerSettings>,
+    members: Vec<NodeId>,
+    node: NodeHandle,
+    metrics: Arc<Metrics>,
+) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let Ok((stream, address)) = accepted else { continue };
+        let settings = settings.clone();
+        let members = members.clone();
+        let node = node.clone();
+        let metrics = metrics.clone();
+        connections.spawn(async move {
+            if let Err(error) = receive(stream, &settings, &members, &node).await {
+                if !matches!(error, FrameError::Io(_)) {
+                    metrics.peer_frames_refused.inc();
+                }
+                tracing::info!(%address, %error, "inbound peer connection closed");
+            }
+        });
+    }
+}
+
+async fn receive(
+    mut stream: TcpStream,
+    settings: &PeerSettings,
+    members: &[NodeId],
+    node: &NodeHandle,
+) -> Result<(), FrameError> {
+    stream.set_nodelay(true)?;
+    // Handshake frames are small: a stranger gets no more than a few bytes of buffer.
+    let hello = tokio::time::timeout(Duration::from_secs(2), frame::read(&mut stream, 4096))
+        .await
+        .map_err(|_| FrameError::Handshake("no hello".into()))??;
+    let Wire::Hello { cluster, node: from, nonce: their_nonce } = hello else {
+        return Err(FrameError::Handshake("expected hello".into()));
+    };
+    if cluster != settings.cluster {
+        return Err(FrameError::Handshake(format!("peer belongs to cluster `{cluster}`")));
+    }
+    if !members.contains(&from) || from == settings.me {
+        return Err(FrameError::Handshake(format!("{from} is not a member")));
+    }
+    let nonce = frame::nonce();
+    let proof = frame::proof(&settings.secret, b"a", &settings.cluster, &their_nonce, &nonce);
+    frame::write(&mut stream, &Wire::Challenge { node: settings.me, nonce, proof }).await?;
+    let answer = tokio::time::timeout(Duration::from_secs(2), frame::read(&mut stream, 4096))
+        .await
+        .map_err(|_| FrameError::Handshake("no proof".into()))??;
+    let Wire::Proof { proof } = answer else {
+        return Err(FrameError::Handshake("expected proof".into()));
+    };
+    if !frame::verify(&settings.secret, b"c", &settings.cluster, &nonce, &their_nonce, &proof) {
+        return Err(FrameError::Handshake(format!("{from} does not know the cluster secret")));
+    }
+    let mut reader = tokio::io::BufReader::new(stream);
+    loop {
+        match frame::read(&mut reader, settings.frame_bytes_max).await? {
+            Wire::Message(message) => match node.peer_message(from, message) {
+                Delivery::Queued => {}
+                Delivery::Full => tracing::warn!(%from, "node queue full: peer message dropped"),
+                Delivery::Stopped => return Err(FrameError::Handshake("the node stopped".into())),
+            },
+            other => {
+                return Err(FrameError::Handshake(format!(
+                    "unexpected {other:?} after the handshake"
+                )))
+            }
+        }
+    }
+}

@@ -1,0 +1,741 @@
+//! The client server: RESP2/RESP3 connections, commands mapped to node requests.
+//!
+//! Each connection is a task that parses commands (pipelining: every complete command in the
+//! buffer is executed in order, at most `pipeline_depth_max` before replies are flushed), runs
+//! them against the node and writes replies. A malformed command gets a protocol error and the
+//! connection is closed; an unknown or misused command gets an `ERR` reply and the connection
+//! goes on. Oversized keys and values are refused by the node with a clear error.
+//!
+//! Redis semantics on a Dynamo store, as documented in README.md:
+//! - `GET` returns the newest sibling (by HLC timestamp); `RK.GETALL` returns every sibling and
+//!   the causal context.
+//! - `SET` overwrites what the coordinator has seen (`ClientRequest::Set`). `SET NX|XX`, `DEL`,
+//!   `EXPIRE`, `PEXPIRE` and `PERSIST` read first and then write with the read's context: they
+//!   are not atomic (compare-and-set is a later feature).
+
+use std::sync::Arc;
+use std::time::Instant as WallInstant;
+
+use bytes::{Bytes, BytesMut};
+use ringkv_core::message::ReadResult;
+use ringkv_core::{ClientError, ClientRequest, ClientResponse, Consistency, Context, Duration};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use crate::driver::{wall_clock, NodeHandle};
+use crate::metrics::Metrics;
+use crate::resp::{parse_command, Reply, RespLimits};
+
+/// Settings of the client server.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Password for AUTH; `None` admits everyone.
+    pub password: Option<String>,
+    /// Most client connections at once.
+    pub connections_max: usize,
+    /// Most pipelined commands executed before replies are flushed.
+    pub pipeline_depth_max: usize,
+    /// Default consistency for reads.
+    pub read_consistency: Consistency,
+    /// Default consistency for writes.
+    pub write_consistency: Consistency,
+    /// Parser limits.
+    pub resp: RespLimits,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            password: None,
+            connections_max: 10_000,
+            pipeline_depth_max: 1_024,
+            read_consistency: Consistency::Quorum,
+            write_consistency: Consistency::Quorum,
+            resp: RespLimits::default(),
+        }
+    }
+}
+
+/// Accepts client connections until the task is aborted, which also closes every connection.
+pub async fn serve(
+    listener: TcpListener,
+    node: NodeHandle,
+    settings: Arc<ServerSettings>,
+    metrics: Arc<Metrics>,
+) {
+    let slots = Arc::new(Semaphore::new(settings.connections_max));
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let Ok((mut stream, _)) = accepted else { continue };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            metrics.connections_refused.inc();
+            let mut out = Vec::new();
+            Reply::err("max number of clients reached").encode(2, &mut out);
+            let _ = stream.write_all(&out).await;
+            continue;
+        };
+        metrics.connections_accepted.inc();
+        let connection = Connection::new(node.clone(), settings.clone(), metrics.clone());
+        connections.spawn(async move {
+            connection.run(stream).await;
+            drop(permit);
+        });
+    }
+}
+
+struct Connection {
+    node: NodeHandle,
+    settings: Arc<ServerSettings>,
+    metrics: Arc<Metrics>,
+    protocol: u8,
+    authenticated: bool,
+    read_consistency: Consistency,
+    write_consistency: Consistency,
+    name: Option<Bytes>,
+}
+
+/// What a command asks of the connection besides its reply.
+enum Flow {
+    Continue,
+    Close,
+}
+
+impl Connection {
+    fn new(node: NodeHandle, settings: Arc<ServerSettings>, metrics: Arc<Metrics>) -> Self {
+        Connection {
+            authenticated: settings.password.is_none(),
+            read_consistency: settings.read_consistency,
+            write_consistency: settings.write_consistency,
+            node,
+            settings,
+            metrics,
+            protocol: 2,
+            name: None,
+        }
+    }
+
+    async fn run(mut self, mut stream: TcpStream) {
+        let _ = stream.set_nodelay(true);
+        let mut buffer = BytesMut::with_capacity(16 * 1024);
+        let mut out = Vec::with_capacity(16 * 1024);
+        loop {
+            match stream.read_buf(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            let mut executed = 0;
+            loop {
+                let args = match parse_command(&mut buffer, &self.settings.resp) {
+                    Ok(Some(args)) => args,
+                    Ok(None) => break,
+                    Err(error) => {
+                        self.metrics.protocol_errors.inc();
+                        Reply::Error(format!("ERR {error}")).encode(self.protocol, &mut out);
+                        let _ = stream.write_all(&out).await;
+                        return;
+                    }
+                };
+                if args.is_empty() {
+                    continue;
+                }
+                let (reply, flow) = self.execute(args).await;
+                reply.encode(self.protocol, &mut out);
+                executed += 1;
+                if matches!(flow, Flow::Close) {
+                    let _ = stream.write_all(&out).await;
+                    return;
+                }
+                if executed >= self.settings.pipeline_depth_max {
+                    break;
+                }
+            }
+            if !out.is_empty() {
+                if stream.write_all(&out).await.is_err() {
+                    return;
+                }
+                out.clear();
+            }
+        }
+    }
+
+    async fn execute(&mut self, args: Vec<Bytes>) -> (Reply, Flow) {
+        let command = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
+        if !self.authenticated && !matches!(command.as_str(), "AUTH" | "HELLO" | "QUIT" | "PING") {
+            return (Reply::Error("NOAUTH Authentication required.".into()), Flow::Continue);
+        }
+        let started = WallInstant::now();
+        let reply = match command.as_str() {
+            "QUIT" => return (Reply::ok(), Flow::Close),
+            "PING" => match args.len() {
+                1 => Reply::Simple("PONG".into()),
+                2 => Reply::Bulk(args[1].clone()),
+                _ => wrong_arity("ping"),
+            },
+            "ECHO" if args.len() == 2 => Reply::Bulk(args[1].clone()),
+            "HELLO" => self.hello(&args),
+            "AUTH" => self.auth(&args),
+            "SELECT" if args.len() == 2 => {
+                if &args[1][..] == b"0" {
+                    Reply::ok()
+                } else {
+                    Reply::err("ringkv has a single database: SELECT 0")
+                }
+            }
+            "CLIENT" => self.client(&args),
+            "COMMAND" => Reply::Array(Vec::new()),
+            "INFO" => self.info().await,
+            "GET" if args.len() == 2 => self.get(args[1].clone()).await,
+            "SET" if args.len() >= 3 => self.set(&args).await,
+            "DEL" | "UNLINK" if args.len() >= 2 => self.delete(&args[1..]).await,
+            "EXISTS" if args.len() >= 2 => self.exists(&args[1..]).await,
+            "MGET" if args.len() >= 2 => self.mget(&args[1..]).await,
+            "MSET" if args.len() >= 3 && !args.len().is_multiple_of(2) => self.mset(&args[1..]).await,
+            "EXPIRE" | "PEXPIRE" if args.len() == 3 => {
+                self.expire(&args, command == "PEXPIRE").await
+            }
+            "TTL" | "PTTL" if args.len() == 2 => self.ttl(args[1].clone(), command == "PTTL").await,
+            "PERSIST" if args.len() == 2 => self.persist(args[1].clone()).await,
+            "RK.GETALL" if args.len() == 2 || args.len() == 3 => self.get_all(&args).await,
+            "RK.PUT" if (4..=6).contains(&args.len()) => self.put_with_context(&args).await,
+            "RK.DEL" if args.len() == 3 || args.len() == 4 => self.delete_with_context(&args).await,
+            "RK.CONSISTENCY" => self.set_consistency(&args),
+            "RK.STATUS" => self.status().await,
+            "ECHO" | "SELECT" | "GET" | "SET" | "DEL" | "UNLINK" | "EXISTS" | "MGET" | "MSET"
+            | "EXPIRE" | "PEXPIRE" | "TTL" | "PTTL" | "PERSIST" | "RK.GETALL" | "RK.PUT"
+            | "RK.DEL" => wrong_arity(&command.to_ascii_lowercase()),
+            _ => Reply::err(format!("unknown command '{}'", String::from_utf8_lossy(&args[0]))),
+        };
+        let ok = !matches!(reply, Reply::Error(_));
+        let consistency =
+            if matches!(command.as_str(), "GET" | "MGET" | "EXISTS" | "TTL" | "PTTL" | "RK.GETALL")
+            {
+                self.read_consistency
+            } else {
+                self.write_consistency
+            };
+        self.metrics.observe_request(
+            &command,
+            &format!("{consistency:?}").to_ascii_uppercase(),
+            ok,
+            started.elapsed().as_micros() as u64,
+        );
+        (reply, Flow::Continue)
+    }
+
+    fn hello(&mut self, args: &[Bytes]) -> Reply {
+        let mut index = 1;
+        if let Some(version) = args.get(1) {
+            match std::str::from_utf8(version).ok().and_then(|text| text.parse::<u8>().ok()) {
+                Some(version @ 2..=3) => self.protocol = version,
+                _ => return Reply::Error("NOPROTO unsupported protocol version".into()),
+            }
+            index = 2;
+        }
+        while index < args.len() {
+            let option = String::from_utf8_lossy(&args[index]).to_ascii_uppercase();
+            match option.as_str() {
+                "AUTH" if index + 2 < args.len() => {
+                    if let Reply::Error(error) =
+                        self.auth(&[Bytes::new(), args[index + 1].clone(), args[index + 2].clone()])
+                    {
+                        return Reply::Error(error);
+                    }
+                    index += 3;
+                }
+                "SETNAME" if index + 1 < args.len() => {
+                    self.name = Some(args[index + 1].clone());
+                    index += 2;
+                }
+                _ => return Reply::err(format!("syntax error in HELLO option '{option}'")),
+            }
+        }
+        if !self.authenticated {
+            return Reply::Error("NOAUTH HELLO must be called with the client's password".into());
+        }
+        Reply::Map(vec![
+            (Reply::text("server"), Reply::text("ringkv")),
+            (Reply::text("version"), Reply::text(env!("CARGO_PKG_VERSION"))),
+            (Reply::text("proto"), Reply::Integer(i64::from(self.protocol))),
+            (Reply::text("mode"), Reply::text("cluster")),
+            (Reply::text("role"), Reply::text("master")),
+            (Reply::text("modules"), Reply::Array(Vec::new())),
+        ])
+    }
+
+    fn auth(&mut self, args: &[Bytes]) -> Reply {
+        let password = match args.len() {
+            2 => &args[1],
+            3 => &args[2],
+            _ => return wrong_arity("auth"),
+        };
+        match &self.settings.password {
+            None => Reply::err(
+                "AUTH <password> called without any password configured for the default user",
+            ),
+            Some(expected) if expected.as_bytes() == &password[..] => {
+                self.authenticated = true;
+                Reply::ok()
+            }
+            Some(_) => {
+                Reply::Error("WRONGPASS invalid username-password pair or user is disabled.".into())
+            }
+        }
+    }
+
+    fn client(&mut self, args: &[Bytes]) -> Reply {
+        let sub = args
+            .get(1)
+            .map(|sub| String::from_utf8_lossy(sub).to_ascii_uppercase())
+            .unwrap_or_default();
+        match (sub.as_str(), args.len()) {
+            ("SETNAME", 3) => {
+                self.name = Some(args[2].clone());
+                Reply::ok()
+            }
+            ("GETNAME", 2) => self.name.clone().map_or(Reply::Null, Reply::Bulk),
+            ("SETINFO", 4) => Reply::ok(),
+            _ => Reply::err(format!("unsupported CLIENT subcommand '{sub}'")),
+        }
+    }
+
+    async fn info(&self) -> Reply {
+        let Some(status) = self.node.status().await else { return Reply::err("node stopped") };
+        let text = format!(
+            "# Server\r\nredis_version:7.0.0\r\nringkv_version:{}\r\nnode_id:{}\r\nepoch:{}\r\nready:{}\r\n# Cluster\r\nmembers:{}\r\n# Stats\r\nread_repairs_sent:{}\r\npeer_messages_dropped:{}\r\ntombstones_purged:{}\r\nclient_errors:{}\r\n",
+            env!("CARGO_PKG_VERSION"),
+            status.id.0,
+            status.epoch,
+            u8::from(status.ready),
+            status.members.iter().map(|member| member.0.to_string()).collect::<Vec<_>>().join(","),
+            status.counters.read_repairs_sent,
+            status.counters.peer_messages_dropped,
+            status.counters.tombstones_purged,
+            status.counters.client_errors,
+        );
+        Reply::Bulk(Bytes::from(text))
+    }
+
+    async fn status(&self) -> Reply {
+        let Some(status) = self.node.status().await else { return Reply::err("node stopped") };
+        Reply::Map(vec![
+            (Reply::text("node"), Reply::Integer(i64::from(status.id.0))),
+            (Reply::text("epoch"), Reply::Integer(i64::from(status.epoch))),
+            (Reply::text("ready"), Reply::Integer(i64::from(status.ready))),
+            (
+                Reply::text("members"),
+                Reply::Array(
+                    status
+                        .members
+                        .iter()
+                        .map(|member| Reply::Integer(i64::from(member.0)))
+                        .collect(),
+                ),
+            ),
+        ])
+    }
+
+    async fn read(&self, key: Bytes, consistency: Consistency) -> Result<ReadResult, Reply> {
+        match self.node.request(ClientRequest::Get { key, consistency }).await {
+            Ok(ClientResponse::Read(result)) => Ok(result),
+            Ok(other) => Err(Reply::err(format!("unexpected response {other:?}"))),
+            Err(error) => Err(error_reply(&error)),
+        }
+    }
+
+    async fn write(&self, request: ClientRequest) -> Result<(), Reply> {
+        self.node.request(request).await.map(|_| ()).map_err(|error| error_reply(&error))
+    }
+
+    async fn get(&self, key: Bytes) -> Reply {
+        match self.read(key, self.read_consistency).await {
+            Ok(result) => result.values.last().cloned().map_or(Reply::Null, Reply::Bulk),
+            Err(reply) => reply,
+        }
+    }
+
+    async fn set(&self, args: &[Bytes]) -> Reply {
+        let options = match SetOptions::parse(&args[3..]) {
+            Ok(options) => options,
+            Err(reply) => return reply,
+        };
+        let key = args[1].clone();
+        let value = args[2].clone();
+        if options.only_if_absent || options.only_if_present {
+            let current = match self.read(key.clone(), self.read_consistency).await {
+                Ok(current) => current,
+                Err(reply) => return reply,
+            };
+            let exists = !current.values.is_empty();
+            if (options.only_if_absent && exists) || (options.only_if_present && !exists) {
+                return Reply::Null;
+            }
+            let request = ClientRequest::Put {
+                key,
+                value,
+                context: Some(current.context),
+                ttl: options.ttl,
+                consistency: self.write_consistency,
+            };
+            return self.write(request).await.map_or_else(|reply| reply, |()| Reply::ok());
+        }
+        let request = ClientRequest::Set {
+            key,
+            value,
+            ttl: options.ttl,
+            consistency: self.write_consistency,
+        };
+        self.write(request).await.map_or_else(|reply| reply, |()| Reply::ok())
+    }
+
+    async fn delete(&self, keys: &[Bytes]) -> Reply {
+        let mut deleted = 0;
+        for key in keys {
+            let current = match self.read(key.clone(), self.read_consistency).await {
+                Ok(current) => current,
+                Err(reply) => return reply,
+            };
+            if current.values.is_empty() {
+                continue;
+            }
+            let request = ClientRequest::Delete {
+                key: key.clone(),
+                context: Some(current.context),
+                consistency: self.write_consistency,
+            };
+            if let Err(reply) = self.write(request).await {
+                return reply;
+            }
+            deleted += 1;
+        }
+        Reply::Integer(deleted)
+    }
+
+    async fn exists(&self, keys: &[Bytes]) -> Reply {
+        let mut found = 0;
+        for key in keys {
+            match self.read(key.clone(), self.read_consistency).await {
+                Ok(current) if !current.values.is_empty() => found += 1,
+                Ok(_) => {}
+                Err(reply) => return reply,
+            }
+        }
+        Reply::Integer(found)
+    }
+
+    async fn mget(&self, keys: &[Bytes]) -> Reply {
+        match self
+            .node
+            .request(ClientRequest::MGet {
+                keys: keys.to_vec(),
+                consistency: self.read_consistency,
+            })
+            .await
+        {
+            Ok(ClientResponse::ReadMany(results)) => Reply::Array(
+                results
+                    .into_iter()
+                    .map(|result| result.values.last().cloned().map_or(Reply::Null, Reply::Bulk))
+                    .collect(),
+            ),
+            Ok(other) => Reply::err(format!("unexpected response {other:?}")),
+            Err(error) => error_reply(&error),
+        }
+    }
+
+    async fn mset(&self, pairs: &[Bytes]) -> Reply {
+        let entries = pairs.chunks(2).map(|pair| (pair[0].clone(), pair[1].clone())).collect();
+        self.write(ClientRequest::MSet { entries, consistency: self.write_consistency })
+            .await
+            .map_or_else(|reply| reply, |()| Reply::ok())
+    }
+
+    async fn expire(&self, args: &[Bytes], millis: bool) -> Reply {
+        let Some(amount) = parse_i64(&args[2]) else {
+            return Reply::err("value is not an integer or out of range");
+        };
+        let ttl_ms = if millis { amount } else { amount.saturating_mul(1_000) };
+        let current = match self.read(args[1].clone(), self.read_consistency).await {
+            Ok(current) => current,
+            Err(reply) => return reply,
+        };
+        let Some(value) = current.values.last().cloned() else { return Reply::Integer(0) };
+        if ttl_ms <= 0 {
+            let request = ClientRequest::Delete {
+                key: args[1].clone(),
+                context: Some(current.context),
+                consistency: self.write_consistency,
+            };
+            return self.write(request).await.map_or_else(|reply| reply, |()| Reply::Integer(1));
+        }
+        let ttl = Some(Duration::from_millis(ttl_ms as u64));
+        let request = ClientRequest::Put {
+            key: args[1].clone(),
+            value,
+            context: Some(current.context),
+            ttl,
+            consistency: self.write_consistency,
+        };
+        self.write(request).await.map_or_else(|reply| reply, |()| Reply::Integer(1))
+    }
+
+    async fn ttl(&self, key: Bytes, millis: bool) -> Reply {
+        let current = match self.read(key, self.read_consistency).await {
+            Ok(current) => current,
+            Err(reply) => return reply,
+        };
+        if current.values.is_empty() {
+            return Reply::Integer(-2);
+        }
+        let Some(expire_at) = current.expire_at else { return Reply::Integer(-1) };
+        let left_ms = expire_at.as_millis().saturating_sub(wall_clock().as_millis()) as i64;
+        Reply::Integer(if millis { left_ms } else { (left_ms + 500) / 1_000 })
+    }
+
+    async fn persist(&self, key: Bytes) -> Reply {
+        let current = match self.read(key.clone(), self.read_consistency).await {
+            Ok(current) => current,
+            Err(reply) => return reply,
+        };
+        let (Some(value), Some(_)) = (current.values.last().cloned(), current.expire_at) else {
+            return Reply::Integer(0);
+        };
+        let request = ClientRequest::Put {
+            key,
+            value,
+            context: Some(current.context),
+            ttl: None,
+            consistency: self.write_consistency,
+        };
+        self.write(request).await.map_or_else(|reply| reply, |()| Reply::Integer(1))
+    }
+
+    async fn get_all(&self, args: &[Bytes]) -> Reply {
+        let consistency = match args.get(2).map(|level| parse_consistency(level)).transpose() {
+            Ok(level) => level.unwrap_or(self.read_consistency),
+            Err(reply) => return reply,
+        };
+        match self.read(args[1].clone(), consistency).await {
+            Ok(result) => Reply::Array(vec![
+                Reply::Bulk(Bytes::from(hex_encode(&result.context.to_bytes()))),
+                Reply::Array(result.values.into_iter().map(Reply::Bulk).collect()),
+            ]),
+            Err(reply) => reply,
+        }
+    }
+
+    /// `RK.PUT key value context [consistency] [PX ms]`.
+    async fn put_with_context(&self, args: &[Bytes]) -> Reply {
+        let context = match parse_context(&args[3]) {
+            Ok(context) => context,
+            Err(reply) => return reply,
+        };
+        let mut consistency = self.write_consistency;
+        let mut ttl = None;
+        let mut rest = &args[4..];
+        while let Some(first) = rest.first() {
+            if first.eq_ignore_ascii_case(b"PX") && rest.len() >= 2 {
+                let Some(ms) = parse_i64(&rest[1]).filter(|ms| *ms > 0) else {
+                    return Reply::err("invalid expire time in 'rk.put' command");
+                };
+                ttl = Some(Duration::from_millis(ms as u64));
+                rest = &rest[2..];
+            } else {
+                consistency = match parse_consistency(first) {
+                    Ok(level) => level,
+                    Err(reply) => return reply,
+                };
+                rest = &rest[1..];
+            }
+        }
+        let request = ClientRequest::Put {
+            key: args[1].clone(),
+            value: args[2].clone(),
+            context,
+            ttl,
+            consistency,
+        };
+        match self.node.request(request).await {
+            Ok(ClientResponse::Written { context }) => {
+                Reply::Bulk(Bytes::from(hex_encode(&context.to_bytes())))
+            }
+            Ok(other) => Reply::err(format!("unexpected response {other:?}")),
+            Err(error) => error_reply(&error),
+        }
+    }
+
+    /// `RK.DEL key context [consistency]`.
+    async fn delete_with_context(&self, args: &[Bytes]) -> Reply {
+        let context = match parse_context(&args[2]) {
+            Ok(context) => context,
+            Err(reply) => return reply,
+        };
+        let consistency = match args.get(3).map(|level| parse_consistency(level)).transpose() {
+            Ok(level) => level.unwrap_or(self.write_consistency),
+            Err(reply) => return reply,
+        };
+        self.write(ClientRequest::Delete { key: args[1].clone(), context, consistency })
+            .await
+            .map_or_else(|reply| reply, |()| Reply::ok())
+    }
+
+    /// `RK.CONSISTENCY` shows the levels; `RK.CONSISTENCY level` sets both;
+    /// `RK.CONSISTENCY READ|WRITE level` sets one.
+    fn set_consistency(&mut self, args: &[Bytes]) -> Reply {
+        let show = |connection: &Connection| {
+            Reply::Array(vec![
+                Reply::text(format!("read {:?}", connection.read_consistency).to_ascii_uppercase()),
+                Reply::text(
+                    format!("write {:?}", connection.write_consistency).to_ascii_uppercase(),
+                ),
+            ])
+        };
+        match args.len() {
+            1 => show(self),
+            2 => match parse_consistency(&args[1]) {
+                Ok(level) => {
+                    self.read_consistency = level;
+                    self.write_consistency = level;
+                    Reply::ok()
+                }
+                Err(reply) => reply,
+            },
+            3 => {
+                let level = match parse_consistency(&args[2]) {
+                    Ok(level) => level,
+                    Err(reply) => return reply,
+                };
+                match String::from_utf8_lossy(&args[1]).to_ascii_uppercase().as_str() {
+                    "READ" => self.read_consistency = level,
+                    "WRITE" => self.write_consistency = level,
+                    other => return Reply::err(format!("expected READ or WRITE, got '{other}'")),
+                }
+                Reply::ok()
+            }
+            _ => wrong_arity("rk.consistency"),
+        }
+    }
+}
+
+struct SetOptions {
+    ttl: Option<Duration>,
+    only_if_absent: bool,
+    only_if_present: bool,
+}
+
+impl SetOptions {
+    fn parse(options: &[Bytes]) -> Result<SetOptions, Reply> {
+        let mut parsed = SetOptions { ttl: None, only_if_absent: false, only_if_present: false };
+        let mut index = 0;
+        while index < options.len() {
+            let option = String::from_utf8_lossy(&options[index]).to_ascii_uppercase();
+            match option.as_str() {
+                "NX" => parsed.only_if_absent = true,
+                "XX" => parsed.only_if_present = true,
+                "EX" | "PX" => {
+                    let amount = options
+                        .get(index + 1)
+                        .and_then(|text| parse_i64(text))
+                        .filter(|amount| *amount > 0);
+                    let Some(amount) = amount else {
+                        return Err(Reply::err("invalid expire time in 'set' command"));
+                    };
+                    let ttl_ms = if option == "EX" { amount.saturating_mul(1_000) } else { amount };
+                    if parsed.ttl.is_some() {
+                        return Err(Reply::err("syntax error"));
+                    }
+                    parsed.ttl = Some(Duration::from_millis(ttl_ms as u64));
+                    index += 1;
+                }
+                _ => return Err(Reply::err("syntax error")),
+            }
+            index += 1;
+        }
+        if parsed.only_if_absent && parsed.only_if_present {
+            return Err(Reply::err("syntax error"));
+        }
+        Ok(parsed)
+    }
+}
+
+/// The RESP error for a node error: a code the client can match on, then the node's message.
+pub fn error_reply(error: &ClientError) -> Reply {
+    let code = match error {
+        ClientError::Unavailable { .. } => "UNAVAILABLE",
+        ClientError::Timeout { .. } => "TIMEOUT",
+        ClientError::Overloaded { .. } => "BUSY",
+        ClientError::NotReady => "LOADING",
+        ClientError::Storage { .. } => "IOERR",
+        _ => "ERR",
+    };
+    Reply::Error(format!("{code} {error}"))
+}
+
+fn wrong_arity(command: &str) -> Reply {
+    Reply::err(format!("wrong number of arguments for '{command}' command"))
+}
+
+fn parse_i64(text: &[u8]) -> Option<i64> {
+    std::str::from_utf8(text).ok()?.parse().ok()
+}
+
+fn parse_consistency(text: &[u8]) -> Result<Consistency, Reply> {
+    String::from_utf8_lossy(text).parse::<Consistency>().map_err(Reply::err)
+}
+
+fn parse_context(text: &[u8]) -> Result<Option<Context>, Reply> {
+    if text.is_empty() || text == b"-" {
+        return Ok(None);
+    }
+    let bytes = hex_decode(text).ok_or_else(|| Reply::err("invalid causal context: not hex"))?;
+    Context::from_bytes(&bytes).map(Some).map_err(|error| error_reply(&error))
+}
+
+fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn hex_decode(text: &[u8]) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    text.chunks(2)
+        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_options_parse_and_refuse_conflicts() {
+        let options = |words: &[&str]| {
+            SetOptions::parse(
+                &words
+                    .iter()
+                    .map(|word| Bytes::copy_from_slice(word.as_bytes()))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let parsed = options(&["EX", "10", "NX"]).ok().unwrap();
+        assert_eq!(parsed.ttl, Some(Duration::from_secs(10)));
+        assert!(parsed.only_if_absent);
+        assert!(options(&["NX", "XX"]).is_err());
+        assert!(options(&["EX", "0"]).is_err());
+        assert!(options(&["EX", "5", "PX", "5"]).is_err());
+        assert!(options(&["BOGUS"]).is_err());
+    }
+
+    #[test]
+    fn contexts_round_trip_through_hex() {
+        assert_eq!(hex_decode(hex_encode(&[0, 255, 16]).as_bytes()), Some(vec![0, 255, 16]));
+        assert!(hex_decode(b"abc").is_none());
+        assert!(parse_context(b"zz").is_err());
+        assert_eq!(parse_context(b"-").ok(), Some(None));
+    }
+}

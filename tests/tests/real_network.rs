@@ -1,0 +1,289 @@
+//! Real nodes on loopback, driven through a real Redis client library.
+
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use ringkv_tests::{cluster_configs, start_node};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn connect(address: std::net::SocketAddr) -> redis::aio::MultiplexedConnection {
+    let client = redis::Client::open(format!("redis://{address}/")).expect("valid url");
+    for _ in 0..50 {
+        if let Ok(connection) = client.get_multiplexed_async_connection().await {
+            return connection;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("cannot connect to {address}");
+}
+
+/// Waits until a write at ALL through `connection` succeeds: every peer connection is up and
+/// every node's epoch is durable.
+async fn wait_until_writable(connection: &mut redis::aio::MultiplexedConnection) {
+    for _ in 0..100 {
+        let result: redis::RedisResult<String> = redis::cmd("RK.PUT")
+            .arg("__ready")
+            .arg("1")
+            .arg("-")
+            .arg("ALL")
+            .query_async(connection)
+            .await;
+        if result.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("cluster never became writable");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_get_del_mget_expire_and_ttl_work_through_a_redis_client() {
+    let data = tempfile::tempdir().unwrap();
+    let configs = cluster_configs(3, data.path());
+    let mut nodes = Vec::new();
+    for config in &configs {
+        nodes.push(start_node(config).await);
+    }
+    let mut first = connect(nodes[0].client_addr).await;
+    let mut second = connect(nodes[1].client_addr).await;
+    wait_until_writable(&mut first).await;
+
+    let () = first.set("greeting", "hello").await.unwrap();
+    let value: Option<String> = second.get("greeting").await.unwrap();
+    assert_eq!(value.as_deref(), Some("hello"));
+
+    let () = first.mset(&[("a", "1"), ("b", "2")]).await.unwrap();
+    let values: Vec<Option<String>> = second.mget(&["a", "missing", "b"]).await.unwrap();
+    assert_eq!(values, vec![Some("1".into()), None, Some("2".into())]);
+
+    let exists: i64 = second.exists(&["a", "b", "missing"]).await.unwrap();
+    assert_eq!(exists, 2);
+    let deleted: i64 = second.del(&["a", "missing"]).await.unwrap();
+    assert_eq!(deleted, 1);
+    let gone: Option<String> = first.get("a").await.unwrap();
+    assert_eq!(gone, None);
+
+    let ttl: i64 = first.ttl("greeting").await.unwrap();
+    assert_eq!(ttl, -1);
+    let set: bool = first.expire("greeting", 100).await.unwrap();
+    assert!(set);
+    let ttl: i64 = second.ttl("greeting").await.unwrap();
+    assert!((99..=100).contains(&ttl), "ttl {ttl}");
+    let () = redis::cmd("SET")
+        .arg("short")
+        .arg("v")
+        .arg("PX")
+        .arg(300)
+        .query_async(&mut first)
+        .await
+        .unwrap();
+    let pttl: i64 = second.pttl("short").await.unwrap();
+    assert!(pttl > 0 && pttl <= 300, "pttl {pttl}");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let expired: Option<String> = second.get("short").await.unwrap();
+    assert_eq!(expired, None);
+    let missing_ttl: i64 = first.ttl("short").await.unwrap();
+    assert_eq!(missing_ttl, -2);
+
+    let nx: Option<String> = redis::cmd("SET")
+        .arg("greeting")
+        .arg("other")
+        .arg("NX")
+        .query_async(&mut first)
+        .await
+        .unwrap();
+    assert_eq!(nx, None, "NX must not overwrite");
+    let unknown: redis::RedisResult<()> = redis::cmd("FLUBBER").query_async(&mut first).await;
+    assert!(unknown.unwrap_err().to_string().contains("unknown command"));
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn siblings_and_contexts_are_reachable_through_extension_commands() {
+    let data = tempfile::tempdir().unwrap();
+    let configs = cluster_configs(3, data.path());
+    let mut nodes = Vec::new();
+    for config in &configs {
+        nodes.push(start_node(config).await);
+    }
+    let mut connection = connect(nodes[0].client_addr).await;
+    wait_until_writable(&mut connection).await;
+    let _: String = redis::cmd("RK.PUT")
+        .arg("cart")
+        .arg("apple")
+        .arg("-")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let _: String = redis::cmd("RK.PUT")
+        .arg("cart")
+        .arg("pear")
+        .arg("-")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let (context, values): (String, Vec<String>) =
+        redis::cmd("RK.GETALL").arg("cart").query_async(&mut connection).await.unwrap();
+    let mut sorted = values.clone();
+    sorted.sort();
+    assert_eq!(sorted, vec!["apple", "pear"]);
+    let _: String = redis::cmd("RK.PUT")
+        .arg("cart")
+        .arg("apple+pear")
+        .arg(&context)
+        .arg("ALL")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let (_, values): (String, Vec<String>) =
+        redis::cmd("RK.GETALL").arg("cart").arg("ALL").query_async(&mut connection).await.unwrap();
+    assert_eq!(values, vec!["apple+pear"]);
+    let bad: redis::RedisResult<String> =
+        redis::cmd("RK.PUT").arg("cart").arg("x").arg("zz").query_async(&mut connection).await;
+    assert!(bad.unwrap_err().to_string().contains("invalid causal context"));
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_resp_oversized_values_and_garbage_peer_frames_crash_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    let mut configs = cluster_configs(3, data.path());
+    for config in &mut configs {
+        config.value_bytes_max = 1024;
+    }
+    let mut nodes = Vec::new();
+    for config in &configs {
+        nodes.push(start_node(config).await);
+    }
+    let mut connection = connect(nodes[0].client_addr).await;
+    wait_until_writable(&mut connection).await;
+    let () = connection.set("kept", "safe").await.unwrap();
+
+    let oversized: redis::RedisResult<()> = connection.set("big", vec![b'x'; 1025]).await;
+    let error = oversized.unwrap_err().to_string();
+    assert!(error.contains("value too large") || error.contains("bulk length"), "{error}");
+
+    let mut raw = tokio::net::TcpStream::connect(nodes[0].client_addr).await.unwrap();
+    raw.write_all(b"*1\r\n$abc\r\n").await.unwrap();
+    let mut reply = vec![0u8; 256];
+    let read = raw.read(&mut reply).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&reply[..read]).starts_with("-ERR Protocol error"),
+        "{:?}",
+        String::from_utf8_lossy(&reply[..read])
+    );
+
+    let mut peer = tokio::net::TcpStream::connect(nodes[1].peer_addr).await.unwrap();
+    peer.write_all(&[0xff; 64]).await.unwrap();
+    let mut peer2 = tokio::net::TcpStream::connect(nodes[1].peer_addr).await.unwrap();
+    peer2.write_all(&20u32.to_le_bytes()).await.unwrap();
+    peer2.write_all(&[1u8; 20]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(nodes[1].metrics.peer_frames_refused.get() >= 1, "garbage frames were not counted");
+
+    let value: Option<String> = connection.get("kept").await.unwrap();
+    assert_eq!(value.as_deref(), Some("safe"), "a node lost data after bad input");
+    let mut other = connect(nodes[1].client_addr).await;
+    let value: Option<String> = other.get("kept").await.unwrap();
+    assert_eq!(value.as_deref(), Some("safe"));
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_writes_survive_one_node_killed_and_no_acknowledged_write_is_lost() {
+    let data = tempfile::tempdir().unwrap();
+    let configs = cluster_configs(3, data.path());
+    let mut nodes = Vec::new();
+    for config in &configs {
+        nodes.push(start_node(config).await);
+    }
+    let mut writer = connect(nodes[0].client_addr).await;
+    wait_until_writable(&mut writer).await;
+    let mut acknowledged = Vec::new();
+    for index in 0..200 {
+        if index == 50 {
+            let victim = nodes.remove(2);
+            victim.kill();
+        }
+        let key = format!("key{index}");
+        let result: redis::RedisResult<()> = writer.set(&key, format!("value{index}")).await;
+        if result.is_ok() {
+            acknowledged.push(index);
+        }
+    }
+    assert!(
+        acknowledged.len() >= 190,
+        "only {} of 200 QUORUM writes succeeded with one node down",
+        acknowledged.len()
+    );
+    // The killed node comes back on its disk (what it synced) and is repaired by quorum reads.
+    nodes.push(start_node(&configs[2]).await);
+    let mut reader = connect(nodes[2].client_addr).await;
+    for index in &acknowledged {
+        let mut found = None;
+        for _ in 0..20 {
+            match reader.get::<_, Option<String>>(format!("key{index}")).await {
+                Ok(value) => {
+                    found = value;
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        if found.is_none() {
+            for (position, node) in nodes.iter().enumerate() {
+                let mut probe = connect(node.client_addr).await;
+                let local: redis::RedisResult<(String, Vec<String>)> = redis::cmd("RK.GETALL")
+                    .arg(format!("key{index}"))
+                    .arg("ONE")
+                    .query_async(&mut probe)
+                    .await;
+                eprintln!(
+                    "DEBUG node position {position} id {} local copy of key{index}: {local:?}",
+                    node.id
+                );
+            }
+        }
+        assert_eq!(found, Some(format!("value{index}")), "acknowledged write {index} is missing");
+    }
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_cluster_stopped_and_restarted_reads_everything_back() {
+    let data = tempfile::tempdir().unwrap();
+    let configs = cluster_configs(3, data.path());
+    let mut nodes = Vec::new();
+    for config in &configs {
+        nodes.push(start_node(config).await);
+    }
+    let mut connection = connect(nodes[1].client_addr).await;
+    wait_until_writable(&mut connection).await;
+    for index in 0..300 {
+        let () = connection.set(format!("key{index}"), format!("value{index}")).await.unwrap();
+    }
+    drop(connection);
+    for node in nodes.drain(..) {
+        node.shutdown().await;
+    }
+    for config in &configs {
+        nodes.push(start_node(config).await);
+    }
+    let mut connection = connect(nodes[2].client_addr).await;
+    wait_until_writable(&mut connection).await;
+    for index in 0..300 {
+        let value: Option<String> = connection.get(format!("key{index}")).await.unwrap();
+        assert_eq!(value, Some(format!("value{index}")), "key{index} lost across a full restart");
+    }
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
