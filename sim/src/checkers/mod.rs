@@ -1,0 +1,301 @@
+//! Checkers: each module tests one property of a finished run and reports violations.
+//!
+//! Input: the run's [`History`], the [`FinalState`] of every key written (each replica's copy
+//! after the final all-replica read pass, and their merge over every node), and the run's
+//! [`CheckParams`]. Output: [`Violation`]s, at most [`VIOLATIONS_PER_CHECKER_MAX`] per checker.
+//!
+//! The shared [`Analysis`] indexes the history once: the write that produced each (unique)
+//! value, and for each value the context writes that replaced it. A context write replaces
+//! exactly the values its read returned for that key: the read's context is the merged clock,
+//! which covers every value it returned, and a value it does not cover was never visible to it.
+
+pub mod bounds;
+pub mod convergence;
+pub mod liveness;
+pub mod lost_writes;
+pub mod read_after_write;
+pub mod resurrection;
+pub mod values_written;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ringkv_core::version::Versioned;
+use ringkv_core::{ConflictMode, Consistency, Instant, Key, NodeId, Value};
+
+use crate::history::{History, OpIndex, OpRequest};
+
+/// Most violations one checker reports; the first few tell the story.
+pub const VIOLATIONS_PER_CHECKER_MAX: usize = 10;
+
+/// A property that did not hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// Which checker found it.
+    pub checker: &'static str,
+    /// What happened, with op indexes, keys and values.
+    pub message: String,
+}
+
+/// One key's state after the run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FinalKey {
+    /// Each replica of the key (preference list order) and its copy (empty when absent).
+    pub replicas: Vec<(NodeId, Versioned)>,
+    /// The merge of every node's copy.
+    pub merged: Versioned,
+    /// The live values of `merged`.
+    pub live: Vec<Value>,
+}
+
+/// Every written key's final state.
+pub type FinalState = BTreeMap<Key, FinalKey>;
+
+/// What the checkers need to know about the run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CheckParams {
+    /// Replicas per key.
+    pub replicas_n: usize,
+    /// The keyspace's conflict mode.
+    pub conflict_mode: ConflictMode,
+    /// When the liveness measurement started (faults healed plus warm-up), if the run had one.
+    pub liveness_from: Option<Instant>,
+    /// Least share of liveness-phase operations that must succeed.
+    pub liveness_success_min: f64,
+    /// How many times nodes were started (each start may mint a new actor).
+    pub node_starts_count: usize,
+}
+
+impl CheckParams {
+    /// Whether a read at `read` after a write at `write` must see it: R + W > N.
+    pub fn is_strict(&self, read: Consistency, write: Consistency) -> bool {
+        match (read.required(self.replicas_n), write.required(self.replicas_n)) {
+            (Ok(r), Ok(w)) => r + w > self.replicas_n,
+            _ => false,
+        }
+    }
+}
+
+/// Everything a checker reads.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckInput<'a> {
+    /// The history.
+    pub history: &'a History,
+    /// The final state.
+    pub final_state: &'a FinalState,
+    /// The run's parameters.
+    pub params: CheckParams,
+}
+
+/// Runs every checker.
+pub fn check_all(input: CheckInput<'_>) -> Vec<Violation> {
+    let analysis = Analysis::new(input.history);
+    let checks: [fn(CheckInput<'_>, &Analysis) -> Vec<Violation>; 7] = [
+        values_written::check,
+        lost_writes::check,
+        read_after_write::check,
+        resurrection::check,
+        convergence::check,
+        liveness::check,
+        bounds::check,
+    ];
+    checks
+        .iter()
+        .flat_map(|check| check(input, &analysis).into_iter().take(VIOLATIONS_PER_CHECKER_MAX))
+        .collect()
+}
+
+/// The history, indexed for the checkers.
+#[derive(Debug, Default)]
+pub struct Analysis {
+    /// The write (op, key) that produced each value.
+    pub writer_of: BTreeMap<Value, (OpIndex, Key)>,
+    /// Context writes that may have applied, for each value their read returned.
+    pub replaced_by: BTreeMap<Value, Vec<OpIndex>>,
+    /// Overwrites (`Set`, mset) that may have applied, per key.
+    pub overwrites: BTreeMap<Key, Vec<OpIndex>>,
+}
+
+impl Analysis {
+    /// Indexes `history`.
+    pub fn new(history: &History) -> Self {
+        let mut analysis = Analysis::default();
+        for (index, op) in history.iter() {
+            let OpRequest::Write { writes, context_from, overwrite, .. } = &op.request else {
+                continue;
+            };
+            for (key, value) in writes {
+                if let Some(value) = value {
+                    analysis.writer_of.insert(value.clone(), (index, key.clone()));
+                }
+                if *overwrite && op.may_have_applied() {
+                    analysis.overwrites.entry(key.clone()).or_default().push(index);
+                }
+                let read = context_from.and_then(|read| history.get(read));
+                let Some(seen) = read.and_then(|read| read.values_read(key)) else {
+                    continue;
+                };
+                if op.may_have_applied() {
+                    for value in seen {
+                        analysis.replaced_by.entry(value.clone()).or_default().push(index);
+                    }
+                }
+            }
+        }
+        analysis
+    }
+
+    /// Values replaced by a context write that succeeded.
+    pub fn replaced_by_ok(&self, history: &History, value: &Value) -> bool {
+        self.replaced_by.get(value).is_some_and(|ops| {
+            ops.iter().any(|op| history.get(*op).is_some_and(|record| record.is_ok()))
+        })
+    }
+
+    /// The writes that may have replaced `value`: context writes whose read returned it, and
+    /// overwrites of its key that the coordinator may have applied after it (any that had not
+    /// certainly finished before the value's write was invoked).
+    pub fn replacers(&self, history: &History, value: &Value) -> Vec<OpIndex> {
+        let mut replacers = self.replaced_by.get(value).cloned().unwrap_or_default();
+        let Some((writer, key)) = self.writer_of.get(value) else {
+            return replacers;
+        };
+        let Some(written_at) = history.get(*writer).map(|op| op.invoked_at) else {
+            return replacers;
+        };
+        for overwrite in self.overwrites.get(key).into_iter().flatten() {
+            let Some(op) = history.get(*overwrite) else {
+                continue;
+            };
+            // An unknown write may still be applied long after the client gave up.
+            let after = !op.is_ok() || op.completed_at.is_none_or(|done| done >= written_at);
+            if *overwrite != *writer && after {
+                replacers.push(*overwrite);
+            }
+        }
+        replacers
+    }
+
+    /// Every value that may have replaced `value`, transitively, and whether a delete did.
+    pub fn successors(&self, history: &History, value: &Value) -> (BTreeSet<Value>, bool) {
+        let mut values = BTreeSet::new();
+        let mut deleted = false;
+        let mut frontier = vec![value.clone()];
+        // Each value enters the frontier at most once, so the walk ends; the bound is a guard.
+        let steps_max = self.writer_of.len() + 1;
+        for _ in 0..steps_max {
+            let Some(current) = frontier.pop() else {
+                break;
+            };
+            let key = self.writer_of.get(&current).map(|(_, key)| key.clone());
+            for op in self.replacers(history, &current) {
+                let Some(OpRequest::Write { writes, .. }) = history.get(op).map(|r| &r.request)
+                else {
+                    continue;
+                };
+                let same_key =
+                    writes.iter().filter(|(written_key, _)| Some(written_key) == key.as_ref());
+                for (_, written) in same_key {
+                    match written {
+                        Some(next) if values.insert(next.clone()) => frontier.push(next.clone()),
+                        Some(_) => {}
+                        None => deleted = true,
+                    }
+                }
+            }
+        }
+        (values, deleted)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod fixtures {
+    //! Hand-made histories for the checkers' tests.
+
+    use bytes::Bytes;
+    use ringkv_core::{ConflictMode, Consistency, Instant, NodeId};
+
+    use super::CheckParams;
+    use crate::history::{History, OpIndex, OpOutcome, OpRequest};
+
+    pub fn at(millis: u64) -> Instant {
+        Instant::from_nanos(millis * 1_000_000)
+    }
+
+    pub fn bytes(text: &str) -> Bytes {
+        Bytes::copy_from_slice(text.as_bytes())
+    }
+
+    pub fn params() -> CheckParams {
+        CheckParams {
+            replicas_n: 3,
+            conflict_mode: ConflictMode::DottedVersionVectors,
+            liveness_from: None,
+            liveness_success_min: 0.99,
+            node_starts_count: 3,
+        }
+    }
+
+    /// Records a completed put (blind, or with the context of `context_from`).
+    pub fn put(
+        history: &mut History,
+        key: &str,
+        value: &str,
+        context_from: Option<OpIndex>,
+        span: (u64, u64),
+        outcome: OpOutcome,
+    ) -> OpIndex {
+        let request = OpRequest::Write {
+            writes: vec![(bytes(key), Some(bytes(value)))],
+            context_from,
+            overwrite: false,
+            consistency: Consistency::Quorum,
+        };
+        let index = history.invoke(0, NodeId(1), request, at(span.0), false);
+        history.complete(index, at(span.1), outcome);
+        index
+    }
+
+    /// Records a completed context delete.
+    pub fn delete(
+        history: &mut History,
+        key: &str,
+        context_from: OpIndex,
+        span: (u64, u64),
+    ) -> OpIndex {
+        let request = OpRequest::Write {
+            writes: vec![(bytes(key), None)],
+            context_from: Some(context_from),
+            overwrite: false,
+            consistency: Consistency::Quorum,
+        };
+        let index = history.invoke(0, NodeId(1), request, at(span.0), false);
+        history.complete(index, at(span.1), ok());
+        index
+    }
+
+    /// Records a successful quorum read of `key` returning `values`.
+    pub fn read(history: &mut History, key: &str, values: &[&str], span: (u64, u64)) -> OpIndex {
+        let request = OpRequest::Read { keys: vec![bytes(key)], consistency: Consistency::Quorum };
+        let index = history.invoke(1, NodeId(2), request, at(span.0), false);
+        let reads = vec![values.iter().map(|value| bytes(value)).collect()];
+        history.complete(index, at(span.1), OpOutcome::Ok { reads });
+        index
+    }
+
+    /// Records a completed overwrite (a `Set`).
+    pub fn set(history: &mut History, key: &str, value: &str, span: (u64, u64)) -> OpIndex {
+        let request = OpRequest::Write {
+            writes: vec![(bytes(key), Some(bytes(value)))],
+            context_from: None,
+            overwrite: true,
+            consistency: Consistency::Quorum,
+        };
+        let index = history.invoke(0, NodeId(1), request, at(span.0), false);
+        history.complete(index, at(span.1), ok());
+        index
+    }
+
+    pub fn ok() -> OpOutcome {
+        OpOutcome::Ok { reads: Vec::new() }
+    }
+}

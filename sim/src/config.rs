@@ -1,0 +1,223 @@
+//! What a simulation run is: the cluster, its options, the network, disk, faults, workload,
+//! phase lengths and seed; and the builder that assembles it.
+//!
+//! Owns: [`SimConfig`] (plain data, every field public, defaults for a 5-node N=3 QUORUM
+//! cluster under swarm faults) and [`SimBuilder`] (a fluent way to set it and run it).
+//! Invariant (checked by [`SimConfig::validate`]): at least one node, replicas fit in the
+//! cluster, phases are nonzero, and every bound is positive.
+
+use ringkv_core::storage::MemStorage;
+use ringkv_core::{Duration, KeyspaceConfig, NodeConfig};
+
+use crate::disk::{DiskConfig, SimDisk};
+use crate::faults::FaultConfig;
+use crate::network::NetworkConfig;
+use crate::report::Report;
+use crate::workload::WorkloadConfig;
+
+/// Everything that defines a run. Same config (and code) = same run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimConfig {
+    /// The seed every random choice derives from.
+    pub seed: u64,
+    /// Number of nodes; ids are 1..=nodes_count.
+    pub nodes_count: usize,
+    /// The nodes' configuration; `members` is filled in by the simulator.
+    pub node: NodeConfig,
+    /// The healthy network's latency.
+    pub network: NetworkConfig,
+    /// The disks' sync latency.
+    pub disk: DiskConfig,
+    /// Which faults to inject.
+    pub faults: FaultConfig,
+    /// What the clients do.
+    pub workload: WorkloadConfig,
+    /// Length of the phase with faults.
+    pub safety_duration: Duration,
+    /// Length of the phase with faults healed.
+    pub liveness_duration: Duration,
+    /// Time after healing before liveness is measured.
+    pub liveness_warmup: Duration,
+    /// Least share of liveness-phase operations that must succeed.
+    pub liveness_success_min: f64,
+    /// How long before the other nodes learn that a node crashed or came back.
+    pub failure_detection_delay: Duration,
+    /// Whether to keep a readable event log.
+    pub trace_log: bool,
+    /// Most lines of the event log.
+    pub trace_lines_max: usize,
+    /// Most events a run processes before it stops and reports that it did not finish.
+    pub events_max: u64,
+    /// Most events waiting in the queue.
+    pub queue_len_max: usize,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        let node = NodeConfig::new(Vec::new());
+        SimConfig {
+            seed: 0,
+            nodes_count: 5,
+            node,
+            network: NetworkConfig::default(),
+            disk: DiskConfig::default(),
+            faults: FaultConfig::swarm(),
+            workload: WorkloadConfig::default(),
+            safety_duration: Duration::from_secs(10),
+            liveness_duration: Duration::from_secs(5),
+            liveness_warmup: Duration::from_secs(2),
+            liveness_success_min: 0.99,
+            failure_detection_delay: Duration::from_millis(200),
+            trace_log: false,
+            trace_lines_max: 100_000,
+            events_max: 200_000_000,
+            queue_len_max: 10_000_000,
+        }
+    }
+}
+
+impl SimConfig {
+    /// Checks the invariants of the module doc; returns what is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.nodes_count == 0 || self.nodes_count > 64 {
+            return Err(format!("nodes_count {} is outside 1..=64", self.nodes_count));
+        }
+        if self.node.keyspace.replicas_n == 0 || self.node.keyspace.replicas_n > self.nodes_count {
+            return Err(format!(
+                "replicas_n {} does not fit in {} nodes",
+                self.node.keyspace.replicas_n, self.nodes_count
+            ));
+        }
+        if self.safety_duration == Duration::ZERO && self.liveness_duration == Duration::ZERO {
+            return Err("both phases are empty".to_string());
+        }
+        if self.workload.clients_count == 0 || self.workload.ops_per_sec <= 0.0 {
+            return Err("the workload needs clients and a positive rate".to_string());
+        }
+        if self.workload.keys_count == 0 || self.events_max == 0 || self.queue_len_max == 0 {
+            return Err("keys_count, events_max and queue_len_max must be positive".to_string());
+        }
+        Ok(())
+    }
+}
+
+/// Builds and runs a simulation.
+///
+/// ```
+/// use ringkv_sim::{FaultConfig, Simulation};
+/// use ringkv_core::Duration;
+///
+/// let report = Simulation::builder()
+///     .seed(7)
+///     .nodes(3)
+///     .faults(FaultConfig::none())
+///     .phases(Duration::from_secs(1), Duration::from_secs(3))
+///     .run();
+/// assert!(report.violations.is_empty(), "{report}");
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct SimBuilder {
+    config: SimConfig,
+}
+
+impl SimBuilder {
+    /// A builder holding [`SimConfig::default`].
+    pub fn new() -> Self {
+        SimBuilder::default()
+    }
+
+    /// Starts from an existing config.
+    pub fn from_config(config: SimConfig) -> Self {
+        SimBuilder { config }
+    }
+
+    /// The run's seed.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.config.seed = seed;
+        self
+    }
+
+    /// Number of nodes.
+    pub fn nodes(mut self, nodes_count: usize) -> Self {
+        self.config.nodes_count = nodes_count;
+        self
+    }
+
+    /// The nodes' configuration (its `members` are replaced by the simulator's).
+    pub fn node_config(mut self, node: NodeConfig) -> Self {
+        self.config.node = node;
+        self
+    }
+
+    /// The keyspace options (replicas, conflict mode, tombstone grace).
+    pub fn keyspace(mut self, keyspace: KeyspaceConfig) -> Self {
+        self.config.node.keyspace = keyspace;
+        self
+    }
+
+    /// The network's latency.
+    pub fn network(mut self, network: NetworkConfig) -> Self {
+        self.config.network = network;
+        self
+    }
+
+    /// The disks' latency.
+    pub fn disk(mut self, disk: DiskConfig) -> Self {
+        self.config.disk = disk;
+        self
+    }
+
+    /// The faults.
+    pub fn faults(mut self, faults: FaultConfig) -> Self {
+        self.config.faults = faults;
+        self
+    }
+
+    /// The workload.
+    pub fn workload(mut self, workload: WorkloadConfig) -> Self {
+        self.config.workload = workload;
+        self
+    }
+
+    /// The lengths of the safety phase (faults on) and the liveness phase (faults healed).
+    pub fn phases(mut self, safety: Duration, liveness: Duration) -> Self {
+        self.config.safety_duration = safety;
+        self.config.liveness_duration = liveness;
+        self
+    }
+
+    /// Keeps a readable event log in the report.
+    pub fn trace_log(mut self, log: bool) -> Self {
+        self.config.trace_log = log;
+        self
+    }
+
+    /// The assembled config.
+    pub fn build(self) -> SimConfig {
+        self.config
+    }
+
+    /// Runs on in-memory disks.
+    pub fn run(self) -> Report {
+        crate::runner::run::<MemStorage>(&self.config)
+    }
+
+    /// Runs on disks of type `D`.
+    pub fn run_with_disk<D: SimDisk>(self) -> Report {
+        crate::runner::run::<D>(&self.config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_config_is_valid_and_bad_ones_are_refused() {
+        assert_eq!(SimConfig::default().validate(), Ok(()));
+        let too_few = SimBuilder::new().nodes(2).build();
+        assert!(too_few.validate().unwrap_err().contains("replicas_n 3"));
+        let empty = SimBuilder::new().phases(Duration::ZERO, Duration::ZERO).build();
+        assert!(empty.validate().is_err());
+    }
+}

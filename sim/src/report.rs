@@ -1,0 +1,126 @@
+//! What a run reports: outcomes, events, simulated time, violations, the trace hash.
+//!
+//! Owns: [`Report`] and its parts. A report is plain data; `Display` prints the summary a
+//! failing test shows, beginning with the seed so it can be replayed.
+
+use std::collections::BTreeMap;
+
+use ringkv_core::Duration;
+
+use crate::checkers::Violation;
+use crate::faults::FaultPlan;
+use crate::history::History;
+
+/// Client operations by outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutcomeCounts {
+    /// Succeeded.
+    pub ok: u64,
+    /// Certainly had no effect.
+    pub failed: u64,
+    /// May or may not have had an effect.
+    pub unknown: u64,
+    /// Never completed (only when a run is cut short).
+    pub pending: u64,
+}
+
+/// What the fault injector and the cluster did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunStats {
+    /// Peer messages sent.
+    pub messages_sent: u64,
+    /// Peer messages lost or blocked.
+    pub messages_dropped: u64,
+    /// Extra copies delivered.
+    pub messages_duplicated: u64,
+    /// Node crashes (including disk replacements).
+    pub crashes: u64,
+    /// Node starts, including the first.
+    pub node_starts: u64,
+    /// Partitions installed.
+    pub partitions: u64,
+    /// Clogs.
+    pub clogs: u64,
+    /// Wall-clock jumps.
+    pub clock_jumps: u64,
+    /// Disks that started failing.
+    pub disk_failures: u64,
+    /// Syncs completed (successfully or not).
+    pub syncs: u64,
+    /// Syncs that failed.
+    pub sync_failures: u64,
+    /// BUGGIFY sites reached, enabled and fired, by location.
+    pub buggify: BTreeMap<String, (bool, u64, u64)>,
+}
+
+/// The result of one run.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The seed (replay it to get the same run).
+    pub seed: u64,
+    /// The faults the seed chose.
+    pub plan: FaultPlan,
+    /// Workload operations by outcome.
+    pub outcomes: OutcomeCounts,
+    /// Events processed.
+    pub events_processed: u64,
+    /// Simulated time at the end.
+    pub simulated_time: Duration,
+    /// Every property that did not hold.
+    pub violations: Vec<Violation>,
+    /// Hash of every event; equal for two runs of one seed.
+    pub trace_hash: u64,
+    /// The readable event log, when asked for.
+    pub trace: Vec<String>,
+    /// Fault and cluster counters.
+    pub stats: RunStats,
+    /// The operations, for inspection.
+    pub history: History,
+}
+
+impl Report {
+    /// Whether every checker passed.
+    pub fn is_ok(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let seconds = self.simulated_time.as_nanos() as f64 / 1e9;
+        writeln!(
+            f,
+            "seed {} ({}): {} events, {seconds:.3} simulated s, trace {:016x}",
+            self.seed,
+            if self.is_ok() { "ok" } else { "VIOLATIONS" },
+            self.events_processed,
+            self.trace_hash
+        )?;
+        let o = self.outcomes;
+        writeln!(
+            f,
+            "  ops: {} ok, {} failed, {} unknown, {} pending",
+            o.ok, o.failed, o.unknown, o.pending
+        )?;
+        let s = &self.stats;
+        writeln!(
+            f,
+            "  faults: {} msgs sent, {} dropped, {} duplicated; {} crashes, {} partitions, {} \
+             clogs, {} clock jumps, {} disk failures; buggify sites fired: {}",
+            s.messages_sent,
+            s.messages_dropped,
+            s.messages_duplicated,
+            s.crashes,
+            s.partitions,
+            s.clogs,
+            s.clock_jumps,
+            s.disk_failures,
+            s.buggify.values().filter(|(_, _, fired)| *fired > 0).count()
+        )?;
+        writeln!(f, "  plan: {:?}", self.plan)?;
+        for violation in &self.violations {
+            writeln!(f, "  VIOLATION [{}] {}", violation.checker, violation.message)?;
+        }
+        Ok(())
+    }
+}

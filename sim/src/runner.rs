@@ -1,0 +1,878 @@
+//! The discrete-event loop: nodes, network, disks, clocks, clients and faults, driven by one
+//! event queue on one thread.
+//!
+//! Owns: every node (or, while crashed, its disk), the network, the clocks, the clients, the
+//! history and the trace. Input: a [`SimConfig`]. Output: a [`Report`].
+//!
+//! Events, all in one queue ordered by (time, sequence): peer message deliveries, node timers,
+//! sync completions, client turns and client timeouts, fault injections and their undoing,
+//! failure-detector broadcasts, and the phase changes (heal, final read pass, end).
+//!
+//! A run: the safety phase with the seed's faults; at `safety_duration` everything heals
+//! (partitions, clogs, loss, clocks, failing disks, crashed nodes, BUGGIFY) and every node is
+//! told every peer is up; the liveness phase runs the same workload; then the final pass reads
+//! every written key at ALL (repairing every replica), the cluster goes quiet, the final state
+//! is collected and the checkers run.
+//!
+//! Crashes: the `Node` is dropped with all its volatile state, its disk loses unsynced writes,
+//! and a new `Node` is later built on the same disk (the core bumps its epoch). A sync is an
+//! event after a disk latency, so a crash can land between `SyncStorage` and its completion;
+//! events meant for a previous incarnation of a node are ignored.
+//!
+//! Invariants: one node per slot at most; a node is fed only while running; at most
+//! `OUTPUTS_PER_DRAIN_MAX` outputs are drained per input (more is reported as a violation).
+
+use std::collections::BTreeSet;
+use std::panic::AssertUnwindSafe;
+
+use rand::seq::SliceRandom;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use ringkv_core::ring::Ring;
+use ringkv_core::{
+    ClientError, ClientResponse, Context, Duration, Input, Instant, Key, Node, NodeConfig, NodeId,
+    Output, PeerMessage,
+};
+
+use crate::checkers::{check_all, CheckInput, CheckParams, FinalKey, FinalState, Violation};
+use crate::clock::NodeClock;
+use crate::config::SimConfig;
+use crate::disk::SimDisk;
+use crate::faults::{FaultKind, FaultPlan};
+use crate::history::{outcome_of_error, History, OpIndex, OpOutcome, OpRequest};
+use crate::network::{Network, PartitionShape};
+use crate::queue::{EventQueue, Scheduled};
+use crate::report::{OutcomeCounts, Report, RunStats};
+use crate::seed::{child_rng, child_seed, exponential};
+use crate::trace::Trace;
+use crate::workload::{ClientState, FollowUp, KeyChooser};
+
+/// Most outputs drained from a node after one input.
+pub const OUTPUTS_PER_DRAIN_MAX: usize = 1_000_000;
+
+/// Runs `config` on disks of type `D`. A panic inside a node becomes a violation.
+pub fn run<D: SimDisk>(config: &SimConfig) -> Report {
+    if let Err(problem) = config.validate() {
+        return failed_report(config.seed, "config", problem);
+    }
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| Runner::<D>::new(config).run()));
+    // A panicking run leaves BUGGIFY armed on this thread; the next run must start clean.
+    ringkv_core::buggify::disable();
+    match outcome {
+        Ok(report) => report,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|text| text.to_string()))
+                .unwrap_or_else(|| "a panic without a message".to_string());
+            failed_report(config.seed, "panic", message)
+        }
+    }
+}
+
+fn failed_report(seed: u64, checker: &'static str, message: String) -> Report {
+    Report {
+        seed,
+        plan: FaultPlan::default(),
+        outcomes: OutcomeCounts::default(),
+        events_processed: 0,
+        simulated_time: Duration::ZERO,
+        violations: vec![Violation { checker, message }],
+        trace_hash: 0,
+        trace: Vec::new(),
+        stats: RunStats::default(),
+        history: History::new(),
+    }
+}
+
+#[derive(Debug)]
+enum Event {
+    Deliver { from: usize, to: usize, message: PeerMessage },
+    Timer { node: usize, incarnation: u32 },
+    SyncDone { node: usize, incarnation: u32 },
+    ClientTurn { client: usize },
+    ClientTimeout { op: OpIndex },
+    Fault { kind: FaultKind },
+    Restart { node: usize },
+    ReplaceDisk { node: usize },
+    HealPartition { generation: u64 },
+    StatusBroadcast { about: usize },
+    Heal,
+    FinalPass,
+    End,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Phase {
+    Safety,
+    Liveness,
+    Final,
+}
+
+#[derive(Debug)]
+struct Slot<D: SimDisk> {
+    node: Option<Node<D>>,
+    disk: Option<D>,
+    incarnation: u32,
+    timer_at: Option<Instant>,
+    disk_failing: bool,
+}
+
+/// A context write owed by a client after a successful read.
+#[derive(Debug)]
+struct OwedWrite {
+    key: Key,
+    context: Context,
+    read: OpIndex,
+    kind: FollowUp,
+}
+
+struct Runner<D: SimDisk> {
+    config: SimConfig,
+    node_config: NodeConfig,
+    plan: FaultPlan,
+    now: Instant,
+    queue: EventQueue<Event>,
+    slots: Vec<Slot<D>>,
+    network: Network,
+    clocks: Vec<NodeClock>,
+    clients: Vec<ClientState>,
+    owed: Vec<Option<OwedWrite>>,
+    batch_writes: BTreeSet<OpIndex>,
+    keys: KeyChooser,
+    history: History,
+    trace: Trace,
+    disk_rng: ChaCha8Rng,
+    fault_rngs: Vec<ChaCha8Rng>,
+    phase: Phase,
+    partition_generation: u64,
+    final_remaining: usize,
+    liveness_from: Option<Instant>,
+    stats: RunStats,
+    events_processed: u64,
+    violations: Vec<Violation>,
+}
+
+impl<D: SimDisk> Runner<D> {
+    fn new(config: &SimConfig) -> Self {
+        let seed = config.seed;
+        let n = config.nodes_count;
+        let plan = FaultPlan::draw(&config.faults, &mut child_rng(seed, "faults", 0));
+        let mut network = Network::new(config.network, n, child_rng(seed, "network", 0));
+        network.set_rates(plan.loss_rate, plan.duplicate_rate, plan.reorder_rate);
+        let mut clock_rng = child_rng(seed, "clocks", 0);
+        let clocks = (0..n).map(|_| initial_clock(&plan, &mut clock_rng)).collect();
+        let clients = (0..config.workload.clients_count)
+            .map(|id| ClientState::new(id, child_rng(seed, "client", id as u64)))
+            .collect();
+        let mut node_config = config.node.clone();
+        node_config.members = (0..n).map(node_id).collect();
+        let slots = (0..n)
+            .map(|index| Slot {
+                node: None,
+                disk: Some(D::fresh(child_seed(seed, "disk", index as u64))),
+                incarnation: 0,
+                timer_at: None,
+                disk_failing: false,
+            })
+            .collect();
+        let fault_kinds = plan.event_rates();
+        Runner {
+            node_config,
+            plan,
+            now: Instant::ZERO,
+            queue: EventQueue::new(config.queue_len_max),
+            slots,
+            network,
+            clocks,
+            clients,
+            owed: (0..config.workload.clients_count).map(|_| None).collect(),
+            batch_writes: BTreeSet::new(),
+            keys: KeyChooser::new(config.workload.keys_count, config.workload.key_distribution),
+            history: History::new(),
+            trace: Trace::new(config.trace_log, config.trace_lines_max),
+            disk_rng: child_rng(seed, "disk-latency", 0),
+            fault_rngs: fault_kinds
+                .iter()
+                .map(|(kind, _)| child_rng(seed, kind.label(), 0))
+                .collect(),
+            phase: Phase::Safety,
+            partition_generation: 0,
+            final_remaining: 0,
+            liveness_from: None,
+            stats: RunStats::default(),
+            events_processed: 0,
+            violations: Vec::new(),
+            config: config.clone(),
+        }
+    }
+
+    fn run(mut self) -> Report {
+        if self.plan.buggify {
+            ringkv_core::buggify::enable(child_seed(self.config.seed, "buggify", 0));
+        } else {
+            ringkv_core::buggify::disable();
+        }
+        for index in 0..self.config.nodes_count {
+            self.start(index);
+        }
+        for client in 0..self.clients.len() {
+            let think = self.think_time(client);
+            self.schedule(think, Event::ClientTurn { client });
+        }
+        for (position, (kind, rate)) in self.plan.event_rates().into_iter().enumerate() {
+            if rate > 0.0 {
+                let delay = self.fault_delay(position, rate);
+                self.schedule(delay, Event::Fault { kind });
+            }
+        }
+        self.schedule(self.config.safety_duration, Event::Heal);
+        let final_at = self.config.safety_duration + self.config.liveness_duration;
+        self.schedule(final_at, Event::FinalPass);
+        while let Some(scheduled) = self.queue.pop() {
+            self.events_processed += 1;
+            if self.events_processed > self.config.events_max {
+                self.violations.push(Violation {
+                    checker: "runner",
+                    message: format!("the run did not finish in {} events", self.config.events_max),
+                });
+                break;
+            }
+            if !self.step(scheduled) {
+                break;
+            }
+        }
+        self.finish()
+    }
+
+    fn step(&mut self, Scheduled { at, seq: _, event }: Scheduled<Event>) -> bool {
+        self.now = at;
+        match event {
+            Event::Deliver { from, to, message } => {
+                let (code, op) = message_code(&message);
+                let detail =
+                    ((from as u64) << 56) | (u64::from(code) << 48) | (op & 0xffff_ffff_ffff);
+                self.trace
+                    .record(at, Some(to), 1, detail, || format!("<- n{}: {message:?}", from + 1));
+                self.feed(to, Some(Input::Peer { from: node_id(from), message }));
+            }
+            Event::Timer { node, incarnation } => {
+                let slot = &mut self.slots[node];
+                if slot.incarnation == incarnation && slot.timer_at == Some(at) {
+                    slot.timer_at = None;
+                    self.trace.record(at, Some(node), 2, 0, || "timer".to_string());
+                    self.feed(node, None);
+                }
+            }
+            Event::SyncDone { node, incarnation } => self.sync_done(node, incarnation),
+            Event::ClientTurn { client } => self.client_turn(client),
+            Event::ClientTimeout { op } => {
+                self.complete(op, OpOutcome::Unknown("client timeout: no reply".into()), None)
+            }
+            Event::Fault { kind } => self.inject(kind),
+            Event::Restart { node } => {
+                if self.phase == Phase::Safety && self.slots[node].node.is_none() {
+                    self.start(node);
+                }
+            }
+            Event::ReplaceDisk { node } => self.replace_disk(node),
+            Event::HealPartition { generation } => {
+                if generation == self.partition_generation {
+                    self.trace.record(at, None, 3, generation, || "partition healed".into());
+                    self.network.heal_partition();
+                }
+            }
+            Event::StatusBroadcast { about } => self.broadcast_status(about),
+            Event::Heal => self.heal(),
+            Event::FinalPass => self.final_pass(),
+            Event::End => {
+                self.trace.record(at, None, 4, 0, || "end".into());
+                return false;
+            }
+        }
+        true
+    }
+
+    // ---- nodes ----
+
+    fn feed(&mut self, index: usize, input: Option<Input>) {
+        let wall = self.clocks[index].wall(self.now);
+        let now = self.now;
+        let Some(node) = self.slots[index].node.as_mut() else {
+            return;
+        };
+        node.set_wall_clock(wall);
+        match input {
+            Some(input) => node.handle(now, input),
+            None => node.handle_timeout(now),
+        }
+        self.drain(index);
+    }
+
+    fn drain(&mut self, index: usize) {
+        let mut drained = 0;
+        while let Some(output) = self.slots[index].node.as_mut().and_then(|node| node.poll_output())
+        {
+            drained += 1;
+            if drained > OUTPUTS_PER_DRAIN_MAX {
+                self.violations.push(Violation {
+                    checker: "runner",
+                    message: format!(
+                        "n{} produced over {OUTPUTS_PER_DRAIN_MAX} outputs",
+                        index + 1
+                    ),
+                });
+                break;
+            }
+            match output {
+                Output::Send { to, message } => self.send(index, to, message),
+                Output::Reply { request, result } => {
+                    let op = request as OpIndex;
+                    self.client_reply(op, result);
+                }
+                Output::SyncStorage => {
+                    let disk = self.config.disk;
+                    let jitter_ns = disk.sync_latency_jitter.as_nanos();
+                    let jitter = self.disk_rng.random_range(0..=jitter_ns);
+                    let delay = disk.sync_latency_base + Duration::from_nanos(jitter);
+                    let incarnation = self.slots[index].incarnation;
+                    self.schedule(delay, Event::SyncDone { node: index, incarnation });
+                }
+                _ => {}
+            }
+        }
+        let slot = &mut self.slots[index];
+        let Some(wake) = slot.node.as_ref().and_then(|node| node.poll_timeout()) else {
+            return;
+        };
+        let wake = wake.max(self.now);
+        if slot.timer_at != Some(wake) {
+            slot.timer_at = Some(wake);
+            let incarnation = slot.incarnation;
+            self.schedule_at(wake, Event::Timer { node: index, incarnation });
+        }
+    }
+
+    fn send(&mut self, from: usize, to: NodeId, message: PeerMessage) {
+        self.stats.messages_sent += 1;
+        let Some(to) = node_index(to, self.config.nodes_count) else {
+            self.stats.messages_dropped += 1;
+            return;
+        };
+        let [first, second] = self.network.route(self.now, from, to);
+        match (first, second) {
+            (Some(first), Some(second)) => {
+                self.schedule_at(first, Event::Deliver { from, to, message: message.clone() });
+                self.schedule_at(second, Event::Deliver { from, to, message });
+            }
+            (Some(first), None) => self.schedule_at(first, Event::Deliver { from, to, message }),
+            _ => {}
+        }
+        self.stats.messages_dropped = self.network.dropped_count;
+        self.stats.messages_duplicated = self.network.duplicated_count;
+    }
+
+    fn sync_done(&mut self, index: usize, incarnation: u32) {
+        let slot = &mut self.slots[index];
+        if slot.incarnation != incarnation {
+            return;
+        }
+        let Some(node) = slot.node.as_mut() else {
+            return;
+        };
+        self.stats.syncs += 1;
+        let input = match node.storage_mut().sync() {
+            Ok(_) => Input::StorageSynced,
+            Err(error) => {
+                self.stats.sync_failures += 1;
+                Input::StorageFailed { reason: error.0 }
+            }
+        };
+        let failed = matches!(input, Input::StorageFailed { .. });
+        self.trace.record(self.now, Some(index), 5, u64::from(failed), || {
+            format!("sync {}", if failed { "FAILED" } else { "done" })
+        });
+        self.feed(index, Some(input));
+    }
+
+    fn start(&mut self, index: usize) {
+        let slot = &mut self.slots[index];
+        let Some(disk) = slot.disk.take() else {
+            return;
+        };
+        let seed = child_seed(
+            self.config.seed,
+            "node",
+            ((index as u64) << 32) | u64::from(slot.incarnation),
+        );
+        self.stats.node_starts += 1;
+        match Node::new(self.node_config.clone(), node_id(index), seed, self.now, disk) {
+            Ok(node) => slot.node = Some(node),
+            Err(error) => {
+                self.violations.push(Violation {
+                    checker: "runner",
+                    message: format!("n{} failed to start: {error}", index + 1),
+                });
+                return;
+            }
+        }
+        self.trace
+            .record(self.now, Some(index), 6, u64::from(slot.incarnation), || "started".into());
+        self.drain(index);
+        let down: Vec<usize> = (0..self.slots.len())
+            .filter(|other| *other != index && self.slots[*other].node.is_none())
+            .collect();
+        for other in down {
+            self.feed(index, Some(Input::PeerStatus { node: node_id(other), up: false }));
+        }
+        self.schedule(self.config.failure_detection_delay, Event::StatusBroadcast { about: index });
+    }
+
+    fn crash(&mut self, index: usize) {
+        let slot = &mut self.slots[index];
+        let Some(node) = slot.node.take() else {
+            return;
+        };
+        let mut disk = node.into_storage();
+        disk.crash();
+        slot.disk = Some(disk);
+        slot.incarnation += 1;
+        slot.timer_at = None;
+        self.stats.crashes += 1;
+        self.trace.record(self.now, Some(index), 7, 0, || "CRASH".into());
+        self.schedule(self.config.failure_detection_delay, Event::StatusBroadcast { about: index });
+    }
+
+    fn replace_disk(&mut self, index: usize) {
+        if !self.slots[index].disk_failing {
+            return;
+        }
+        let was_running = self.slots[index].node.is_some();
+        self.crash(index);
+        let slot = &mut self.slots[index];
+        slot.disk_failing = false;
+        if let Some(disk) = slot.disk.as_mut() {
+            disk.set_failing(false);
+        }
+        if was_running {
+            self.start(index);
+        }
+    }
+
+    /// Tells every running node whether `about` is up, as a failure detector would.
+    fn broadcast_status(&mut self, about: usize) {
+        let up = self.slots[about].node.is_some();
+        self.trace.record(self.now, Some(about), 8, u64::from(up), || {
+            format!("detector: {}", if up { "up" } else { "down" })
+        });
+        for other in (0..self.slots.len()).filter(|other| *other != about) {
+            self.feed(other, Some(Input::PeerStatus { node: node_id(about), up }));
+        }
+    }
+
+    // ---- clients ----
+
+    fn client_turn(&mut self, client: usize) {
+        if self.phase == Phase::Final || self.clients[client].in_flight.is_some() {
+            return;
+        }
+        let workload = &self.config.workload;
+        let state = &mut self.clients[client];
+        let (request, record, follow_up) = match self.owed[client].take() {
+            Some(owed) => {
+                let (request, record) =
+                    state.follow_up_op(workload, owed.kind, owed.key, owed.context, owed.read);
+                (request, record, None)
+            }
+            None => state.next_op(workload, &self.keys),
+        };
+        state.follow_up = follow_up;
+        let node = state.rng().random_range(0..self.config.nodes_count);
+        let is_batch_write = matches!(request, ringkv_core::ClientRequest::MSet { .. });
+        let op = self.history.invoke(client, node_id(node), record, self.now, false);
+        if is_batch_write {
+            self.batch_writes.insert(op);
+        }
+        self.clients[client].in_flight = Some(op);
+        self.trace.record(self.now, Some(node), 9, op as u64, || {
+            format!("client {client} op {op}: {request:?}")
+        });
+        if self.slots[node].node.is_none() {
+            let refused = OpOutcome::Failed("connection refused: the node is down".into());
+            return self.complete(op, refused, None);
+        }
+        self.schedule(self.config.workload.op_timeout, Event::ClientTimeout { op });
+        self.feed(node, Some(Input::Client { request: op as u64, op: request }));
+    }
+
+    fn client_reply(&mut self, op: OpIndex, result: Result<ClientResponse, ClientError>) {
+        let (outcome, context) = match result {
+            Ok(ClientResponse::Read(read)) => {
+                (OpOutcome::Ok { reads: vec![read.values] }, Some(read.context))
+            }
+            Ok(ClientResponse::ReadMany(reads)) => {
+                (OpOutcome::Ok { reads: reads.into_iter().map(|read| read.values).collect() }, None)
+            }
+            Ok(_) => (OpOutcome::Ok { reads: Vec::new() }, None),
+            Err(error) => (outcome_of_error(&error, self.batch_writes.contains(&op)), None),
+        };
+        self.complete(op, outcome, context);
+    }
+
+    fn complete(&mut self, op: OpIndex, outcome: OpOutcome, context: Option<Context>) {
+        let ok = matches!(outcome, OpOutcome::Ok { .. });
+        let code = match &outcome {
+            OpOutcome::Ok { .. } => 0,
+            OpOutcome::Failed(_) => 1,
+            _ => 2,
+        };
+        let text = self.trace.is_logging().then(|| format!("op {op} completed: {outcome:?}"));
+        if !self.history.complete(op, self.now, outcome) {
+            return;
+        }
+        self.trace
+            .record(self.now, None, 10, ((op as u64) << 2) | code, || text.unwrap_or_default());
+        let Some(record) = self.history.get(op) else {
+            return;
+        };
+        if record.final_pass {
+            self.final_remaining = self.final_remaining.saturating_sub(1);
+            if self.final_remaining == 0 {
+                self.schedule(Duration::from_millis(500), Event::End);
+            }
+            return;
+        }
+        let client = record.client;
+        let read_key = match &record.request {
+            OpRequest::Read { keys, .. } => keys.first().cloned(),
+            OpRequest::Write { .. } => None,
+        };
+        let state = &mut self.clients[client];
+        state.in_flight = None;
+        match (state.follow_up.take(), ok, context, read_key) {
+            (Some(kind), true, Some(context), Some(key)) => {
+                self.owed[client] = Some(OwedWrite { key, context, read: op, kind });
+                self.schedule(Duration::ZERO, Event::ClientTurn { client });
+            }
+            _ => {
+                let think = self.think_time(client);
+                self.schedule(think, Event::ClientTurn { client });
+            }
+        }
+    }
+
+    fn think_time(&mut self, client: usize) -> Duration {
+        let workload = &self.config.workload;
+        let mean_secs = workload.clients_count as f64 / workload.ops_per_sec;
+        let secs = exponential(self.clients[client].rng(), mean_secs);
+        Duration::from_nanos((secs * 1e9) as u64)
+    }
+
+    // ---- faults ----
+
+    fn fault_delay(&mut self, position: usize, rate_per_sec: f64) -> Duration {
+        let secs = exponential(&mut self.fault_rngs[position], 1.0 / rate_per_sec);
+        Duration::from_nanos((secs * 1e9) as u64)
+    }
+
+    fn inject(&mut self, kind: FaultKind) {
+        if self.phase != Phase::Safety {
+            return;
+        }
+        let rates = self.plan.event_rates();
+        let Some(position) = rates.iter().position(|(candidate, _)| *candidate == kind) else {
+            return;
+        };
+        let n = self.config.nodes_count;
+        match kind {
+            FaultKind::Partition => self.inject_partition(position),
+            FaultKind::Crash => {
+                let running: Vec<usize> =
+                    (0..n).filter(|index| self.slots[*index].node.is_some()).collect();
+                if n - running.len() < n / 2 && !running.is_empty() {
+                    let rng = &mut self.fault_rngs[position];
+                    let victim = running[rng.random_range(0..running.len())];
+                    let down_ms = rng.random_range(200..=3_000);
+                    self.crash(victim);
+                    self.schedule(Duration::from_millis(down_ms), Event::Restart { node: victim });
+                }
+            }
+            FaultKind::Clog => {
+                let rng = &mut self.fault_rngs[position];
+                let victim = rng.random_range(0..n);
+                let until = self.now + Duration::from_millis(rng.random_range(200..=2_000));
+                self.stats.clogs += 1;
+                self.trace.record(self.now, Some(victim), 11, 0, || "clogged".into());
+                self.network.clog(victim, until);
+            }
+            FaultKind::ClockJump => {
+                let jump_max = self.plan.clock_jump_ms_max as i64;
+                let rng = &mut self.fault_rngs[position];
+                let victim = rng.random_range(0..n);
+                let delta_ms =
+                    if jump_max > 0 { rng.random_range(-jump_max..=jump_max) } else { 0 };
+                self.stats.clock_jumps += 1;
+                self.trace.record(self.now, Some(victim), 12, delta_ms as u64, || {
+                    format!("clock jumps {delta_ms} ms")
+                });
+                self.clocks[victim].jump(delta_ms);
+            }
+            FaultKind::DiskFailure => {
+                let healthy: Vec<usize> = (0..n)
+                    .filter(|index| {
+                        self.slots[*index].node.is_some() && !self.slots[*index].disk_failing
+                    })
+                    .collect();
+                if !healthy.is_empty() {
+                    let rng = &mut self.fault_rngs[position];
+                    let victim = healthy[rng.random_range(0..healthy.len())];
+                    let broken_ms = rng.random_range(500..=3_000);
+                    self.stats.disk_failures += 1;
+                    self.trace.record(self.now, Some(victim), 13, 0, || "disk failing".into());
+                    let slot = &mut self.slots[victim];
+                    slot.disk_failing = true;
+                    if let Some(node) = slot.node.as_mut() {
+                        node.storage_mut().set_failing(true);
+                    }
+                    let replace = Duration::from_millis(broken_ms);
+                    self.schedule(replace, Event::ReplaceDisk { node: victim });
+                }
+            }
+        }
+        let delay = self.fault_delay(position, rates[position].1);
+        self.schedule(delay, Event::Fault { kind });
+    }
+
+    fn inject_partition(&mut self, position: usize) {
+        let n = self.config.nodes_count;
+        if n < 2 {
+            return;
+        }
+        let rng = &mut self.fault_rngs[position];
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(rng);
+        let shape = match rng.random_range(0..4) {
+            2 if n >= 3 => {
+                let side_len = ((n - 1) / 2).max(1);
+                PartitionShape::Bridge { side: order[1..=side_len].to_vec(), bridge: order[0] }
+            }
+            3 => PartitionShape::OneWay { from: order[0] },
+            _ => {
+                let side_len = rng.random_range(1..=(n / 2).max(1));
+                PartitionShape::Split { side: order[..side_len].to_vec() }
+            }
+        };
+        let heal_ms = rng.random_range(500..=3_000);
+        self.partition_generation += 1;
+        self.stats.partitions += 1;
+        let generation = self.partition_generation;
+        self.trace.record(self.now, None, 14, generation, || format!("partition {shape:?}"));
+        self.network.partition(&shape);
+        self.schedule(Duration::from_millis(heal_ms), Event::HealPartition { generation });
+    }
+
+    // ---- phases ----
+
+    fn heal(&mut self) {
+        self.trace.record(self.now, None, 15, 0, || "HEAL: faults off, nodes restarted".into());
+        self.phase = Phase::Liveness;
+        self.network.heal_partition();
+        self.network.unclog_all();
+        self.network.set_rates(0.0, 0.0, 0.0);
+        self.clocks.iter_mut().for_each(NodeClock::fix);
+        for (location, stats) in ringkv_core::buggify::disable() {
+            self.stats.buggify.insert(
+                location.to_string(),
+                (stats.enabled, stats.reached_count, stats.fired_count),
+            );
+        }
+        for index in 0..self.slots.len() {
+            if self.slots[index].disk_failing {
+                self.replace_disk(index);
+            }
+            if self.slots[index].node.is_none() {
+                self.start(index);
+            }
+        }
+        for about in 0..self.slots.len() {
+            self.broadcast_status(about);
+        }
+        self.liveness_from = Some(self.now + self.config.liveness_warmup);
+    }
+
+    fn final_pass(&mut self) {
+        self.phase = Phase::Final;
+        let keys: BTreeSet<Key> = self
+            .history
+            .iter()
+            .filter_map(|(_, op)| match &op.request {
+                OpRequest::Write { writes, .. } => Some(writes.iter().map(|(key, _)| key.clone())),
+                OpRequest::Read { .. } => None,
+            })
+            .flatten()
+            .collect();
+        self.trace.record(self.now, None, 16, keys.len() as u64, || {
+            format!("FINAL PASS: reading {} keys at ALL", keys.len())
+        });
+        let pseudo_client = self.clients.len();
+        let n = self.config.nodes_count;
+        self.final_remaining = keys.len();
+        for (position, key) in keys.into_iter().enumerate() {
+            let node = position % n;
+            let consistency = ringkv_core::Consistency::All;
+            let record = OpRequest::Read { keys: vec![key.clone()], consistency };
+            let op = self.history.invoke(pseudo_client, node_id(node), record, self.now, true);
+            self.schedule(self.config.workload.op_timeout, Event::ClientTimeout { op });
+            let request = ringkv_core::ClientRequest::Get { key, consistency };
+            self.feed(node, Some(Input::Client { request: op as u64, op: request }));
+        }
+        if self.final_remaining == 0 {
+            self.schedule(Duration::ZERO, Event::End);
+        }
+        self.schedule(self.config.workload.op_timeout * 2, Event::End);
+    }
+
+    fn finish(mut self) -> Report {
+        for (location, stats) in ringkv_core::buggify::disable() {
+            self.stats.buggify.insert(
+                location.to_string(),
+                (stats.enabled, stats.reached_count, stats.fired_count),
+            );
+        }
+        let final_state = self.collect_final_state();
+        let params = CheckParams {
+            replicas_n: self.config.node.keyspace.replicas_n,
+            conflict_mode: self.config.node.keyspace.conflict_mode,
+            liveness_from: self.liveness_from,
+            liveness_success_min: self.config.liveness_success_min,
+            node_starts_count: self.stats.node_starts as usize,
+        };
+        let input = CheckInput { history: &self.history, final_state: &final_state, params };
+        let mut violations = std::mem::take(&mut self.violations);
+        violations.extend(check_all(input));
+        let mut outcomes = OutcomeCounts::default();
+        for (_, op) in self.history.iter().filter(|(_, op)| !op.final_pass) {
+            match op.outcome {
+                OpOutcome::Ok { .. } => outcomes.ok += 1,
+                OpOutcome::Failed(_) => outcomes.failed += 1,
+                OpOutcome::Unknown(_) => outcomes.unknown += 1,
+                OpOutcome::Pending => outcomes.pending += 1,
+            }
+        }
+        self.stats.messages_dropped = self.network.dropped_count;
+        self.stats.messages_duplicated = self.network.duplicated_count;
+        Report {
+            seed: self.config.seed,
+            plan: self.plan,
+            outcomes,
+            events_processed: self.events_processed,
+            simulated_time: self.now.saturating_since(Instant::ZERO),
+            violations,
+            trace_hash: self.trace.hash(),
+            stats: self.stats,
+            history: self.history,
+            trace: self.trace.into_lines(),
+        }
+    }
+
+    fn collect_final_state(&mut self) -> FinalState {
+        let ring = Ring::with_members(
+            self.node_config.vnodes_per_node,
+            self.node_config.members.iter().copied(),
+        );
+        let replicas_n = self.node_config.keyspace.replicas_n;
+        let mode = self.node_config.keyspace.conflict_mode;
+        let wall = NodeClock::default().wall(self.now);
+        let keys: BTreeSet<Key> = self
+            .history
+            .iter()
+            .filter(|(_, op)| op.final_pass)
+            .filter_map(|(_, op)| match &op.request {
+                OpRequest::Read { keys, .. } => keys.first().cloned(),
+                OpRequest::Write { .. } => None,
+            })
+            .collect();
+        for (index, slot) in self.slots.iter().enumerate() {
+            if slot.node.is_none() {
+                self.violations.push(Violation {
+                    checker: "liveness",
+                    message: format!("n{} is not running at the end of the run", index + 1),
+                });
+            }
+        }
+        let mut state = FinalState::new();
+        for key in keys {
+            let mut final_key = FinalKey::default();
+            let owners = ring.preference_list(&key, replicas_n);
+            for (index, slot) in self.slots.iter_mut().enumerate() {
+                let Some(node) = slot.node.as_mut() else {
+                    continue;
+                };
+                let copy = match node.local_object(&key) {
+                    Ok(copy) => copy.unwrap_or_default(),
+                    Err(error) => {
+                        self.violations.push(Violation {
+                            checker: "runner",
+                            message: format!("n{} cannot read {key:?}: {error}", index + 1),
+                        });
+                        continue;
+                    }
+                };
+                final_key.merged.merge(&copy, mode);
+                if owners.contains(&node_id(index)) {
+                    final_key.replicas.push((node_id(index), copy));
+                }
+            }
+            final_key.live = final_key.merged.live_values(wall);
+            state.insert(key, final_key);
+        }
+        state
+    }
+
+    fn schedule(&mut self, delay: Duration, event: Event) {
+        let at = self.now + delay;
+        self.schedule_at(at, event);
+    }
+
+    fn schedule_at(&mut self, at: Instant, event: Event) {
+        if !self.queue.schedule(at.max(self.now), event) {
+            self.violations.push(Violation {
+                checker: "runner",
+                message: format!("the event queue is full ({} events)", self.queue.len()),
+            });
+        }
+    }
+}
+
+fn initial_clock(plan: &FaultPlan, rng: &mut ChaCha8Rng) -> NodeClock {
+    let offset_max = plan.clock_offset_ms_max as i64;
+    let drift_max = plan.clock_drift_ppm_max as i64;
+    // Both draws always happen, so a knob switched off does not shift the next node's clock.
+    let offset: i64 = rng.random_range(-offset_max..=offset_max);
+    let drift: i64 = rng.random_range(-drift_max..=drift_max);
+    NodeClock::new(offset, drift)
+}
+
+/// The id of node `index` (ids start at 1).
+pub fn node_id(index: usize) -> NodeId {
+    NodeId(index as u32 + 1)
+}
+
+fn node_index(id: NodeId, nodes_count: usize) -> Option<usize> {
+    let index = (id.0 as usize).checked_sub(1)?;
+    (index < nodes_count).then_some(index)
+}
+
+fn message_code(message: &PeerMessage) -> (u8, u64) {
+    match message {
+        PeerMessage::Read { op, .. } => (0, *op),
+        PeerMessage::ReadReply { op, .. } => (1, *op),
+        PeerMessage::Write { op, .. } => (2, *op),
+        PeerMessage::WriteAck { op, result } => (3, (*op << 1) | u64::from(result.is_ok())),
+        PeerMessage::Repair { .. } => (4, 0),
+        PeerMessage::Forward { forward, .. } => (5, *forward),
+        PeerMessage::ForwardReply { forward, .. } => (6, *forward),
+        _ => (7, 0),
+    }
+}
