@@ -66,6 +66,9 @@ pub struct Options {
     pub value_bytes_max: usize,
     /// Most operations in one batch.
     pub batch_ops_max: usize,
+    /// WAL bytes that may wait in memory while a sync is in flight before writes fail with
+    /// `Error::SyncStall` (the driver must finish the sync).
+    pub wal_pending_bytes_max: usize,
 }
 
 impl Default for Options {
@@ -81,6 +84,7 @@ impl Default for Options {
             key_bytes_max: 64 << 10,
             value_bytes_max: 10 << 20,
             batch_ops_max: 100_000,
+            wal_pending_bytes_max: 64 << 20,
         }
     }
 }
@@ -549,6 +553,12 @@ impl<V: Vfs> Engine<V> {
                 limit: self.opts.frozen_memtables_max,
             });
         }
+        if self.sync_in_flight.is_some() && self.wal.buf.len() >= self.opts.wal_pending_bytes_max {
+            return Err(Error::SyncStall {
+                pending: self.wal.buf.len(),
+                limit: self.opts.wal_pending_bytes_max,
+            });
+        }
         let first = self.last_seq + 1;
         let last = self.last_seq + batch.len() as u64;
         self.scratch.clear();
@@ -954,16 +964,17 @@ impl<V: Vfs> Engine<V> {
             }
         }
         let cache = Some(&self.cache);
+        let hash = crate::bloom::bloom_hash(user);
         for f in &self.version.levels[0] {
             if f.overlaps(user, user) {
-                if let Some(e) = self.table(f.number)?.get(user, seq, cache)? {
+                if let Some(e) = self.table(f.number)?.get_hashed(user, hash, seq, cache)? {
                     return Ok(Some(e));
                 }
             }
         }
         for level in 1..self.version.levels.len() {
             if let Some(f) = self.version.find_in_level(level, user) {
-                if let Some(e) = self.table(f.number)?.get(user, seq, cache)? {
+                if let Some(e) = self.table(f.number)?.get_hashed(user, hash, seq, cache)? {
                     return Ok(Some(e));
                 }
             }
@@ -1431,6 +1442,29 @@ mod tests {
         let r = job.run(e.vfs());
         assert_eq!(e.synced(r).unwrap(), s2);
         assert!(e.poll_sync().is_none());
+    }
+
+    #[test]
+    fn writes_stall_when_too_much_waits_behind_a_sync_in_flight() {
+        let fs = SimFs::new(13);
+        let mut opts = small_opts();
+        opts.wal_pending_bytes_max = 1 << 10;
+        let mut e = Engine::open(fs.clone(), opts).unwrap();
+        let ks = e.create_keyspace("data").unwrap();
+        e.put(ks, b"a", b"1").unwrap();
+        let job = e.poll_sync().unwrap();
+        let mut stalled = None;
+        for i in 0..100 {
+            if let Err(err) = e.put(ks, &key(i), &[7u8; 100]) {
+                stalled = Some(err);
+                break;
+            }
+        }
+        assert!(matches!(stalled, Some(Error::SyncStall { limit: 1024, .. })), "{stalled:?}");
+        let r = job.run(&fs);
+        e.synced(r).unwrap();
+        e.put(ks, b"b", b"2").unwrap();
+        assert_eq!(e.sync().unwrap(), e.last_seq());
     }
 
     #[test]

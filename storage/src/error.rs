@@ -57,6 +57,14 @@ pub enum Error {
         /// The configured limit.
         limit: usize,
     },
+    /// Too many WAL bytes wait behind the sync in flight: the driver must finish it first.
+    #[error("write stalled: {pending} WAL bytes wait behind the sync in flight (limit {limit}); pass its result to synced")]
+    SyncStall {
+        /// Bytes buffered.
+        pending: usize,
+        /// The configured limit.
+        limit: usize,
+    },
     /// A key, value or batch is over a configured limit.
     #[error("{what} is {len} bytes, over the limit of {max}")]
     TooLarge {
@@ -112,6 +120,9 @@ impl Error {
                 Error::WriteStall { waiting: *waiting, limit: *limit }
             }
             Error::TooLarge { what, len, max } => Error::TooLarge { what, len: *len, max: *max },
+            Error::SyncStall { pending, limit } => {
+                Error::SyncStall { pending: *pending, limit: *limit }
+            }
             Error::UnknownKeyspace(id) => Error::UnknownKeyspace(*id),
             Error::Protocol(s) => Error::Protocol(s.clone()),
         }

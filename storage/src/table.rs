@@ -308,7 +308,18 @@ impl<F: VfsFile> Table<F> {
         snapshot: SeqNo,
         cache: Option<&RefCell<BlockCache>>,
     ) -> Result<Option<Entry>> {
-        if !self.bloom.may_contain(bloom::bloom_hash(user)) {
+        self.get_hashed(user, bloom::bloom_hash(user), snapshot, cache)
+    }
+
+    /// [`Table::get`] with the key's filter hash computed once by the caller.
+    pub fn get_hashed(
+        &self,
+        user: &[u8],
+        hash: u64,
+        snapshot: SeqNo,
+        cache: Option<&RefCell<BlockCache>>,
+    ) -> Result<Option<Entry>> {
+        if !self.bloom.may_contain(hash) {
             return Ok(None);
         }
         let target = internal_key(user, snapshot, Kind::Put);

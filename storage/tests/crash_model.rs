@@ -55,6 +55,12 @@ enum Op {
     },
     Restart,
     FlipTableBit,
+    /// An asynchronous driver: a sync or a job is handed out and held while writes go on.
+    BeginSync,
+    BeginJob,
+    FinishPending,
+    /// The held sync's I/O completes but the machine crashes before the engine hears of it.
+    SyncThenCrash,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -80,6 +86,10 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (1u32..200_000).prop_map(|ppm| Op::IoErrors { ppm }),
         1 => Just(Op::Restart),
         1 => Just(Op::FlipTableBit),
+        4 => Just(Op::BeginSync),
+        3 => Just(Op::BeginJob),
+        4 => Just(Op::FinishPending),
+        1 => Just(Op::SyncThenCrash),
     ]
 }
 
@@ -108,7 +118,12 @@ fn run(seed: u64, tiered: bool, ops: &[Op]) -> Probes {
                 h.write(batch);
             }
             Op::Sync => h.sync(false),
-            Op::RunJobs { count } => h.run_jobs(*count),
+            Op::RunJobs { count } => {
+                h.finish_pending();
+                if h.engine.is_some() {
+                    h.run_jobs(*count);
+                }
+            }
             Op::Flush => {
                 h.request_flush();
                 if h.engine.is_some() {
@@ -116,8 +131,11 @@ fn run(seed: u64, tiered: bool, ops: &[Op]) -> Probes {
                 }
             }
             Op::FullCompaction => {
-                h.engine().request_full_compaction();
-                h.run_jobs(usize::MAX);
+                h.finish_pending();
+                if h.engine.is_some() {
+                    h.engine().request_full_compaction();
+                    h.run_jobs(usize::MAX);
+                }
             }
             Op::Get { key: k } => h.check_get(&key(*k)),
             Op::Scan => h.check_scan(),
@@ -168,6 +186,12 @@ fn run(seed: u64, tiered: bool, ops: &[Op]) -> Probes {
                 h.faults_armed = true;
             }
             Op::Restart => h.restart(),
+            Op::BeginSync => h.begin_sync(),
+            Op::BeginJob => h.begin_job(),
+            Op::FinishPending => h.finish_pending(),
+            Op::SyncThenCrash => h.run_sync_then_crash(CrashMode::Torn),
+            // Damage ends most runs at the next recovery, so only one run in four has any.
+            Op::FlipTableBit if seed % 4 != 0 => {}
             Op::FlipTableBit => {
                 let tables: Vec<String> =
                     h.fs.list()
@@ -216,7 +240,8 @@ use ringkv_storage::Vfs;
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 256,
+        // RINGKV_CRASH_CASES raises the count for a long local hunt.
+        cases: std::env::var("RINGKV_CRASH_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256),
         max_shrink_iters: 2000,
         failure_persistence: None,
         ..ProptestConfig::default()

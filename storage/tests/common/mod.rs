@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use ringkv_storage::{
-    Batch, CompactionOptions, CompactionStyle, CrashMode, Engine, Error, KeyspaceId, Options,
-    SeqNo, SimFs, Snapshot, TableOptions,
+    Batch, CompactionOptions, CompactionStyle, CrashMode, Engine, Error, Job, KeyspaceId, Options,
+    SeqNo, SimFs, Snapshot, SyncJob, TableOptions,
 };
 
 /// Small sizes so that a few hundred writes flush, compact and rotate the manifest many times.
@@ -62,6 +62,10 @@ pub struct Harness {
     pub dead: bool,
     pub recoveries: u64,
     pub probes: Probes,
+    /// A sync handed out by the engine and not yet completed (the driver's work in flight).
+    pub pending_sync: Option<SyncJob>,
+    /// Jobs handed out and not yet finished.
+    pub pending_jobs: Vec<Job>,
 }
 
 /// Rare paths a batch of runs must reach, so that a passing suite means they were exercised.
@@ -111,6 +115,8 @@ impl Harness {
             dead: false,
             recoveries: 0,
             probes: Probes::default(),
+            pending_sync: None,
+            pending_jobs: Vec::new(),
         }
     }
 
@@ -140,14 +146,69 @@ impl Harness {
             Ok(seq) => assert_eq!(seq, after),
             Err(Error::WriteStall { .. }) => {
                 assert_eq!(after, before, "a stalled write is not applied");
+                self.finish_pending();
                 self.run_jobs(usize::MAX);
+            }
+            Err(Error::SyncStall { .. }) => {
+                assert_eq!(after, before, "a stalled write is not applied");
+                self.finish_pending();
             }
             Err(e) => self.failed(e),
         }
     }
 
+    /// Starts a sync the way an asynchronous driver does: the job is held, writes go on.
+    pub fn begin_sync(&mut self) {
+        if self.pending_sync.is_none() {
+            self.pending_sync = self.engine().poll_sync();
+        }
+    }
+
+    /// Starts a job and holds it.
+    pub fn begin_job(&mut self) {
+        if let Some(job) = self.engine().poll_job() {
+            self.pending_jobs.push(job);
+        }
+    }
+
+    /// Runs and completes the held sync and jobs.
+    pub fn finish_pending(&mut self) {
+        if let Some(job) = self.pending_sync.take() {
+            let result = job.run(&self.fs);
+            let upto = job.upto();
+            match self.engine().synced(result) {
+                Ok(durable) => assert!(durable >= upto),
+                Err(e) => return self.failed(e),
+            }
+        }
+        for job in std::mem::take(&mut self.pending_jobs) {
+            let result = job.run(&self.fs);
+            if let Err(e) = self.engine().finish(result) {
+                return self.failed(e);
+            }
+        }
+    }
+
+    /// Does the held sync's I/O but crashes before the engine hears of it.
+    pub fn run_sync_then_crash(&mut self, mode: CrashMode) {
+        if let Some(job) = self.pending_sync.take() {
+            let _ = job.run(&self.fs);
+        }
+        self.crash_and_recover(mode, None);
+    }
+
     /// Syncs the WAL; a sync failure armed just before must be reported.
     pub fn sync(&mut self, expect_failure: bool) {
+        let injected_before = self.fs.stats().errors_injected;
+        self.finish_pending();
+        if expect_failure && self.fs.stats().errors_injected > injected_before {
+            // The held sync met the failure first, and it was reported there.
+            self.fs.fail_next_syncs(0);
+            return;
+        }
+        if self.engine.is_none() {
+            return;
+        }
         let had_unsynced = self.engine().last_seq() > self.engine().durable_seq();
         match self.engine().sync() {
             Ok(durable) => {
@@ -176,6 +237,10 @@ impl Harness {
     }
 
     pub fn request_flush(&mut self) {
+        self.finish_pending();
+        if self.engine.is_none() {
+            return;
+        }
         if let Err(e) = self.engine().request_flush() {
             self.failed(e);
         }
@@ -221,6 +286,8 @@ impl Harness {
             self.probes.compactions += e.stats().compactions;
         }
         self.snapshots.clear();
+        self.pending_sync = None;
+        self.pending_jobs.clear();
         self.engine = None;
         self.fs.set_faults(ringkv_storage::FaultConfig::default());
         self.fs.fail_next_syncs(0);
