@@ -302,6 +302,7 @@ impl<F: VfsFile> Table<F> {
     }
 
     /// The newest version of `user` visible at `snapshot`, if this table has one.
+    #[cfg(test)]
     pub fn get(
         &self,
         user: &[u8],

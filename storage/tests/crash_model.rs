@@ -191,7 +191,7 @@ fn run(seed: u64, tiered: bool, ops: &[Op]) -> Probes {
             Op::FinishPending => h.finish_pending(),
             Op::SyncThenCrash => h.run_sync_then_crash(CrashMode::Torn),
             // Damage ends most runs at the next recovery, so only one run in four has any.
-            Op::FlipTableBit if seed % 4 != 0 => {}
+            Op::FlipTableBit if !seed.is_multiple_of(4) => {}
             Op::FlipTableBit => {
                 let tables: Vec<String> =
                     h.fs.list()
