@@ -66,6 +66,8 @@ pub struct Options {
     pub value_bytes_max: usize,
     /// Most operations in one batch.
     pub batch_ops_max: usize,
+    /// Most key and value bytes in one batch (a batch is one WAL record).
+    pub batch_bytes_max: usize,
     /// WAL bytes that may wait in memory while a sync is in flight before writes fail with
     /// `Error::SyncStall` (the driver must finish the sync).
     pub wal_pending_bytes_max: usize,
@@ -84,6 +86,7 @@ impl Default for Options {
             key_bytes_max: 64 << 10,
             value_bytes_max: 10 << 20,
             batch_ops_max: 100_000,
+            batch_bytes_max: 256 << 20,
             wal_pending_bytes_max: 64 << 20,
         }
     }
@@ -1023,6 +1026,13 @@ impl<V: Vfs> Engine<V> {
                 max: self.opts.batch_ops_max,
             });
         }
+        if batch.payload_bytes() > self.opts.batch_bytes_max {
+            return Err(Error::TooLarge {
+                what: "batch (bytes)",
+                len: batch.payload_bytes(),
+                max: self.opts.batch_bytes_max,
+            });
+        }
         for op in batch.ops() {
             self.check_keyspace(op.keyspace())?;
             if op.key().len() > self.opts.key_bytes_max {
@@ -1176,6 +1186,11 @@ fn validate_options(o: &Options) -> Result<()> {
     if o.frozen_memtables_max == 0 || o.batch_ops_max == 0 {
         return bad("frozen_memtables_max and batch_ops_max must be positive");
     }
+    // A batch is one WAL record; its encoding adds a few bytes per op to the payload.
+    let record_bytes_max = crate::record::RECORD_PAYLOAD_BYTES_MAX / 2;
+    if o.batch_bytes_max > record_bytes_max || o.batch_ops_max > record_bytes_max / 64 {
+        return bad("batch_bytes_max or batch_ops_max too large for one WAL record");
+    }
     if o.table.block_size_bytes < 64 || o.table.restart_interval == 0 {
         return bad("block_size_bytes must be at least 64 and restart_interval positive");
     }
@@ -1312,6 +1327,7 @@ mod tests {
             },
             block_cache_bytes_max: 16 << 10,
             manifest_bytes_max: 4 << 10,
+            batch_bytes_max: 1 << 20,
             ..Options::default()
         }
     }
@@ -1629,6 +1645,12 @@ mod tests {
         let big = vec![0u8; e.options().key_bytes_max + 1];
         let err = e.put(ks, &big, b"v").unwrap_err();
         assert!(matches!(err, Error::TooLarge { what: "key", .. }), "{err}");
+        let mut b = Batch::new();
+        for i in 0..3 {
+            b.put(ks, key(i), vec![0u8; e.options().batch_bytes_max / 2]);
+        }
+        let err = e.write(&b).unwrap_err();
+        assert!(matches!(err, Error::TooLarge { what: "batch (bytes)", .. }), "{err}");
         let err = e.put(KeyspaceId(77), b"k", b"v").unwrap_err();
         assert!(matches!(err, Error::UnknownKeyspace(77)));
         assert_eq!(e.create_keyspace("data").unwrap(), ks);
