@@ -27,7 +27,7 @@ use bytes::Bytes;
 use crate::batch::{decode_batch, encode_batch, Batch, BatchOp, KeyspaceId};
 use crate::cache::BlockCache;
 use crate::codec::{Kind, SeqNo};
-use crate::iter::{Entry, EntrySource, Merger, VisibleIter};
+use crate::iter::{EntrySource, Found, Merger, VisibleIter};
 use crate::job::{Job, JobResult, Work};
 use crate::manifest::ManifestState;
 use crate::manifest::{self, parse_name, table_name, wal_name, Edit, FileMeta, ManifestLog};
@@ -40,6 +40,8 @@ use crate::{Error, Result};
 
 /// Bytes of the keyspace prefix on every internal user key.
 const KEYSPACE_PREFIX_BYTES: usize = 4;
+/// Lookup keys up to this size are built on the stack.
+const LOOKUP_STACK_BYTES: usize = 256;
 /// Longest keyspace name.
 const KEYSPACE_NAME_BYTES_MAX: usize = 255;
 
@@ -434,7 +436,10 @@ impl<V: Vfs> Engine<V> {
 
     /// The current value of `key`, if any.
     pub fn get(&self, keyspace: KeyspaceId, key: &[u8]) -> Result<Option<Bytes>> {
-        Ok(self.get_at(keyspace, key, None)?.map(|kv| kv.value))
+        self.check_keyspace(keyspace)?;
+        Ok(self
+            .lookup(keyspace, key, self.last_seq)?
+            .and_then(|f| (f.kind == Kind::Put).then_some(f.value)))
     }
 
     /// The value of `key` with its expiry and sequence number, at `snapshot` (or now).
@@ -445,14 +450,13 @@ impl<V: Vfs> Engine<V> {
         snapshot: Option<&Snapshot>,
     ) -> Result<Option<KeyValue>> {
         self.check_keyspace(keyspace)?;
-        let user = internal_user_key(keyspace, key);
         let seq = snapshot.map_or(self.last_seq, |s| s.seq);
-        Ok(self.lookup(&user, seq)?.and_then(|e| match e.kind {
+        Ok(self.lookup(keyspace, key, seq)?.and_then(|f| match f.kind {
             Kind::Put => Some(KeyValue {
-                key: e.user.slice(KEYSPACE_PREFIX_BYTES..),
-                value: e.value,
-                expire_at_ms: e.expire_at_ms,
-                seq: e.seq,
+                key: Bytes::copy_from_slice(key),
+                value: f.value,
+                expire_at_ms: f.expire_at_ms,
+                seq: f.seq,
             }),
             Kind::Delete => None,
         }))
@@ -957,27 +961,50 @@ impl<V: Vfs> Engine<V> {
         Ok(())
     }
 
-    fn lookup(&self, user: &Bytes, seq: SeqNo) -> Result<Option<Entry>> {
-        if let Some(e) = self.mem.get(user, seq) {
-            return Ok(Some(e));
+    fn lookup(&self, ks: KeyspaceId, key: &[u8], seq: SeqNo) -> Result<Option<Found>> {
+        // The internal key at the snapshot, built once (on the stack for short keys); the user
+        // key is the target without its trailer.
+        let len = KEYSPACE_PREFIX_BYTES + key.len() + 8;
+        if len <= LOOKUP_STACK_BYTES {
+            let mut stack = [0u8; LOOKUP_STACK_BYTES];
+            self.lookup_in(&mut stack[..len], ks, key, seq)
+        } else {
+            self.lookup_in(&mut vec![0u8; len], ks, key, seq)
+        }
+    }
+
+    fn lookup_in(
+        &self,
+        target: &mut [u8],
+        ks: KeyspaceId,
+        key: &[u8],
+        seq: SeqNo,
+    ) -> Result<Option<Found>> {
+        let user_len = KEYSPACE_PREFIX_BYTES + key.len();
+        target[..KEYSPACE_PREFIX_BYTES].copy_from_slice(&ks.0.to_be_bytes());
+        target[KEYSPACE_PREFIX_BYTES..user_len].copy_from_slice(key);
+        target[user_len..].copy_from_slice(&((seq << 8) | Kind::Put as u64).to_le_bytes());
+        let (user, target) = (&target[..user_len], &target[..]);
+        if let Some(f) = self.mem.get(user, seq) {
+            return Ok(Some(f));
         }
         for f in self.frozen.iter().rev() {
-            if let Some(e) = f.mem.get(user, seq) {
-                return Ok(Some(e));
+            if let Some(f) = f.mem.get(user, seq) {
+                return Ok(Some(f));
             }
         }
         let cache = Some(&self.cache);
         let hash = crate::bloom::bloom_hash(user);
         for f in &self.version.levels[0] {
             if f.overlaps(user, user) {
-                if let Some(e) = self.table(f.number)?.get_hashed(user, hash, seq, cache)? {
+                if let Some(e) = self.table(f.number)?.get_hashed(user, hash, target, cache)? {
                     return Ok(Some(e));
                 }
             }
         }
         for level in 1..self.version.levels.len() {
             if let Some(f) = self.version.find_in_level(level, user) {
-                if let Some(e) = self.table(f.number)?.get_hashed(user, hash, seq, cache)? {
+                if let Some(e) = self.table(f.number)?.get_hashed(user, hash, target, cache)? {
                     return Ok(Some(e));
                 }
             }
@@ -1636,6 +1663,21 @@ mod tests {
         let err = Engine::open(fs.clone(), small_opts()).unwrap_err();
         assert!(matches!(err, Error::UnsupportedVersion { found: 7, .. }), "{err}");
         assert!(err.to_string().contains(&wal), "{err}");
+    }
+
+    #[test]
+    fn long_keys_are_looked_up_in_memory_and_in_tables() {
+        let fs = SimFs::new(14);
+        let (mut e, ks) = open(&fs);
+        let long = vec![b'k'; 1000];
+        e.put(ks, &long, b"in memtable").unwrap();
+        assert_eq!(e.get(ks, &long).unwrap(), Some(Bytes::from_static(b"in memtable")));
+        e.request_flush().unwrap();
+        e.run_pending().unwrap();
+        assert_eq!(e.get(ks, &long).unwrap(), Some(Bytes::from_static(b"in memtable")));
+        assert_eq!(e.get(ks, &long[..999]).unwrap(), None);
+        let kv = e.get_at(ks, &long, None).unwrap().unwrap();
+        assert_eq!(kv.key, Bytes::from(long));
     }
 
     #[test]

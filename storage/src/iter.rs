@@ -25,6 +25,15 @@ pub struct Entry {
     pub value: Bytes,
 }
 
+/// The version a point lookup found (the key is the one looked up).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Found {
+    pub seq: SeqNo,
+    pub kind: Kind,
+    pub expire_at_ms: Option<u64>,
+    pub value: Bytes,
+}
+
 /// A sorted source of entries.
 pub(crate) trait EntrySource {
     /// The next entry, without consuming it.

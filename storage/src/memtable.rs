@@ -4,13 +4,14 @@
 //! version of a key sorts first. A memtable is frozen into an `Arc` when it is full and handed to
 //! a flush job; after that it is never changed.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use bytes::Bytes;
 
 use crate::codec::{cmp_user_seq, Kind, SeqNo};
-use crate::iter::{Entry, EntrySource};
+use crate::iter::{Entry, EntrySource, Found};
 use crate::Result;
 
 /// Per-entry bookkeeping cost counted in the memtable's size, beyond keys and values.
@@ -42,6 +43,63 @@ impl PartialOrd for MemKey {
     }
 }
 
+/// A (user key, seq) pair seen through a trait object, so that a lookup can probe the map with
+/// a borrowed key instead of allocating a `MemKey`.
+pub(crate) trait KeyView {
+    fn user(&self) -> &[u8];
+    fn seq(&self) -> SeqNo;
+}
+
+impl KeyView for MemKey {
+    fn user(&self) -> &[u8] {
+        &self.user
+    }
+    fn seq(&self) -> SeqNo {
+        self.seq
+    }
+}
+
+struct Probe<'a> {
+    user: &'a [u8],
+    seq: SeqNo,
+}
+
+impl KeyView for Probe<'_> {
+    fn user(&self) -> &[u8] {
+        self.user
+    }
+    fn seq(&self) -> SeqNo {
+        self.seq
+    }
+}
+
+impl<'a> Borrow<dyn KeyView + 'a> for MemKey {
+    fn borrow(&self) -> &(dyn KeyView + 'a) {
+        self
+    }
+}
+
+// Must agree with `Ord for MemKey`, as `Borrow` requires.
+impl Ord for dyn KeyView + '_ {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        cmp_user_seq(self.user(), self.seq(), other.user(), other.seq())
+    }
+}
+
+impl PartialOrd for dyn KeyView + '_ {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for dyn KeyView + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for dyn KeyView + '_ {}
+
 #[derive(Debug, Clone)]
 pub(crate) struct MemValue {
     pub kind: Kind,
@@ -58,10 +116,17 @@ impl Memtable {
     }
 
     /// The newest version of `user` visible at `snapshot`.
-    pub fn get(&self, user: &Bytes, snapshot: SeqNo) -> Option<Entry> {
-        let from = MemKey { user: user.clone(), seq: snapshot };
-        let (k, v) = self.map.range(from..).next()?;
-        (k.user == *user).then(|| to_entry(k, v))
+    pub fn get(&self, user: &[u8], snapshot: SeqNo) -> Option<Found> {
+        let probe = Probe { user, seq: snapshot };
+        let from: &dyn KeyView = &probe;
+        let (k, v) =
+            self.map.range::<dyn KeyView, _>((Bound::Included(from), Bound::Unbounded)).next()?;
+        (k.user[..] == *user).then(|| Found {
+            seq: k.seq,
+            kind: v.kind,
+            expire_at_ms: v.expire_at_ms,
+            value: v.value.clone(),
+        })
     }
 
     pub fn size_bytes(&self) -> usize {
@@ -151,7 +216,7 @@ mod tests {
         assert_eq!(&m.get(&k, 10).unwrap().value[..], b"b");
         assert_eq!(&m.get(&k, 4).unwrap().value[..], b"a");
         assert!(m.get(&k, 0).is_none());
-        assert!(m.get(&Bytes::from_static(b"z"), 10).is_none());
+        assert!(m.get(b"z", 10).is_none());
         assert_eq!(m.max_seq(), 6);
     }
 

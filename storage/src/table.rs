@@ -20,7 +20,7 @@ use crate::codec::{
     cmp_internal, crc, decode_value, encode_value, get_u32, get_u64, get_varint, internal_key,
     put_internal_key, put_varint, split_internal_key, Kind, SeqNo, SEQ_MAX,
 };
-use crate::iter::{Entry, EntrySource};
+use crate::iter::{Entry, EntrySource, Found};
 use crate::vfs::VfsFile;
 use crate::{Error, Result};
 
@@ -309,32 +309,50 @@ impl<F: VfsFile> Table<F> {
         snapshot: SeqNo,
         cache: Option<&RefCell<BlockCache>>,
     ) -> Result<Option<Entry>> {
-        self.get_hashed(user, bloom::bloom_hash(user), snapshot, cache)
+        let target = internal_key(user, snapshot, Kind::Put);
+        let found = self.get_hashed(user, bloom::bloom_hash(user), &target, cache)?;
+        Ok(found.map(|f| Entry {
+            user: Bytes::copy_from_slice(user),
+            seq: f.seq,
+            kind: f.kind,
+            expire_at_ms: f.expire_at_ms,
+            value: f.value,
+        }))
     }
 
-    /// [`Table::get`] with the key's filter hash computed once by the caller.
+    /// The newest version of `user` at or below the sequence number in `target` (the internal
+    /// key of `user` at the snapshot), with the key's filter hash computed once by the caller.
     pub fn get_hashed(
         &self,
         user: &[u8],
         hash: u64,
-        snapshot: SeqNo,
+        target: &[u8],
         cache: Option<&RefCell<BlockCache>>,
-    ) -> Result<Option<Entry>> {
+    ) -> Result<Option<Found>> {
+        debug_assert_eq!(crate::codec::user_key(target), user);
         if !self.bloom.may_contain(hash) {
             return Ok(None);
         }
-        let target = internal_key(user, snapshot, Kind::Put);
-        let mut i = self.index.partition_point(|e| cmp_internal(&e.last_key, &target).is_lt());
+        let mut i = self.index.partition_point(|e| cmp_internal(&e.last_key, target).is_lt());
         while i < self.index.len() {
+            let offset = self.index[i].offset;
             let block = self.block(i, cache)?;
             let mut it = block.iter();
-            it.seek(&target);
+            it.seek(target);
             if it.corrupt() {
-                return Err(Error::corruption(&self.name, self.index[i].offset, "bad entry"));
+                return Err(Error::corruption(&self.name, offset, "bad entry"));
             }
             if it.valid() {
-                let e = decode_entry(&self.name, self.index[i].offset, it.key(), it.value())?;
-                return Ok((e.user[..] == *user).then_some(e));
+                let (found_user, seq, kind) = split_internal_key(it.key()).ok_or_else(|| {
+                    Error::corruption(&self.name, offset, "malformed internal key")
+                })?;
+                if found_user != user {
+                    return Ok(None);
+                }
+                let value = it.value();
+                let (expire_at_ms, skip) = decode_value(&value)
+                    .ok_or_else(|| Error::corruption(&self.name, offset, "malformed value"))?;
+                return Ok(Some(Found { seq, kind, expire_at_ms, value: value.slice(skip..) }));
             }
             i += 1;
         }
