@@ -82,6 +82,8 @@ pub struct NodeStatus {
     pub counters: NodeCounters,
     /// The ring's members.
     pub members: Vec<NodeId>,
+    /// Each member's share of the ring as primary replica (0.0 to 1.0).
+    pub shares: Vec<(NodeId, f64)>,
 }
 
 /// Where the node task sends peer messages.
@@ -289,6 +291,7 @@ impl<S: Storage + Send + 'static, P: PeerSink> NodeTask<S, P> {
             ready: self.node.is_ready(),
             counters: self.node.counters(),
             members: self.node.ring().members().collect(),
+            shares: self.node.ring().primary_shares().into_iter().collect(),
         }
     }
 

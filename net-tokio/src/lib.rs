@@ -155,6 +155,7 @@ pub async fn start<S: Storage + Send + 'static>(
         server_settings,
         metrics.clone(),
     )));
+    tasks.push(tokio::spawn(export_node_counters(handle.clone(), metrics.clone())));
     let metrics_addr = match metrics_listener {
         Some((address, listener)) => {
             tasks.push(tokio::spawn(metrics::serve(listener, metrics.clone())));
@@ -172,6 +173,25 @@ pub async fn start<S: Storage + Send + 'static>(
         tasks,
         node_task,
     })
+}
+
+/// Copies the node's counters into the metrics once a second, so `/metrics` shows them without
+/// the scrape waiting on the node.
+async fn export_node_counters(node: NodeHandle, metrics: Arc<Metrics>) {
+    let mut ticker = tokio::time::interval(StdDuration::from_secs(1));
+    loop {
+        ticker.tick().await;
+        let Some(status) = node.status().await else { return };
+        let counters = status.counters;
+        metrics.set_node_values([
+            ("read_repairs_sent_total".to_string(), counters.read_repairs_sent),
+            ("peer_messages_dropped_total".to_string(), counters.peer_messages_dropped),
+            ("tombstones_purged_total".to_string(), counters.tombstones_purged),
+            ("client_errors_total".to_string(), counters.client_errors),
+            ("storage_errors_total".to_string(), counters.storage_errors),
+            ("epoch".to_string(), u64::from(status.epoch)),
+        ]);
+    }
 }
 
 fn node_config(config: &NodeFileConfig, members: Vec<NodeId>) -> NodeConfig {

@@ -57,6 +57,8 @@ enum Command {
 enum AdminAction {
     /// The node's id, epoch, readiness and the members it knows.
     Status,
+    /// Each member's share of the ring as primary replica.
+    Ring,
     /// Joins a node (needs gossip membership, not in this build).
     Join,
     /// Decommissions a node (needs gossip membership, not in this build).
@@ -174,6 +176,11 @@ async fn run_admin(addr: SocketAddr, action: AdminAction) -> Result<(), String> 
     match action {
         AdminAction::Status => {
             let reply = resp_call(addr, &["RK.STATUS"]).await?;
+            println!("{reply}");
+            Ok(())
+        }
+        AdminAction::Ring => {
+            let reply = resp_call(addr, &["RK.RING"]).await?;
             println!("{reply}");
             Ok(())
         }

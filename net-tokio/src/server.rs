@@ -194,7 +194,9 @@ impl Connection {
             "DEL" | "UNLINK" if args.len() >= 2 => self.delete(&args[1..]).await,
             "EXISTS" if args.len() >= 2 => self.exists(&args[1..]).await,
             "MGET" if args.len() >= 2 => self.mget(&args[1..]).await,
-            "MSET" if args.len() >= 3 && !args.len().is_multiple_of(2) => self.mset(&args[1..]).await,
+            "MSET" if args.len() >= 3 && !args.len().is_multiple_of(2) => {
+                self.mset(&args[1..]).await
+            }
             "EXPIRE" | "PEXPIRE" if args.len() == 3 => {
                 self.expire(&args, command == "PEXPIRE").await
             }
@@ -205,6 +207,7 @@ impl Connection {
             "RK.DEL" if args.len() == 3 || args.len() == 4 => self.delete_with_context(&args).await,
             "RK.CONSISTENCY" => self.set_consistency(&args),
             "RK.STATUS" => self.status().await,
+            "RK.RING" => self.ring().await,
             "ECHO" | "SELECT" | "GET" | "SET" | "DEL" | "UNLINK" | "EXISTS" | "MGET" | "MSET"
             | "EXPIRE" | "PEXPIRE" | "TTL" | "PTTL" | "PERSIST" | "RK.GETALL" | "RK.PUT"
             | "RK.DEL" => wrong_arity(&command.to_ascii_lowercase()),
@@ -337,6 +340,22 @@ impl Connection {
                 ),
             ),
         ])
+    }
+
+    async fn ring(&self) -> Reply {
+        let Some(status) = self.node.status().await else { return Reply::err("node stopped") };
+        Reply::Array(
+            status
+                .shares
+                .iter()
+                .map(|(node, share)| {
+                    Reply::Array(vec![
+                        Reply::Integer(i64::from(node.0)),
+                        Reply::text(format!("{:.4}", share)),
+                    ])
+                })
+                .collect(),
+        )
     }
 
     async fn read(&self, key: Bytes, consistency: Consistency) -> Result<ReadResult, Reply> {

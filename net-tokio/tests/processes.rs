@@ -1,0 +1,180 @@
+//! Real `ringkv node` processes on loopback: kill -9 during a write load, SIGTERM for a clean
+//! stop, and restarts from disk.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use redis::AsyncCommands;
+
+fn free_address() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+struct Cluster {
+    client: Vec<SocketAddr>,
+    configs: Vec<std::path::PathBuf>,
+    children: Vec<Option<Child>>,
+}
+
+impl Cluster {
+    fn new(root: &Path, nodes: u32) -> Cluster {
+        let peers: Vec<SocketAddr> = (0..nodes).map(|_| free_address()).collect();
+        let client: Vec<SocketAddr> = (0..nodes).map(|_| free_address()).collect();
+        let members = peers
+            .iter()
+            .enumerate()
+            .map(|(i, peer)| format!("(id: {}, peer_addr: \"{peer}\")", i + 1))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut configs = Vec::new();
+        for index in 0..nodes as usize {
+            let path = root.join(format!("node{}.ron", index + 1));
+            let text = format!(
+                "(node_id: {}, cluster: \"proc\", cluster_secret: \"process-test-secret-0123\", client_addr: \"{}\", peer_addr: \"{}\", members: [{members}], data_dir: \"{}\", log_level: \"warn\")",
+                index + 1,
+                client[index],
+                peers[index],
+                root.join(format!("data{}", index + 1)).display()
+            );
+            std::fs::write(&path, text).unwrap();
+            configs.push(path);
+        }
+        let mut cluster = Cluster { client, configs, children: Vec::new() };
+        for index in 0..nodes as usize {
+            let child = cluster.spawn(index);
+            cluster.children.push(Some(child));
+        }
+        cluster
+    }
+
+    fn spawn(&self, index: usize) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_ringkv"))
+            .args(["node", "--config"])
+            .arg(&self.configs[index])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    fn kill_9(&mut self, index: usize) {
+        let mut child = self.children[index].take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    fn terminate(&mut self, index: usize) {
+        let mut child = self.children[index].take().unwrap();
+        let status =
+            Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        let exit = child.wait().unwrap();
+        assert!(exit.success(), "SIGTERM should stop the node cleanly, got {exit}");
+    }
+
+    fn restart(&mut self, index: usize) {
+        self.children[index] = Some(self.spawn(index));
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in self.children.iter_mut().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+async fn connect(address: SocketAddr) -> redis::aio::MultiplexedConnection {
+    let client = redis::Client::open(format!("redis://{address}/")).unwrap();
+    for _ in 0..100 {
+        if let Ok(connection) = client.get_multiplexed_async_connection().await {
+            return connection;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("cannot connect to {address}");
+}
+
+async fn wait_until_writable_at_all(connection: &mut redis::aio::MultiplexedConnection) {
+    for _ in 0..200 {
+        let result: redis::RedisResult<String> = redis::cmd("RK.PUT")
+            .arg("__ready")
+            .arg("1")
+            .arg("-")
+            .arg("ALL")
+            .query_async(connection)
+            .await;
+        if result.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("cluster never became writable at ALL");
+}
+
+async fn epoch(connection: &mut redis::aio::MultiplexedConnection) -> i64 {
+    let status: Vec<redis::Value> = redis::cmd("RK.STATUS").query_async(connection).await.unwrap();
+    match &status[3] {
+        redis::Value::Int(epoch) => *epoch,
+        other => panic!("unexpected epoch {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_quorum_writes_loses_no_acknowledged_write() {
+    let root = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::new(root.path(), 3);
+    let mut writer = connect(cluster.client[0]).await;
+    wait_until_writable_at_all(&mut writer).await;
+    let mut acknowledged = Vec::new();
+    for index in 0..300 {
+        if index == 100 {
+            cluster.kill_9(2);
+        }
+        if index == 200 {
+            cluster.restart(2);
+        }
+        let result: redis::RedisResult<()> =
+            writer.set(format!("key{index}"), format!("value{index}")).await;
+        if result.is_ok() {
+            acknowledged.push(index);
+        }
+    }
+    assert!(
+        acknowledged.len() >= 290,
+        "{} of 300 QUORUM writes succeeded with one node killed",
+        acknowledged.len()
+    );
+    let mut reader = connect(cluster.client[2]).await;
+    wait_until_writable_at_all(&mut reader).await;
+    for index in acknowledged {
+        let value: Option<String> = reader.get(format!("key{index}")).await.unwrap();
+        assert_eq!(value, Some(format!("value{index}")), "acknowledged write {index} lost");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_a_node_cleanly_and_its_restart_keeps_data_and_epoch() {
+    let root = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::new(root.path(), 3);
+    let mut connection = connect(cluster.client[1]).await;
+    wait_until_writable_at_all(&mut connection).await;
+    let before = epoch(&mut connection).await;
+    for index in 0..50 {
+        let () = connection.set(format!("k{index}"), index).await.unwrap();
+    }
+    drop(connection);
+    cluster.terminate(1);
+    cluster.restart(1);
+    let mut connection = connect(cluster.client[1]).await;
+    wait_until_writable_at_all(&mut connection).await;
+    assert_eq!(epoch(&mut connection).await, before, "a clean shutdown must keep the epoch");
+    // At ONE the restarted node answers from its own disk.
+    let () = redis::cmd("RK.CONSISTENCY").arg("ONE").query_async(&mut connection).await.unwrap();
+    let value: Option<i64> = connection.get("k42").await.unwrap();
+    assert_eq!(value, Some(42), "the node's own copy survived the restart");
+}
