@@ -81,7 +81,7 @@ pub(crate) struct TableWriter<F: VfsFile> {
     block: BlockBuilder,
     index: Vec<IndexEntry>,
     hashes: Vec<u64>,
-    last_user: Option<Vec<u8>>,
+    last_user: Option<Bytes>,
     smallest: Option<Bytes>,
     entries: u64,
     min_seq: SeqNo,
@@ -123,9 +123,9 @@ impl<F: VfsFile> TableWriter<F> {
         {
             self.finish_block()?;
         }
-        if self.last_user.as_deref() != Some(&e.user[..]) {
+        if self.last_user.as_ref() != Some(&e.user) {
             self.hashes.push(bloom::bloom_hash(&e.user));
-            self.last_user = Some(e.user.to_vec());
+            self.last_user = Some(e.user.clone());
         }
         if self.smallest.is_none() {
             self.smallest = Some(Bytes::copy_from_slice(&self.key_buf));

@@ -280,8 +280,12 @@ fn read(
 
 /// The 16-byte key of index `i`: its zero-padded decimal form.
 fn key(i: u64) -> [u8; 16] {
-    let mut k = [0u8; 16];
-    k.copy_from_slice(format!("{i:016}").as_bytes());
+    let mut k = [b'0'; 16];
+    let mut n = i;
+    for d in k.iter_mut().rev() {
+        *d = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
     k
 }
 
@@ -398,5 +402,17 @@ fn print_table(results: &[Measurement], names: &[String], space: &[(String, u64)
             *bytes as f64 / (1 << 20) as f64,
             *bytes as f64 / logical as f64
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_zero_padded_decimals_and_missing_keys_sort_among_them() {
+        assert_eq!(&key(42), b"0000000000000042");
+        assert_eq!(&key(9_999_999_999_999_999), b"9999999999999999");
+        assert!(key(39) < missing_key(42) && missing_key(42) < key(40));
     }
 }
