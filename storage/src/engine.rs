@@ -1681,6 +1681,33 @@ mod tests {
     }
 
     #[test]
+    fn jobs_and_results_can_cross_threads() {
+        fn assert_send<T: Send>() {}
+        assert_send::<Job>();
+        assert_send::<JobResult>();
+        assert_send::<SyncJob>();
+        assert_send::<SyncResult>();
+        assert_send::<Engine<crate::StdFs>>();
+        // A job runs on another thread against its own handle to the same files.
+        let dir = std::env::temp_dir().join(format!("ringkv-threads-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let fs = crate::StdFs::new(&dir).unwrap();
+        let mut e = Engine::open(fs.clone(), small_opts()).unwrap();
+        let ks = e.create_keyspace("data").unwrap();
+        for i in 0..100 {
+            e.put(ks, &key(i), &val(i, 0)).unwrap();
+        }
+        e.request_flush().unwrap();
+        let job = e.poll_job().unwrap();
+        let worker_fs = fs.clone();
+        let result = std::thread::scope(|s| s.spawn(move || job.run(&worker_fs)).join().unwrap());
+        e.finish(result).unwrap();
+        assert_eq!(e.files_per_level()[0], 1);
+        assert_eq!(e.get(ks, &key(7)).unwrap(), Some(Bytes::from(val(7, 0))));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn limits_give_clear_errors() {
         let fs = SimFs::new(11);
         let (mut e, ks) = open(&fs);
