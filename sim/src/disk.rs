@@ -72,6 +72,7 @@ mod tests {
         assert!(disk.get(Space::Data, b"a").unwrap().is_some());
         assert!(disk.get(Space::Data, b"b").unwrap().is_none());
         disk.set_failing(true);
+        disk.write(Space::Data, Bytes::from_static(b"c"), Some(Bytes::from_static(b"3"))).unwrap();
         assert!(disk.sync().is_err());
         disk.set_failing(false);
         SimDisk::crash(&mut disk);

@@ -88,7 +88,8 @@ fn failed_report(seed: u64, checker: &'static str, message: String) -> Report {
 
 #[derive(Debug)]
 enum Event {
-    Deliver { from: usize, to: usize, message: PeerMessage },
+    // Boxed so that events stay small: the heap moves them on every push and pop.
+    Deliver { from: usize, to: usize, message: Box<PeerMessage> },
     Timer { node: usize, incarnation: u32 },
     SyncDone { node: usize, incarnation: u32 },
     ClientTurn { client: usize },
@@ -214,8 +215,9 @@ impl<D: SimDisk> Runner<D> {
         } else {
             ringkv_core::buggify::disable();
         }
+        // Every node boots at once: none is told that a peer not yet built is down.
         for index in 0..self.config.nodes_count {
-            self.start(index);
+            self.start(index, false);
         }
         for client in 0..self.clients.len() {
             let think = self.think_time(client);
@@ -255,7 +257,7 @@ impl<D: SimDisk> Runner<D> {
                     ((from as u64) << 56) | (u64::from(code) << 48) | (op & 0xffff_ffff_ffff);
                 self.trace
                     .record(at, Some(to), 1, detail, || format!("<- n{}: {message:?}", from + 1));
-                self.feed(to, Some(Input::Peer { from: node_id(from), message }));
+                self.feed(to, Some(Input::Peer { from: node_id(from), message: *message }));
             }
             Event::Timer { node, incarnation } => {
                 let slot = &mut self.slots[node];
@@ -273,7 +275,7 @@ impl<D: SimDisk> Runner<D> {
             Event::Fault { kind } => self.inject(kind),
             Event::Restart { node } => {
                 if self.phase == Phase::Safety && self.slots[node].node.is_none() {
-                    self.start(node);
+                    self.start(node, true);
                 }
             }
             Event::ReplaceDisk { node } => self.replace_disk(node),
@@ -361,6 +363,7 @@ impl<D: SimDisk> Runner<D> {
             return;
         };
         let [first, second] = self.network.route(self.now, from, to);
+        let message = Box::new(message);
         match (first, second) {
             (Some(first), Some(second)) => {
                 self.schedule_at(first, Event::Deliver { from, to, message: message.clone() });
@@ -396,7 +399,8 @@ impl<D: SimDisk> Runner<D> {
         self.feed(index, Some(input));
     }
 
-    fn start(&mut self, index: usize) {
+    /// Builds a node on its disk; with `announce_down`, tells it which peers are down now.
+    fn start(&mut self, index: usize, announce_down: bool) {
         let slot = &mut self.slots[index];
         let Some(disk) = slot.disk.take() else {
             return;
@@ -421,7 +425,7 @@ impl<D: SimDisk> Runner<D> {
             .record(self.now, Some(index), 6, u64::from(slot.incarnation), || "started".into());
         self.drain(index);
         let down: Vec<usize> = (0..self.slots.len())
-            .filter(|other| *other != index && self.slots[*other].node.is_none())
+            .filter(|other| announce_down && *other != index && self.slots[*other].node.is_none())
             .collect();
         for other in down {
             self.feed(index, Some(Input::PeerStatus { node: node_id(other), up: false }));
@@ -456,7 +460,7 @@ impl<D: SimDisk> Runner<D> {
             disk.set_failing(false);
         }
         if was_running {
-            self.start(index);
+            self.start(index, true);
         }
     }
 
@@ -692,7 +696,7 @@ impl<D: SimDisk> Runner<D> {
                 self.replace_disk(index);
             }
             if self.slots[index].node.is_none() {
-                self.start(index);
+                self.start(index, true);
             }
         }
         for about in 0..self.slots.len() {

@@ -26,7 +26,7 @@ pub fn check(input: CheckInput<'_>, analysis: &Analysis) -> Vec<Violation> {
             let Some(value) = value else {
                 continue;
             };
-            if !analysis.replacers(input.history, value).is_empty() {
+            if analysis.may_be_replaced(input.history, value) {
                 continue;
             }
             let live = input.final_state.get(key).is_some_and(|state| state.live.contains(value));

@@ -17,7 +17,7 @@ pub mod read_after_write;
 pub mod resurrection;
 pub mod values_written;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use ringkv_core::version::Versioned;
 use ringkv_core::{ConflictMode, Consistency, Instant, Key, NodeId, Value};
@@ -151,59 +151,41 @@ impl Analysis {
         })
     }
 
-    /// The writes that may have replaced `value`: context writes whose read returned it, and
-    /// overwrites of its key that the coordinator may have applied after it (any that had not
-    /// certainly finished before the value's write was invoked).
-    pub fn replacers(&self, history: &History, value: &Value) -> Vec<OpIndex> {
-        let mut replacers = self.replaced_by.get(value).cloned().unwrap_or_default();
+    /// Whether a write that may have applied can have replaced `value`: a context write whose
+    /// read returned it, or an overwrite of its key (other than the value's own write) that had
+    /// not certainly finished before the value's write was invoked.
+    pub fn may_be_replaced(&self, history: &History, value: &Value) -> bool {
+        if self.replaced_by.contains_key(value) {
+            return true;
+        }
         let Some((writer, key)) = self.writer_of.get(value) else {
-            return replacers;
+            return false;
         };
         let Some(written_at) = history.get(*writer).map(|op| op.invoked_at) else {
-            return replacers;
+            return false;
         };
-        for overwrite in self.overwrites.get(key).into_iter().flatten() {
-            let Some(op) = history.get(*overwrite) else {
-                continue;
-            };
+        // Latest overwrites first: they are the likeliest to qualify, so the scan stops early.
+        self.overwrites.get(key).into_iter().flatten().rev().any(|overwrite| {
             // An unknown write may still be applied long after the client gave up.
-            let after = !op.is_ok() || op.completed_at.is_none_or(|done| done >= written_at);
-            if *overwrite != *writer && after {
-                replacers.push(*overwrite);
-            }
-        }
-        replacers
+            *overwrite != *writer
+                && history.get(*overwrite).is_some_and(|op| {
+                    !op.is_ok() || op.completed_at.is_none_or(|done| done >= written_at)
+                })
+        })
     }
 
-    /// Every value that may have replaced `value`, transitively, and whether a delete did.
-    pub fn successors(&self, history: &History, value: &Value) -> (BTreeSet<Value>, bool) {
-        let mut values = BTreeSet::new();
-        let mut deleted = false;
-        let mut frontier = vec![value.clone()];
-        // Each value enters the frontier at most once, so the walk ends; the bound is a guard.
-        let steps_max = self.writer_of.len() + 1;
-        for _ in 0..steps_max {
-            let Some(current) = frontier.pop() else {
-                break;
-            };
-            let key = self.writer_of.get(&current).map(|(_, key)| key.clone());
-            for op in self.replacers(history, &current) {
-                let Some(OpRequest::Write { writes, .. }) = history.get(op).map(|r| &r.request)
-                else {
-                    continue;
-                };
-                let same_key =
-                    writes.iter().filter(|(written_key, _)| Some(written_key) == key.as_ref());
-                for (_, written) in same_key {
-                    match written {
-                        Some(next) if values.insert(next.clone()) => frontier.push(next.clone()),
-                        Some(_) => {}
-                        None => deleted = true,
-                    }
-                }
+    /// The latest acknowledgement among the writes of `values`: `None` when one of them was
+    /// not acknowledged (it may still be applied at any time) or has no known writer.
+    pub fn latest_ack(&self, history: &History, values: &[Value]) -> Option<Instant> {
+        let mut latest = Instant::ZERO;
+        for value in values {
+            let op = self.writer_of.get(value).and_then(|(writer, _)| history.get(*writer))?;
+            if !op.is_ok() {
+                return None;
             }
+            latest = latest.max(op.completed_at?);
         }
-        (values, deleted)
+        Some(latest)
     }
 }
 

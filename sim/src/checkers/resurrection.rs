@@ -6,16 +6,16 @@
 //! merged state holds none of them, whatever the consistency levels: a stale replica must never
 //! win back what a newer clock covers, and a delete is never undone.
 
-use super::read_after_write::{reads_by_key, READS_PER_WRITE_MAX};
+use super::read_after_write::{reads_after, reads_by_key, READS_PER_WRITE_MAX};
 use super::{Analysis, CheckInput, Violation};
 use crate::history::OpRequest;
 
 const NAME: &str = "resurrection";
 
 /// Runs the check.
-pub fn check(input: CheckInput<'_>, _analysis: &Analysis) -> Vec<Violation> {
+pub fn check(input: CheckInput<'_>, analysis: &Analysis) -> Vec<Violation> {
     let history = input.history;
-    let reads = reads_by_key(history);
+    let reads = reads_by_key(history, analysis);
     let mut violations = Vec::new();
     for (index, op) in history.iter().filter(|(_, op)| op.is_ok()) {
         let (OpRequest::Write { writes, context_from: Some(read), .. }, Some(acked_at)) =
@@ -30,15 +30,10 @@ pub fn check(input: CheckInput<'_>, _analysis: &Analysis) -> Vec<Violation> {
             if replaced.is_empty() {
                 continue;
             }
-            let later_reads = reads
-                .get(key)
-                .into_iter()
-                .flatten()
-                .filter_map(|read| history.get(*read).map(|record| (*read, record)))
-                .filter(|(_, read)| read.invoked_at > acked_at)
-                .filter(|(_, read)| input.params.is_strict(read.consistency(), op.consistency()))
+            let later_reads = reads_after(history, reads.get(key), acked_at)
+                .filter(|(_, read, _)| input.params.is_strict(read.consistency(), op.consistency()))
                 .take(READS_PER_WRITE_MAX);
-            for (read_index, later) in later_reads {
+            for (read_index, later, _) in later_reads {
                 let seen = later.values_read(key).unwrap_or_default();
                 if let Some(back) = seen.iter().find(|value| replaced.contains(value)) {
                     violations.push(Violation {

@@ -1,0 +1,38 @@
+//! Simulator throughput on the standard scenario: 5 nodes, N=3, QUORUM, 1,000 client
+//! operations per simulated second, swarm faults, 10 s of safety and 5 s of liveness per seed.
+//!
+//! `cargo run --release -p ringkv-sim --example bench -- [SEEDS]` prints simulated events per
+//! wall second and simulated seconds per wall second (the time compression), over all seeds.
+// A benchmark measures wall time by definition; the simulator itself never reads a clock, so
+// the determinism ban is lifted for this file only.
+#![allow(clippy::disallowed_methods)]
+
+use ringkv_sim::Simulation;
+
+fn main() {
+    let seeds_count: u64 = std::env::args().nth(1).and_then(|arg| arg.parse().ok()).unwrap_or(20);
+    let mut events = 0u64;
+    let mut simulated_ns = 0u64;
+    let mut ops = 0u64;
+    let mut failed_seeds = Vec::new();
+    let started = std::time::Instant::now();
+    for seed in 0..seeds_count {
+        let report = Simulation::builder().seed(seed).run();
+        events += report.events_processed;
+        simulated_ns += report.simulated_time.as_nanos();
+        ops += report.outcomes.ok + report.outcomes.failed + report.outcomes.unknown;
+        if !report.is_ok() {
+            failed_seeds.push(seed);
+        }
+    }
+    let wall_secs = started.elapsed().as_secs_f64();
+    let simulated_secs = simulated_ns as f64 / 1e9;
+    println!("seeds: {seeds_count}, wall: {wall_secs:.2} s");
+    println!("events: {events}, {:.0} simulated events per wall second", events as f64 / wall_secs);
+    println!(
+        "simulated time: {simulated_secs:.1} s, {:.1}x time compression",
+        simulated_secs / wall_secs
+    );
+    println!("client operations: {ops}, {:.0} per wall second", ops as f64 / wall_secs);
+    println!("seeds with violations: {failed_seeds:?}");
+}

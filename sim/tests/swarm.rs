@@ -1,0 +1,74 @@
+//! Cross-module simulation tests: many seeds of a small swarm scenario pass every checker and
+//! replay identically.
+
+use ringkv_core::Duration;
+use ringkv_sim::{check_determinism, FaultConfig, Knob, SimConfig, Simulation, WorkloadConfig};
+
+/// A small swarm scenario: 5 nodes, N=3, QUORUM, 400 operations per simulated second, 4 s of
+/// faults and 4 s healed. Message duplication is off: with it, the core re-executes a duplicated
+/// `Forward` and resurrects replaced values (see `duplicated_forward_resurrects_a_replaced_value`).
+fn small_swarm(seed: u64) -> SimConfig {
+    let faults = FaultConfig { duplicate_rate: Knob::Off, ..FaultConfig::swarm() };
+    let workload =
+        WorkloadConfig { clients_count: 6, ops_per_sec: 400.0, ..WorkloadConfig::default() };
+    Simulation::builder()
+        .seed(seed)
+        .faults(faults)
+        .workload(workload)
+        .phases(Duration::from_secs(4), Duration::from_secs(4))
+        .build()
+}
+
+#[test]
+fn twenty_swarm_seeds_pass_every_checker() {
+    let mut failures = Vec::new();
+    let mut faults_seen = 0;
+    for seed in 0..20 {
+        let report = Simulation::run(&small_swarm(seed));
+        assert!(report.outcomes.ok > 1_000, "seed {seed} did little work:\n{report}");
+        assert_eq!(report.outcomes.pending, 0, "seed {seed} left operations pending");
+        faults_seen += report.stats.crashes + report.stats.partitions + report.stats.clock_jumps;
+        if !report.is_ok() {
+            failures.push(report.to_string());
+        }
+    }
+    assert!(faults_seen > 20, "the swarm injected only {faults_seen} crashes/partitions/jumps");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn a_seed_replays_to_the_same_trace_hash_and_other_seeds_differ() {
+    let first = check_determinism(&small_swarm(3)).expect("seed 3 replays identically");
+    let second = check_determinism(&small_swarm(4)).expect("seed 4 replays identically");
+    assert_ne!(first, second);
+}
+
+#[test]
+fn the_event_log_does_not_change_the_run() {
+    let quiet = Simulation::run(&small_swarm(5));
+    let logged = Simulation::run(&SimConfig { trace_log: true, ..small_swarm(5) });
+    assert_eq!(quiet.trace_hash, logged.trace_hash);
+    assert!(quiet.trace.is_empty());
+    assert!(logged.trace.iter().any(|line| line.contains("HEAL")), "no heal in the log");
+    assert!(logged.trace.len() > 1_000);
+}
+
+#[test]
+fn a_fault_free_run_succeeds_at_every_operation() {
+    let config = SimConfig { faults: FaultConfig::none(), ..small_swarm(11) };
+    let report = Simulation::run(&config);
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(report.outcomes.failed + report.outcomes.unknown, 0, "{report}");
+    assert_eq!(report.stats.messages_dropped, 0);
+}
+
+/// Known core bug, found by seed 1 of the default swarm scenario: the network may deliver a
+/// message twice, and a coordinator executes a duplicated `Forward` twice. The second execution
+/// mints a fresh dot for the old value, after a context write had replaced it, so the value
+/// comes back. Ignored until the core deduplicates forwarded writes; run with `--ignored`.
+#[test]
+#[ignore = "core bug: duplicated Forward messages re-execute writes"]
+fn duplicated_forward_resurrects_a_replaced_value() {
+    let report = Simulation::builder().seed(1).run();
+    assert!(report.is_ok(), "{report}");
+}
