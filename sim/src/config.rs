@@ -42,6 +42,8 @@ pub struct SimConfig {
     pub liveness_success_min: f64,
     /// How long before the other nodes learn that a node crashed or came back.
     pub failure_detection_delay: Duration,
+    /// Whether to run the checkers at the end (benchmarks of the event loop turn them off).
+    pub run_checkers: bool,
     /// Whether to keep a readable event log.
     pub trace_log: bool,
     /// Most lines of the event log.
@@ -68,6 +70,7 @@ impl Default for SimConfig {
             liveness_warmup: Duration::from_secs(2),
             liveness_success_min: 0.99,
             failure_detection_delay: Duration::from_millis(200),
+            run_checkers: true,
             trace_log: false,
             trace_lines_max: 100_000,
             events_max: 200_000_000,
