@@ -253,6 +253,9 @@ pub struct Engine<V: Vfs> {
     manifest: ManifestLog<V::File>,
     mem: Memtable,
     frozen: VecDeque<Frozen>,
+    /// Flushed memtables waiting to be handed to a job for freeing (at most
+    /// `frozen_memtables_max`: one per flush since the last job was handed out).
+    retired: Vec<Arc<Memtable>>,
     wal: Wal<V::File>,
     wal_files: BTreeSet<u64>,
     wal_older_unsynced: Vec<String>,
@@ -350,6 +353,7 @@ impl<V: Vfs> Engine<V> {
             manifest,
             mem,
             frozen: VecDeque::new(),
+            retired: Vec::new(),
             wal: Wal { name, file, buf: wal_header() },
             wal_files,
             wal_older_unsynced: Vec::new(),
@@ -702,6 +706,7 @@ impl<V: Vfs> Engine<V> {
                         smallest_snapshot: self.smallest_snapshot(),
                     },
                     now_wall_ms: None,
+                    retired: std::mem::take(&mut self.retired),
                 });
             }
         }
@@ -738,7 +743,7 @@ impl<V: Vfs> Engine<V> {
             }
         };
         self.compaction_in_flight = Some((id, InFlight::Compaction { full, pick }));
-        Some(Job { id, work, now_wall_ms: None })
+        Some(Job { id, work, now_wall_ms: None, retired: std::mem::take(&mut self.retired) })
     }
 
     /// Applies a finished job: records its outputs in the manifest, then removes the files it
@@ -793,7 +798,10 @@ impl<V: Vfs> Engine<V> {
             ..Edit::default()
         };
         self.apply_edit(edit, outputs, &[])?;
-        self.frozen.pop_front();
+        if let Some(done) = self.frozen.pop_front() {
+            // Freed with the next job, off the writer's path (see `Job::retired`).
+            self.retired.push(done.mem);
+        }
         self.stats.flushes += 1;
         self.stats.flush_bytes_written += bytes;
         // The table holds every write up to max_seq (older ones are in older tables).
@@ -1123,6 +1131,7 @@ impl<V: Vfs> Engine<V> {
         if cfg!(debug_assertions) {
             assert!(self.durable_seq <= self.last_seq);
             assert!(self.frozen.len() <= self.opts.frozen_memtables_max);
+            assert!(self.retired.len() <= self.opts.frozen_memtables_max);
             assert!(self.sync_in_flight.is_none_or(|s| s <= self.last_seq));
             assert_eq!(self.tables.len(), self.version.files_count());
         }

@@ -19,14 +19,27 @@ use crate::vfs::Vfs;
 use crate::{Error, Result};
 
 /// A unit of background work handed out by `Engine::poll_job`.
-#[derive(Debug)]
 pub struct Job {
     pub(crate) id: u64,
     pub(crate) work: Work,
     pub(crate) now_wall_ms: Option<u64>,
+    /// Flushed memtables the engine no longer needs: freeing a large one takes milliseconds,
+    /// so they ride along and are freed wherever the driver drops the job (its worker thread).
+    pub(crate) retired: Vec<Arc<Memtable>>,
 }
 
-#[derive(Debug)]
+impl std::fmt::Debug for Job {
+    // By hand: a derived Debug would print a whole memtable.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("id", &self.id)
+            .field("work", &self.describe())
+            .field("now_wall_ms", &self.now_wall_ms)
+            .field("retired", &self.retired.len())
+            .finish()
+    }
+}
+
 pub(crate) enum Work {
     Flush {
         mem: Arc<Memtable>,

@@ -25,6 +25,10 @@ pub trait BenchEngine {
     fn settle(&mut self);
     /// Flushes and compacts everything into the fewest tables.
     fn compact_all(&mut self);
+    /// Engine-specific notes for the human-readable report.
+    fn notes(&self) -> String {
+        String::new()
+    }
 }
 
 /// Opens engine `name` in `dir`.
@@ -72,6 +76,10 @@ struct Ringkv {
     compact_tx: mpsc::Sender<Job>,
     done_rx: mpsc::Receiver<JobResult>,
     in_flight: usize,
+    /// Time writes spent waiting for a flush (write stalls).
+    stalled: std::time::Duration,
+    /// Time the writer spent applying finished jobs.
+    finishing: std::time::Duration,
 }
 
 impl Ringkv {
@@ -93,19 +101,34 @@ impl Ringkv {
         };
         let flush_tx = spawn_worker(fs.clone(), done_tx.clone());
         let compact_tx = spawn_worker(fs, done_tx);
-        Ringkv { engine, ks, flush_tx, compact_tx, done_rx, in_flight: 0 }
+        Ringkv {
+            engine,
+            ks,
+            flush_tx,
+            compact_tx,
+            done_rx,
+            in_flight: 0,
+            stalled: std::time::Duration::ZERO,
+            finishing: std::time::Duration::ZERO,
+        }
     }
 
     /// Hands out due jobs and applies finished ones; blocks for one result if `wait`.
     fn pump(&mut self, wait: bool) {
         if wait && self.in_flight > 0 {
+            let t = std::time::Instant::now();
             let r = self.done_rx.recv().expect("worker alive");
+            self.stalled += t.elapsed();
             self.in_flight -= 1;
+            let t = std::time::Instant::now();
             self.engine.finish(r).expect("job applied");
+            self.finishing += t.elapsed();
         }
         while let Ok(r) = self.done_rx.try_recv() {
             self.in_flight -= 1;
+            let t = std::time::Instant::now();
             self.engine.finish(r).expect("job applied");
+            self.finishing += t.elapsed();
         }
         while let Some(job) = self.engine.poll_job() {
             self.in_flight += 1;
@@ -167,6 +190,21 @@ impl BenchEngine for Ringkv {
         while self.in_flight > 0 {
             self.pump(true);
         }
+    }
+
+    fn notes(&self) -> String {
+        let st = self.engine.stats();
+        format!(
+            "ringkv: waited {:.2}s for jobs (stalls and settling), {:.2}s applying results; {} flushes, {} compactions, files per level {:?}, engine write amp {:.2}, cache hits {} misses {}",
+            self.stalled.as_secs_f64(),
+            self.finishing.as_secs_f64(),
+            st.flushes,
+            st.compactions,
+            self.engine.files_per_level(),
+            st.write_amp(),
+            st.cache_hits,
+            st.cache_misses
+        )
     }
 
     fn compact_all(&mut self) {

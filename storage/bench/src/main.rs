@@ -202,6 +202,12 @@ fn run_engine(name: &str, args: &Args, dir: &Path) -> (Vec<Measurement>, u64) {
         write_amp: None,
     });
 
+    if !args.json {
+        let notes = e.notes();
+        if !notes.is_empty() {
+            eprintln!("{notes}");
+        }
+    }
     e.compact_all();
     let bytes = dir_bytes(&main_dir);
     drop(e);
