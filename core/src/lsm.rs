@@ -1,18 +1,47 @@
 //! The node's [`Storage`] on the LSM engine of `ringkv-storage`.
 //!
 //! Each node space is an engine keyspace (`data`, `hints`, `meta`). Writes go to the engine's
-//! WAL buffer and memtable; [`Storage::sync`] runs one group-commit sync for everything written,
-//! then any flush or compaction the engine asks for, inline. The simulator calls it as an event
-//! (on `SimFs`, where a crash can land before it); the tokio driver calls it off the async
-//! threads. An engine poisoned by a failed fsync refuses writes with the reason.
+//! WAL buffer and memtable. [`Storage::poll_work`] hands out the engine's group-commit sync
+//! first, then its flushes and compactions, each with a clone of the filesystem handle so it
+//! can run on another thread. An engine poisoned by a failed fsync refuses writes with the
+//! reason.
 
 use std::ops::Bound;
 
 use bytes::Bytes;
-use ringkv_storage::{Engine, KeyspaceId, Options, Vfs};
+use ringkv_storage::{Engine, Job, JobResult, KeyspaceId, Options, SyncJob, SyncResult, Vfs};
 
 use crate::error::StorageError;
-use crate::storage::{Space, Storage, WriteSeq};
+use crate::storage::{Space, Storage, StorageWork, WriteSeq};
+
+/// A WAL sync or a flush/compaction, with the filesystem it runs on.
+#[derive(Debug)]
+pub enum LsmWork<V: Vfs> {
+    /// A group-commit sync.
+    Sync(SyncJob, V),
+    /// A flush or compaction.
+    Job(Job, V),
+}
+
+/// What an [`LsmWork`] produced.
+#[derive(Debug)]
+pub enum LsmDone {
+    /// A sync's outcome.
+    Sync(SyncResult),
+    /// A flush's or compaction's outcome.
+    Job(JobResult),
+}
+
+impl<V: Vfs> StorageWork for LsmWork<V> {
+    type Done = LsmDone;
+
+    fn run(self) -> LsmDone {
+        match self {
+            LsmWork::Sync(job, vfs) => LsmDone::Sync(job.run(&vfs)),
+            LsmWork::Job(job, vfs) => LsmDone::Job(job.run(&vfs)),
+        }
+    }
+}
 
 /// Node storage on the LSM engine over filesystem `V` (`StdFs` or `SimFs`).
 #[derive(Debug)]
@@ -21,7 +50,7 @@ pub struct LsmStorage<V: Vfs> {
     spaces: [KeyspaceId; 3],
 }
 
-impl<V: Vfs> LsmStorage<V> {
+impl<V: Vfs + Clone> LsmStorage<V> {
     /// Opens (recovering) or creates the node's storage on `vfs`.
     pub fn open(vfs: V) -> Result<Self, StorageError> {
         // Stored objects carry every sibling and a clock, so the engine's own value limit sits
@@ -60,7 +89,9 @@ impl<V: Vfs> LsmStorage<V> {
     }
 }
 
-impl<V: Vfs> Storage for LsmStorage<V> {
+impl<V: Vfs + Clone> Storage for LsmStorage<V> {
+    type Work = LsmWork<V>;
+
     fn get(&mut self, space: Space, key: &[u8]) -> Result<Option<Bytes>, StorageError> {
         self.engine.get(self.id(space), key).map_err(storage_error)
     }
@@ -99,10 +130,21 @@ impl<V: Vfs> Storage for LsmStorage<V> {
         self.engine.durable_seq()
     }
 
-    fn sync(&mut self) -> Result<WriteSeq, StorageError> {
-        let durable = self.engine.sync().map_err(storage_error)?;
-        self.engine.run_pending().map_err(storage_error)?;
-        Ok(durable)
+    fn poll_work(&mut self) -> Option<LsmWork<V>> {
+        if let Some(job) = self.engine.poll_sync() {
+            return Some(LsmWork::Sync(job, self.engine.vfs().clone()));
+        }
+        self.engine.poll_job().map(|job| LsmWork::Job(job, self.engine.vfs().clone()))
+    }
+
+    fn finish_work(&mut self, done: LsmDone) -> Result<WriteSeq, StorageError> {
+        match done {
+            LsmDone::Sync(result) => self.engine.synced(result).map_err(storage_error),
+            LsmDone::Job(result) => {
+                self.engine.finish(result).map_err(storage_error)?;
+                Ok(self.engine.durable_seq())
+            }
+        }
     }
 }
 

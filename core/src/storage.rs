@@ -1,9 +1,14 @@
 //! The storage a node writes through, as the core sees it.
 //!
 //! The node never waits on storage. A write returns its sequence number at once; it becomes
-//! durable when the driver calls [`Storage::sync`] (group commit: one sync covers everything
-//! written so far) and then tells the node with `Input::StorageSynced`. The node acknowledges a
-//! replica write only once [`Storage::durable_seq`] covers it.
+//! durable when a sync has run (group commit: one sync covers everything written so far) and the
+//! driver tells the node with `Input::StorageSynced`. The node acknowledges a replica write only
+//! once [`Storage::durable_seq`] covers it.
+//!
+//! Syncs, flushes and compactions are [`StorageWork`]: the driver takes them with
+//! [`Storage::poll_work`], runs them where it likes (the tokio driver on its blocking pool, so
+//! the node keeps serving while the disk works; the simulator inline, as a scheduled event) and
+//! hands the result back with [`Storage::finish_work`]. [`Storage::sync`] does all of it inline.
 //!
 //! [`MemStorage`] keeps everything in memory and models durability exactly: a simulated crash
 //! ([`MemStorage::crash`]) keeps what was synced and drops the rest. The LSM engine of
@@ -34,8 +39,24 @@ impl Space {
 /// Position of a write in the storage's write order; higher is later.
 pub type WriteSeq = u64;
 
+/// Most pieces of work [`Storage::sync`] runs before giving up; a guard against a storage that
+/// never quiesces.
+const WORK_ROUNDS_MAX: usize = 10_000;
+
+/// A sync, flush or compaction that needs no access to the storage while it runs.
+pub trait StorageWork {
+    /// What the work produced, for [`Storage::finish_work`].
+    type Done;
+
+    /// Does the I/O.
+    fn run(self) -> Self::Done;
+}
+
 /// What a node needs from its storage.
 pub trait Storage {
+    /// The storage's unit of background work.
+    type Work: StorageWork;
+
     /// Reads a key, seeing every write made so far, synced or not.
     fn get(&mut self, space: Space, key: &[u8]) -> Result<Option<Bytes>, StorageError>;
 
@@ -59,8 +80,41 @@ pub trait Storage {
     /// The highest sequence number known durable.
     fn durable_seq(&self) -> WriteSeq;
 
-    /// Makes every write so far durable. Called by drivers, never by the node.
-    fn sync(&mut self) -> Result<WriteSeq, StorageError>;
+    /// The next piece of work due: a sync of everything written so far (one at a time), or a
+    /// flush or compaction. Called by drivers, never by the node.
+    fn poll_work(&mut self) -> Option<Self::Work>;
+
+    /// Applies finished work and returns the durable sequence number. A failed sync is fatal:
+    /// the storage refuses writes from then on.
+    fn finish_work(
+        &mut self,
+        done: <Self::Work as StorageWork>::Done,
+    ) -> Result<WriteSeq, StorageError>;
+
+    /// Runs every piece of work due, inline, and returns the durable sequence number.
+    fn sync(&mut self) -> Result<WriteSeq, StorageError> {
+        for _ in 0..WORK_ROUNDS_MAX {
+            let Some(work) = self.poll_work() else { break };
+            let done = work.run();
+            self.finish_work(done)?;
+        }
+        Ok(self.durable_seq())
+    }
+}
+
+/// [`MemStorage`]'s work: a sync up to a sequence number (nothing to do but bookkeeping).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemSync {
+    upto: WriteSeq,
+    fails: bool,
+}
+
+impl StorageWork for MemSync {
+    type Done = MemSync;
+
+    fn run(self) -> MemSync {
+        self
+    }
 }
 
 /// In-memory storage with exact durability bookkeeping, for tests and early simulation.
@@ -73,6 +127,7 @@ pub struct MemStorage {
     durable_seq: WriteSeq,
     fail_syncs: bool,
     failed: Option<String>,
+    sync_in_flight: bool,
 }
 
 impl MemStorage {
@@ -87,6 +142,7 @@ impl MemStorage {
         self.unsynced.clear();
         self.next_seq = self.durable_seq + 1;
         self.failed = None;
+        self.sync_in_flight = false;
     }
 
     /// Makes every later sync fail, as a dying disk would. A failed sync is fatal: the storage
@@ -107,6 +163,8 @@ impl MemStorage {
 }
 
 impl Storage for MemStorage {
+    type Work = MemSync;
+
     fn get(&mut self, space: Space, key: &[u8]) -> Result<Option<Bytes>, StorageError> {
         Ok(self.live.get(&(space, Bytes::copy_from_slice(key))).cloned())
     }
@@ -156,16 +214,27 @@ impl Storage for MemStorage {
         self.durable_seq
     }
 
-    fn sync(&mut self) -> Result<WriteSeq, StorageError> {
+    fn poll_work(&mut self) -> Option<MemSync> {
+        if self.failed.is_some() || self.sync_in_flight {
+            return None;
+        }
+        let upto = self.unsynced.last()?.0;
+        self.sync_in_flight = true;
+        Some(MemSync { upto, fails: self.fail_syncs })
+    }
+
+    fn finish_work(&mut self, done: MemSync) -> Result<WriteSeq, StorageError> {
+        self.sync_in_flight = false;
         if let Some(reason) = &self.failed {
             return Err(StorageError(reason.clone()));
         }
-        if self.fail_syncs {
+        if done.fails {
             let reason = "fsync failed: I/O error".to_string();
             self.failed = Some(reason.clone());
             return Err(StorageError(reason));
         }
-        for (seq, space, key, value) in self.unsynced.drain(..) {
+        let synced = self.unsynced.iter().take_while(|(seq, ..)| *seq <= done.upto).count();
+        for (seq, space, key, value) in self.unsynced.drain(..synced) {
             match value {
                 Some(bytes) => self.durable.insert((space, key), bytes),
                 None => self.durable.remove(&(space, key)),
@@ -196,6 +265,19 @@ mod tests {
         assert_eq!(storage.get(Space::Data, b"a").unwrap(), Some(Bytes::from_static(b"1")));
         assert_eq!(storage.get(Space::Data, b"b").unwrap(), None);
         assert_eq!(storage.write(Space::Meta, Bytes::from_static(b"m"), None).unwrap(), 2);
+    }
+
+    #[test]
+    fn a_sync_covers_only_what_was_written_before_it_was_handed_out() {
+        let mut storage = MemStorage::new();
+        storage.write(Space::Data, Bytes::from_static(b"a"), Some(Bytes::new())).unwrap();
+        let work = storage.poll_work().unwrap();
+        assert!(storage.poll_work().is_none(), "one sync at a time");
+        storage.write(Space::Data, Bytes::from_static(b"b"), Some(Bytes::new())).unwrap();
+        assert_eq!(storage.finish_work(work.run()).unwrap(), 1);
+        storage.crash();
+        assert!(storage.get(Space::Data, b"a").unwrap().is_some());
+        assert!(storage.get(Space::Data, b"b").unwrap().is_none());
     }
 
     #[test]

@@ -5,17 +5,17 @@
 //! from the transport, peer status changes, status queries, shutdown) and the node's own timer.
 //! Outputs: peer messages handed to the transport, replies to waiting clients, storage syncs.
 //!
-//! Group commit: after waking, the task takes every command already queued (up to
-//! `commands_per_wake_max`) before draining outputs, so one storage sync covers all the writes
-//! of that batch. The sync runs in place with `block_in_place`, which moves this worker's other
-//! tasks to other threads while the disk works. The driver holds no protocol logic.
+//! Storage work (WAL syncs, flushes, compactions) runs on tokio's blocking pool: the task takes
+//! it with `poll_work`, and the result comes back on a channel to `finish_work`, after which the
+//! node hears `StorageSynced`. While a sync runs the node keeps serving; the writes that arrive
+//! meanwhile are covered by the next sync (group commit). The driver holds no protocol logic.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ringkv_core::message::RequestId;
 use ringkv_core::node::NodeCounters;
-use ringkv_core::storage::Storage;
+use ringkv_core::storage::{Storage, StorageWork};
 use ringkv_core::{
     ClientError, ClientRequest, ClientResponse, Input, Instant, Node, NodeId, Output, PeerMessage,
     WallTime,
@@ -150,17 +150,32 @@ impl NodeHandle {
     }
 }
 
+/// Storage whose work can run on the blocking pool.
+pub trait DriverStorage: Storage<Work = Self::SendWork> + Send + 'static {
+    /// The work, sendable to another thread.
+    type SendWork: StorageWork<Done = Self::SendDone> + Send + 'static;
+    /// The work's result, sendable back.
+    type SendDone: Send + 'static;
+}
+
+impl<S, W, D> DriverStorage for S
+where
+    S: Storage<Work = W> + Send + 'static,
+    W: StorageWork<Done = D> + Send + 'static,
+    D: Send + 'static,
+{
+    type SendWork = W;
+    type SendDone = D;
+}
+
 /// Starts the task that owns `node`. Peer messages go to `peers`.
-pub fn spawn<S, P>(
+pub fn spawn<S: DriverStorage, P: PeerSink>(
     node: Node<S>,
     peers: P,
     metrics: Arc<Metrics>,
-) -> (NodeHandle, tokio::task::JoinHandle<()>)
-where
-    S: Storage + Send + 'static,
-    P: PeerSink,
-{
+) -> (NodeHandle, tokio::task::JoinHandle<()>) {
     let (commands, receiver) = mpsc::channel(COMMAND_QUEUE_LEN_MAX);
+    let (work_done, work_results) = mpsc::unbounded_channel();
     let task = NodeTask {
         node,
         peers,
@@ -168,24 +183,38 @@ where
         pending: BTreeMap::new(),
         next_request: 1,
         origin: tokio::time::Instant::now(),
+        work_done,
+        work_in_flight: 0,
+        stopping: None,
     };
-    let join = tokio::spawn(task.run(receiver));
+    let join = tokio::spawn(task.run(receiver, work_results));
     (NodeHandle { commands }, join)
 }
 
-struct NodeTask<S: Storage, P: PeerSink> {
+struct NodeTask<S: DriverStorage, P: PeerSink> {
     node: Node<S>,
     peers: P,
     metrics: Arc<Metrics>,
     pending: BTreeMap<RequestId, oneshot::Sender<ClientResult>>,
     next_request: RequestId,
     origin: tokio::time::Instant,
+    work_done: mpsc::UnboundedSender<S::SendDone>,
+    work_in_flight: usize,
+    stopping: Option<oneshot::Sender<()>>,
 }
 
-impl<S: Storage + Send + 'static, P: PeerSink> NodeTask<S, P> {
-    async fn run(mut self, mut receiver: mpsc::Receiver<Command>) {
+impl<S: DriverStorage, P: PeerSink> NodeTask<S, P> {
+    async fn run(
+        mut self,
+        mut receiver: mpsc::Receiver<Command>,
+        mut work_results: mpsc::UnboundedReceiver<S::SendDone>,
+    ) {
         self.drain_outputs();
         loop {
+            if self.stopping.is_some() && self.work_in_flight == 0 {
+                self.finish_shutdown();
+                return;
+            }
             let deadline = self
                 .node
                 .poll_timeout()
@@ -197,16 +226,20 @@ impl<S: Storage + Send + 'static, P: PeerSink> NodeTask<S, P> {
                 }
             };
             tokio::select! {
-                command = receiver.recv() => {
+                done = work_results.recv() => {
+                    let Some(done) = done else { break };
+                    self.work_in_flight -= 1;
+                    self.finish_work(done);
+                }
+                command = receiver.recv(), if self.stopping.is_none() => {
                     let Some(command) = command else { break };
-                    if self.apply(command) {
-                        return;
-                    }
+                    self.apply(command);
                     for _ in 0..COMMANDS_PER_WAKE_MAX {
-                        let Ok(command) = receiver.try_recv() else { break };
-                        if self.apply(command) {
-                            return;
+                        if self.stopping.is_some() {
+                            break;
                         }
+                        let Ok(command) = receiver.try_recv() else { break };
+                        self.apply(command);
                     }
                 }
                 () = sleep => {
@@ -219,8 +252,8 @@ impl<S: Storage + Send + 'static, P: PeerSink> NodeTask<S, P> {
         }
     }
 
-    /// Applies one command; returns true when the task must stop.
-    fn apply(&mut self, command: Command) -> bool {
+    /// Applies one command.
+    fn apply(&mut self, command: Command) {
         let now = self.now();
         self.node.set_wall_clock(wall_clock());
         match command {
@@ -237,50 +270,66 @@ impl<S: Storage + Send + 'static, P: PeerSink> NodeTask<S, P> {
             Command::Status { reply } => {
                 let _ = reply.send(self.status());
             }
-            Command::Shutdown { reply } => {
-                if let Err(error) = self.node.shutdown() {
-                    tracing::error!(%error, "could not mark the shutdown clean");
-                }
-                let synced = tokio::task::block_in_place(|| self.node.storage_mut().sync());
-                if let Err(error) = synced {
-                    tracing::error!(%error, "final sync failed");
-                }
-                let _ = reply.send(());
-                return true;
+            Command::Shutdown { reply } => self.stopping = Some(reply),
+        }
+    }
+
+    /// Called once no storage work is in flight: marks the shutdown clean and syncs it.
+    fn finish_shutdown(&mut self) {
+        if let Err(error) = self.node.shutdown() {
+            tracing::error!(%error, "could not mark the shutdown clean");
+        }
+        let synced = tokio::task::block_in_place(|| self.node.storage_mut().sync());
+        if let Err(error) = synced {
+            tracing::error!(%error, "final sync failed");
+        }
+        if let Some(reply) = self.stopping.take() {
+            let _ = reply.send(());
+        }
+    }
+
+    /// Hands every piece of due storage work to the blocking pool.
+    fn start_work(&mut self) {
+        while let Some(work) = self.node.storage_mut().poll_work() {
+            let results = self.work_done.clone();
+            self.work_in_flight += 1;
+            tokio::task::spawn_blocking(move || {
+                let _ = results.send(work.run());
+            });
+        }
+    }
+
+    fn finish_work(&mut self, done: S::SendDone) {
+        let now = self.now();
+        self.node.set_wall_clock(wall_clock());
+        match self.node.storage_mut().finish_work(done) {
+            Ok(_) => {
+                self.metrics.storage_syncs.inc();
+                self.node.handle(now, Input::StorageSynced);
+            }
+            Err(error) => {
+                tracing::error!(%error, "storage work failed: the node stops accepting writes");
+                self.node.handle(now, Input::StorageFailed { reason: error.0 });
             }
         }
-        false
     }
 
     fn drain_outputs(&mut self) {
-        loop {
-            let mut sync_wanted = false;
-            while let Some(output) = self.node.poll_output() {
-                match output {
-                    Output::Send { to, message } => self.peers.send(to, message),
-                    Output::Reply { request, result } => {
-                        if let Some(reply) = self.pending.remove(&request) {
-                            let _ = reply.send(result);
-                        }
+        while let Some(output) = self.node.poll_output() {
+            match output {
+                Output::Send { to, message } => self.peers.send(to, message),
+                Output::Reply { request, result } => {
+                    if let Some(reply) = self.pending.remove(&request) {
+                        let _ = reply.send(result);
                     }
-                    Output::SyncStorage => sync_wanted = true,
-                    _ => {}
                 }
+                // Work is polled after every wake-up anyway; this output only says it matters.
+                Output::SyncStorage => {}
+                _ => {}
             }
-            if !sync_wanted {
-                return;
-            }
-            self.metrics.storage_syncs.inc();
-            let synced = tokio::task::block_in_place(|| self.node.storage_mut().sync());
-            let input = match synced {
-                Ok(_) => Input::StorageSynced,
-                Err(error) => {
-                    tracing::error!(%error, "storage sync failed: the node stops accepting writes");
-                    Input::StorageFailed { reason: error.0 }
-                }
-            };
-            let now = self.now();
-            self.node.handle(now, input);
+        }
+        if self.stopping.is_none() {
+            self.start_work();
         }
     }
 

@@ -17,7 +17,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use ringkv_core::storage::Storage;
 use ringkv_core::{Duration, Instant, KeyspaceConfig, Limits, Node, NodeConfig, NodeId};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -92,7 +91,7 @@ pub async fn start_on_disk(config: &NodeFileConfig) -> Result<RunningNode, Start
 }
 
 /// Starts a node on `storage` with the settings of `config`.
-pub async fn start<S: Storage + Send + 'static>(
+pub async fn start<S: driver::DriverStorage>(
     config: &NodeFileConfig,
     storage: S,
 ) -> Result<RunningNode, StartError> {

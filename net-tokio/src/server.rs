@@ -13,10 +13,12 @@
 //!   `EXPIRE`, `PEXPIRE` and `PERSIST` read first and then write with the read's context: they
 //!   are not atomic (compare-and-set is a later feature).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant as WallInstant;
 
 use bytes::{Bytes, BytesMut};
+use futures::stream::{FuturesOrdered, StreamExt};
 use ringkv_core::message::ReadResult;
 use ringkv_core::{ClientError, ClientRequest, ClientResponse, Consistency, Context, Duration};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -89,15 +91,24 @@ pub async fn serve(
 }
 
 struct Connection {
-    node: NodeHandle,
+    ops: Ops,
     settings: Arc<ServerSettings>,
     metrics: Arc<Metrics>,
     protocol: u8,
     authenticated: bool,
-    read_consistency: Consistency,
-    write_consistency: Consistency,
     name: Option<Bytes>,
 }
+
+/// What a data command needs: cheap to clone, so pipelined commands run concurrently.
+#[derive(Clone)]
+struct Ops {
+    node: NodeHandle,
+    read_consistency: Consistency,
+    write_consistency: Consistency,
+}
+
+/// A data command in flight.
+type ReplyFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Reply> + Send>>;
 
 /// What a command asks of the connection besides its reply.
 enum Flow {
@@ -109,9 +120,11 @@ impl Connection {
     fn new(node: NodeHandle, settings: Arc<ServerSettings>, metrics: Arc<Metrics>) -> Self {
         Connection {
             authenticated: settings.password.is_none(),
-            read_consistency: settings.read_consistency,
-            write_consistency: settings.write_consistency,
-            node,
+            ops: Ops {
+                node,
+                read_consistency: settings.read_consistency,
+                write_consistency: settings.write_consistency,
+            },
             settings,
             metrics,
             protocol: 2,
@@ -123,6 +136,8 @@ impl Connection {
         let _ = stream.set_nodelay(true);
         let mut buffer = BytesMut::with_capacity(16 * 1024);
         let mut out = Vec::with_capacity(16 * 1024);
+        let mut in_flight: FuturesOrdered<ReplyFuture> = FuturesOrdered::new();
+        let mut in_flight_keys: BTreeSet<Bytes> = BTreeSet::new();
         loop {
             match stream.read_buf(&mut buffer).await {
                 Ok(0) | Err(_) => return,
@@ -135,6 +150,7 @@ impl Connection {
                     Ok(None) => break,
                     Err(error) => {
                         self.metrics.protocol_errors.inc();
+                        drain(&mut in_flight, &mut in_flight_keys, self.protocol, &mut out).await;
                         Reply::Error(format!("ERR {error}")).encode(self.protocol, &mut out);
                         let _ = stream.write_all(&out).await;
                         return;
@@ -143,17 +159,34 @@ impl Connection {
                 if args.is_empty() {
                     continue;
                 }
-                let (reply, flow) = self.execute(args).await;
-                reply.encode(self.protocol, &mut out);
                 executed += 1;
-                if matches!(flow, Flow::Close) {
-                    let _ = stream.write_all(&out).await;
-                    return;
+                // A data command on keys no earlier in-flight command touches runs concurrently;
+                // anything else waits for those before it, so each key sees commands in order.
+                let keys = data_command_keys(&args);
+                match keys {
+                    Some(keys)
+                        if self.authenticated
+                            && keys.iter().all(|key| !in_flight_keys.contains(key)) =>
+                    {
+                        in_flight_keys.extend(keys);
+                        in_flight
+                            .push_back(self.ops.clone().dispatch_timed(args, self.metrics.clone()));
+                    }
+                    _ => {
+                        drain(&mut in_flight, &mut in_flight_keys, self.protocol, &mut out).await;
+                        let (reply, flow) = self.execute(args).await;
+                        reply.encode(self.protocol, &mut out);
+                        if matches!(flow, Flow::Close) {
+                            let _ = stream.write_all(&out).await;
+                            return;
+                        }
+                    }
                 }
                 if executed >= self.settings.pipeline_depth_max {
                     break;
                 }
             }
+            drain(&mut in_flight, &mut in_flight_keys, self.protocol, &mut out).await;
             if !out.is_empty() {
                 if stream.write_all(&out).await.is_err() {
                     return;
@@ -188,43 +221,20 @@ impl Connection {
             }
             "CLIENT" => self.client(&args),
             "COMMAND" => Reply::Array(Vec::new()),
-            "INFO" => self.info().await,
-            "GET" if args.len() == 2 => self.get(args[1].clone()).await,
-            "SET" if args.len() >= 3 => self.set(&args).await,
-            "DEL" | "UNLINK" if args.len() >= 2 => self.delete(&args[1..]).await,
-            "EXISTS" if args.len() >= 2 => self.exists(&args[1..]).await,
-            "MGET" if args.len() >= 2 => self.mget(&args[1..]).await,
-            "MSET" if args.len() >= 3 && !args.len().is_multiple_of(2) => {
-                self.mset(&args[1..]).await
+            "INFO" => self.ops.info().await,
+            _ if data_command_keys(&args).is_some() || is_data_command(&command) => {
+                return (self.ops.clone().dispatch(&command, &args).await, Flow::Continue);
             }
-            "EXPIRE" | "PEXPIRE" if args.len() == 3 => {
-                self.expire(&args, command == "PEXPIRE").await
-            }
-            "TTL" | "PTTL" if args.len() == 2 => self.ttl(args[1].clone(), command == "PTTL").await,
-            "PERSIST" if args.len() == 2 => self.persist(args[1].clone()).await,
-            "RK.GETALL" if args.len() == 2 || args.len() == 3 => self.get_all(&args).await,
-            "RK.PUT" if (4..=6).contains(&args.len()) => self.put_with_context(&args).await,
-            "RK.DEL" if args.len() == 3 || args.len() == 4 => self.delete_with_context(&args).await,
             "RK.CONSISTENCY" => self.set_consistency(&args),
-            "RK.STATUS" => self.status().await,
-            "RK.RING" => self.ring().await,
-            "ECHO" | "SELECT" | "GET" | "SET" | "DEL" | "UNLINK" | "EXISTS" | "MGET" | "MSET"
-            | "EXPIRE" | "PEXPIRE" | "TTL" | "PTTL" | "PERSIST" | "RK.GETALL" | "RK.PUT"
-            | "RK.DEL" => wrong_arity(&command.to_ascii_lowercase()),
+            "RK.STATUS" => self.ops.status().await,
+            "RK.RING" => self.ops.ring().await,
+            "ECHO" | "SELECT" => wrong_arity(&command.to_ascii_lowercase()),
             _ => Reply::err(format!("unknown command '{}'", String::from_utf8_lossy(&args[0]))),
         };
-        let ok = !matches!(reply, Reply::Error(_));
-        let consistency =
-            if matches!(command.as_str(), "GET" | "MGET" | "EXISTS" | "TTL" | "PTTL" | "RK.GETALL")
-            {
-                self.read_consistency
-            } else {
-                self.write_consistency
-            };
         self.metrics.observe_request(
             &command,
-            &format!("{consistency:?}").to_ascii_uppercase(),
-            ok,
+            "-",
+            !matches!(reply, Reply::Error(_)),
             started.elapsed().as_micros() as u64,
         );
         (reply, Flow::Continue)
@@ -303,6 +313,94 @@ impl Connection {
             ("GETNAME", 2) => self.name.clone().map_or(Reply::Null, Reply::Bulk),
             ("SETINFO", 4) => Reply::ok(),
             _ => Reply::err(format!("unsupported CLIENT subcommand '{sub}'")),
+        }
+    }
+
+    /// `RK.CONSISTENCY` shows the levels; `RK.CONSISTENCY level` sets both;
+    /// `RK.CONSISTENCY READ|WRITE level` sets one.
+    fn set_consistency(&mut self, args: &[Bytes]) -> Reply {
+        let show = |connection: &Connection| {
+            let connection = &connection.ops;
+            Reply::Array(vec![
+                Reply::text(format!("read {:?}", connection.read_consistency).to_ascii_uppercase()),
+                Reply::text(
+                    format!("write {:?}", connection.write_consistency).to_ascii_uppercase(),
+                ),
+            ])
+        };
+        match args.len() {
+            1 => show(self),
+            2 => match parse_consistency(&args[1]) {
+                Ok(level) => {
+                    self.ops.read_consistency = level;
+                    self.ops.write_consistency = level;
+                    Reply::ok()
+                }
+                Err(reply) => reply,
+            },
+            3 => {
+                let level = match parse_consistency(&args[2]) {
+                    Ok(level) => level,
+                    Err(reply) => return reply,
+                };
+                match String::from_utf8_lossy(&args[1]).to_ascii_uppercase().as_str() {
+                    "READ" => self.ops.read_consistency = level,
+                    "WRITE" => self.ops.write_consistency = level,
+                    other => return Reply::err(format!("expected READ or WRITE, got '{other}'")),
+                }
+                Reply::ok()
+            }
+            _ => wrong_arity("rk.consistency"),
+        }
+    }
+}
+
+impl Ops {
+    /// Runs a data command and records its latency.
+    fn dispatch_timed(self, args: Vec<Bytes>, metrics: Arc<Metrics>) -> ReplyFuture {
+        Box::pin(async move {
+            let started = WallInstant::now();
+            let command = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
+            let reads = matches!(
+                command.as_str(),
+                "GET" | "MGET" | "EXISTS" | "TTL" | "PTTL" | "RK.GETALL"
+            );
+            let consistency = if reads { self.read_consistency } else { self.write_consistency };
+            let reply = self.dispatch(&command, &args).await;
+            let level = format!("{consistency:?}").to_ascii_uppercase();
+            metrics.observe_request(
+                &command,
+                &level,
+                !matches!(reply, Reply::Error(_)),
+                started.elapsed().as_micros() as u64,
+            );
+            reply
+        })
+    }
+
+    /// Runs a data command (`command` is the upper-cased name).
+    async fn dispatch(self, command: &str, args: &[Bytes]) -> Reply {
+        match command {
+            "PING" if args.len() == 1 => Reply::Simple("PONG".into()),
+            "PING" if args.len() == 2 => Reply::Bulk(args[1].clone()),
+            "ECHO" if args.len() == 2 => Reply::Bulk(args[1].clone()),
+            "GET" if args.len() == 2 => self.get(args[1].clone()).await,
+            "SET" if args.len() >= 3 => self.set(args).await,
+            "DEL" | "UNLINK" if args.len() >= 2 => self.delete(&args[1..]).await,
+            "EXISTS" if args.len() >= 2 => self.exists(&args[1..]).await,
+            "MGET" if args.len() >= 2 => self.mget(&args[1..]).await,
+            "MSET" if args.len() >= 3 && !args.len().is_multiple_of(2) => {
+                self.mset(&args[1..]).await
+            }
+            "EXPIRE" | "PEXPIRE" if args.len() == 3 => {
+                self.expire(args, command == "PEXPIRE").await
+            }
+            "TTL" | "PTTL" if args.len() == 2 => self.ttl(args[1].clone(), command == "PTTL").await,
+            "PERSIST" if args.len() == 2 => self.persist(args[1].clone()).await,
+            "RK.GETALL" if args.len() == 2 || args.len() == 3 => self.get_all(args).await,
+            "RK.PUT" if (4..=6).contains(&args.len()) => self.put_with_context(args).await,
+            "RK.DEL" if args.len() == 3 || args.len() == 4 => self.delete_with_context(args).await,
+            _ => wrong_arity(&command.to_ascii_lowercase()),
         }
     }
 
@@ -601,43 +699,55 @@ impl Connection {
             .await
             .map_or_else(|reply| reply, |()| Reply::ok())
     }
+}
 
-    /// `RK.CONSISTENCY` shows the levels; `RK.CONSISTENCY level` sets both;
-    /// `RK.CONSISTENCY READ|WRITE level` sets one.
-    fn set_consistency(&mut self, args: &[Bytes]) -> Reply {
-        let show = |connection: &Connection| {
-            Reply::Array(vec![
-                Reply::text(format!("read {:?}", connection.read_consistency).to_ascii_uppercase()),
-                Reply::text(
-                    format!("write {:?}", connection.write_consistency).to_ascii_uppercase(),
-                ),
-            ])
-        };
-        match args.len() {
-            1 => show(self),
-            2 => match parse_consistency(&args[1]) {
-                Ok(level) => {
-                    self.read_consistency = level;
-                    self.write_consistency = level;
-                    Reply::ok()
-                }
-                Err(reply) => reply,
-            },
-            3 => {
-                let level = match parse_consistency(&args[2]) {
-                    Ok(level) => level,
-                    Err(reply) => return reply,
-                };
-                match String::from_utf8_lossy(&args[1]).to_ascii_uppercase().as_str() {
-                    "READ" => self.read_consistency = level,
-                    "WRITE" => self.write_consistency = level,
-                    other => return Reply::err(format!("expected READ or WRITE, got '{other}'")),
-                }
-                Reply::ok()
-            }
-            _ => wrong_arity("rk.consistency"),
-        }
+/// Whether `command` (upper-cased) is a data command, whatever its arity.
+fn is_data_command(command: &str) -> bool {
+    matches!(
+        command,
+        "GET"
+            | "SET"
+            | "DEL"
+            | "UNLINK"
+            | "EXISTS"
+            | "MGET"
+            | "MSET"
+            | "EXPIRE"
+            | "PEXPIRE"
+            | "TTL"
+            | "PTTL"
+            | "PERSIST"
+            | "RK.GETALL"
+            | "RK.PUT"
+            | "RK.DEL"
+    )
+}
+
+/// The keys a well-formed data command touches, or `None` for any other command (which then
+/// runs alone, in order).
+fn data_command_keys(args: &[Bytes]) -> Option<Vec<Bytes>> {
+    let command = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
+    if !is_data_command(&command) || args.len() < 2 {
+        return None;
     }
+    Some(match command.as_str() {
+        "DEL" | "UNLINK" | "EXISTS" | "MGET" => args[1..].to_vec(),
+        "MSET" => args[1..].iter().step_by(2).cloned().collect(),
+        _ => vec![args[1].clone()],
+    })
+}
+
+/// Waits for every in-flight command and appends their replies in order.
+async fn drain(
+    in_flight: &mut FuturesOrdered<ReplyFuture>,
+    keys: &mut BTreeSet<Bytes>,
+    protocol: u8,
+    out: &mut Vec<u8>,
+) {
+    while let Some(reply) = in_flight.next().await {
+        reply.encode(protocol, out);
+    }
+    keys.clear();
 }
 
 struct SetOptions {

@@ -1,6 +1,9 @@
 //! Real `ringkv node` processes on loopback: kill -9 during a write load, SIGTERM for a clean
 //! stop, and restarts from disk.
 
+// Test helpers fail the test loudly on any setup error; that is what unwrap does here.
+#![allow(clippy::unwrap_used)]
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

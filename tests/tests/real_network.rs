@@ -1,5 +1,8 @@
 //! Real nodes on loopback, driven through a real Redis client library.
 
+// Test helpers fail the test loudly on any setup error; that is what unwrap does here.
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use redis::AsyncCommands;
@@ -283,6 +286,33 @@ async fn a_whole_cluster_stopped_and_restarted_reads_everything_back() {
         let value: Option<String> = connection.get(format!("key{index}")).await.unwrap();
         assert_eq!(value, Some(format!("value{index}")), "key{index} lost across a full restart");
     }
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_keeps_the_order_of_commands_on_the_same_key() {
+    let data = tempfile::tempdir().unwrap();
+    let configs = cluster_configs(3, data.path());
+    let mut nodes = Vec::new();
+    for config in &configs {
+        nodes.push(start_node(config).await);
+    }
+    let mut connection = connect(nodes[0].client_addr).await;
+    wait_until_writable(&mut connection).await;
+    let mut pipe = redis::pipe();
+    for round in 0..20 {
+        pipe.set("counter", round)
+            .ignore()
+            .get("counter")
+            .set(format!("other{round}"), round)
+            .ignore();
+    }
+    pipe.del("counter").get("counter");
+    let replies: Vec<Option<i64>> = pipe.query_async(&mut connection).await.unwrap();
+    let expected: Vec<Option<i64>> = (0..20).map(Some).chain([Some(1), None]).collect();
+    assert_eq!(replies, expected, "a read in a pipeline saw a write out of order");
     for node in nodes {
         node.shutdown().await;
     }
