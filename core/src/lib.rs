@@ -13,6 +13,7 @@
 pub mod buggify;
 pub mod coordinator;
 pub mod error;
+pub mod forwards;
 pub mod harness;
 pub mod hlc;
 pub mod lsm;

@@ -27,6 +27,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::coordinator::{read_result, Action, Coordinator, Outcome, ReadSpec, ReplyTo};
 use crate::error::{ClientError, StorageError};
+use crate::forwards::{ForwardCheck, ForwardLog};
 use crate::hlc::HybridClock;
 use crate::message::{ClientRequest, ClientResponse, OpId, PeerMessage, RequestId};
 use crate::ring::{Ring, VNODES_PER_WEIGHT_DEFAULT};
@@ -36,6 +37,8 @@ use crate::types::{Consistency, Key, KeyspaceConfig, Limits, NodeId, Value};
 use crate::version::{Actor, Context, NewWrite, Versioned};
 
 const META_EPOCH_KEY: &[u8] = b"epoch";
+/// Most forwarded writes remembered for duplicate detection.
+const FORWARDS_REMEMBERED_MAX: usize = 100_000;
 const META_CLEAN_KEY: &[u8] = b"clean-shutdown";
 
 /// A node's configuration.
@@ -150,6 +153,8 @@ pub struct NodeCounters {
     pub client_errors: u64,
     /// Local storage reads or writes that failed.
     pub storage_errors: u64,
+    /// Duplicated forwarded writes recognised and not run again.
+    pub duplicate_forwards: u64,
 }
 
 /// One key write on its way to a coordinator: a put (`value: Some`) or a delete.
@@ -185,6 +190,7 @@ pub struct Node<S: Storage> {
     down: BTreeSet<NodeId>,
     coordinator: Coordinator,
     pending_acks: VecDeque<(WriteSeq, AckTarget)>,
+    forwards: ForwardLog,
     last_write_seq: WriteSeq,
     sync_requested: bool,
     outbox: VecDeque<Output>,
@@ -214,6 +220,7 @@ impl<S: Storage> Node<S> {
         )?;
         let ready_seq = storage.write(Space::Meta, Bytes::from_static(META_CLEAN_KEY), None)?;
         let ring = Ring::with_members(config.vnodes_per_node, config.members.iter().copied());
+        let request_timeout = config.request_timeout;
         let mut node = Node {
             id,
             coordinator: Coordinator::new(config.keyspace.conflict_mode),
@@ -229,6 +236,8 @@ impl<S: Storage> Node<S> {
             rng,
             down: BTreeSet::new(),
             pending_acks: VecDeque::new(),
+            // A duplicate arriving after a few request timeouts finds its forwarder long done.
+            forwards: ForwardLog::new(request_timeout * 4, FORWARDS_REMEMBERED_MAX),
             last_write_seq: ready_seq,
             sync_requested: false,
             outbox: VecDeque::new(),
@@ -623,6 +632,14 @@ impl<S: Storage> Node<S> {
             self.counters.peer_messages_dropped += 1;
             return;
         }
+        match self.forwards.receive(now, from, forward, &request) {
+            ForwardCheck::New => {}
+            ForwardCheck::InProgress => return self.counters.duplicate_forwards += 1,
+            ForwardCheck::Done(result) => {
+                self.counters.duplicate_forwards += 1;
+                return self.send(from, PeerMessage::ForwardReply { forward, result });
+            }
+        }
         if let Err(error) = self.admit(&request) {
             return self.deliver(now, reply_to, Outcome::Failed(error));
         }
@@ -732,6 +749,7 @@ impl<S: Storage> Node<S> {
             }
             ReplyTo::Forward { to, forward } => {
                 let result = self.client_result(outcome);
+                self.forwards.replied(to, forward, &result);
                 self.send(to, PeerMessage::ForwardReply { forward, result });
             }
             ReplyTo::Batch { batch, index } => {
@@ -848,6 +866,7 @@ impl<S: Storage> Node<S> {
 
     fn check_invariants(&self) {
         self.coordinator.check_invariants();
+        self.forwards.check_invariants();
         let seqs: Vec<WriteSeq> = self.pending_acks.iter().map(|(seq, _)| *seq).collect();
         assert!(
             seqs.windows(2).all(|pair| pair[0] <= pair[1]),
