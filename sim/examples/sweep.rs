@@ -1,22 +1,42 @@
 //! Runs a range of seeds of the standard swarm scenario and prints each report.
 //!
-//! `cargo run --release -p ringkv-sim --example sweep -- FIRST_SEED COUNT [--trace]`
-//! replays seeds FIRST_SEED..FIRST_SEED+COUNT; `--trace` prints the event log of each.
+//! `cargo run --release -p ringkv-sim --example sweep -- FIRST_SEED COUNT [--trace] [--no-dup]
+//! [--lww] [--one]` replays seeds FIRST_SEED..FIRST_SEED+COUNT; `--trace` prints each event
+//! log, `--no-dup` turns message duplication off, `--lww` uses a last-write-wins keyspace,
+//! `--one` reads and writes at consistency ONE.
 
-use ringkv_sim::Simulation;
+use ringkv_core::{ConflictMode, Consistency, KeyspaceConfig};
+use ringkv_sim::{FaultConfig, Knob, Simulation, WorkloadConfig};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let first: u64 = args.first().and_then(|arg| arg.parse().ok()).unwrap_or(0);
     let count: u64 = args.get(1).and_then(|arg| arg.parse().ok()).unwrap_or(10);
-    let trace = args.iter().any(|arg| arg == "--trace");
+    let flag = |name: &str| args.iter().any(|arg| arg == name);
+    let mut faults = FaultConfig::swarm();
+    if flag("--no-dup") {
+        faults.duplicate_rate = Knob::Off;
+    }
+    let mut keyspace = KeyspaceConfig::default();
+    if flag("--lww") {
+        keyspace.conflict_mode = ConflictMode::LastWriteWins;
+    }
+    let mut workload = WorkloadConfig::default();
+    if flag("--one") {
+        workload.read_consistency = Consistency::One;
+        workload.write_consistency = Consistency::One;
+    }
     let mut failed = Vec::new();
     for seed in first..first + count {
-        let report = Simulation::builder().seed(seed).trace_log(trace).run();
-        if trace {
-            for line in &report.trace {
-                println!("{line}");
-            }
+        let report = Simulation::builder()
+            .seed(seed)
+            .faults(faults)
+            .keyspace(keyspace)
+            .workload(workload.clone())
+            .trace_log(flag("--trace"))
+            .run();
+        for line in &report.trace {
+            println!("{line}");
         }
         print!("{report}");
         if !report.is_ok() {

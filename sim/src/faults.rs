@@ -73,6 +73,9 @@ pub struct FaultConfig {
     pub clock_drift_ppm_max: Knob,
     /// Disk failures (syncs start failing) per simulated second.
     pub disk_failures_per_sec: Knob,
+    /// False suspicions (a node's failure detector wrongly reports a live peer down) per
+    /// simulated second.
+    pub suspicions_per_sec: Knob,
     /// Probability that BUGGIFY is on for the run (nonzero means "draw it").
     pub buggify: Knob,
 }
@@ -92,6 +95,7 @@ impl FaultConfig {
             clock_offset_ms_max: Knob::Off,
             clock_drift_ppm_max: Knob::Off,
             disk_failures_per_sec: Knob::Off,
+            suspicions_per_sec: Knob::Off,
             buggify: Knob::Off,
         }
     }
@@ -110,6 +114,7 @@ impl FaultConfig {
             clock_offset_ms_max: Knob::Swarm(5_000.0),
             clock_drift_ppm_max: Knob::Swarm(1_000.0),
             disk_failures_per_sec: Knob::Swarm(0.1),
+            suspicions_per_sec: Knob::Swarm(0.5),
             buggify: Knob::Swarm(1.0),
         }
     }
@@ -146,6 +151,8 @@ pub struct FaultPlan {
     pub clock_drift_ppm_max: f64,
     /// Disk failures per simulated second.
     pub disk_failures_per_sec: f64,
+    /// False suspicions per simulated second.
+    pub suspicions_per_sec: f64,
     /// Whether BUGGIFY sites are armed.
     pub buggify: bool,
 }
@@ -169,17 +176,20 @@ impl FaultPlan {
                 .clamp(0.0, crate::clock::DRIFT_PPM_MAX as f64),
             disk_failures_per_sec: config.disk_failures_per_sec.resolve(rng).max(0.0),
             buggify: config.buggify.resolve(rng) > 0.0,
+            // Drawn last so that adding it did not shift the knobs above.
+            suspicions_per_sec: config.suspicions_per_sec.resolve(rng).max(0.0),
         }
     }
 
     /// The event-driven fault kinds that are on, with their rates per simulated second.
-    pub fn event_rates(&self) -> [(FaultKind, f64); 5] {
+    pub fn event_rates(&self) -> [(FaultKind, f64); 6] {
         [
             (FaultKind::Partition, self.partitions_per_sec),
             (FaultKind::Crash, self.crashes_per_sec),
             (FaultKind::Clog, self.clogs_per_sec),
             (FaultKind::ClockJump, self.clock_jumps_per_sec),
             (FaultKind::DiskFailure, self.disk_failures_per_sec),
+            (FaultKind::Suspicion, self.suspicions_per_sec),
         ]
     }
 }
@@ -197,6 +207,8 @@ pub enum FaultKind {
     ClockJump,
     /// Make a node's syncs fail; the disk is replaced (crash and restart) after a while.
     DiskFailure,
+    /// Tell one node that a live peer is down; the detector corrects itself after a while.
+    Suspicion,
 }
 
 impl FaultKind {
@@ -208,6 +220,7 @@ impl FaultKind {
             FaultKind::Clog => "fault/clog",
             FaultKind::ClockJump => "fault/clock-jump",
             FaultKind::DiskFailure => "fault/disk",
+            FaultKind::Suspicion => "fault/suspicion",
         }
     }
 }

@@ -29,6 +29,7 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use ringkv_core::ring::Ring;
+use ringkv_core::storage::StorageWork;
 use ringkv_core::{
     ClientError, ClientResponse, Context, Duration, Input, Instant, Key, Node, NodeConfig, NodeId,
     Output, PeerMessage,
@@ -86,12 +87,14 @@ fn failed_report(seed: u64, checker: &'static str, message: String) -> Report {
     }
 }
 
+/// One event; `W` is the disk's unit of work (a sync in flight carries it).
 #[derive(Debug)]
-enum Event {
+enum Event<W> {
     // Boxed so that events stay small: the heap moves them on every push and pop.
     Deliver { from: usize, to: usize, message: Box<PeerMessage> },
     Timer { node: usize, incarnation: u32 },
-    SyncDone { node: usize, incarnation: u32 },
+    // `None` when the disk had nothing to do when the node asked: the node is still told.
+    SyncDone { node: usize, incarnation: u32, work: Option<W> },
     ClientTurn { client: usize },
     ClientTimeout { op: OpIndex },
     Fault { kind: FaultKind },
@@ -134,7 +137,7 @@ struct Runner<D: SimDisk> {
     node_config: NodeConfig,
     plan: FaultPlan,
     now: Instant,
-    queue: EventQueue<Event>,
+    queue: EventQueue<Event<D::Work>>,
     slots: Vec<Slot<D>>,
     network: Network,
     clocks: Vec<NodeClock>,
@@ -248,7 +251,7 @@ impl<D: SimDisk> Runner<D> {
         self.finish()
     }
 
-    fn step(&mut self, Scheduled { at, seq: _, event }: Scheduled<Event>) -> bool {
+    fn step(&mut self, Scheduled { at, seq: _, event }: Scheduled<Event<D::Work>>) -> bool {
         self.now = at;
         match event {
             Event::Deliver { from, to, message } => {
@@ -267,7 +270,7 @@ impl<D: SimDisk> Runner<D> {
                     self.feed(node, None);
                 }
             }
-            Event::SyncDone { node, incarnation } => self.sync_done(node, incarnation),
+            Event::SyncDone { node, incarnation, work } => self.sync_done(node, incarnation, work),
             Event::ClientTurn { client } => self.client_turn(client),
             Event::ClientTimeout { op } => {
                 self.complete(op, OpOutcome::Unknown("client timeout: no reply".into()), None)
@@ -334,12 +337,16 @@ impl<D: SimDisk> Runner<D> {
                     self.client_reply(op, result);
                 }
                 Output::SyncStorage => {
+                    // The work is taken now, so it covers only what was written so far; it
+                    // completes after the disk's latency, unless a crash comes first.
+                    let slot = &mut self.slots[index];
+                    let work = slot.node.as_mut().and_then(|node| node.storage_mut().poll_work());
+                    let incarnation = slot.incarnation;
                     let disk = self.config.disk;
                     let jitter_ns = disk.sync_latency_jitter.as_nanos();
                     let jitter = self.disk_rng.random_range(0..=jitter_ns);
                     let delay = disk.sync_latency_base + Duration::from_nanos(jitter);
-                    let incarnation = self.slots[index].incarnation;
-                    self.schedule(delay, Event::SyncDone { node: index, incarnation });
+                    self.schedule(delay, Event::SyncDone { node: index, incarnation, work });
                 }
                 _ => {}
             }
@@ -376,7 +383,7 @@ impl<D: SimDisk> Runner<D> {
         self.stats.messages_duplicated = self.network.duplicated_count;
     }
 
-    fn sync_done(&mut self, index: usize, incarnation: u32) {
+    fn sync_done(&mut self, index: usize, incarnation: u32, work: Option<D::Work>) {
         let slot = &mut self.slots[index];
         if slot.incarnation != incarnation {
             return;
@@ -385,7 +392,12 @@ impl<D: SimDisk> Runner<D> {
             return;
         };
         self.stats.syncs += 1;
-        let input = match node.storage_mut().sync() {
+        let storage = node.storage_mut();
+        let finished = match work {
+            Some(work) => storage.finish_work(work.run()),
+            None => Ok(storage.durable_seq()),
+        };
+        let input = match finished {
             Ok(_) => Input::StorageSynced,
             Err(error) => {
                 self.stats.sync_failures += 1;
@@ -643,6 +655,22 @@ impl<D: SimDisk> Runner<D> {
                     self.schedule(replace, Event::ReplaceDisk { node: victim });
                 }
             }
+            FaultKind::Suspicion => {
+                let rng = &mut self.fault_rngs[position];
+                let observer = rng.random_range(0..n);
+                let suspect = rng.random_range(0..n);
+                let wrong_ms = rng.random_range(200..=2_000);
+                if observer != suspect {
+                    self.trace.record(self.now, Some(observer), 17, suspect as u64, || {
+                        format!("detector wrongly suspects n{}", suspect + 1)
+                    });
+                    let status = Input::PeerStatus { node: node_id(suspect), up: false };
+                    self.feed(observer, Some(status));
+                    // The broadcast tells everyone the truth again, correcting the observer.
+                    let correct = Duration::from_millis(wrong_ms);
+                    self.schedule(correct, Event::StatusBroadcast { about: suspect });
+                }
+            }
         }
         let delay = self.fault_delay(position, rates[position].1);
         self.schedule(delay, Event::Fault { kind });
@@ -836,12 +864,12 @@ impl<D: SimDisk> Runner<D> {
         state
     }
 
-    fn schedule(&mut self, delay: Duration, event: Event) {
+    fn schedule(&mut self, delay: Duration, event: Event<D::Work>) {
         let at = self.now + delay;
         self.schedule_at(at, event);
     }
 
-    fn schedule_at(&mut self, at: Instant, event: Event) {
+    fn schedule_at(&mut self, at: Instant, event: Event<D::Work>) {
         if !self.queue.schedule(at.max(self.now), event) {
             self.violations.push(Violation {
                 checker: "runner",

@@ -1,7 +1,7 @@
 //! Cross-module simulation tests: many seeds of a small swarm scenario pass every checker and
 //! replay identically.
 
-use ringkv_core::Duration;
+use ringkv_core::{ConflictMode, Consistency, Duration};
 use ringkv_sim::{check_determinism, FaultConfig, Knob, SimConfig, Simulation, WorkloadConfig};
 
 /// A small swarm scenario: 5 nodes, N=3, QUORUM, 400 operations per simulated second, 4 s of
@@ -34,6 +34,21 @@ fn twenty_swarm_seeds_pass_every_checker() {
     }
     assert!(faults_seen > 20, "the swarm injected only {faults_seen} crashes/partitions/jumps");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn last_write_wins_and_consistency_one_swarms_pass_the_checkers_that_apply() {
+    for seed in 20..30 {
+        let mut lww = small_swarm(seed);
+        lww.node.keyspace.conflict_mode = ConflictMode::LastWriteWins;
+        let report = Simulation::run(&lww);
+        assert!(report.is_ok(), "last write wins:\n{report}");
+        let mut one = small_swarm(seed);
+        one.workload.read_consistency = Consistency::One;
+        one.workload.write_consistency = Consistency::One;
+        let report = Simulation::run(&one);
+        assert!(report.is_ok(), "consistency ONE:\n{report}");
+    }
 }
 
 #[test]
