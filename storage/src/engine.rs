@@ -316,7 +316,8 @@ impl<V: Vfs> Engine<V> {
             })
             .collect();
         let mut mem = Memtable::default();
-        let (recovery, replayed, stale) = replay_wals(&vfs, &wal_numbers, &state, &mut mem)?;
+        let (recovery, replay) = replay_wals(&vfs, &wal_numbers, &state, &mut mem)?;
+        let Replay { replayed, stale, unused } = replay;
         for n in &replayed {
             // Recovery may have read bytes that are only in the page cache; make them durable
             // before new writes, synced later, depend on them.
@@ -342,6 +343,10 @@ impl<V: Vfs> Engine<V> {
         // and the stale WALs' removal durable.
         let manifest = manifest::install_new(&vfs, manifest_number, &state)?;
         remove_garbage(&vfs, &names, &state, manifest_number)?;
+        for n in &unused {
+            let name = wal_name(*n);
+            vfs.remove(&name).map_err(|e| Error::io("remove", &name, e))?;
+        }
         let mut wal_files: BTreeSet<u64> = replayed.into_iter().collect();
         wal_files.insert(wal_number);
         let last_seq = recovery.last_seq;
@@ -1240,9 +1245,9 @@ fn replay_wals<V: Vfs>(
     numbers: &[u64],
     state: &ManifestState,
     mem: &mut Memtable,
-) -> Result<(RecoveryReport, Vec<u64>, Vec<u64>)> {
+) -> Result<(RecoveryReport, Replay)> {
     let mut report = RecoveryReport { last_seq: state.last_seq, ..RecoveryReport::default() };
-    let (mut replayed, mut stale) = (Vec::new(), Vec::new());
+    let (mut replayed, mut stale, mut unused) = (Vec::new(), Vec::new(), Vec::new());
     for &n in numbers {
         if !stale.is_empty() {
             stale.push(n);
@@ -1251,6 +1256,7 @@ fn replay_wals<V: Vfs>(
         let name = wal_name(n);
         let file = vfs.open(&name).map_err(|e| Error::io("open", &name, e))?;
         let data = read_all(&file).map_err(|e| Error::io("read_at", &name, e))?;
+        let records_before = report.records_replayed;
         let mut reader = RecordReader::new(&data);
         let mut stop: Option<(u64, String)> = None;
         if let Some(header) = reader.next() {
@@ -1310,6 +1316,9 @@ fn replay_wals<V: Vfs>(
         }
         if gap_at_start {
             stale.push(n);
+        } else if report.records_replayed == records_before {
+            // Nothing in it is needed (empty, already in tables, or torn from the start).
+            unused.push(n);
         } else {
             replayed.push(n);
             report.wal_files_replayed += 1;
@@ -1320,7 +1329,17 @@ fn replay_wals<V: Vfs>(
             report.wal_stop.get_or_insert(WalStop { file: name, offset, reason });
         }
     }
-    Ok((report, replayed, stale))
+    Ok((report, Replay { replayed, stale, unused }))
+}
+
+/// Which WAL files recovery used.
+struct Replay {
+    /// Files that contributed records, in order.
+    replayed: Vec<u64>,
+    /// Files past a sequence gap: they must be removed before new writes.
+    stale: Vec<u64>,
+    /// Files that contributed nothing and can simply be removed.
+    unused: Vec<u64>,
 }
 
 /// Removes files no manifest names: tables left by interrupted jobs, WALs already flushed,
@@ -1714,6 +1733,21 @@ mod tests {
         assert_eq!(e.files_per_level()[0], 1);
         assert_eq!(e.get(ks, &key(7)).unwrap(), Some(Bytes::from(val(7, 0))));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn restarts_without_writes_do_not_pile_up_wal_files() {
+        let fs = SimFs::new(15);
+        let (mut e, ks) = open(&fs);
+        e.put(ks, b"a", b"1").unwrap();
+        e.sync().unwrap();
+        drop(e);
+        for _ in 0..10 {
+            let e = Engine::open(fs.clone(), small_opts()).unwrap();
+            assert_eq!(e.get(ks, b"a").unwrap(), Some(Bytes::from_static(b"1")));
+        }
+        let wals = fs.list().unwrap().iter().filter(|n| n.ends_with(".wal")).count();
+        assert!(wals <= 2, "{wals} WAL files: the one with data and the current one");
     }
 
     #[test]
