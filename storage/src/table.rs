@@ -285,7 +285,10 @@ impl<F: VfsFile> Table<F> {
         self.size_bytes
     }
 
-    fn block(&self, i: usize, cache: Option<&RefCell<BlockCache>>) -> Result<Block> {
+    /// Reads block `i`, through the cache if given; `fill` says whether a block read from the
+    /// file is added to the cache (not for the inner blocks of a long scan, which would only
+    /// push out the blocks point reads need).
+    fn block(&self, i: usize, cache: Option<&RefCell<BlockCache>>, fill: bool) -> Result<Block> {
         let h = &self.index[i];
         if let Some(c) = cache {
             if let Some(data) = c.borrow_mut().get(self.number, h.offset) {
@@ -295,7 +298,7 @@ impl<F: VfsFile> Table<F> {
         }
         let data =
             read_checked(&self.file, &self.name, h.offset, u64::from(h.len), self.size_bytes)?;
-        if let Some(c) = cache {
+        if let Some(c) = cache.filter(|_| fill) {
             c.borrow_mut().insert(self.number, h.offset, data.clone());
         }
         Block::new(data).ok_or_else(|| Error::corruption(&self.name, h.offset, "malformed block"))
@@ -336,7 +339,7 @@ impl<F: VfsFile> Table<F> {
         let mut i = self.index.partition_point(|e| cmp_internal(&e.last_key, target).is_lt());
         while i < self.index.len() {
             let offset = self.index[i].offset;
-            let block = self.block(i, cache)?;
+            let block = self.block(i, cache, true)?;
             let mut it = block.iter();
             it.seek(target);
             if it.corrupt() {
@@ -372,14 +375,14 @@ impl<F: VfsFile> Table<F> {
                 it.block_idx =
                     self.index.partition_point(|e| cmp_internal(&e.last_key, &target).is_lt());
                 if it.block_idx < self.index.len() {
-                    let mut bi = self.block(it.block_idx, cache)?.iter();
+                    let mut bi = self.block(it.block_idx, cache, true)?.iter();
                     bi.seek(&target);
                     it.block = Some(bi);
                 }
             }
             None => {
                 if !self.index.is_empty() {
-                    let mut bi = self.block(0, cache)?.iter();
+                    let mut bi = self.block(0, cache, true)?.iter();
                     bi.seek_to_first();
                     it.block = Some(bi);
                 }
@@ -420,7 +423,7 @@ impl<F: VfsFile> TableIter<'_, F> {
                 self.block = None;
                 continue;
             }
-            let mut next = self.table.block(self.block_idx, self.cache)?.iter();
+            let mut next = self.table.block(self.block_idx, self.cache, false)?.iter();
             next.seek_to_first();
             self.block = Some(next);
         }
