@@ -217,8 +217,9 @@ impl BenchEngine for Ringkv {
     }
 }
 
-/// fjall 3 with its default configuration (background threads, journal without a sync per
-/// write; `--sync` persists with fdatasync after every batch).
+/// fjall 3 with its default configuration except the cache size, set to ringkv's (background
+/// threads, journal without a sync per write; `--sync` persists with fdatasync after every
+/// batch).
 struct Fjall {
     db: fjall::Database,
     ks: fjall::Keyspace,
@@ -226,7 +227,11 @@ struct Fjall {
 
 impl Fjall {
     fn open(dir: &Path, _sync: bool) -> Fjall {
-        let db = fjall::Database::builder(dir).open().expect("open fjall");
+        // The same block cache budget as ringkv's default (fjall's own default is 32 MiB).
+        let db = fjall::Database::builder(dir)
+            .cache_size(Options::default().block_cache_bytes_max as u64)
+            .open()
+            .expect("open fjall");
         let ks =
             db.keyspace("bench", fjall::KeyspaceCreateOptions::default).expect("fjall keyspace");
         Fjall { db, ks }
