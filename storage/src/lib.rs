@@ -2,6 +2,32 @@
 //!
 //! The engine never reads a clock, sleeps or spawns a thread: flushes, compactions and WAL syncs
 //! are handed to the driver as jobs, so the same engine runs under the simulator and on real files.
+//!
+//! A driver writes, then drains both pollers; a write is acknowledged once it is durable:
+//!
+//! ```
+//! use ringkv_storage::{CrashMode, Engine, Options, SimFs};
+//!
+//! let disk = SimFs::new(42);
+//! let mut engine = Engine::open(disk.clone(), Options::default())?;
+//! let data = engine.create_keyspace("data")?;
+//! let seq = engine.put(data, b"key", b"value")?;
+//! while let Some(sync) = engine.poll_sync() {
+//!     let result = sync.run(&disk); // on any thread
+//!     engine.synced(result)?;
+//! }
+//! while let Some(job) = engine.poll_job() {
+//!     let result = job.run(&disk); // flushes and compactions, on any thread
+//!     engine.finish(result)?;
+//! }
+//! assert!(engine.durable_seq() >= seq); // now the write may be acknowledged
+//!
+//! drop(engine); // the node crashes; the disk survives
+//! disk.crash(CrashMode::Torn);
+//! let engine = Engine::open(disk.clone(), Options::default())?;
+//! assert_eq!(engine.get(data, b"key")?.as_deref(), Some(&b"value"[..]));
+//! # Ok::<(), ringkv_storage::Error>(())
+//! ```
 #![forbid(unsafe_code)]
 
 mod batch;
