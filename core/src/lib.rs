@@ -13,7 +13,9 @@
 pub mod buggify;
 pub mod coordinator;
 pub mod error;
+pub mod failure_detector;
 pub mod forwards;
+pub mod gossip;
 pub mod harness;
 pub mod hlc;
 pub mod lsm;

@@ -160,6 +160,8 @@ pub enum PeerMessage {
         /// The object to merge.
         object: Versioned,
     },
+    /// Membership gossip.
+    Gossip(crate::gossip::GossipMessage),
     /// A node that is not a replica of a key hands a client write to one that is.
     Forward {
         /// The forwarding node's id for the request.

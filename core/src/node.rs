@@ -27,7 +27,9 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::coordinator::{read_result, Action, Coordinator, Outcome, ReadSpec, ReplyTo};
 use crate::error::{ClientError, StorageError};
+use crate::failure_detector::{DetectorConfig, FailureDetector};
 use crate::forwards::{ForwardCheck, ForwardLog};
+use crate::gossip::{Gossip, GossipConfig, MemberState, MemberStatus};
 use crate::hlc::HybridClock;
 use crate::message::{ClientRequest, ClientResponse, OpId, PeerMessage, RequestId};
 use crate::ring::{Ring, VNODES_PER_WEIGHT_DEFAULT};
@@ -40,6 +42,7 @@ const META_EPOCH_KEY: &[u8] = b"epoch";
 /// Most forwarded writes remembered for duplicate detection.
 const FORWARDS_REMEMBERED_MAX: usize = 100_000;
 const META_CLEAN_KEY: &[u8] = b"clean-shutdown";
+const META_GENERATION_KEY: &[u8] = b"generation";
 
 /// A node's configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,19 +61,37 @@ pub struct NodeConfig {
     pub sweep_interval: Duration,
     /// Most keys the sweep examines per run.
     pub sweep_keys_max: usize,
+    /// Gossip settings (seeds default to every configured member).
+    pub gossip: GossipConfig,
+    /// Failure detector settings.
+    pub detector: DetectorConfig,
+    /// This node's ring weight.
+    pub weight: u32,
+    /// This node's peer address, as gossip advertises it.
+    pub address: String,
+    /// This node's datacenter.
+    pub datacenter: String,
+    /// This node's rack.
+    pub rack: String,
 }
 
 impl NodeConfig {
     /// A configuration with defaults for a cluster of `members`.
     pub fn new(members: Vec<NodeId>) -> Self {
         NodeConfig {
-            members,
             vnodes_per_node: VNODES_PER_WEIGHT_DEFAULT,
             keyspace: KeyspaceConfig::default(),
             limits: Limits::default(),
             request_timeout: Duration::from_secs(1),
             sweep_interval: Duration::from_secs(60),
             sweep_keys_max: 1_000,
+            gossip: GossipConfig { seeds: members.clone(), ..GossipConfig::default() },
+            detector: DetectorConfig::default(),
+            weight: 1,
+            address: String::new(),
+            datacenter: "dc1".into(),
+            rack: "rack1".into(),
+            members,
         }
     }
 }
@@ -138,6 +159,8 @@ pub enum TimerKind {
     RequestDeadline,
     /// The tombstone sweep.
     Sweep,
+    /// A gossip round.
+    Gossip,
 }
 
 /// Counters operators watch.
@@ -155,6 +178,8 @@ pub struct NodeCounters {
     pub storage_errors: u64,
     /// Duplicated forwarded writes recognised and not run again.
     pub duplicate_forwards: u64,
+    /// Gossip rounds run.
+    pub gossip_rounds: u64,
 }
 
 /// One key write on its way to a coordinator: a put (`value: Some`) or a delete.
@@ -187,7 +212,10 @@ pub struct Node<S: Storage> {
     clock: HybridClock,
     wall: WallTime,
     rng: ChaCha8Rng,
+    now: Instant,
     down: BTreeSet<NodeId>,
+    gossip: Gossip,
+    detector: FailureDetector,
     coordinator: Coordinator,
     pending_acks: VecDeque<(WriteSeq, AckTarget)>,
     forwards: ForwardLog,
@@ -213,6 +241,7 @@ impl<S: Storage> Node<S> {
         assert!(config.keyspace.replicas_n >= 1, "a keyspace needs at least one replica");
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let epoch = recover_epoch(&mut storage, &mut rng)?;
+        let generation = next_generation(&mut storage)?;
         storage.write(
             Space::Meta,
             Bytes::from_static(META_EPOCH_KEY),
@@ -221,6 +250,8 @@ impl<S: Storage> Node<S> {
         let ready_seq = storage.write(Space::Meta, Bytes::from_static(META_CLEAN_KEY), None)?;
         let ring = Ring::with_members(config.vnodes_per_node, config.members.iter().copied());
         let request_timeout = config.request_timeout;
+        let gossip = start_gossip(&config, id, generation, child_seed(seed, b"gossip"), now);
+        let detector = FailureDetector::new(config.detector);
         let mut node = Node {
             id,
             coordinator: Coordinator::new(config.keyspace.conflict_mode),
@@ -234,7 +265,10 @@ impl<S: Storage> Node<S> {
             clock: HybridClock::new(),
             wall: WallTime::default(),
             rng,
+            now,
             down: BTreeSet::new(),
+            gossip,
+            detector,
             pending_acks: VecDeque::new(),
             // A duplicate arriving after a few request timeouts finds its forwarder long done.
             forwards: ForwardLog::new(request_timeout * 4, FORWARDS_REMEMBERED_MAX),
@@ -276,6 +310,25 @@ impl<S: Storage> Node<S> {
         self.counters
     }
 
+    /// Every node gossip knows, with its state.
+    pub fn membership(&self) -> &std::collections::BTreeMap<NodeId, MemberState> {
+        self.gossip.members()
+    }
+
+    /// The peers believed up and down now.
+    pub fn peers_up_and_down(&self) -> (usize, usize) {
+        let peers = self.gossip.members().keys().filter(|node| **node != self.id);
+        peers.fold(
+            (0, 0),
+            |(up, down), node| if self.is_down(*node) { (up, down + 1) } else { (up + 1, down) },
+        )
+    }
+
+    /// The failure detector's suspicion of `peer` now.
+    pub fn phi(&self, peer: NodeId) -> f64 {
+        self.detector.phi(peer, self.now)
+    }
+
     /// Which timer fired at the last `handle_timeout` that did something.
     pub fn last_timeout_reason(&self) -> Option<TimerKind> {
         self.last_timeout_reason
@@ -305,6 +358,7 @@ impl<S: Storage> Node<S> {
 
     /// Handles one input.
     pub fn handle(&mut self, now: Instant, input: Input) {
+        self.now = self.now.max(now);
         match input {
             Input::Client { request, op } => self.handle_client(now, request, op),
             Input::Peer { from, message } => self.handle_peer(now, from, message),
@@ -323,6 +377,7 @@ impl<S: Storage> Node<S> {
 
     /// Fires every timer due at `now`. Safe to call early or twice.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = self.now.max(now);
         let actions = self.coordinator.expire(now);
         if !actions.is_empty() {
             self.last_timeout_reason = Some(TimerKind::RequestDeadline);
@@ -332,6 +387,13 @@ impl<S: Storage> Node<S> {
             self.last_timeout_reason = Some(TimerKind::Sweep);
             self.next_sweep = now + self.config.sweep_interval;
             self.sweep_tombstones();
+        }
+        if now >= self.gossip.poll_timeout() {
+            self.last_timeout_reason = Some(TimerKind::Gossip);
+            let detector = &self.detector;
+            self.gossip.handle_timeout(now, |peer| detector.is_alive(peer, now));
+            self.counters.gossip_rounds = self.gossip.rounds();
+            self.send_gossip();
         }
         self.after_handler();
     }
@@ -358,11 +420,12 @@ impl<S: Storage> Node<S> {
     /// The earliest instant at which `handle_timeout` has work.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let sweep = Some(self.next_sweep);
-        match self.coordinator.next_deadline() {
-            Some(deadline) => sweep.map(|sweep| sweep.min(deadline)),
-            None => sweep,
-        }
+        let timers = [
+            Some(self.next_sweep),
+            Some(self.gossip.poll_timeout()),
+            self.coordinator.next_deadline(),
+        ];
+        timers.into_iter().flatten().min()
     }
 
     // ---- client requests ----
@@ -462,8 +525,7 @@ impl<S: Storage> Node<S> {
     ) -> Result<(Vec<NodeId>, usize), ClientError> {
         let replicas = self.ring.preference_list(key, self.config.keyspace.replicas_n);
         let required = consistency.required(replicas.len())?;
-        let alive =
-            replicas.iter().filter(|node| **node == self.id || !self.down.contains(node)).count();
+        let alive = replicas.iter().filter(|node| !self.is_down(**node)).count();
         if alive < required {
             return Err(ClientError::Unavailable { required, alive });
         }
@@ -516,7 +578,7 @@ impl<S: Storage> Node<S> {
         }
         // Dots are minted from the coordinator's own copy of the key, so a write is handed to a
         // replica: the first one believed up.
-        let Some(target) = replicas.iter().copied().find(|node| !self.down.contains(node)) else {
+        let Some(target) = replicas.iter().copied().find(|node| !self.is_down(*node)) else {
             let error = ClientError::Unavailable { required, alive: 0 };
             return self.deliver(now, reply_to, Outcome::Failed(error));
         };
@@ -610,6 +672,12 @@ impl<S: Storage> Node<S> {
                     self.counters.peer_messages_dropped += 1;
                 }
             }
+            PeerMessage::Gossip(message) => {
+                for advanced in self.gossip.handle(from, message) {
+                    self.detector.heartbeat(advanced, now);
+                }
+                self.send_gossip();
+            }
             PeerMessage::Forward { forward, request } => {
                 self.handle_forward(now, from, forward, request)
             }
@@ -692,6 +760,18 @@ impl<S: Storage> Node<S> {
     }
 
     // ---- actions and replies ----
+
+    fn send_gossip(&mut self) {
+        while let Some((to, message)) = self.gossip.poll_message() {
+            self.send(to, PeerMessage::Gossip(message));
+        }
+    }
+
+    /// Whether `node` is believed down: its connection is lost (driver) or the failure detector
+    /// suspects it.
+    fn is_down(&self, node: NodeId) -> bool {
+        node != self.id && (self.down.contains(&node) || !self.detector.is_alive(node, self.now))
+    }
 
     fn write_local(&mut self, key: &[u8], object: &Versioned) -> Result<WriteSeq, StorageError> {
         let seq = write_object(&mut self.storage, key, object)?;
@@ -867,6 +947,8 @@ impl<S: Storage> Node<S> {
     fn check_invariants(&self) {
         self.coordinator.check_invariants();
         self.forwards.check_invariants();
+        self.gossip.check_invariants();
+        self.detector.check_invariants();
         let seqs: Vec<WriteSeq> = self.pending_acks.iter().map(|(seq, _)| *seq).collect();
         assert!(
             seqs.windows(2).all(|pair| pair[0] <= pair[1]),
@@ -879,6 +961,59 @@ impl<S: Storage> Node<S> {
     pub fn draw_seed(&mut self) -> u64 {
         self.rng.random()
     }
+}
+
+/// Reads the gossip generation, bumps it and writes it back (durable before the node is ready,
+/// with the epoch record): every start is a new generation, so peers tell it from its old self.
+fn next_generation<S: Storage>(storage: &mut S) -> Result<u64, StorageError> {
+    let stored = storage.get(Space::Meta, META_GENERATION_KEY)?;
+    let previous = stored
+        .as_deref()
+        .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
+        .map_or(0, u64::from_le_bytes);
+    let generation = previous + 1;
+    storage.write(
+        Space::Meta,
+        Bytes::from_static(META_GENERATION_KEY),
+        Some(Bytes::copy_from_slice(&generation.to_le_bytes())),
+    )?;
+    Ok(generation)
+}
+
+/// Gossip for a node starting with `generation`, knowing the configured members.
+fn start_gossip(
+    config: &NodeConfig,
+    id: NodeId,
+    generation: u64,
+    seed: u64,
+    now: Instant,
+) -> Gossip {
+    let state = |generation, weight| MemberState {
+        generation,
+        version: 0,
+        status: MemberStatus::Normal,
+        weight,
+        address: String::new(),
+        datacenter: String::new(),
+        rack: String::new(),
+    };
+    let mine = MemberState {
+        address: config.address.clone(),
+        datacenter: config.datacenter.clone(),
+        rack: config.rack.clone(),
+        ..state(generation, config.weight)
+    };
+    // Configured members start at generation 0, so anything they gossip replaces it.
+    let known =
+        config.members.iter().filter(|member| **member != id).map(|member| (*member, state(0, 1)));
+    Gossip::new(id, mine, known, config.gossip.clone(), seed, now)
+}
+
+/// A child seed for a sub-machine, so its draws never shift another's.
+fn child_seed(seed: u64, label: &[u8]) -> u64 {
+    let mut bytes = seed.to_le_bytes().to_vec();
+    bytes.extend_from_slice(label);
+    xxhash_rust::xxh3::xxh3_64(&bytes)
 }
 
 /// Reads the epoch from storage and picks the next one: the same after a clean shutdown, one

@@ -375,3 +375,49 @@ fn siblings_are_listed_oldest_first_so_the_last_is_the_newest() {
     let result = read(cluster.call(NodeId(3), get("k", Consistency::All)));
     assert_eq!(values(&result), vec![&b"older"[..], b"newer"]);
 }
+
+#[test]
+fn a_silent_node_is_detected_and_requests_fail_fast_as_unavailable() {
+    let mut cluster = Cluster::new(config(3));
+    cluster.run_for(Duration::from_secs(10));
+    assert_eq!(cluster.node(NodeId(1)).peers_up_and_down(), (2, 0));
+    cluster.isolate(NodeId(3));
+    cluster.run_for(Duration::from_secs(30));
+    assert_eq!(
+        cluster.node(NodeId(1)).peers_up_and_down(),
+        (1, 1),
+        "phi {}",
+        cluster.node(NodeId(1)).phi(NodeId(3))
+    );
+    let started = cluster.now();
+    let reply = cluster.call(NodeId(1), put("k", "v", None, Consistency::All));
+    assert_eq!(reply, Err(ClientError::Unavailable { required: 3, alive: 2 }));
+    assert!(
+        cluster.now().saturating_since(started) < Duration::from_millis(10),
+        "did not fail fast"
+    );
+    cluster.heal(NodeId(3));
+    cluster.run_for(Duration::from_secs(10));
+    assert_eq!(
+        cluster.node(NodeId(1)).peers_up_and_down(),
+        (2, 0),
+        "a healed node is trusted again"
+    );
+    assert!(cluster.call(NodeId(1), put("k", "v", None, Consistency::All)).is_ok());
+    assert!(cluster.node(NodeId(1)).counters().gossip_rounds >= 40);
+}
+
+#[test]
+fn gossip_spreads_the_new_generation_of_a_restarted_node() {
+    let mut cluster = Cluster::new(config(3));
+    cluster.run_for(Duration::from_secs(5));
+    assert_eq!(cluster.node(NodeId(1)).membership()[&NodeId(2)].generation, 1);
+    cluster.crash(NodeId(2));
+    cluster.restart(NodeId(2));
+    cluster.run_for(Duration::from_secs(5));
+    for observer in [1, 3] {
+        let membership = cluster.node(NodeId(observer)).membership();
+        assert_eq!(membership[&NodeId(2)].generation, 2, "n{observer} did not learn the restart");
+        assert_eq!(membership.len(), 3);
+    }
+}

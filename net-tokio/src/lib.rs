@@ -188,6 +188,8 @@ async fn export_node_counters(node: NodeHandle, metrics: Arc<Metrics>) {
             ("tombstones_purged_total".to_string(), counters.tombstones_purged),
             ("client_errors_total".to_string(), counters.client_errors),
             ("storage_errors_total".to_string(), counters.storage_errors),
+            ("duplicate_forwards_total".to_string(), counters.duplicate_forwards),
+            ("gossip_rounds_total".to_string(), counters.gossip_rounds),
             ("epoch".to_string(), u64::from(status.epoch)),
         ]);
     }
