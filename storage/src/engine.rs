@@ -565,8 +565,19 @@ impl<V: Vfs> Engine<V> {
         }
         if self.frozen.len() >= self.opts.frozen_memtables_max {
             return Err(Error::WriteStall {
+                what: "frozen memtables",
                 waiting: self.frozen.len(),
                 limit: self.opts.frozen_memtables_max,
+            });
+        }
+        // Every level-0 table (every run, size-tiered) is read by point lookups: stop writes
+        // rather than let read amplification grow without bound when compaction falls behind.
+        let level0 = self.version.levels[0].len();
+        if level0 >= self.opts.compaction.level0_files_stall && self.compaction_pending() {
+            return Err(Error::WriteStall {
+                what: "level-0 tables",
+                waiting: level0,
+                limit: self.opts.compaction.level0_files_stall,
             });
         }
         if self.sync_in_flight.is_some() && self.wal.buf.len() >= self.opts.wal_pending_bytes_max {
@@ -1128,6 +1139,13 @@ impl<V: Vfs> Engine<V> {
         id
     }
 
+    /// True if a compaction is running or could start: a stall must be able to end.
+    fn compaction_pending(&self) -> bool {
+        let mut cursor = self.compact_cursor.clone();
+        self.compaction_in_flight.is_some()
+            || version::pick(&self.version, &self.opts.compaction, &mut cursor).is_some()
+    }
+
     fn smallest_snapshot(&self) -> SeqNo {
         self.snapshots.keys().next().copied().unwrap_or(self.last_seq)
     }
@@ -1221,6 +1239,14 @@ fn check_wal_header(payload: &[u8]) -> std::result::Result<(), HeaderError> {
 
 fn validate_options(o: &Options) -> Result<()> {
     let bad = |what: &str| Err(Error::Protocol(format!("invalid options: {what}")));
+    let c = &o.compaction;
+    let level0_trigger = match c.style {
+        crate::version::CompactionStyle::Leveled => c.level0_files_trigger,
+        crate::version::CompactionStyle::SizeTiered => c.tiered_runs_trigger,
+    };
+    if c.level0_files_stall <= level0_trigger.max(1) {
+        return bad("level0_files_stall must be above the level-0 compaction trigger");
+    }
     if o.compaction.levels_count < 2 {
         return bad("levels_count must be at least 2");
     }
@@ -1748,6 +1774,42 @@ mod tests {
         }
         let wals = fs.list().unwrap().iter().filter(|n| n.ends_with(".wal")).count();
         assert!(wals <= 2, "{wals} WAL files: the one with data and the current one");
+    }
+
+    #[test]
+    fn writes_stall_while_level0_waits_for_a_compaction() {
+        let fs = SimFs::new(16);
+        let mut opts = small_opts();
+        opts.compaction.level0_files_trigger = 2;
+        opts.compaction.level0_files_stall = 3;
+        let mut e = Engine::open(fs.clone(), opts).unwrap();
+        let ks = e.create_keyspace("data").unwrap();
+        let mut held = Vec::new();
+        let mut stall = None;
+        for i in 0..5000 {
+            if let Err(err) = e.put(ks, &key(i), &val(i, 0)) {
+                stall = Some(err);
+                break;
+            }
+            // A driver whose compaction worker is slow: flushes finish, compactions do not.
+            while let Some(job) = e.poll_job() {
+                if job.is_flush() {
+                    let r = job.run(&fs);
+                    e.finish(r).unwrap();
+                } else {
+                    held.push(job);
+                }
+            }
+        }
+        let err = stall.expect("writes stalled");
+        assert!(matches!(err, Error::WriteStall { what: "level-0 tables", limit: 3, .. }), "{err}");
+        for job in held {
+            let r = job.run(&fs);
+            e.finish(r).unwrap();
+        }
+        e.run_pending().unwrap();
+        assert!(e.files_per_level()[0] < 3);
+        e.put(ks, b"after", b"stall").unwrap();
     }
 
     #[test]

@@ -49,10 +49,13 @@ pub enum Error {
         /// What failed first.
         reason: String,
     },
-    /// Too many memtables are waiting to be flushed: the driver must run jobs first.
-    #[error("write stalled: {waiting} memtables wait for a flush (limit {limit}); run the jobs from poll_job")]
+    /// Background work is behind (frozen memtables or level-0 tables piled up): the driver must
+    /// run the jobs from `poll_job` first.
+    #[error("write stalled: {waiting} {what} wait for background jobs (limit {limit}); run the jobs from poll_job")]
     WriteStall {
-        /// Frozen memtables waiting.
+        /// What piled up: `frozen memtables` or `level-0 tables`.
+        what: &'static str,
+        /// How many wait.
         waiting: usize,
         /// The configured limit.
         limit: usize,
@@ -116,8 +119,8 @@ impl Error {
                 supported: *supported,
             },
             Error::Poisoned { reason } => Error::Poisoned { reason: reason.clone() },
-            Error::WriteStall { waiting, limit } => {
-                Error::WriteStall { waiting: *waiting, limit: *limit }
+            Error::WriteStall { what, waiting, limit } => {
+                Error::WriteStall { what, waiting: *waiting, limit: *limit }
             }
             Error::TooLarge { what, len, max } => Error::TooLarge { what, len: *len, max: *max },
             Error::SyncStall { pending, limit } => {

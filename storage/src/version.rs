@@ -29,6 +29,8 @@ pub struct CompactionOptions {
     pub levels_count: usize,
     /// Level-0 tables that trigger a compaction into level 1 (leveled).
     pub level0_files_trigger: usize,
+    /// Level-0 tables (runs, size-tiered) at which writes stall until compaction catches up.
+    pub level0_files_stall: usize,
     /// Target size of level 1 (leveled).
     pub level1_bytes_max: u64,
     /// Each level is this many times larger than the one above (leveled).
@@ -49,6 +51,7 @@ impl Default for CompactionOptions {
             style: CompactionStyle::Leveled,
             levels_count: 7,
             level0_files_trigger: 4,
+            level0_files_stall: 24,
             level1_bytes_max: 64 << 20,
             level_bytes_multiplier: 10,
             table_file_bytes_max: 8 << 20,
@@ -223,16 +226,26 @@ fn pick_tiered(v: &Version, opts: &CompactionOptions) -> Option<Pick> {
             end += 1;
         }
         if end - start >= trigger {
-            return Some(Pick {
-                inputs: runs[start..end].iter().map(|f| (0, f.clone())).collect(),
-                output_level: 0,
-                bottommost: end == runs.len(),
-                split_outputs: false,
-                trivial_move: false,
-            });
+            return Some(tiered_pick(runs, start, end));
         }
     }
+    // Too many runs of too different sizes: merge the newest ones anyway, so the run count (and
+    // with it read amplification and write stalls) stays bounded.
+    if runs.len() > opts.level0_files_stall / 2 {
+        let end = runs.len().min(opts.tiered_runs_max.max(2));
+        return Some(tiered_pick(runs, 0, end));
+    }
     None
+}
+
+fn tiered_pick(runs: &[Arc<FileMeta>], start: usize, end: usize) -> Pick {
+    Pick {
+        inputs: runs[start..end].iter().map(|f| (0, f.clone())).collect(),
+        output_level: 0,
+        bottommost: end == runs.len(),
+        split_outputs: false,
+        trivial_move: false,
+    }
 }
 
 #[cfg(test)]
@@ -290,6 +303,24 @@ mod tests {
         assert_eq!(v.find_in_level(1, b"p").map(|f| f.number), Some(6));
         assert!(!v.is_bottommost(0, b"a", b"b"));
         assert!(v.is_bottommost(1, b"a", b"b"));
+    }
+
+    #[test]
+    fn tiered_merges_dissimilar_runs_once_there_are_too_many() {
+        let opts = CompactionOptions {
+            style: CompactionStyle::SizeTiered,
+            level0_files_stall: 8,
+            ..CompactionOptions::default()
+        };
+        // Every run is 10x the next: never three similar ones in a row.
+        let files: Vec<(usize, FileMeta)> = (0..5u32)
+            .map(|i| (0, meta(u64::from(i) + 1, "a", "z", 10u64.pow(6 - i), u64::from(i) + 1)))
+            .collect();
+        let mut cursor = vec![Vec::new(); 7];
+        let p = pick(&version(&files), &opts, &mut cursor).unwrap();
+        assert_eq!(p.inputs.len(), 5, "all runs merged");
+        assert!(p.bottommost);
+        assert!(pick(&version(&files[..4]), &opts, &mut cursor).is_none());
     }
 
     #[test]

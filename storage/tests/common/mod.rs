@@ -26,6 +26,7 @@ pub fn small_options(style: CompactionStyle) -> Options {
         compaction: CompactionOptions {
             style,
             level0_files_trigger: 3,
+            level0_files_stall: 6,
             level1_bytes_max: 12 << 10,
             level_bytes_multiplier: 4,
             table_file_bytes_max: 4 << 10,
@@ -159,20 +160,23 @@ impl Harness {
 
     /// Starts a sync the way an asynchronous driver does: the job is held, writes go on.
     pub fn begin_sync(&mut self) {
-        if self.pending_sync.is_none() {
-            self.pending_sync = self.engine().poll_sync();
+        if let (None, Some(engine)) = (&self.pending_sync, self.engine.as_mut()) {
+            self.pending_sync = engine.poll_sync();
         }
     }
 
     /// Starts a job and holds it.
     pub fn begin_job(&mut self) {
-        if let Some(job) = self.engine().poll_job() {
+        if let Some(job) = self.engine.as_mut().and_then(|e| e.poll_job()) {
             self.pending_jobs.push(job);
         }
     }
 
     /// Runs and completes the held sync and jobs.
     pub fn finish_pending(&mut self) {
+        if self.engine.is_none() {
+            return;
+        }
         if let Some(job) = self.pending_sync.take() {
             let result = job.run(&self.fs);
             let upto = job.upto();
@@ -225,7 +229,10 @@ impl Harness {
     /// Runs up to `count` jobs inline.
     pub fn run_jobs(&mut self, count: usize) {
         for _ in 0..count {
-            let Some(job) = self.engine().poll_job() else {
+            let Some(engine) = self.engine.as_mut() else {
+                return; // the run ended: recovery refused damaged data
+            };
+            let Some(job) = engine.poll_job() else {
                 return;
             };
             let result = job.run(&self.fs);
