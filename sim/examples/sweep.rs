@@ -3,10 +3,10 @@
 //! `cargo run --release -p ringkv-sim --example sweep -- FIRST_SEED COUNT [--trace] [--no-dup]
 //! [--lww] [--one]` replays seeds FIRST_SEED..FIRST_SEED+COUNT; `--trace` prints each event
 //! log, `--no-dup` turns message duplication off, `--lww` uses a last-write-wins keyspace,
-//! `--one` reads and writes at consistency ONE.
+//! `--one` reads and writes at consistency ONE, `--lsm` runs on the LSM engine over `SimFs`.
 
 use ringkv_core::{ConflictMode, Consistency, KeyspaceConfig};
-use ringkv_sim::{FaultConfig, Knob, Simulation, WorkloadConfig};
+use ringkv_sim::{FaultConfig, Knob, LsmDisk, Simulation, WorkloadConfig};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -28,13 +28,13 @@ fn main() {
     }
     let mut failed = Vec::new();
     for seed in first..first + count {
-        let report = Simulation::builder()
+        let builder = Simulation::builder()
             .seed(seed)
             .faults(faults)
             .keyspace(keyspace)
             .workload(workload.clone())
-            .trace_log(flag("--trace"))
-            .run();
+            .trace_log(flag("--trace"));
+        let report = if flag("--lsm") { builder.run_with_disk::<LsmDisk>() } else { builder.run() };
         for line in &report.trace {
             println!("{line}");
         }

@@ -26,7 +26,7 @@ pub mod workload;
 
 pub use checkers::Violation;
 pub use config::{SimBuilder, SimConfig};
-pub use disk::{DiskConfig, SimDisk};
+pub use disk::{DiskConfig, LsmDisk, SimDisk};
 pub use faults::{FaultConfig, FaultPlan, Knob};
 pub use network::NetworkConfig;
 pub use report::Report;

@@ -339,14 +339,11 @@ impl<D: SimDisk> Runner<D> {
                 Output::SyncStorage => {
                     // The work is taken now, so it covers only what was written so far; it
                     // completes after the disk's latency, unless a crash comes first.
-                    let slot = &mut self.slots[index];
-                    let work = slot.node.as_mut().and_then(|node| node.storage_mut().poll_work());
-                    let incarnation = slot.incarnation;
-                    let disk = self.config.disk;
-                    let jitter_ns = disk.sync_latency_jitter.as_nanos();
-                    let jitter = self.disk_rng.random_range(0..=jitter_ns);
-                    let delay = disk.sync_latency_base + Duration::from_nanos(jitter);
-                    self.schedule(delay, Event::SyncDone { node: index, incarnation, work });
+                    let work = self.slots[index]
+                        .node
+                        .as_mut()
+                        .and_then(|node| node.storage_mut().poll_work());
+                    self.schedule_disk_work(index, work);
                 }
                 _ => {}
             }
@@ -383,6 +380,15 @@ impl<D: SimDisk> Runner<D> {
         self.stats.messages_duplicated = self.network.duplicated_count;
     }
 
+    fn schedule_disk_work(&mut self, index: usize, work: Option<D::Work>) {
+        let disk = self.config.disk;
+        let jitter_ns = disk.sync_latency_jitter.as_nanos();
+        let jitter = self.disk_rng.random_range(0..=jitter_ns);
+        let delay = disk.sync_latency_base + Duration::from_nanos(jitter);
+        let incarnation = self.slots[index].incarnation;
+        self.schedule(delay, Event::SyncDone { node: index, incarnation, work });
+    }
+
     fn sync_done(&mut self, index: usize, incarnation: u32, work: Option<D::Work>) {
         let slot = &mut self.slots[index];
         if slot.incarnation != incarnation {
@@ -409,6 +415,12 @@ impl<D: SimDisk> Runner<D> {
             format!("sync {}", if failed { "FAILED" } else { "done" })
         });
         self.feed(index, Some(input));
+        // Flushes and compactions follow as their own disk events, one at a time.
+        let background =
+            self.slots[index].node.as_mut().and_then(|node| node.storage_mut().poll_background());
+        if background.is_some() {
+            self.schedule_disk_work(index, background);
+        }
     }
 
     /// Builds a node on its disk; with `announce_down`, tells it which peers are down now.
@@ -460,18 +472,21 @@ impl<D: SimDisk> Runner<D> {
         self.schedule(self.config.failure_detection_delay, Event::StatusBroadcast { about: index });
     }
 
+    /// Replaces a failing disk: it stops failing, then the node restarts on it (a failed sync
+    /// poisons the storage until it is reopened).
     fn replace_disk(&mut self, index: usize) {
-        if !self.slots[index].disk_failing {
+        let slot = &mut self.slots[index];
+        if !slot.disk_failing {
             return;
         }
-        let was_running = self.slots[index].node.is_some();
-        self.crash(index);
-        let slot = &mut self.slots[index];
         slot.disk_failing = false;
-        if let Some(disk) = slot.disk.as_mut() {
-            disk.set_failing(false);
+        match (slot.node.as_mut(), slot.disk.as_mut()) {
+            (Some(node), _) => node.storage_mut().set_failing(false),
+            (None, Some(disk)) => disk.set_failing(false),
+            (None, None) => {}
         }
-        if was_running {
+        if slot.node.is_some() {
+            self.crash(index);
             self.start(index, true);
         }
     }

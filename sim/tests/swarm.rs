@@ -2,7 +2,10 @@
 //! replay identically.
 
 use ringkv_core::{ConflictMode, Consistency, Duration};
-use ringkv_sim::{check_determinism, FaultConfig, Knob, SimConfig, Simulation, WorkloadConfig};
+use ringkv_sim::{
+    check_determinism, FaultConfig, Knob, LsmDisk, SimBuilder, SimConfig, Simulation,
+    WorkloadConfig,
+};
 
 /// A small swarm scenario: 5 nodes, N=3, QUORUM, 400 operations per simulated second, 4 s of
 /// faults and 4 s healed. Message duplication is off: with it, the core re-executes a duplicated
@@ -86,4 +89,13 @@ fn a_fault_free_run_succeeds_at_every_operation() {
 fn duplicated_forward_resurrects_a_replaced_value() {
     let report = Simulation::builder().seed(1).run();
     assert!(report.is_ok(), "{report}");
+}
+
+#[test]
+fn swarm_seeds_on_the_lsm_engine_over_simfs_pass_every_checker() {
+    for seed in 40..44 {
+        let report = SimBuilder::from_config(small_swarm(seed)).run_with_disk::<LsmDisk>();
+        assert!(report.outcomes.ok > 1_000, "seed {seed} did little work:\n{report}");
+        assert!(report.is_ok(), "{report}");
+    }
 }
