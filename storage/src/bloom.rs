@@ -99,6 +99,18 @@ mod tests {
     }
 
     #[test]
+    fn blocked_filter_stays_near_one_percent_on_neighbouring_keys() {
+        // The benchmark's keys and misses: decimal strings differing in their last characters.
+        let hashes: Vec<u64> =
+            (0..50_000u32).map(|i| bloom_hash(format!("{i:016}").as_bytes())).collect();
+        let f = Bloom::new(build(&hashes, 10)).unwrap();
+        let fp = (0..200_000u32)
+            .filter(|i| f.may_contain(bloom_hash(format!("{i:015}.").as_bytes())))
+            .count();
+        assert!(fp < 3_000, "false positive rate {:.2}%", fp as f64 / 2_000.0);
+    }
+
+    #[test]
     fn malformed_filter_is_rejected() {
         assert!(Bloom::new(vec![]).is_none());
         assert!(Bloom::new(vec![0, 0, 99]).is_none());
