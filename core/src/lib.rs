@@ -17,6 +17,7 @@ pub mod failure_detector;
 pub mod forwards;
 pub mod gossip;
 pub mod harness;
+pub mod hints;
 pub mod hlc;
 pub mod lsm;
 pub mod message;

@@ -160,6 +160,32 @@ pub enum PeerMessage {
         /// The object to merge.
         object: Versioned,
     },
+    /// A coordinator hands a fallback node a write for an unreachable replica, to hold as a
+    /// hint; acknowledged like a `Write` once durable.
+    Hint {
+        /// Coordinator's operation.
+        op: OpId,
+        /// The replica the write is for.
+        owner: crate::types::NodeId,
+        /// The key.
+        key: Key,
+        /// The object.
+        object: Versioned,
+    },
+    /// A fallback delivers a hint to its owner.
+    HintReplay {
+        /// The fallback's id for this replay.
+        replay: u64,
+        /// The key.
+        key: Key,
+        /// The object to merge.
+        object: Versioned,
+    },
+    /// The owner has durably merged a replayed hint.
+    HintReplayAck {
+        /// The fallback's id for the replay.
+        replay: u64,
+    },
     /// Membership gossip.
     Gossip(crate::gossip::GossipMessage),
     /// A node that is not a replica of a key hands a client write to one that is.

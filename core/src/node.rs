@@ -30,6 +30,7 @@ use crate::error::{ClientError, StorageError};
 use crate::failure_detector::{DetectorConfig, FailureDetector};
 use crate::forwards::{ForwardCheck, ForwardLog};
 use crate::gossip::{Gossip, GossipConfig, MemberState, MemberStatus};
+use crate::hints::{decode_hint, encode_hint, hint_key, split_hint_key, Hint, Replays};
 use crate::hlc::HybridClock;
 use crate::message::{ClientRequest, ClientResponse, OpId, PeerMessage, RequestId};
 use crate::ring::{Ring, VNODES_PER_WEIGHT_DEFAULT};
@@ -61,6 +62,10 @@ pub struct NodeConfig {
     pub sweep_interval: Duration,
     /// Most keys the sweep examines per run.
     pub sweep_keys_max: usize,
+    /// How often stored hints are scanned for replay.
+    pub hint_replay_interval: Duration,
+    /// Most hints examined per replay tick (the replay rate limit).
+    pub hints_per_tick_max: usize,
     /// Gossip settings (seeds default to every configured member).
     pub gossip: GossipConfig,
     /// Failure detector settings.
@@ -85,6 +90,8 @@ impl NodeConfig {
             request_timeout: Duration::from_secs(1),
             sweep_interval: Duration::from_secs(60),
             sweep_keys_max: 1_000,
+            hint_replay_interval: Duration::from_secs(1),
+            hints_per_tick_max: 100,
             gossip: GossipConfig { seeds: members.clone(), ..GossipConfig::default() },
             detector: DetectorConfig::default(),
             weight: 1,
@@ -161,6 +168,8 @@ pub enum TimerKind {
     Sweep,
     /// A gossip round.
     Gossip,
+    /// A hint replay tick.
+    HintReplay,
 }
 
 /// Counters operators watch.
@@ -180,6 +189,12 @@ pub struct NodeCounters {
     pub duplicate_forwards: u64,
     /// Gossip rounds run.
     pub gossip_rounds: u64,
+    /// Hints stored for unreachable replicas.
+    pub hints_stored: u64,
+    /// Hints delivered to their owners and deleted.
+    pub hints_replayed: u64,
+    /// Hints dropped: older than the hint window, or damaged.
+    pub hints_dropped: u64,
 }
 
 /// One key write on its way to a coordinator: a put (`value: Some`) or a delete.
@@ -193,10 +208,20 @@ struct KeyWrite {
     overwrite: bool,
 }
 
+/// Where one write goes; see `Node::write_placement`.
+#[derive(Debug, Clone)]
+struct WritePlacement {
+    replicas: Vec<NodeId>,
+    counted: Vec<NodeId>,
+    required: usize,
+    fallbacks: Vec<(NodeId, NodeId)>,
+}
+
 #[derive(Debug, Clone, Copy)]
 enum AckTarget {
     Local(OpId),
     Remote { to: NodeId, op: OpId },
+    Replayed { to: NodeId, replay: u64 },
 }
 
 /// A ringkv node over storage `S`.
@@ -216,6 +241,9 @@ pub struct Node<S: Storage> {
     down: BTreeSet<NodeId>,
     gossip: Gossip,
     detector: FailureDetector,
+    replays: Replays,
+    next_hint_tick: Instant,
+    hint_cursor: Option<Bytes>,
     coordinator: Coordinator,
     pending_acks: VecDeque<(WriteSeq, AckTarget)>,
     forwards: ForwardLog,
@@ -250,6 +278,7 @@ impl<S: Storage> Node<S> {
         let ready_seq = storage.write(Space::Meta, Bytes::from_static(META_CLEAN_KEY), None)?;
         let ring = Ring::with_members(config.vnodes_per_node, config.members.iter().copied());
         let request_timeout = config.request_timeout;
+        let hint_replay_interval = config.hint_replay_interval;
         let gossip = start_gossip(&config, id, generation, child_seed(seed, b"gossip"), now);
         let detector = FailureDetector::new(config.detector);
         let mut node = Node {
@@ -269,6 +298,9 @@ impl<S: Storage> Node<S> {
             down: BTreeSet::new(),
             gossip,
             detector,
+            replays: Replays::default(),
+            next_hint_tick: now + hint_replay_interval,
+            hint_cursor: None,
             pending_acks: VecDeque::new(),
             // A duplicate arriving after a few request timeouts finds its forwarder long done.
             forwards: ForwardLog::new(request_timeout * 4, FORWARDS_REMEMBERED_MAX),
@@ -387,6 +419,11 @@ impl<S: Storage> Node<S> {
             self.last_timeout_reason = Some(TimerKind::Sweep);
             self.next_sweep = now + self.config.sweep_interval;
             self.sweep_tombstones();
+        }
+        if now >= self.next_hint_tick {
+            self.last_timeout_reason = Some(TimerKind::HintReplay);
+            self.next_hint_tick = now + self.config.hint_replay_interval;
+            self.replay_hints(now);
         }
         if now >= self.gossip.poll_timeout() {
             self.last_timeout_reason = Some(TimerKind::Gossip);
@@ -569,13 +606,14 @@ impl<S: Storage> Node<S> {
         consistency: Consistency,
         reply_to: ReplyTo,
     ) {
-        let (replicas, required) = match self.replicas_and_required(&write.key, consistency) {
-            Ok(found) => found,
+        let placement = match self.write_placement(&write.key, consistency) {
+            Ok(placement) => placement,
             Err(error) => return self.deliver(now, reply_to, Outcome::Failed(error)),
         };
-        if replicas.contains(&self.id) {
-            return self.coordinate_write(now, write, (replicas, required), reply_to);
+        if placement.replicas.contains(&self.id) {
+            return self.coordinate_write(now, write, placement, reply_to);
         }
+        let (replicas, required) = (placement.replicas, placement.required);
         // Dots are minted from the coordinator's own copy of the key, so a write is handed to a
         // replica: the first one believed up.
         let Some(target) = replicas.iter().copied().find(|node| !self.is_down(*node)) else {
@@ -596,9 +634,10 @@ impl<S: Storage> Node<S> {
         &mut self,
         now: Instant,
         write: KeyWrite,
-        (replicas, required): (Vec<NodeId>, usize),
+        placement: WritePlacement,
         reply_to: ReplyTo,
     ) {
+        let WritePlacement { replicas, counted, required, fallbacks } = placement;
         let KeyWrite { key, value, context, ttl, overwrite } = write;
         let timestamp = self.clock.tick(self.wall);
         let expire_at = ttl.map(|ttl| {
@@ -624,19 +663,143 @@ impl<S: Storage> Node<S> {
             }
             Err(error) => return self.deliver(now, reply_to, Outcome::Failed(error.into())),
         };
-        let op = self.coordinator.start_write(
-            replicas.clone(),
-            required,
-            object.context(),
-            reply_to,
-            now + self.config.request_timeout,
-        );
+        let deadline = now + self.config.request_timeout;
+        let op =
+            self.coordinator.start_write(counted, required, object.context(), reply_to, deadline);
         if replicas.contains(&self.id) {
             self.pending_acks.push_back((seq, AckTarget::Local(op)));
         }
         let me = self.id;
         for replica in replicas.into_iter().filter(|node| *node != me) {
             self.send(replica, PeerMessage::Write { op, key: key.clone(), object: object.clone() });
+        }
+        for (fallback, owner) in fallbacks {
+            if fallback == me {
+                if let Ok(seq) = self.store_hint(owner, &key, object.clone()) {
+                    self.pending_acks.push_back((seq, AckTarget::Local(op)));
+                }
+            } else {
+                self.send(
+                    fallback,
+                    PeerMessage::Hint { op, owner, key: key.clone(), object: object.clone() },
+                );
+            }
+        }
+    }
+
+    /// Where a write goes: its replicas, a fallback for each replica believed down, and whose
+    /// acknowledgements count toward W (fallbacks too under sloppy quorum).
+    fn write_placement(
+        &self,
+        key: &[u8],
+        consistency: Consistency,
+    ) -> Result<WritePlacement, ClientError> {
+        let replicas = self.ring.preference_list(key, self.config.keyspace.replicas_n);
+        let required = consistency.required(replicas.len())?;
+        let down_owners: Vec<NodeId> =
+            replicas.iter().copied().filter(|node| self.is_down(*node)).collect();
+        let fallbacks: Vec<(NodeId, NodeId)> = if down_owners.is_empty() {
+            Vec::new()
+        } else {
+            let beyond = self
+                .ring
+                .preference_list(key, self.ring.members_count())
+                .into_iter()
+                .skip(replicas.len());
+            beyond.filter(|node| !self.is_down(*node)).zip(down_owners.iter().copied()).collect()
+        };
+        let up = replicas.len() - down_owners.len();
+        let (counted, alive) = if self.config.keyspace.sloppy_quorum {
+            let counted = replicas
+                .iter()
+                .copied()
+                .chain(fallbacks.iter().map(|(fallback, _)| *fallback))
+                .collect();
+            (counted, up + fallbacks.len())
+        } else {
+            (replicas.clone(), up)
+        };
+        if alive < required {
+            return Err(ClientError::Unavailable { required, alive });
+        }
+        Ok(WritePlacement { replicas, counted, required, fallbacks })
+    }
+
+    /// Stores (or merges into) the hint for `owner` and `key`.
+    fn store_hint(
+        &mut self,
+        owner: NodeId,
+        key: &[u8],
+        object: Versioned,
+    ) -> Result<WriteSeq, StorageError> {
+        if key.is_empty() || key.len() > self.config.limits.key_bytes_max {
+            return Err(StorageError(format!("refused hint key of {} bytes", key.len())));
+        }
+        let stored_key = hint_key(owner, key);
+        let existing =
+            self.storage.get(Space::Hints, &stored_key)?.as_deref().and_then(decode_hint);
+        let hint = match existing {
+            Some(mut hint) => {
+                hint.object.merge(&object, self.config.keyspace.conflict_mode);
+                hint
+            }
+            None => Hint { stored_at: self.wall, object },
+        };
+        let bytes =
+            encode_hint(&hint).ok_or_else(|| StorageError("cannot encode a hint".into()))?;
+        let seq = self.storage.write(Space::Hints, stored_key, Some(bytes))?;
+        self.last_write_seq = seq;
+        self.counters.hints_stored += 1;
+        Ok(seq)
+    }
+
+    /// Sends due hints to owners that are back, drops expired ones; bounded per tick.
+    fn replay_hints(&mut self, now: Instant) {
+        self.replays.expire(now, self.config.request_timeout);
+        let limit = self.config.hints_per_tick_max;
+        let Ok(entries) = self.storage.scan(Space::Hints, self.hint_cursor.as_deref(), limit)
+        else {
+            return;
+        };
+        self.hint_cursor =
+            if entries.len() < limit { None } else { entries.last().map(|(key, _)| key.clone()) };
+        let window_ms = self.config.keyspace.hint_window.as_millis();
+        for (stored_key, bytes) in entries {
+            let parsed = split_hint_key(&stored_key).zip(decode_hint(&bytes));
+            let Some(((owner, key), hint)) = parsed else {
+                self.drop_hint(stored_key);
+                continue;
+            };
+            let expired =
+                hint.stored_at.as_millis().saturating_add(window_ms) <= self.wall.as_millis();
+            if expired || !self.ring.contains(owner) {
+                self.drop_hint(stored_key);
+                continue;
+            }
+            if self.is_down(owner)
+                || self.replays.is_in_flight(&stored_key, now, self.config.request_timeout)
+            {
+                continue;
+            }
+            let replay = self.replays.start(stored_key, hint.object.clone(), now);
+            self.send(owner, PeerMessage::HintReplay { replay, key, object: hint.object });
+        }
+    }
+
+    fn drop_hint(&mut self, stored_key: Bytes) {
+        if self.storage.write(Space::Hints, stored_key, None).is_ok() {
+            self.counters.hints_dropped += 1;
+        }
+    }
+
+    /// The owner has the replayed hint: delete it, unless a newer write was merged into it since.
+    fn hint_delivered(&mut self, replay: u64) {
+        let Some((stored_key, sent)) = self.replays.finish(replay) else { return };
+        let current = self.storage.get(Space::Hints, &stored_key).ok().flatten();
+        let unchanged =
+            current.as_deref().and_then(decode_hint).is_some_and(|hint| hint.object == sent);
+        if unchanged && self.storage.write(Space::Hints, stored_key, None).is_ok() {
+            self.counters.hints_replayed += 1;
         }
     }
 
@@ -672,6 +835,21 @@ impl<S: Storage> Node<S> {
                     self.counters.peer_messages_dropped += 1;
                 }
             }
+            PeerMessage::Hint { op, owner, key, object } => match self
+                .store_hint(owner, &key, object)
+            {
+                Ok(seq) => self.pending_acks.push_back((seq, AckTarget::Remote { to: from, op })),
+                Err(error) => self.send(from, PeerMessage::WriteAck { op, result: Err(error.0) }),
+            },
+            PeerMessage::HintReplay { replay, key, object } => {
+                match self.merge_local(&key, &object) {
+                    Ok(seq) => {
+                        self.pending_acks.push_back((seq, AckTarget::Replayed { to: from, replay }))
+                    }
+                    Err(_) => self.counters.peer_messages_dropped += 1,
+                }
+            }
+            PeerMessage::HintReplayAck { replay } => self.hint_delivered(replay),
             PeerMessage::Gossip(message) => {
                 for advanced in self.gossip.handle(from, message) {
                     self.detector.heartbeat(advanced, now);
@@ -726,8 +904,8 @@ impl<S: Storage> Node<S> {
         };
         // A forwarded write is coordinated here even if this node's ring disagrees, so a request
         // is forwarded at most once and can never loop.
-        match self.replicas_and_required(&write.key, consistency) {
-            Ok(found) => self.coordinate_write(now, write, found, reply_to),
+        match self.write_placement(&write.key, consistency) {
+            Ok(placement) => self.coordinate_write(now, write, placement, reply_to),
             Err(error) => self.deliver(now, reply_to, Outcome::Failed(error)),
         }
     }
@@ -916,6 +1094,9 @@ impl<S: Storage> Node<S> {
                 AckTarget::Remote { to, op } => {
                     self.send(to, PeerMessage::WriteAck { op, result: Ok(()) })
                 }
+                AckTarget::Replayed { to, replay } => {
+                    self.send(to, PeerMessage::HintReplayAck { replay })
+                }
             }
         }
     }
@@ -949,6 +1130,7 @@ impl<S: Storage> Node<S> {
         self.forwards.check_invariants();
         self.gossip.check_invariants();
         self.detector.check_invariants();
+        self.replays.check_invariants();
         let seqs: Vec<WriteSeq> = self.pending_acks.iter().map(|(seq, _)| *seq).collect();
         assert!(
             seqs.windows(2).all(|pair| pair[0] <= pair[1]),

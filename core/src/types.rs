@@ -168,6 +168,12 @@ pub struct KeyspaceConfig {
     /// How long a tombstone (or an expired value) is kept before it may be purged. It must exceed
     /// the time any replica may stay out of touch, or a delete can be undone by a stale replica.
     pub tombstone_grace: Duration,
+    /// Whether hinted writes on fallback nodes count toward W (Dynamo's sloppy quorum). Off,
+    /// hints are still stored and replayed but a write needs W real replicas.
+    pub sloppy_quorum: bool,
+    /// How long a fallback keeps a hint for an unreachable replica; older hints are dropped and
+    /// anti-entropy repairs what they carried.
+    pub hint_window: Duration,
 }
 
 impl Default for KeyspaceConfig {
@@ -176,6 +182,8 @@ impl Default for KeyspaceConfig {
             replicas_n: 3,
             conflict_mode: ConflictMode::DottedVersionVectors,
             tombstone_grace: Duration::from_secs(10 * 24 * 3600),
+            sloppy_quorum: false,
+            hint_window: Duration::from_secs(3 * 3600),
         }
     }
 }

@@ -421,3 +421,87 @@ fn gossip_spreads_the_new_generation_of_a_restarted_node() {
         assert_eq!(membership.len(), 3);
     }
 }
+
+/// The replicas of `text_key` and the first node beyond them (the fallback), in a 5-node ring.
+fn replicas_and_fallback(cluster: &mut Cluster, text_key: &str) -> (Vec<NodeId>, NodeId) {
+    let all = cluster.node(NodeId(1)).ring().preference_list(text_key.as_bytes(), 5);
+    (all[..3].to_vec(), all[3])
+}
+
+fn hints_held(cluster: &mut Cluster, node: NodeId) -> usize {
+    cluster.node(node).storage_mut().len(ringkv_core::storage::Space::Hints)
+}
+
+#[test]
+fn a_hinted_write_reaches_its_owner_when_it_returns() {
+    let mut cluster = Cluster::new(config(5));
+    let (replicas, fallback) = replicas_and_fallback(&mut cluster, "k");
+    let owner = replicas[2];
+    cluster.isolate(owner);
+    cluster.declare(owner, false);
+    assert!(cluster.call(replicas[0], put("k", "v", None, Consistency::Quorum)).is_ok());
+    assert_eq!(hints_held(&mut cluster, fallback), 1, "the fallback holds a hint for {owner}");
+    assert_eq!(cluster.node(owner).local_object(b"k").unwrap(), None);
+    cluster.heal(owner);
+    cluster.declare(owner, true);
+    cluster.run_for(Duration::from_secs(3));
+    let delivered = cluster.node(owner).local_object(b"k").unwrap().expect("the hint was replayed");
+    assert_eq!(delivered.siblings.len(), 1);
+    assert_eq!(hints_held(&mut cluster, fallback), 0, "a delivered hint is deleted");
+    let counters = cluster.node(fallback).counters();
+    assert_eq!((counters.hints_stored, counters.hints_replayed, counters.hints_dropped), (1, 1, 0));
+}
+
+#[test]
+fn sloppy_quorum_counts_fallbacks_where_a_strict_quorum_refuses() {
+    let mut strict = Cluster::new(config(5));
+    let (replicas, _) = replicas_and_fallback(&mut strict, "k");
+    for owner in &replicas[1..] {
+        strict.declare(*owner, false);
+    }
+    let reply = strict.call(replicas[0], put("k", "v", None, Consistency::Quorum));
+    assert_eq!(reply, Err(ClientError::Unavailable { required: 2, alive: 1 }));
+
+    let mut sloppy_config = config(5);
+    sloppy_config.keyspace.sloppy_quorum = true;
+    let mut sloppy = Cluster::new(sloppy_config);
+    for owner in &replicas[1..] {
+        sloppy.isolate(*owner);
+        sloppy.declare(*owner, false);
+    }
+    assert!(sloppy.call(replicas[0], put("k", "v", None, Consistency::Quorum)).is_ok());
+    for owner in &replicas[1..] {
+        sloppy.heal(*owner);
+        sloppy.declare(*owner, true);
+    }
+    sloppy.run_for(Duration::from_secs(3));
+    for owner in &replicas[1..] {
+        assert!(
+            sloppy.node(*owner).local_object(b"k").unwrap().is_some(),
+            "{owner} never got its hint"
+        );
+    }
+}
+
+#[test]
+fn hints_older_than_the_hint_window_are_dropped() {
+    let mut config = config(5);
+    config.keyspace.hint_window = Duration::from_secs(5);
+    let mut cluster = Cluster::new(config);
+    let (replicas, fallback) = replicas_and_fallback(&mut cluster, "k");
+    let owner = replicas[2];
+    cluster.isolate(owner);
+    cluster.declare(owner, false);
+    assert!(cluster.call(replicas[0], put("k", "v", None, Consistency::Quorum)).is_ok());
+    cluster.run_for(Duration::from_secs(8));
+    assert_eq!(hints_held(&mut cluster, fallback), 0);
+    assert_eq!(cluster.node(fallback).counters().hints_dropped, 1);
+    cluster.heal(owner);
+    cluster.declare(owner, true);
+    cluster.run_for(Duration::from_secs(3));
+    assert_eq!(
+        cluster.node(owner).local_object(b"k").unwrap(),
+        None,
+        "an expired hint was delivered"
+    );
+}
