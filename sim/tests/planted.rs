@@ -24,7 +24,7 @@ fn scenario(seed: u64, tombstone_grace: Duration) -> SimConfig {
         .node_config(node)
         .faults(faults)
         .workload(workload)
-        .phases(Duration::from_secs(4), Duration::from_secs(3))
+        .phases(Duration::from_secs(4), Duration::from_secs(6))
         .build()
 }
 
