@@ -31,14 +31,14 @@ pub trait BenchEngine {
     }
 }
 
-/// Opens engine `name` in `dir`.
-pub fn open(name: &str, dir: &Path, sync: bool) -> Box<dyn BenchEngine> {
+/// Opens engine `name` in `dir` with a block cache of `cache_bytes`.
+pub fn open(name: &str, dir: &Path, sync: bool, cache_bytes: usize) -> Box<dyn BenchEngine> {
     std::fs::create_dir_all(dir).expect("create the engine's directory");
     match name {
-        "ringkv" => Box::new(Ringkv::open(dir)),
-        "fjall" => Box::new(Fjall::open(dir, sync)),
+        "ringkv" => Box::new(Ringkv::open(dir, cache_bytes)),
+        "fjall" => Box::new(Fjall::open(dir, sync, cache_bytes)),
         #[cfg(feature = "rocksdb")]
-        "rocksdb" => Box::new(rocks::Rocks::open(dir, sync)),
+        "rocksdb" => Box::new(rocks::Rocks::open(dir, sync, cache_bytes)),
         other => panic!(
             "unknown engine {other:?} (this build knows ringkv, fjall{})",
             if cfg!(feature = "rocksdb") { ", rocksdb" } else { "" }
@@ -83,9 +83,10 @@ struct Ringkv {
 }
 
 impl Ringkv {
-    fn open(dir: &Path) -> Ringkv {
+    fn open(dir: &Path, cache_bytes: usize) -> Ringkv {
         let fs = StdFs::new(dir).expect("root directory");
-        let mut engine = Engine::open(fs.clone(), Options::default()).expect("open ringkv");
+        let opts = Options { block_cache_bytes_max: cache_bytes, ..Options::default() };
+        let mut engine = Engine::open(fs.clone(), opts).expect("open ringkv");
         let ks = engine.create_keyspace("bench").expect("keyspace");
         let (done_tx, done_rx) = mpsc::channel();
         let spawn_worker = |fs: StdFs, done: mpsc::Sender<JobResult>| {
@@ -110,6 +111,14 @@ impl Ringkv {
             in_flight: 0,
             stalled: std::time::Duration::ZERO,
             finishing: std::time::Duration::ZERO,
+        }
+    }
+
+    /// Runs jobs until none is due or in flight.
+    fn wait_idle(&mut self) {
+        self.pump(false);
+        while self.in_flight > 0 {
+            self.pump(true);
         }
     }
 
@@ -186,10 +195,11 @@ impl BenchEngine for Ringkv {
     }
 
     fn settle(&mut self) {
-        self.pump(false);
-        while self.in_flight > 0 {
-            self.pump(true);
-        }
+        // Like the peers' settle: write the memtable out, then let the compactions it triggers
+        // finish.
+        self.wait_idle();
+        self.engine.request_flush().expect("ringkv flush");
+        self.wait_idle();
     }
 
     fn notes(&self) -> String {
@@ -208,11 +218,9 @@ impl BenchEngine for Ringkv {
     }
 
     fn compact_all(&mut self) {
-        self.engine.request_flush().expect("flush");
         self.settle();
         self.engine.request_full_compaction();
-        self.pump(false);
-        self.settle();
+        self.wait_idle();
         self.engine.sync().expect("sync");
     }
 }
@@ -226,10 +234,10 @@ struct Fjall {
 }
 
 impl Fjall {
-    fn open(dir: &Path, _sync: bool) -> Fjall {
-        // The same block cache budget as ringkv's default (fjall's own default is 32 MiB).
+    fn open(dir: &Path, _sync: bool, cache_bytes: usize) -> Fjall {
+        // The same block cache budget as ringkv (fjall's own default is 32 MiB).
         let db = fjall::Database::builder(dir)
-            .cache_size(Options::default().block_cache_bytes_max as u64)
+            .cache_size(cache_bytes as u64)
             .open()
             .expect("open fjall");
         let ks =
@@ -294,15 +302,21 @@ mod rocks {
 
     use super::BenchEngine;
 
-    /// RocksDB with default options plus its WAL; `--sync` sets sync on every write.
+    /// RocksDB with default options, the shared cache budget and its WAL; `--sync` sets sync
+    /// on every write.
     pub struct Rocks {
         db: rocksdb::DB,
         write_opts: rocksdb::WriteOptions,
     }
 
     impl Rocks {
-        pub fn open(dir: &Path, sync: bool) -> Rocks {
-            let db = rocksdb::DB::open_default(dir).expect("open rocksdb");
+        pub fn open(dir: &Path, sync: bool, cache_bytes: usize) -> Rocks {
+            let mut opts = rocksdb::Options::default();
+            opts.create_if_missing(true);
+            let mut table = rocksdb::BlockBasedOptions::default();
+            table.set_block_cache(&rocksdb::Cache::new_lru_cache(cache_bytes));
+            opts.set_block_based_table_factory(&table);
+            let db = rocksdb::DB::open(&opts, dir).expect("open rocksdb");
             let mut write_opts = rocksdb::WriteOptions::default();
             write_opts.set_sync(sync);
             Rocks { db, write_opts }

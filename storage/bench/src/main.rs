@@ -54,6 +54,9 @@ struct Args {
     /// Seed of the key order and values.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Block cache budget of every engine, in MiB.
+    #[arg(long, default_value_t = 64)]
+    cache_mib: usize,
     /// Rounds of the whole suite; engines alternate order each round and every figure is the
     /// round with the median throughput, so a burst of load on a shared machine hits both.
     #[arg(long, default_value_t = 1)]
@@ -177,7 +180,7 @@ fn run_engine(name: &str, args: &Args, dir: &Path) -> (Vec<Measurement>, u64) {
     // fillseq on its own fresh database.
     {
         let seq_dir = dir.join("fillseq");
-        let mut e = engines::open(name, &seq_dir, args.sync);
+        let mut e = engines::open(name, &seq_dir, args.sync, args.cache_mib << 20);
         let order: Vec<u64> = (0..n).collect();
         out.push(fill("fillseq", e.as_mut(), &order, &values, args, &seq_dir));
         drop(e);
@@ -185,7 +188,7 @@ fn run_engine(name: &str, args: &Args, dir: &Path) -> (Vec<Measurement>, u64) {
     }
 
     let main_dir = dir.join("main");
-    let mut e = engines::open(name, &main_dir, args.sync);
+    let mut e = engines::open(name, &main_dir, args.sync, args.cache_mib << 20);
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
     let mut order: Vec<u64> = (0..n).collect();
     for i in (1..order.len()).rev() {
