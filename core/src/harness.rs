@@ -33,6 +33,7 @@ pub struct Cluster {
     replies: BTreeMap<RequestId, Reply>,
     next_request: RequestId,
     steps_max: usize,
+    starts: u64,
 }
 
 impl Cluster {
@@ -51,6 +52,7 @@ impl Cluster {
             replies: BTreeMap::new(),
             next_request: 1,
             steps_max: 100_000,
+            starts: 0,
             config,
         };
         for id in cluster.config.members.clone() {
@@ -111,6 +113,13 @@ impl Cluster {
     pub fn restart(&mut self, node: NodeId) {
         if let Some(storage) = self.crashed.remove(&node) {
             self.start_node(node, storage);
+        }
+    }
+
+    /// Restarts a crashed node on an empty disk, as after replacing a failed drive.
+    pub fn restart_with_empty_disk(&mut self, node: NodeId) {
+        if self.crashed.remove(&node).is_some() {
+            self.start_node(node, MemStorage::new());
         }
     }
 
@@ -196,7 +205,10 @@ impl Cluster {
     }
 
     fn start_node(&mut self, id: NodeId, storage: MemStorage) {
-        let node = Node::new(self.config.clone(), id, u64::from(id.0), self.now, storage)
+        // Every start gets its own seed: a node that lost its disk draws its new epoch from it.
+        self.starts += 1;
+        let seed = (u64::from(id.0) << 32) | self.starts;
+        let node = Node::new(self.config.clone(), id, seed, self.now, storage)
             .expect("in-memory storage does not fail");
         self.nodes.insert(id, node);
         self.drain(id);

@@ -10,6 +10,7 @@
 //! (quorum bookkeeping), [`storage`] (what the node needs from a disk).
 #![forbid(unsafe_code)]
 
+pub mod anti_entropy;
 pub mod buggify;
 pub mod coordinator;
 pub mod error;

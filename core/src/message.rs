@@ -186,6 +186,38 @@ pub enum PeerMessage {
         /// The fallback's id for the replay.
         replay: u64,
     },
+    /// Anti-entropy step 1: the initiator's hash tree of a replica group.
+    AeTree {
+        /// The initiator's id for the exchange.
+        session: u64,
+        /// The replica group (sorted node ids).
+        group: Vec<crate::types::NodeId>,
+        /// Root hash.
+        root: u64,
+        /// Leaf hashes.
+        leaves: Vec<u64>,
+    },
+    /// Anti-entropy step 2: per-key hashes of the leaves that differ.
+    AeDigests {
+        /// The initiator's id for the exchange.
+        session: u64,
+        /// The leaves that differ.
+        leaves: Vec<u32>,
+        /// Key and object hash, for the responder's keys in those leaves.
+        digests: Vec<(Key, u64)>,
+        /// Whether keys were left out to respect the per-exchange limit.
+        truncated: bool,
+    },
+    /// Anti-entropy step 3: objects to merge.
+    AeObjects {
+        /// Keys and objects.
+        objects: Vec<(Key, Versioned)>,
+    },
+    /// Anti-entropy step 3: the initiator asks for these objects.
+    AeFetch {
+        /// The keys.
+        keys: Vec<Key>,
+    },
     /// Membership gossip.
     Gossip(crate::gossip::GossipMessage),
     /// A node that is not a replica of a key hands a client write to one that is.

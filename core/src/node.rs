@@ -19,12 +19,13 @@
 //! start the node bumps its actor epoch unless it shut down cleanly, persists the epoch, and
 //! coordinates no write until that record is durable, so no dot is ever issued twice.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::anti_entropy::{entry_hash, group_of, groups_of, leaf_of, AntiEntropy, Group, Tree};
 use crate::coordinator::{read_result, Action, Coordinator, Outcome, ReadSpec, ReplyTo};
 use crate::error::{ClientError, StorageError};
 use crate::failure_detector::{DetectorConfig, FailureDetector};
@@ -40,6 +41,10 @@ use crate::types::{Consistency, Key, KeyspaceConfig, Limits, NodeId, Value};
 use crate::version::{Actor, Context, NewWrite, Versioned};
 
 const META_EPOCH_KEY: &[u8] = b"epoch";
+/// Most anti-entropy exchanges this node keeps in flight.
+const ANTI_ENTROPY_SESSIONS_MAX: usize = 64;
+/// Keys read per storage scan page.
+const SCAN_PAGE_KEYS: usize = 1_000;
 /// Most forwarded writes remembered for duplicate detection.
 const FORWARDS_REMEMBERED_MAX: usize = 100_000;
 const META_CLEAN_KEY: &[u8] = b"clean-shutdown";
@@ -62,6 +67,11 @@ pub struct NodeConfig {
     pub sweep_interval: Duration,
     /// Most keys the sweep examines per run.
     pub sweep_keys_max: usize,
+    /// How often anti-entropy exchanges one replica group with its other replicas; zero turns
+    /// anti-entropy off (and tombstones are then purged on grace alone).
+    pub anti_entropy_interval: Duration,
+    /// Most keys compared or streamed per anti-entropy exchange.
+    pub anti_entropy_keys_max: usize,
     /// How often stored hints are scanned for replay.
     pub hint_replay_interval: Duration,
     /// Most hints examined per replay tick (the replay rate limit).
@@ -90,6 +100,8 @@ impl NodeConfig {
             request_timeout: Duration::from_secs(1),
             sweep_interval: Duration::from_secs(60),
             sweep_keys_max: 1_000,
+            anti_entropy_interval: Duration::from_secs(10),
+            anti_entropy_keys_max: 1_000,
             hint_replay_interval: Duration::from_secs(1),
             hints_per_tick_max: 100,
             gossip: GossipConfig { seeds: members.clone(), ..GossipConfig::default() },
@@ -170,6 +182,8 @@ pub enum TimerKind {
     Gossip,
     /// A hint replay tick.
     HintReplay,
+    /// An anti-entropy exchange.
+    AntiEntropy,
 }
 
 /// Counters operators watch.
@@ -195,6 +209,12 @@ pub struct NodeCounters {
     pub hints_replayed: u64,
     /// Hints dropped: older than the hint window, or damaged.
     pub hints_dropped: u64,
+    /// Anti-entropy exchanges started.
+    pub repair_exchanges: u64,
+    /// Keys compared by anti-entropy.
+    pub repair_keys_compared: u64,
+    /// Objects sent by anti-entropy.
+    pub repair_keys_streamed: u64,
 }
 
 /// One key write on its way to a coordinator: a put (`value: Some`) or a delete.
@@ -242,6 +262,8 @@ pub struct Node<S: Storage> {
     gossip: Gossip,
     detector: FailureDetector,
     replays: Replays,
+    anti_entropy: AntiEntropy,
+    next_anti_entropy: Instant,
     next_hint_tick: Instant,
     hint_cursor: Option<Bytes>,
     coordinator: Coordinator,
@@ -258,7 +280,10 @@ pub struct Node<S: Storage> {
 
 impl<S: Storage> Node<S> {
     /// Starts a node on `storage`, recovering its epoch from it. `seed` drives every random
-    /// choice the node makes.
+    /// choice the node makes, and must differ at every start of the node: a node whose disk was
+    /// lost draws its new epoch from it, and a repeated seed would repeat an old epoch and reuse
+    /// its dots. (The simulator derives it from the run's seed and the start count; the real
+    /// driver draws it from the operating system.)
     pub fn new(
         config: NodeConfig,
         id: NodeId,
@@ -279,6 +304,7 @@ impl<S: Storage> Node<S> {
         let ring = Ring::with_members(config.vnodes_per_node, config.members.iter().copied());
         let request_timeout = config.request_timeout;
         let hint_replay_interval = config.hint_replay_interval;
+        let anti_entropy_interval = config.anti_entropy_interval;
         let gossip = start_gossip(&config, id, generation, child_seed(seed, b"gossip"), now);
         let detector = FailureDetector::new(config.detector);
         let mut node = Node {
@@ -299,6 +325,8 @@ impl<S: Storage> Node<S> {
             gossip,
             detector,
             replays: Replays::default(),
+            anti_entropy: AntiEntropy::new(ANTI_ENTROPY_SESSIONS_MAX),
+            next_anti_entropy: now + anti_entropy_interval,
             next_hint_tick: now + hint_replay_interval,
             hint_cursor: None,
             pending_acks: VecDeque::new(),
@@ -419,6 +447,11 @@ impl<S: Storage> Node<S> {
             self.last_timeout_reason = Some(TimerKind::Sweep);
             self.next_sweep = now + self.config.sweep_interval;
             self.sweep_tombstones();
+        }
+        if self.config.anti_entropy_interval > Duration::ZERO && now >= self.next_anti_entropy {
+            self.last_timeout_reason = Some(TimerKind::AntiEntropy);
+            self.next_anti_entropy = now + self.config.anti_entropy_interval;
+            self.start_anti_entropy();
         }
         if now >= self.next_hint_tick {
             self.last_timeout_reason = Some(TimerKind::HintReplay);
@@ -786,6 +819,154 @@ impl<S: Storage> Node<S> {
         }
     }
 
+    /// Starts exchanges for the next replica group with each of its other replicas that is up.
+    fn start_anti_entropy(&mut self) {
+        let groups = groups_of(&self.ring, self.id, self.config.keyspace.replicas_n);
+        let Some(group) = self.anti_entropy.next_group(&groups) else { return };
+        let peers: Vec<NodeId> =
+            group.iter().copied().filter(|peer| *peer != self.id && !self.is_down(*peer)).collect();
+        if peers.is_empty() {
+            return;
+        }
+        let Ok(entries) = self.group_entries(&group) else {
+            return self.counters.storage_errors += 1;
+        };
+        let mut tree = Tree::default();
+        for (key, hash) in &entries {
+            tree.add(key, *hash);
+        }
+        for peer in peers {
+            let session = self.anti_entropy.start(group.clone(), peer);
+            self.counters.repair_exchanges += 1;
+            self.send(
+                peer,
+                PeerMessage::AeTree {
+                    session,
+                    group: group.clone(),
+                    root: tree.root(),
+                    leaves: tree.leaves.clone(),
+                },
+            );
+        }
+    }
+
+    /// Step 2: answer a tree with the digests of the leaves that differ.
+    fn answer_tree(
+        &mut self,
+        from: NodeId,
+        session: u64,
+        group: Group,
+        root: u64,
+        leaves: Vec<u64>,
+    ) {
+        if !group.contains(&self.id)
+            || !group.contains(&from)
+            || group.len() > self.ring.members_count()
+        {
+            self.counters.peer_messages_dropped += 1;
+            return;
+        }
+        let Ok(entries) = self.group_entries(&group) else {
+            return self.counters.storage_errors += 1;
+        };
+        let mut tree = Tree::default();
+        for (key, hash) in &entries {
+            tree.add(key, *hash);
+        }
+        let differing =
+            if tree.root() == root { Vec::new() } else { tree.differing_leaves(&leaves) };
+        let wanted: std::collections::BTreeSet<u32> = differing.iter().copied().collect();
+        let mut digests: Vec<(Bytes, u64)> = entries
+            .into_iter()
+            .filter(|(key, _)| wanted.contains(&(leaf_of(key) as u32)))
+            .collect();
+        let truncated = digests.len() > self.config.anti_entropy_keys_max;
+        digests.truncate(self.config.anti_entropy_keys_max);
+        self.counters.repair_keys_compared += digests.len() as u64;
+        self.send(from, PeerMessage::AeDigests { session, leaves: differing, digests, truncated });
+    }
+
+    /// Step 3: push what the peer lacks, fetch what this node lacks.
+    fn reconcile(
+        &mut self,
+        from: NodeId,
+        session: u64,
+        leaves: Vec<u32>,
+        digests: Vec<(Bytes, u64)>,
+        truncated: bool,
+    ) {
+        let Some(group) = self.anti_entropy.session(session, from).cloned() else { return };
+        let Ok(entries) = self.group_entries(&group) else {
+            return self.counters.storage_errors += 1;
+        };
+        let leaves: std::collections::BTreeSet<u32> = leaves.into_iter().collect();
+        let mine: BTreeMap<Bytes, u64> = entries
+            .into_iter()
+            .filter(|(key, _)| leaves.contains(&(leaf_of(key) as u32)))
+            .collect();
+        let theirs: BTreeMap<Bytes, u64> =
+            digests.into_iter().take(self.config.anti_entropy_keys_max).collect();
+        let limit = self.config.anti_entropy_keys_max;
+        let push: Vec<Bytes> = mine
+            .iter()
+            .filter(|(key, hash)| theirs.get(*key) != Some(hash))
+            .map(|(key, _)| key.clone())
+            .take(limit)
+            .collect();
+        let fetch: Vec<Bytes> = theirs
+            .iter()
+            .filter(|(key, hash)| mine.get(*key) != Some(hash))
+            .map(|(key, _)| key.clone())
+            .take(limit)
+            .collect();
+        self.counters.repair_keys_compared += (mine.len() + theirs.len()) as u64;
+        let complete =
+            !truncated && mine.len() <= limit && push.len() < limit && fetch.len() < limit;
+        if !push.is_empty() {
+            self.send_objects(from, push);
+        }
+        if !fetch.is_empty() {
+            self.send(from, PeerMessage::AeFetch { keys: fetch });
+        }
+        if complete {
+            self.anti_entropy.complete(session, self.wall);
+        }
+    }
+
+    fn send_objects(&mut self, to: NodeId, keys: Vec<Bytes>) {
+        let mut objects = Vec::new();
+        for key in keys.into_iter().take(self.config.anti_entropy_keys_max) {
+            if let Ok(Some(object)) = read_object(&mut self.storage, &key) {
+                objects.push((key, object));
+            }
+        }
+        self.counters.repair_keys_streamed += objects.len() as u64;
+        if !objects.is_empty() {
+            self.send(to, PeerMessage::AeObjects { objects });
+        }
+    }
+
+    /// Every key of a replica group on this node with its entry hash, in key order.
+    fn group_entries(&mut self, group: &Group) -> Result<Vec<(Bytes, u64)>, StorageError> {
+        let replicas_n = self.config.keyspace.replicas_n;
+        let mut entries = Vec::new();
+        let mut after: Option<Bytes> = None;
+        loop {
+            let page = self.storage.scan(Space::Data, after.as_deref(), SCAN_PAGE_KEYS)?;
+            let full = page.len() == SCAN_PAGE_KEYS;
+            after = page.last().map(|(key, _)| key.clone());
+            for (key, bytes) in page {
+                if group_of(&self.ring, Ring::key_token(&key), replicas_n) == *group {
+                    let hash = entry_hash(&key, &bytes);
+                    entries.push((key, hash));
+                }
+            }
+            if !full {
+                return Ok(entries);
+            }
+        }
+    }
+
     fn drop_hint(&mut self, stored_key: Bytes) {
         if self.storage.write(Space::Hints, stored_key, None).is_ok() {
             self.counters.hints_dropped += 1;
@@ -850,6 +1031,20 @@ impl<S: Storage> Node<S> {
                 }
             }
             PeerMessage::HintReplayAck { replay } => self.hint_delivered(replay),
+            PeerMessage::AeTree { session, group, root, leaves } => {
+                self.answer_tree(from, session, group, root, leaves)
+            }
+            PeerMessage::AeDigests { session, leaves, digests, truncated } => {
+                self.reconcile(from, session, leaves, digests, truncated)
+            }
+            PeerMessage::AeFetch { keys } => self.send_objects(from, keys),
+            PeerMessage::AeObjects { objects } => {
+                for (key, object) in objects.into_iter().take(self.config.anti_entropy_keys_max) {
+                    if self.merge_local(&key, &object).is_err() {
+                        self.counters.peer_messages_dropped += 1;
+                    }
+                }
+            }
             PeerMessage::Gossip(message) => {
                 for advanced in self.gossip.handle(from, message) {
                     self.detector.heartbeat(advanced, now);
@@ -1117,12 +1312,25 @@ impl<S: Storage> Node<S> {
             entries.last().map(|(key, _)| key.clone())
         };
         for (key, bytes) in entries {
-            let purgeable =
-                decode_object(&bytes).is_ok_and(|object| object.is_purgeable(self.wall, grace_ms));
+            let purgeable = decode_object(&bytes).is_ok_and(|object| {
+                object.is_purgeable(self.wall, grace_ms) && self.repaired_since_death(&key, &object)
+            });
             if purgeable && self.storage.write(Space::Data, key, None).is_ok() {
                 self.counters.tombstones_purged += 1;
             }
         }
+    }
+
+    /// Whether every other replica of the key exchanged with this node since the object died, so
+    /// that each holds its tombstone and purging it cannot let an older value back. Without
+    /// anti-entropy only the grace period guards.
+    fn repaired_since_death(&self, key: &[u8], object: &Versioned) -> bool {
+        if self.config.anti_entropy_interval == Duration::ZERO {
+            return true;
+        }
+        let Some(died) = object.dead_since(self.wall) else { return false };
+        let group = group_of(&self.ring, Ring::key_token(key), self.config.keyspace.replicas_n);
+        self.anti_entropy.repaired_since(&group, self.id, died)
     }
 
     fn check_invariants(&self) {

@@ -279,6 +279,17 @@ impl Versioned {
         })
     }
 
+    /// When the object last stopped holding anything readable (its latest tombstone or expiry),
+    /// or `None` while something is live.
+    pub fn dead_since(&self, wall: WallTime) -> Option<WallTime> {
+        self.siblings
+            .iter()
+            .map(|sibling| sibling.dead_since(wall))
+            .collect::<Option<Vec<_>>>()?
+            .into_iter()
+            .max()
+    }
+
     /// The causal context to hand a client that read this object.
     pub fn context(&self) -> Context {
         Context(self.clock.clone())

@@ -505,3 +505,87 @@ fn hints_older_than_the_hint_window_are_dropped() {
         "an expired hint was delivered"
     );
 }
+
+fn keys(count: usize) -> Vec<String> {
+    (0..count).map(|index| format!("key{index}")).collect()
+}
+
+#[test]
+fn anti_entropy_repairs_a_replica_that_missed_writes_nobody_reads() {
+    let mut cluster = Cluster::new(config(3));
+    cluster.isolate(NodeId(3));
+    for key in keys(50) {
+        assert!(cluster.call(NodeId(1), put(&key, "v", None, Consistency::Quorum)).is_ok());
+    }
+    cluster.heal(NodeId(3));
+    assert!(cluster.node(NodeId(3)).local_object(b"key7").unwrap().is_none());
+    cluster.run_for(Duration::from_secs(30));
+    for key in keys(50) {
+        assert!(
+            cluster.node(NodeId(3)).local_object(key.as_bytes()).unwrap().is_some(),
+            "{key} not repaired"
+        );
+    }
+    let streamed: u64 =
+        (1..=3).map(|node| cluster.node(NodeId(node)).counters().repair_keys_streamed).sum();
+    assert!(streamed >= 50, "only {streamed} objects streamed");
+}
+
+#[test]
+fn a_node_that_lost_its_disk_is_refilled_and_issues_dots_under_a_new_epoch() {
+    let mut cluster = Cluster::new(config(3));
+    for key in keys(40) {
+        assert!(cluster.call(NodeId(1), put(&key, "v", None, Consistency::All)).is_ok());
+    }
+    let old_actor = cluster.node(NodeId(2)).actor();
+    cluster.crash(NodeId(2));
+    cluster.restart_with_empty_disk(NodeId(2));
+    assert_ne!(
+        cluster.node(NodeId(2)).actor(),
+        old_actor,
+        "a blank disk must not reuse the old epoch"
+    );
+    cluster.run_for(Duration::from_secs(40));
+    for key in keys(40) {
+        assert!(
+            cluster.node(NodeId(2)).local_object(key.as_bytes()).unwrap().is_some(),
+            "{key} not refilled"
+        );
+    }
+    assert!(cluster.call(NodeId(2), put("key0", "after", None, Consistency::All)).is_ok());
+    let result = read(cluster.call(NodeId(1), get("key0", Consistency::All)));
+    assert_eq!(values(&result), vec![&b"v"[..], b"after"], "the blind write kept its sibling");
+}
+
+#[test]
+fn a_tombstone_is_purged_only_after_every_replica_has_it_so_the_value_never_returns() {
+    let mut config = config(3);
+    config.keyspace.tombstone_grace = Duration::from_secs(2);
+    config.sweep_interval = Duration::from_secs(1);
+    let mut cluster = Cluster::new(config);
+    assert!(cluster.call(NodeId(1), put("k", "old", None, Consistency::All)).is_ok());
+    cluster.isolate(NodeId(3));
+    let seen = read(cluster.call(NodeId(1), get("k", Consistency::Quorum)));
+    let deleted = ClientRequest::Delete {
+        key: key("k"),
+        context: Some(seen.context),
+        consistency: Consistency::Quorum,
+    };
+    assert!(cluster.call(NodeId(1), deleted).is_ok());
+    cluster.run_for(Duration::from_secs(20));
+    assert!(
+        cluster.node(NodeId(1)).local_object(b"k").unwrap().is_some(),
+        "purged while n3 still holds the old value"
+    );
+    cluster.heal(NodeId(3));
+    cluster.run_for(Duration::from_secs(60));
+    for node in 1..=3 {
+        assert_eq!(
+            cluster.node(NodeId(node)).local_object(b"k").unwrap(),
+            None,
+            "n{node} kept the key"
+        );
+    }
+    let after = read(cluster.call(NodeId(3), get("k", Consistency::All)));
+    assert!(after.values.is_empty(), "the deleted value came back: {after:?}");
+}

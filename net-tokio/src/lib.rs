@@ -190,6 +190,12 @@ async fn export_node_counters(node: NodeHandle, metrics: Arc<Metrics>) {
             ("storage_errors_total".to_string(), counters.storage_errors),
             ("duplicate_forwards_total".to_string(), counters.duplicate_forwards),
             ("gossip_rounds_total".to_string(), counters.gossip_rounds),
+            ("hints_stored_total".to_string(), counters.hints_stored),
+            ("hints_replayed_total".to_string(), counters.hints_replayed),
+            ("hints_dropped_total".to_string(), counters.hints_dropped),
+            ("repair_exchanges_total".to_string(), counters.repair_exchanges),
+            ("repair_keys_compared_total".to_string(), counters.repair_keys_compared),
+            ("repair_keys_streamed_total".to_string(), counters.repair_keys_streamed),
             ("epoch".to_string(), u64::from(status.epoch)),
         ]);
     }
@@ -208,9 +214,13 @@ fn node_config(config: &NodeFileConfig, members: Vec<NodeId>) -> NodeConfig {
     node
 }
 
-/// A node's seed: fixed per node id, so a node's random choices are reproducible in logs.
+/// A fresh seed for every start of a node, from the operating system: a node whose disk was lost
+/// draws its new epoch from it, so it must never repeat (`Node::new`).
 fn seed_for(id: NodeId) -> u64 {
-    0x5eed_0000_0000_0000 ^ u64::from(id.0)
+    let nonce = frame::nonce();
+    let mut seed = [0u8; 8];
+    seed.copy_from_slice(&nonce[..8]);
+    u64::from_le_bytes(seed) ^ u64::from(id.0)
 }
 
 async fn bind(address: SocketAddr) -> Result<(SocketAddr, TcpListener), StartError> {
