@@ -368,7 +368,15 @@ impl<F: VfsFile> Table<F> {
         start: Option<&[u8]>,
         cache: Option<&'a RefCell<BlockCache>>,
     ) -> Result<TableIter<'a, F>> {
-        let mut it = TableIter { table: self, cache, block_idx: 0, block: None, cur: None };
+        let mut it = TableIter {
+            table: self,
+            cache,
+            block_idx: 0,
+            block: None,
+            cur: None,
+            readahead: None,
+            blocks_read: 0,
+        };
         match start {
             Some(user) => {
                 let target = internal_key(user, SEQ_MAX, Kind::Put);
@@ -400,7 +408,15 @@ pub(crate) struct TableIter<'a, F: VfsFile> {
     block_idx: usize,
     block: Option<crate::block::BlockIter>,
     cur: Option<Entry>,
+    /// Blocks read ahead in one I/O: (file offset, bytes including each block's CRC).
+    readahead: Option<(u64, Bytes)>,
+    /// Blocks this iterator has moved on to; readahead starts after the second.
+    blocks_read: u32,
 }
+
+/// Readahead grows from this size, doubling per read, up to the maximum.
+const READAHEAD_BYTES_MIN: u64 = 16 << 10;
+const READAHEAD_BYTES_MAX: u64 = 256 << 10;
 
 impl<F: VfsFile> TableIter<'_, F> {
     fn fill(&mut self) -> Result<()> {
@@ -423,10 +439,63 @@ impl<F: VfsFile> TableIter<'_, F> {
                 self.block = None;
                 continue;
             }
-            let mut next = self.table.block(self.block_idx, self.cache, false)?.iter();
+            let mut next = self.next_block(self.block_idx)?.iter();
             next.seek_to_first();
             self.block = Some(next);
         }
+    }
+
+    /// The next block of a sequential walk: from the cache if it is there, else from the
+    /// readahead buffer, refilled (growing) once the walk has moved past two blocks.
+    fn next_block(&mut self, i: usize) -> Result<Block> {
+        self.blocks_read += 1;
+        let table = self.table;
+        let h = &table.index[i];
+        if self.blocks_read < 2 {
+            return table.block(i, self.cache, false);
+        }
+        if let Some(c) = self.cache {
+            if let Some(data) = c.borrow_mut().get(table.number, h.offset) {
+                return Block::new(data)
+                    .ok_or_else(|| Error::corruption(&table.name, h.offset, "malformed block"));
+            }
+        }
+        let end = h.offset + u64::from(h.len) + 4;
+        let covered = self
+            .readahead
+            .as_ref()
+            .is_some_and(|(off, buf)| h.offset >= *off && end <= off + buf.len() as u64);
+        if !covered {
+            let want =
+                (READAHEAD_BYTES_MIN << (self.blocks_read - 2).min(8)).min(READAHEAD_BYTES_MAX);
+            // Whole blocks from i on, as many as fit in `want` (at least one).
+            let mut last = i;
+            while last + 1 < table.index.len() {
+                let n = &table.index[last + 1];
+                if n.offset + u64::from(n.len) + 4 - h.offset > want {
+                    break;
+                }
+                last += 1;
+            }
+            let l = &table.index[last];
+            let len = l.offset + u64::from(l.len) + 4 - h.offset;
+            if h.offset + len > table.size_bytes {
+                return Err(Error::corruption(&table.name, h.offset, "block handle past the end"));
+            }
+            let mut buf = vec![0u8; len as usize];
+            table
+                .file
+                .read_at(h.offset, &mut buf)
+                .map_err(|e| Error::io("read_at", &table.name, e))?;
+            self.readahead = Some((h.offset, Bytes::from(buf)));
+        }
+        let Some((off, buf)) = &self.readahead else {
+            return Err(Error::Protocol("readahead buffer missing".into()));
+        };
+        let start = (h.offset - off) as usize;
+        let data =
+            verify_block(&table.name, h.offset, buf.slice(start..start + h.len as usize + 4))?;
+        Block::new(data).ok_or_else(|| Error::corruption(&table.name, h.offset, "malformed block"))
     }
 }
 
@@ -517,13 +586,19 @@ fn read_checked<F: VfsFile>(file: &F, name: &str, off: u64, len: u64, size: u64)
     }
     let mut buf = vec![0u8; len as usize + 4];
     file.read_at(off, &mut buf).map_err(|e| Error::io("read_at", name, e))?;
-    let n = len as usize;
-    let stored = u32::from_le_bytes([buf[n], buf[n + 1], buf[n + 2], buf[n + 3]]);
-    if crc(&buf[..n]) != stored {
+    verify_block(name, off, Bytes::from(buf))
+}
+
+/// Checks a block's trailing CRC; returns the block without it.
+fn verify_block(name: &str, off: u64, with_crc: Bytes) -> Result<Bytes> {
+    let n =
+        with_crc.len().checked_sub(4).ok_or_else(|| Error::corruption(name, off, "short block"))?;
+    let stored =
+        u32::from_le_bytes([with_crc[n], with_crc[n + 1], with_crc[n + 2], with_crc[n + 3]]);
+    if crc(&with_crc[..n]) != stored {
         return Err(Error::corruption(name, off, "block checksum mismatch"));
     }
-    buf.truncate(n);
-    Ok(Bytes::from(buf))
+    Ok(with_crc.slice(..n))
 }
 
 fn parse_index(name: &str, off: u64, data: Bytes) -> Result<Vec<IndexEntry>> {
@@ -620,6 +695,26 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn readahead_scans_verify_every_block() {
+        let fs = SimFs::new(3);
+        let info = write_table(&fs, "t.sst", 3000);
+        let t = Table::open(fs.open("t.sst").unwrap(), "t.sst", 1).unwrap();
+        let count = |t: &Table<crate::SimFile>| -> Result<usize> {
+            let mut it = t.iter(None, None)?;
+            let mut n = 0;
+            while it.next_entry()?.is_some() {
+                n += 1;
+            }
+            Ok(n)
+        };
+        assert_eq!(count(&t).unwrap(), 3000 + 300, "readahead returns every entry once");
+        // Damage a block deep in the file, where reads come from the readahead buffer.
+        fs.corrupt("t.sst", info.index[40].offset + 100).unwrap();
+        let err = count(&t).unwrap_err();
+        assert!(err.is_corruption(), "{err}");
     }
 
     #[test]
