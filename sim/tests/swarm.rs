@@ -103,3 +103,25 @@ fn swarm_seeds_on_the_lsm_engine_over_simfs_pass_every_checker() {
         assert!(report.is_ok(), "{report}");
     }
 }
+
+#[test]
+fn every_buggify_site_is_reached_and_fires_in_some_seed_without_violations() {
+    use std::collections::BTreeMap;
+    // location -> (runs that reached it, runs in which it fired)
+    let mut probes: BTreeMap<String, (u32, u32)> = BTreeMap::new();
+    for seed in 0..12 {
+        let mut config = small_swarm(seed);
+        config.faults.buggify = ringkv_sim::Knob::Fixed(1.0);
+        let report = Simulation::run(&config);
+        assert!(report.is_ok(), "{report}");
+        for (location, (_, reached, fired)) in &report.stats.buggify {
+            let entry = probes.entry(location.clone()).or_default();
+            entry.0 += u32::from(*reached > 0);
+            entry.1 += u32::from(*fired > 0);
+        }
+    }
+    assert!(probes.len() >= 2, "BUGGIFY sites reached: {probes:?}");
+    for (location, (reached_runs, fired_runs)) in &probes {
+        assert!(*reached_runs > 0 && *fired_runs > 0, "{location} never fired: {probes:?}");
+    }
+}
