@@ -182,7 +182,7 @@ impl<F: VfsFile> TableWriter<F> {
             entries: self.entries,
             min_seq: self.min_seq,
             max_seq: self.max_seq,
-            index: self.index,
+            index: compact_index(self.index),
             bloom,
         })
     }
@@ -623,7 +623,28 @@ fn parse_index(name: &str, off: u64, data: Bytes) -> Result<Vec<IndexEntry>> {
     if it.corrupt() {
         return Err(Error::corruption(name, off, "malformed index entry"));
     }
-    Ok(out)
+    Ok(compact_index(out))
+}
+
+/// Moves every index key into one buffer, so that a binary search over the index walks
+/// neighbouring memory instead of chasing one allocation per block.
+fn compact_index(entries: Vec<IndexEntry>) -> Vec<IndexEntry> {
+    let total: usize = entries.iter().map(|e| e.last_key.len()).sum();
+    let mut buf = Vec::with_capacity(total);
+    for e in &entries {
+        buf.extend_from_slice(&e.last_key);
+    }
+    let buf = Bytes::from(buf);
+    let mut at = 0;
+    entries
+        .into_iter()
+        .map(|e| {
+            let len = e.last_key.len();
+            let last_key = buf.slice(at..at + len);
+            at += len;
+            IndexEntry { last_key, ..e }
+        })
+        .collect()
 }
 
 #[cfg(test)]
