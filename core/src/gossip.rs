@@ -29,6 +29,9 @@ use serde::{Deserialize, Serialize};
 use crate::time::{Duration, Instant};
 use crate::types::NodeId;
 
+/// How far an operator's mark moves another node's version (see [`Gossip::mark`]).
+const MARK_VERSION_JUMP: u64 = 1 << 32;
+
 /// Where a node is in its life in the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum MemberStatus {
@@ -177,6 +180,26 @@ impl Gossip {
         if let Some(mine) = self.states.get_mut(&self.me) {
             mine.status = status;
             mine.version += 1;
+        }
+    }
+
+    /// Marks another node with `status` on its behalf (an operator removing a dead node). Its
+    /// version jumps by 2^32, above any heartbeat it can have sent in its generation (one a
+    /// round), so the news wins wherever older gossip of the node still circulates. The node
+    /// itself, if it comes back with a new generation, overrides it. The mark applies to the
+    /// generation this node knows: remove a node only once its latest generation has spread
+    /// (a node that was running does so within a few rounds).
+    pub fn mark(&mut self, node: NodeId, status: MemberStatus) -> bool {
+        if node == self.me {
+            return false;
+        }
+        match self.states.get_mut(&node) {
+            Some(state) => {
+                state.status = status;
+                state.version += MARK_VERSION_JUMP;
+                true
+            }
+            None => false,
         }
     }
 

@@ -34,6 +34,7 @@ pub struct Cluster {
     next_request: RequestId,
     steps_max: usize,
     starts: u64,
+    node_configs: BTreeMap<NodeId, NodeConfig>,
 }
 
 impl Cluster {
@@ -53,6 +54,7 @@ impl Cluster {
             next_request: 1,
             steps_max: 100_000,
             starts: 0,
+            node_configs: BTreeMap::new(),
             config,
         };
         for id in cluster.config.members.clone() {
@@ -114,6 +116,28 @@ impl Cluster {
         if let Some(storage) = self.crashed.remove(&node) {
             self.start_node(node, storage);
         }
+    }
+
+    /// Starts a new node that joins the running cluster (it knows the founding members as seeds).
+    pub fn add_joining_node(&mut self, id: NodeId) {
+        let mut config = self.config.clone();
+        config.join = true;
+        self.start_node_with(id, config, MemStorage::new());
+    }
+
+    /// Asks a node to leave the cluster.
+    pub fn decommission(&mut self, node: NodeId) {
+        self.feed(node, Input::Decommission);
+    }
+
+    /// Tells `by` that the dead node `node` is removed.
+    pub fn remove_node(&mut self, by: NodeId, node: NodeId) {
+        self.feed(by, Input::RemoveNode { node });
+    }
+
+    /// Ids of the running nodes.
+    pub fn running(&self) -> Vec<NodeId> {
+        self.nodes.keys().copied().collect()
     }
 
     /// Restarts a crashed node on an empty disk, as after replacing a failed drive.
@@ -205,10 +229,16 @@ impl Cluster {
     }
 
     fn start_node(&mut self, id: NodeId, storage: MemStorage) {
+        let config = self.node_configs.get(&id).cloned().unwrap_or_else(|| self.config.clone());
+        self.start_node_with(id, config, storage);
+    }
+
+    fn start_node_with(&mut self, id: NodeId, config: NodeConfig, storage: MemStorage) {
+        self.node_configs.insert(id, config.clone());
         // Every start gets its own seed: a node that lost its disk draws its new epoch from it.
         self.starts += 1;
         let seed = (u64::from(id.0) << 32) | self.starts;
-        let node = Node::new(self.config.clone(), id, seed, self.now, storage)
+        let node = Node::new(config, id, seed, self.now, storage)
             .expect("in-memory storage does not fail");
         self.nodes.insert(id, node);
         self.drain(id);

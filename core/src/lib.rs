@@ -25,6 +25,7 @@ pub mod message;
 pub mod node;
 pub mod ring;
 pub mod storage;
+pub mod streaming;
 pub mod time;
 pub mod types;
 pub mod version;

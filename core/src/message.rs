@@ -218,6 +218,27 @@ pub enum PeerMessage {
         /// The keys.
         keys: Vec<Key>,
     },
+    /// A joining node asks a current replica for the keys of some arcs.
+    StreamRequest {
+        /// The stream (opened by the requester).
+        stream: crate::streaming::StreamId,
+        /// The arcs.
+        arcs: Vec<crate::streaming::Arc>,
+    },
+    /// A chunk of a range stream; acknowledged with `StreamAck` once durable.
+    StreamChunk {
+        /// The stream.
+        stream: crate::streaming::StreamId,
+        /// Keys and objects.
+        objects: Vec<(Key, Versioned)>,
+        /// Whether this is the stream's last chunk.
+        last: bool,
+    },
+    /// A stream chunk is durable at the receiver.
+    StreamAck {
+        /// The stream.
+        stream: crate::streaming::StreamId,
+    },
     /// Membership gossip.
     Gossip(crate::gossip::GossipMessage),
     /// A node that is not a replica of a key hands a client write to one that is.

@@ -36,6 +36,7 @@ use crate::hlc::HybridClock;
 use crate::message::{ClientRequest, ClientResponse, OpId, PeerMessage, RequestId};
 use crate::ring::{Ring, VNODES_PER_WEIGHT_DEFAULT};
 use crate::storage::{Space, Storage, WriteSeq};
+use crate::streaming::{Arc, StreamId, Streams};
 use crate::time::{Duration, Instant, WallTime};
 use crate::types::{Consistency, Key, KeyspaceConfig, Limits, NodeId, Value};
 use crate::version::{Actor, Context, NewWrite, Versioned};
@@ -43,12 +44,16 @@ use crate::version::{Actor, Context, NewWrite, Versioned};
 const META_EPOCH_KEY: &[u8] = b"epoch";
 /// Most anti-entropy exchanges this node keeps in flight.
 const ANTI_ENTROPY_SESSIONS_MAX: usize = 64;
+/// Most arcs one stream request may name.
+const STREAM_ARCS_MAX: usize = 65_536;
 /// Keys read per storage scan page.
 const SCAN_PAGE_KEYS: usize = 1_000;
 /// Most forwarded writes remembered for duplicate detection.
 const FORWARDS_REMEMBERED_MAX: usize = 100_000;
 const META_CLEAN_KEY: &[u8] = b"clean-shutdown";
 const META_GENERATION_KEY: &[u8] = b"generation";
+/// The membership status the node reached (`joined`, `left`), so a restart resumes from it.
+const META_STATUS_KEY: &[u8] = b"status";
 
 /// A node's configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,6 +77,13 @@ pub struct NodeConfig {
     pub anti_entropy_interval: Duration,
     /// Most keys compared or streamed per anti-entropy exchange.
     pub anti_entropy_keys_max: usize,
+    /// Whether this node joins a running cluster (streams the ranges it will own before owning
+    /// them) rather than being one of its founding members.
+    pub join: bool,
+    /// Gossip rounds a joining node waits to learn the ring before planning its streams.
+    pub join_settle_rounds: u64,
+    /// Most keys per range-stream chunk.
+    pub stream_chunk_keys_max: usize,
     /// How often stored hints are scanned for replay.
     pub hint_replay_interval: Duration,
     /// Most hints examined per replay tick (the replay rate limit).
@@ -102,6 +114,9 @@ impl NodeConfig {
             sweep_keys_max: 1_000,
             anti_entropy_interval: Duration::from_secs(10),
             anti_entropy_keys_max: 1_000,
+            join: false,
+            join_settle_rounds: 3,
+            stream_chunk_keys_max: 200,
             hint_replay_interval: Duration::from_secs(1),
             hints_per_tick_max: 100,
             gossip: GossipConfig { seeds: members.clone(), ..GossipConfig::default() },
@@ -146,6 +161,15 @@ pub enum Input {
         node: NodeId,
         /// Whether it is reachable.
         up: bool,
+    },
+    /// An operator asks this node to leave the cluster: it streams its ranges to their next
+    /// owners, then marks itself left.
+    Decommission,
+    /// An operator declares a dead node removed; anti-entropy rebuilds its ranges on the
+    /// replicas that inherit them.
+    RemoveNode {
+        /// The dead node.
+        node: NodeId,
     },
 }
 
@@ -215,6 +239,12 @@ pub struct NodeCounters {
     pub repair_keys_compared: u64,
     /// Objects sent by anti-entropy.
     pub repair_keys_streamed: u64,
+    /// Objects sent in range streams (join, decommission).
+    pub stream_keys_sent: u64,
+    /// Range streams completed (sent and fully acknowledged).
+    pub streams_completed: u64,
+    /// Times the ring changed after a membership change.
+    pub ring_changes: u64,
 }
 
 /// One key write on its way to a coordinator: a put (`value: Some`) or a delete.
@@ -227,6 +257,9 @@ struct KeyWrite {
     /// Use the coordinator's own copy as the context (a `Set`).
     overwrite: bool,
 }
+
+/// One range-stream chunk: keys with their objects, and where the scan goes on (`None`: done).
+type StreamChunk = (Vec<(Bytes, Versioned)>, Option<Bytes>);
 
 /// Where one write goes; see `Node::write_placement`.
 #[derive(Debug, Clone)]
@@ -242,6 +275,7 @@ enum AckTarget {
     Local(OpId),
     Remote { to: NodeId, op: OpId },
     Replayed { to: NodeId, replay: u64 },
+    Stream { to: NodeId, stream: StreamId, last: bool },
 }
 
 /// A ringkv node over storage `S`.
@@ -264,6 +298,9 @@ pub struct Node<S: Storage> {
     replays: Replays,
     anti_entropy: AntiEntropy,
     next_anti_entropy: Instant,
+    streams: Streams,
+    future_ring: Ring,
+    join_planned: bool,
     next_hint_tick: Instant,
     hint_cursor: Option<Bytes>,
     coordinator: Coordinator,
@@ -295,6 +332,7 @@ impl<S: Storage> Node<S> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let epoch = recover_epoch(&mut storage, &mut rng)?;
         let generation = next_generation(&mut storage)?;
+        let recorded_status = storage.get(Space::Meta, META_STATUS_KEY)?;
         storage.write(
             Space::Meta,
             Bytes::from_static(META_EPOCH_KEY),
@@ -305,8 +343,14 @@ impl<S: Storage> Node<S> {
         let request_timeout = config.request_timeout;
         let hint_replay_interval = config.hint_replay_interval;
         let anti_entropy_interval = config.anti_entropy_interval;
-        let gossip = start_gossip(&config, id, generation, child_seed(seed, b"gossip"), now);
+        let mut gossip = start_gossip(&config, id, generation, child_seed(seed, b"gossip"), now);
+        match recorded_status.as_deref() {
+            Some(b"joined") => gossip.set_status(MemberStatus::Normal),
+            Some(b"left") => gossip.set_status(MemberStatus::Left),
+            _ => {}
+        }
         let detector = FailureDetector::new(config.detector);
+        let future_ring_at_start = ring.clone();
         let mut node = Node {
             id,
             coordinator: Coordinator::new(config.keyspace.conflict_mode),
@@ -326,6 +370,9 @@ impl<S: Storage> Node<S> {
             detector,
             replays: Replays::default(),
             anti_entropy: AntiEntropy::new(ANTI_ENTROPY_SESSIONS_MAX),
+            streams: Streams::default(),
+            future_ring: future_ring_at_start,
+            join_planned: false,
             next_anti_entropy: now + anti_entropy_interval,
             next_hint_tick: now + hint_replay_interval,
             hint_cursor: None,
@@ -431,6 +478,12 @@ impl<S: Storage> Node<S> {
                     self.down.insert(node);
                 }
             }
+            Input::Decommission => self.decommission(),
+            Input::RemoveNode { node } => {
+                if self.gossip.mark(node, MemberStatus::Left) {
+                    self.refresh_ring();
+                }
+            }
         }
         self.after_handler();
     }
@@ -464,6 +517,7 @@ impl<S: Storage> Node<S> {
             self.gossip.handle_timeout(now, |peer| detector.is_alive(peer, now));
             self.counters.gossip_rounds = self.gossip.rounds();
             self.send_gossip();
+            self.advance_membership();
         }
         self.after_handler();
     }
@@ -705,6 +759,23 @@ impl<S: Storage> Node<S> {
         let me = self.id;
         for replica in replicas.into_iter().filter(|node| *node != me) {
             self.send(replica, PeerMessage::Write { op, key: key.clone(), object: object.clone() });
+        }
+        // While a node joins or leaves, the owners-to-be receive every write too, so nothing
+        // written during the move is missing when ownership changes (not counted toward W).
+        let pending: Vec<NodeId> = self
+            .future_ring
+            .preference_list(&key, self.config.keyspace.replicas_n)
+            .into_iter()
+            .filter(|node| {
+                *node != me
+                    && !self
+                        .ring
+                        .preference_list(&key, self.config.keyspace.replicas_n)
+                        .contains(node)
+            })
+            .collect();
+        for node in pending {
+            self.send(node, PeerMessage::Write { op, key: key.clone(), object: object.clone() });
         }
         for (fallback, owner) in fallbacks {
             if fallback == me {
@@ -967,6 +1038,178 @@ impl<S: Storage> Node<S> {
         }
     }
 
+    /// This node's membership status.
+    pub fn status(&self) -> MemberStatus {
+        self.gossip.mine().status
+    }
+
+    /// Rebuilds the ring (owners: normal and leaving members) and the future ring (owners once
+    /// every join and departure in progress completes) from gossip.
+    fn refresh_ring(&mut self) {
+        let members = self.gossip.members();
+        let mut ring = Ring::new(self.config.vnodes_per_node);
+        let mut future = Ring::new(self.config.vnodes_per_node);
+        for (node, state) in members {
+            if state.status.owns_ranges() {
+                ring.add(*node, state.weight);
+            }
+            if matches!(state.status, MemberStatus::Normal | MemberStatus::Joining) {
+                future.add(*node, state.weight);
+            }
+        }
+        if ring.members_count() == 0 {
+            return;
+        }
+        if ring != self.ring {
+            self.ring = ring;
+            self.counters.ring_changes += 1;
+        }
+        self.future_ring = future;
+    }
+
+    /// Moves a joining node along: once it has learned the ring, it asks the current replicas for
+    /// the ranges it will gain; once every stream is durable, it becomes normal.
+    fn advance_membership(&mut self) {
+        if self.status() != MemberStatus::Joining {
+            return;
+        }
+        if !self.join_planned {
+            if self.gossip.rounds() < self.config.join_settle_rounds
+                || self.ring.members_count() == 0
+            {
+                return;
+            }
+            self.plan_join();
+            return;
+        }
+        let durable =
+            self.pending_acks.is_empty() && self.storage.durable_seq() >= self.last_write_seq;
+        if self.streams.incoming_count() == 0 && durable {
+            self.record_status(b"joined");
+            self.gossip.set_status(MemberStatus::Normal);
+            self.refresh_ring();
+        }
+    }
+
+    fn plan_join(&mut self) {
+        let mut future = self.ring.clone();
+        future.add(self.id, self.config.weight);
+        let moves = self.ring.moves_to(&future, self.config.keyspace.replicas_n);
+        let mut by_source: BTreeMap<NodeId, Vec<Arc>> = BTreeMap::new();
+        for range in moves.iter().filter(|range| range.gained_by().contains(&self.id)) {
+            let Some(source) = range.before.iter().copied().find(|node| !self.is_down(*node))
+            else {
+                return;
+            };
+            let arc =
+                Arc { start_exclusive: range.start_exclusive, end_inclusive: range.end_inclusive };
+            by_source.entry(source).or_default().push(arc);
+        }
+        for (source, arcs) in by_source {
+            let stream = self.streams.next_id(self.id);
+            self.streams.expect(stream, source);
+            self.send(source, PeerMessage::StreamRequest { stream, arcs });
+        }
+        self.join_planned = true;
+    }
+
+    /// Starts leaving: marks the node leaving and streams every range it loses to its next
+    /// owners; `pump_streams` marks it left when all are acknowledged.
+    fn decommission(&mut self) {
+        if self.status() != MemberStatus::Normal {
+            return;
+        }
+        self.gossip.set_status(MemberStatus::Leaving);
+        self.refresh_ring();
+        let mut future = self.ring.clone();
+        future.remove(self.id);
+        let mut by_target: BTreeMap<NodeId, Vec<Arc>> = BTreeMap::new();
+        for range in self.ring.moves_to(&future, self.config.keyspace.replicas_n) {
+            if !range.lost_by().contains(&self.id) {
+                continue;
+            }
+            let arc =
+                Arc { start_exclusive: range.start_exclusive, end_inclusive: range.end_inclusive };
+            for target in range.gained_by() {
+                by_target.entry(target).or_default().push(arc);
+            }
+        }
+        for (target, arcs) in by_target {
+            let stream = self.streams.next_id(self.id);
+            self.streams.send(stream, target, arcs);
+        }
+    }
+
+    /// Sends the next chunk of every outgoing stream that may send; a leaving node whose streams
+    /// are all acknowledged marks itself left.
+    fn pump_streams(&mut self) {
+        for due in self.streams.due() {
+            let Ok((objects, next_cursor)) = self.stream_chunk(&due.arcs, due.cursor.as_deref())
+            else {
+                self.counters.storage_errors += 1;
+                continue;
+            };
+            self.counters.stream_keys_sent += objects.len() as u64;
+            let last = next_cursor.is_none();
+            self.streams.sent(due.stream, next_cursor);
+            self.send(due.to, PeerMessage::StreamChunk { stream: due.stream, objects, last });
+        }
+        if self.status() == MemberStatus::Leaving && self.streams.outgoing_count() == 0 {
+            self.record_status(b"left");
+            self.gossip.set_status(MemberStatus::Left);
+            self.refresh_ring();
+        }
+    }
+
+    fn record_status(&mut self, status: &'static [u8]) {
+        match self.storage.write(
+            Space::Meta,
+            Bytes::from_static(META_STATUS_KEY),
+            Some(Bytes::from_static(status)),
+        ) {
+            Ok(seq) => self.last_write_seq = seq,
+            Err(_) => self.counters.storage_errors += 1,
+        }
+    }
+
+    /// The next chunk of keys on `arcs` after `cursor`, and where to go on (`None`: done).
+    fn stream_chunk(
+        &mut self,
+        arcs: &[Arc],
+        cursor: Option<&[u8]>,
+    ) -> Result<StreamChunk, StorageError> {
+        let page = self.storage.scan(Space::Data, cursor, SCAN_PAGE_KEYS)?;
+        let exhausted = page.len() < SCAN_PAGE_KEYS;
+        let mut objects = Vec::new();
+        let mut last_seen = None;
+        for (key, bytes) in page {
+            last_seen = Some(key.clone());
+            if arcs.iter().any(|arc| arc.contains(Ring::key_token(&key))) {
+                objects.push((key, decode_object(&bytes)?));
+                if objects.len() == self.config.stream_chunk_keys_max {
+                    return Ok((objects, last_seen));
+                }
+            }
+        }
+        Ok((objects, if exhausted { None } else { last_seen }))
+    }
+
+    fn receive_chunk(
+        &mut self,
+        from: NodeId,
+        stream: StreamId,
+        objects: Vec<(Bytes, Versioned)>,
+        last: bool,
+    ) {
+        for (key, object) in objects.into_iter().take(self.config.stream_chunk_keys_max) {
+            if self.merge_local(&key, &object).is_err() {
+                self.counters.storage_errors += 1;
+            }
+        }
+        let seq = self.last_write_seq.max(self.storage.durable_seq());
+        self.pending_acks.push_back((seq, AckTarget::Stream { to: from, stream, last }));
+    }
+
     fn drop_hint(&mut self, stored_key: Bytes) {
         if self.storage.write(Space::Hints, stored_key, None).is_ok() {
             self.counters.hints_dropped += 1;
@@ -987,7 +1230,10 @@ impl<S: Storage> Node<S> {
     // ---- peer messages ----
 
     fn handle_peer(&mut self, now: Instant, from: NodeId, message: PeerMessage) {
-        if !self.ring.contains(from) || from == self.id {
+        // Gossip is how a stranger (a joining node) introduces itself; everything else must come
+        // from a node gossip knows.
+        let known = self.gossip.members().contains_key(&from);
+        if from == self.id || (!known && !matches!(message, PeerMessage::Gossip(_))) {
             self.counters.peer_messages_dropped += 1;
             return;
         }
@@ -1045,9 +1291,28 @@ impl<S: Storage> Node<S> {
                     }
                 }
             }
+            PeerMessage::StreamRequest { stream, arcs } => {
+                if stream.0 == from && arcs.len() <= STREAM_ARCS_MAX {
+                    self.streams.send(stream, from, arcs);
+                } else {
+                    self.counters.peer_messages_dropped += 1;
+                }
+            }
+            PeerMessage::StreamChunk { stream, objects, last } => {
+                self.receive_chunk(from, stream, objects, last)
+            }
+            PeerMessage::StreamAck { stream } => {
+                if self.streams.acked(stream, from) {
+                    self.counters.streams_completed += 1;
+                }
+            }
             PeerMessage::Gossip(message) => {
-                for advanced in self.gossip.handle(from, message) {
-                    self.detector.heartbeat(advanced, now);
+                let advanced = self.gossip.handle(from, message);
+                for node in &advanced {
+                    self.detector.heartbeat(*node, now);
+                }
+                if !advanced.is_empty() {
+                    self.refresh_ring();
                 }
                 self.send_gossip();
             }
@@ -1257,6 +1522,7 @@ impl<S: Storage> Node<S> {
     // ---- durability ----
 
     fn after_handler(&mut self) {
+        self.pump_streams();
         self.release_durable_acks();
         let waiting = !self.pending_acks.is_empty() || self.ready_at_seq.is_some();
         if waiting && !self.sync_requested && self.storage_failure.is_none() {
@@ -1291,6 +1557,12 @@ impl<S: Storage> Node<S> {
                 }
                 AckTarget::Replayed { to, replay } => {
                     self.send(to, PeerMessage::HintReplayAck { replay })
+                }
+                AckTarget::Stream { to, stream, last } => {
+                    if last && self.streams.expects(stream, to) {
+                        self.streams.received_all(stream);
+                    }
+                    self.send(to, PeerMessage::StreamAck { stream });
                 }
             }
         }
@@ -1338,6 +1610,7 @@ impl<S: Storage> Node<S> {
         self.forwards.check_invariants();
         self.gossip.check_invariants();
         self.detector.check_invariants();
+        self.streams.check_invariants();
         self.replays.check_invariants();
         let seqs: Vec<WriteSeq> = self.pending_acks.iter().map(|(seq, _)| *seq).collect();
         assert!(
@@ -1387,7 +1660,9 @@ fn start_gossip(
         datacenter: String::new(),
         rack: String::new(),
     };
+    let status = if config.join { MemberStatus::Joining } else { MemberStatus::Normal };
     let mine = MemberState {
+        status,
         address: config.address.clone(),
         datacenter: config.datacenter.clone(),
         rack: config.rack.clone(),

@@ -589,3 +589,137 @@ fn a_tombstone_is_purged_only_after_every_replica_has_it_so_the_value_never_retu
     let after = read(cluster.call(NodeId(3), get("k", Consistency::All)));
     assert!(after.values.is_empty(), "the deleted value came back: {after:?}");
 }
+
+fn without_anti_entropy(members: u32) -> NodeConfig {
+    let mut config = config(members);
+    config.anti_entropy_interval = Duration::ZERO;
+    config
+}
+
+/// Runs until `done` holds, in steps of 100 ms, for at most `limit`.
+fn run_until(
+    cluster: &mut Cluster,
+    limit: Duration,
+    mut done: impl FnMut(&mut Cluster) -> bool,
+) -> bool {
+    for _ in 0..limit.as_millis() / 100 {
+        if done(cluster) {
+            return true;
+        }
+        cluster.run_for(Duration::from_millis(100));
+    }
+    done(cluster)
+}
+
+fn owners(cluster: &mut Cluster, observer: NodeId, key: &str) -> Vec<NodeId> {
+    cluster.node(observer).ring().preference_list(key.as_bytes(), 3)
+}
+
+#[test]
+fn a_joining_node_streams_its_ranges_under_load_and_no_acknowledged_write_is_lost() {
+    use ringkv_core::gossip::MemberStatus;
+    let mut cluster = Cluster::new(without_anti_entropy(4));
+    let mut acknowledged = Vec::new();
+    for index in 0..200 {
+        let key = format!("key{index}");
+        if cluster.call(NodeId(1 + index % 4), put(&key, "v", None, Consistency::Quorum)).is_ok() {
+            acknowledged.push(key);
+        }
+    }
+    cluster.add_joining_node(NodeId(5));
+    let mut index = 200;
+    let joined = run_until(&mut cluster, Duration::from_secs(60), |cluster| {
+        let key = format!("key{index}");
+        index += 1;
+        if cluster
+            .call(NodeId(1 + index as u32 % 4), put(&key, "v", None, Consistency::Quorum))
+            .is_ok()
+        {
+            acknowledged.push(key);
+        }
+        cluster.node(NodeId(5)).status() == MemberStatus::Normal
+    });
+    assert!(joined, "n5 never finished joining");
+    cluster.run_for(Duration::from_secs(5));
+    assert_eq!(cluster.node(NodeId(1)).ring().members_count(), 5, "n1 does not see n5 as an owner");
+    let mut owned_by_newcomer = 0;
+    for key in &acknowledged {
+        if owners(&mut cluster, NodeId(1), key).contains(&NodeId(5)) {
+            owned_by_newcomer += 1;
+            assert!(
+                cluster.node(NodeId(5)).local_object(key.as_bytes()).unwrap().is_some(),
+                "n5 owns {key} but has no copy"
+            );
+        }
+        let result = read(cluster.call(NodeId(5), get(key, Consistency::Quorum)));
+        assert_eq!(values(&result), vec![b"v"], "acknowledged {key} lost");
+    }
+    assert!(
+        owned_by_newcomer > 20,
+        "n5 owns only {owned_by_newcomer} of {} keys",
+        acknowledged.len()
+    );
+    let streamed: u64 =
+        (1..=4).map(|node| cluster.node(NodeId(node)).counters().stream_keys_sent).sum();
+    assert!(
+        streamed >= 200 * owned_by_newcomer as u64 / acknowledged.len() as u64,
+        "only {streamed} keys were streamed to n5"
+    );
+}
+
+#[test]
+fn a_decommissioned_node_hands_its_ranges_to_their_next_owners() {
+    use ringkv_core::gossip::MemberStatus;
+    let mut cluster = Cluster::new(without_anti_entropy(5));
+    let keys = keys(200);
+    for key in &keys {
+        assert!(cluster.call(NodeId(1), put(key, "v", None, Consistency::All)).is_ok());
+    }
+    cluster.decommission(NodeId(5));
+    let left = run_until(&mut cluster, Duration::from_secs(60), |cluster| {
+        cluster.node(NodeId(5)).status() == MemberStatus::Left
+    });
+    assert!(left, "n5 never left");
+    cluster.run_for(Duration::from_secs(5));
+    for observer in 1..=4 {
+        assert_eq!(
+            cluster.node(NodeId(observer)).ring().members_count(),
+            4,
+            "n{observer} still counts n5"
+        );
+    }
+    for key in &keys {
+        for owner in owners(&mut cluster, NodeId(1), key) {
+            assert_ne!(owner, NodeId(5));
+            assert!(
+                cluster.node(owner).local_object(key.as_bytes()).unwrap().is_some(),
+                "{owner} inherited {key} without its data"
+            );
+        }
+    }
+    assert!(cluster.node(NodeId(5)).counters().streams_completed >= 1);
+}
+
+#[test]
+fn a_removed_dead_node_has_its_ranges_rebuilt_from_the_survivors() {
+    let mut cluster = Cluster::new(config(4));
+    let keys = keys(100);
+    for key in &keys {
+        assert!(cluster.call(NodeId(1), put(key, "v", None, Consistency::All)).is_ok());
+    }
+    // The dead node had been running long enough for its generation to spread.
+    cluster.run_for(Duration::from_secs(5));
+    cluster.crash(NodeId(4));
+    cluster.remove_node(NodeId(1), NodeId(4));
+    let rebuilt = run_until(&mut cluster, Duration::from_secs(120), |cluster| {
+        (1..=3).all(|node| {
+            keys.iter().all(|key| {
+                cluster.node(NodeId(node)).local_object(key.as_bytes()).unwrap().is_some()
+            })
+        })
+    });
+    assert!(rebuilt, "the survivors were not all refilled");
+    for observer in 1..=3 {
+        assert_eq!(cluster.node(NodeId(observer)).ring().members_count(), 3);
+    }
+}
