@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{key, small_options, value, Harness, ModelOp, Probes};
+use common::{key, other_key, small_options, value, Harness, ModelOp, Probes};
 use proptest::prelude::*;
 use ringkv_storage::{CompactionStyle, CrashMode, FaultConfig};
 
@@ -93,6 +93,15 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Every fifth key lives in the second keyspace.
+fn model_key(k: u32) -> Vec<u8> {
+    if k % 5 == 4 {
+        other_key(k)
+    } else {
+        key(k)
+    }
+}
+
 fn run(seed: u64, tiered: bool, ops: &[Op]) -> Probes {
     let style = if tiered { CompactionStyle::SizeTiered } else { CompactionStyle::Leveled };
     let mut h = Harness::new(seed, small_options(style));
@@ -104,15 +113,15 @@ fn run(seed: u64, tiered: bool, ops: &[Op]) -> Probes {
         match op {
             Op::Put { key: k, len } => {
                 writes += 1;
-                h.write(vec![(key(*k), Some(value(writes, *len)))]);
+                h.write(vec![(model_key(*k), Some(value(writes, *len)))]);
             }
-            Op::Delete { key: k } => h.write(vec![(key(*k), None)]),
+            Op::Delete { key: k } => h.write(vec![(model_key(*k), None)]),
             Op::Batch { ops } => {
                 let batch: Vec<ModelOp> = ops
                     .iter()
                     .map(|(k, len)| {
                         writes += 1;
-                        (key(*k), len.map(|l| value(writes, l)))
+                        (model_key(*k), len.map(|l| value(writes, l)))
                     })
                     .collect();
                 h.write(batch);
@@ -137,7 +146,7 @@ fn run(seed: u64, tiered: bool, ops: &[Op]) -> Probes {
                     h.run_jobs(usize::MAX);
                 }
             }
-            Op::Get { key: k } => h.check_get(&key(*k)),
+            Op::Get { key: k } => h.check_get(&model_key(*k)),
             Op::Scan => h.check_scan(),
             Op::Range { lo, width } => h.check_range(&key(*lo), &key(lo + width)),
             Op::Snapshot => {

@@ -5,6 +5,9 @@
 //! its last op. After a crash and recovery the engine's `last_seq` says which prefix survived;
 //! the oracle checks it is a batch boundary at or past the durable sequence number the engine
 //! claimed before the crash, truncates the history to it and compares the whole state.
+//!
+//! Two keyspaces: model keys starting with [`OTHER`] live in keyspace "other" (without that
+//! byte), all others in "data"; one batch may span both.
 
 #![allow(dead_code)]
 
@@ -41,6 +44,9 @@ pub fn small_options(style: CompactionStyle) -> Options {
 
 pub type Model = BTreeMap<Vec<u8>, Bytes>;
 
+/// The first byte of model keys that belong to the second keyspace.
+pub const OTHER: u8 = 0xff;
+
 /// One op of a batch: a key and a value, or `None` for a delete.
 pub type ModelOp = (Vec<u8>, Option<Bytes>);
 
@@ -49,6 +55,8 @@ pub struct Harness {
     pub opts: Options,
     pub engine: Option<Engine<SimFs>>,
     pub ks: KeyspaceId,
+    /// The second keyspace (model keys prefixed with [`OTHER`]).
+    pub other: KeyspaceId,
     /// Accepted batches: (sequence number of the last op, ops).
     pub history: Vec<(SeqNo, Vec<ModelOp>)>,
     /// The sequence number the history starts after.
@@ -102,11 +110,13 @@ impl Harness {
         let fs = SimFs::new(seed);
         let mut engine = Engine::open(fs.clone(), opts.clone()).expect("open a new database");
         let ks = engine.create_keyspace("data").expect("create keyspace");
+        let other = engine.create_keyspace("other").expect("create keyspace");
         Harness {
             fs,
             opts,
             engine: Some(engine),
             ks,
+            other,
             history: Vec::new(),
             base_seq: 0,
             model: Model::new(),
@@ -127,12 +137,13 @@ impl Harness {
 
     /// Writes a batch and records it in the model if the engine took it.
     pub fn write(&mut self, ops: Vec<ModelOp>) {
-        let ks = self.ks;
         let mut batch = Batch::new();
         for (k, v) in &ops {
+            let (ks, k) = self.route(k);
+            let k = k.to_vec();
             match v {
-                Some(v) => batch.put(ks, k.clone(), v.clone()),
-                None => batch.delete(ks, k.clone()),
+                Some(v) => batch.put(ks, k, v.clone()),
+                None => batch.delete(ks, k),
             }
         }
         let before = self.engine().last_seq();
@@ -365,8 +376,8 @@ impl Harness {
     /// A point read agrees with the model (or reports damage).
     pub fn check_get(&mut self, key: &[u8]) {
         let want = self.model.get(key).cloned();
-        let ks = self.ks;
-        match self.engine().get(ks, key) {
+        let (ks, key) = self.route(key);
+        match self.engine.as_ref().expect("engine is open").get(ks, key) {
             Ok(got) => assert_eq!(got, want, "get {:?}", String::from_utf8_lossy(key)),
             Err(e) => self.read_failed(e),
         }
@@ -379,10 +390,18 @@ impl Harness {
         let mut views: Vec<(Option<&Snapshot>, &Model)> = vec![(None, &self.model)];
         views.extend(self.snapshots.iter().map(|(s, m)| (Some(s), m)));
         let mut failure = None;
+        let other = self.other;
         for (snap, model) in views {
-            let got: Result<Vec<(Vec<u8>, Bytes)>, Error> = engine
-                .scan::<&[u8]>(ks, .., snap)
-                .and_then(|s| s.map(|kv| kv.map(|kv| (kv.key.to_vec(), kv.value))).collect());
+            // Both keyspaces, the second with its model prefix: together in model order.
+            let scan = |ks, prefix: &'static [u8]| -> Result<Vec<(Vec<u8>, Bytes)>, Error> {
+                engine.scan::<&[u8]>(ks, .., snap).and_then(|s| {
+                    s.map(|kv| kv.map(|kv| ([prefix, &kv.key[..]].concat(), kv.value))).collect()
+                })
+            };
+            let got = scan(ks, b"").and_then(|mut a| {
+                a.extend(scan(other, &[OTHER])?);
+                Ok(a)
+            });
             match got {
                 Ok(got) => {
                     let want: Vec<(Vec<u8>, Bytes)> =
@@ -414,6 +433,14 @@ impl Harness {
                 assert_eq!(got, want);
             }
             Err(e) => self.read_failed(e),
+        }
+    }
+
+    /// The keyspace and engine key of a model key.
+    pub fn route<'k>(&self, model_key: &'k [u8]) -> (KeyspaceId, &'k [u8]) {
+        match model_key.split_first() {
+            Some((&OTHER, rest)) => (self.other, rest),
+            _ => (self.ks, model_key),
         }
     }
 
@@ -451,6 +478,11 @@ pub fn apply(model: &mut Model, ops: &[ModelOp]) {
 
 pub fn key(i: u32) -> Vec<u8> {
     format!("k{i:04}").into_bytes()
+}
+
+/// A model key in the second keyspace.
+pub fn other_key(i: u32) -> Vec<u8> {
+    [&[OTHER][..], &key(i)].concat()
 }
 
 /// A value that is unique per write, so a stale or invented read cannot pass for the right one.
