@@ -35,7 +35,9 @@ use ringkv_core::{
     Output, PeerMessage,
 };
 
-use crate::checkers::{check_all, CheckInput, CheckParams, FinalKey, FinalState, Violation};
+use crate::checkers::{
+    check_all, CheckInput, CheckParams, FinalKey, FinalState, NodeView, Violation,
+};
 use crate::clock::NodeClock;
 use crate::config::SimConfig;
 use crate::disk::SimDisk;
@@ -795,7 +797,9 @@ impl<D: SimDisk> Runner<D> {
             liveness_success_min: self.config.liveness_success_min,
             node_starts_count: self.stats.node_starts as usize,
         };
-        let input = CheckInput { history: &self.history, final_state: &final_state, params };
+        let views = self.membership_views();
+        let input =
+            CheckInput { history: &self.history, final_state: &final_state, views: &views, params };
         let mut violations = std::mem::take(&mut self.violations);
         if self.config.run_checkers {
             violations.extend(check_all(input));
@@ -823,6 +827,19 @@ impl<D: SimDisk> Runner<D> {
             history: self.history,
             trace: self.trace.into_lines(),
         }
+    }
+
+    fn membership_views(&self) -> Vec<NodeView> {
+        let views = self.slots.iter().enumerate().filter_map(|(index, slot)| {
+            let node = slot.node.as_ref()?;
+            let members = node
+                .membership()
+                .iter()
+                .map(|(id, state)| (*id, (state.generation, format!("{:?}", state.status))))
+                .collect();
+            Some(NodeView { node: node_id(index), members, down_count: node.peers_up_and_down().1 })
+        });
+        views.collect()
     }
 
     fn collect_final_state(&mut self) -> FinalState {

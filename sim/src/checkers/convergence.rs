@@ -65,7 +65,12 @@ pub(crate) mod tests {
         let state = FinalKey { replicas, ..FinalKey::default() };
         let final_state = FinalState::from([(bytes("k"), state)]);
         let history = History::new();
-        let input = CheckInput { history: &history, final_state: &final_state, params: params() };
+        let input = CheckInput {
+            history: &history,
+            final_state: &final_state,
+            views: &[],
+            params: params(),
+        };
         check(input, &Analysis::new(&history))
     }
 

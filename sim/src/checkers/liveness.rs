@@ -58,7 +58,7 @@ mod tests {
 
     fn run(history: &History) -> Vec<Violation> {
         let params = CheckParams { liveness_from: Some(at(10)), ..params() };
-        let input = CheckInput { history, final_state: &FinalState::new(), params };
+        let input = CheckInput { history, final_state: &FinalState::new(), views: &[], params };
         check(input, &Analysis::new(history))
     }
 

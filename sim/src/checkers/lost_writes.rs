@@ -59,7 +59,7 @@ mod tests {
     }
 
     fn run(history: &History, final_state: &FinalState) -> Vec<Violation> {
-        let input = CheckInput { history, final_state, params: params() };
+        let input = CheckInput { history, final_state, views: &[], params: params() };
         check(input, &Analysis::new(history))
     }
 

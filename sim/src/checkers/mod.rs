@@ -13,6 +13,7 @@ pub mod bounds;
 pub mod convergence;
 pub mod liveness;
 pub mod lost_writes;
+pub mod membership;
 pub mod read_after_write;
 pub mod resurrection;
 pub mod values_written;
@@ -50,6 +51,17 @@ pub struct FinalKey {
 /// Every written key's final state.
 pub type FinalState = BTreeMap<Key, FinalKey>;
 
+/// One node's view of the cluster at the end of the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeView {
+    /// The node.
+    pub node: NodeId,
+    /// Each member it knows, with the generation and status (as text) it believes.
+    pub members: BTreeMap<NodeId, (u64, String)>,
+    /// Peers it believes down.
+    pub down_count: usize,
+}
+
 /// What the checkers need to know about the run.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CheckParams {
@@ -82,6 +94,8 @@ pub struct CheckInput<'a> {
     pub history: &'a History,
     /// The final state.
     pub final_state: &'a FinalState,
+    /// Every running node's view of the membership at the end.
+    pub views: &'a [NodeView],
     /// The run's parameters.
     pub params: CheckParams,
 }
@@ -89,7 +103,7 @@ pub struct CheckInput<'a> {
 /// Runs every checker.
 pub fn check_all(input: CheckInput<'_>) -> Vec<Violation> {
     let analysis = Analysis::new(input.history);
-    let checks: [fn(CheckInput<'_>, &Analysis) -> Vec<Violation>; 7] = [
+    let checks: [fn(CheckInput<'_>, &Analysis) -> Vec<Violation>; 8] = [
         values_written::check,
         lost_writes::check,
         read_after_write::check,
@@ -97,6 +111,7 @@ pub fn check_all(input: CheckInput<'_>) -> Vec<Violation> {
         convergence::check,
         liveness::check,
         bounds::check,
+        membership::check,
     ];
     checks
         .iter()

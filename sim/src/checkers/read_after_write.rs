@@ -147,7 +147,8 @@ mod tests {
     use crate::checkers::FinalState;
 
     fn run(history: &History) -> Vec<Violation> {
-        let input = CheckInput { history, final_state: &FinalState::new(), params: params() };
+        let input =
+            CheckInput { history, final_state: &FinalState::new(), views: &[], params: params() };
         check(input, &Analysis::new(history))
     }
 

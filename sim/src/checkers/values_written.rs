@@ -59,7 +59,8 @@ mod tests {
     use crate::history::{History, OpOutcome};
 
     fn run(history: &History) -> Vec<Violation> {
-        let input = CheckInput { history, final_state: &FinalState::new(), params: params() };
+        let input =
+            CheckInput { history, final_state: &FinalState::new(), views: &[], params: params() };
         check(input, &Analysis::new(history))
     }
 
