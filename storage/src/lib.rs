@@ -57,4 +57,4 @@ pub use job::{Job, JobResult};
 pub use simfs::{CrashMode, FaultConfig, SimFile, SimFs, SimStats};
 pub use table::TableOptions;
 pub use version::{CompactionOptions, CompactionStyle};
-pub use vfs::{StdFile, StdFs, Vfs, VfsFile};
+pub use vfs::{DirLock, StdFile, StdFs, Vfs, VfsFile};

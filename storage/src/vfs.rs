@@ -84,6 +84,31 @@ impl StdFs {
     }
 }
 
+/// An exclusive lock on a [`StdFs`] directory, released when dropped.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: File,
+}
+
+impl StdFs {
+    /// Locks the directory (through a `LOCK` file) so that no second engine, in this process or
+    /// another, opens it; fails at once if the lock is held. The engine does not take it itself
+    /// (it only sees the `Vfs`): the driver holds the lock for as long as the engine is open.
+    pub fn lock(&self) -> io::Result<DirLock> {
+        let path = self.path("LOCK")?;
+        let file =
+            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(DirLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!("{} is locked: another engine has this directory open", path.display()),
+            )),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+}
+
 /// A real file opened by [`StdFs`].
 #[derive(Debug)]
 pub struct StdFile {
@@ -179,6 +204,20 @@ mod tests {
         fs.remove("a").unwrap();
         assert!(fs.list().unwrap().is_empty());
         assert!(fs.open("../escape").is_err());
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_locked_directory_refuses_a_second_lock_until_released() {
+        let root = temp_root("lock");
+        let fs = StdFs::new(&root).unwrap();
+        let lock = fs.lock().unwrap();
+        let err = StdFs::new(&root).unwrap().lock().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        assert!(err.to_string().contains("locked"), "{err}");
+        drop(lock);
+        let again = fs.lock().unwrap();
+        drop(again);
         fs::remove_dir_all(&root).unwrap();
     }
 }

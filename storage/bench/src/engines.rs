@@ -71,6 +71,7 @@ fn count_items(lens: impl Iterator<Item = usize>) -> usize {
 /// per job slot), the way a production driver runs them.
 struct Ringkv {
     engine: Engine<StdFs>,
+    _lock: ringkv_storage::DirLock,
     ks: KeyspaceId,
     flush_tx: mpsc::Sender<Job>,
     compact_tx: mpsc::Sender<Job>,
@@ -85,6 +86,7 @@ struct Ringkv {
 impl Ringkv {
     fn open(dir: &Path, cache_bytes: usize) -> Ringkv {
         let fs = StdFs::new(dir).expect("root directory");
+        let lock = fs.lock().expect("lock the directory");
         let opts = Options { block_cache_bytes_max: cache_bytes, ..Options::default() };
         let mut engine = Engine::open(fs.clone(), opts).expect("open ringkv");
         let ks = engine.create_keyspace("bench").expect("keyspace");
@@ -104,6 +106,7 @@ impl Ringkv {
         let compact_tx = spawn_worker(fs, done_tx);
         Ringkv {
             engine,
+            _lock: lock,
             ks,
             flush_tx,
             compact_tx,
