@@ -3,7 +3,8 @@
 //! `cargo run --release -p ringkv-sim --example sweep -- FIRST_SEED COUNT [--trace] [--no-dup]
 //! [--lww] [--one]` replays seeds FIRST_SEED..FIRST_SEED+COUNT; `--trace` prints each event
 //! log, `--no-dup` turns message duplication off, `--lww` uses a last-write-wins keyspace,
-//! `--one` reads and writes at consistency ONE, `--lsm` runs on the LSM engine over `SimFs`.
+//! `--one` reads and writes at consistency ONE, `--lsm` runs on the LSM engine over `SimFs`,
+//! `--sloppy` turns on sloppy quorums.
 
 use ringkv_core::{ConflictMode, Consistency, KeyspaceConfig};
 use ringkv_sim::{FaultConfig, Knob, LsmDisk, Simulation, WorkloadConfig};
@@ -20,6 +21,9 @@ fn main() {
     let mut keyspace = KeyspaceConfig::default();
     if flag("--lww") {
         keyspace.conflict_mode = ConflictMode::LastWriteWins;
+    }
+    if flag("--sloppy") {
+        keyspace.sloppy_quorum = true;
     }
     let mut workload = WorkloadConfig::default();
     if flag("--one") {

@@ -29,7 +29,7 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use ringkv_core::ring::Ring;
-use ringkv_core::storage::StorageWork;
+use ringkv_core::storage::{Space, StorageWork};
 use ringkv_core::{
     ClientError, ClientResponse, Context, Duration, Input, Instant, Key, Node, NodeConfig, NodeId,
     Output, PeerMessage,
@@ -49,6 +49,9 @@ use crate::report::{OutcomeCounts, Report, RunStats};
 use crate::seed::{child_rng, child_seed, exponential};
 use crate::trace::Trace;
 use crate::workload::{ClientState, FollowUp, KeyChooser};
+
+/// Most hints counted per node at the end (a count at the bound means "at least").
+pub const HINTS_SCANNED_MAX: usize = 100_000;
 
 /// Most outputs drained from a node after one input.
 pub const OUTPUTS_PER_DRAIN_MAX: usize = 1_000_000;
@@ -796,6 +799,7 @@ impl<D: SimDisk> Runner<D> {
             liveness_from: self.liveness_from,
             liveness_success_min: self.config.liveness_success_min,
             node_starts_count: self.stats.node_starts as usize,
+            sloppy_quorum: self.config.node.keyspace.sloppy_quorum,
         };
         let views = self.membership_views();
         let input =
@@ -829,15 +833,20 @@ impl<D: SimDisk> Runner<D> {
         }
     }
 
-    fn membership_views(&self) -> Vec<NodeView> {
-        let views = self.slots.iter().enumerate().filter_map(|(index, slot)| {
-            let node = slot.node.as_ref()?;
+    fn membership_views(&mut self) -> Vec<NodeView> {
+        let views = self.slots.iter_mut().enumerate().filter_map(|(index, slot)| {
+            let node = slot.node.as_mut()?;
+            let hints_count = node
+                .storage_mut()
+                .scan(Space::Hints, None, HINTS_SCANNED_MAX)
+                .map_or(HINTS_SCANNED_MAX, |hints| hints.len());
             let members = node
                 .membership()
                 .iter()
                 .map(|(id, state)| (*id, (state.generation, format!("{:?}", state.status))))
                 .collect();
-            Some(NodeView { node: node_id(index), members, down_count: node.peers_up_and_down().1 })
+            let down_count = node.peers_up_and_down().1;
+            Some(NodeView { node: node_id(index), members, down_count, hints_count })
         });
         views.collect()
     }

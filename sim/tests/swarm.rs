@@ -38,7 +38,7 @@ fn twenty_swarm_seeds_pass_every_checker() {
 }
 
 #[test]
-fn last_write_wins_and_consistency_one_swarms_pass_the_checkers_that_apply() {
+fn last_write_wins_consistency_one_and_sloppy_swarms_pass_the_checkers_that_apply() {
     for seed in 20..30 {
         let mut lww = small_swarm(seed);
         lww.node.keyspace.conflict_mode = ConflictMode::LastWriteWins;
@@ -49,6 +49,10 @@ fn last_write_wins_and_consistency_one_swarms_pass_the_checkers_that_apply() {
         one.workload.write_consistency = Consistency::One;
         let report = Simulation::run(&one);
         assert!(report.is_ok(), "consistency ONE:\n{report}");
+        let mut sloppy = small_swarm(seed);
+        sloppy.node.keyspace.sloppy_quorum = true;
+        let report = Simulation::run(&sloppy);
+        assert!(report.is_ok(), "sloppy quorum:\n{report}");
     }
 }
 

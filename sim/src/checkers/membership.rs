@@ -65,7 +65,7 @@ mod tests {
                 (NodeId(index as u32 + 1), (*generation, "Normal".to_string()))
             })
             .collect::<BTreeMap<_, _>>();
-        NodeView { node: NodeId(node), members, down_count }
+        NodeView { node: NodeId(node), members, down_count, hints_count: 0 }
     }
 
     fn run(views: &[NodeView]) -> Vec<Violation> {

@@ -11,6 +11,7 @@
 
 pub mod bounds;
 pub mod convergence;
+pub mod hints;
 pub mod liveness;
 pub mod lost_writes;
 pub mod membership;
@@ -60,6 +61,8 @@ pub struct NodeView {
     pub members: BTreeMap<NodeId, (u64, String)>,
     /// Peers it believes down.
     pub down_count: usize,
+    /// Hints it holds for other replicas.
+    pub hints_count: usize,
 }
 
 /// What the checkers need to know about the run.
@@ -75,11 +78,17 @@ pub struct CheckParams {
     pub liveness_success_min: f64,
     /// How many times nodes were started (each start may mint a new actor).
     pub node_starts_count: usize,
+    /// Whether fallback nodes' hints count toward W: quorums then need not intersect.
+    pub sloppy_quorum: bool,
 }
 
 impl CheckParams {
-    /// Whether a read at `read` after a write at `write` must see it: R + W > N.
+    /// Whether a read at `read` after a write at `write` must see it: R + W > N over strict
+    /// quorums.
     pub fn is_strict(&self, read: Consistency, write: Consistency) -> bool {
+        if self.sloppy_quorum {
+            return false;
+        }
         match (read.required(self.replicas_n), write.required(self.replicas_n)) {
             (Ok(r), Ok(w)) => r + w > self.replicas_n,
             _ => false,
@@ -103,7 +112,7 @@ pub struct CheckInput<'a> {
 /// Runs every checker.
 pub fn check_all(input: CheckInput<'_>) -> Vec<Violation> {
     let analysis = Analysis::new(input.history);
-    let checks: [fn(CheckInput<'_>, &Analysis) -> Vec<Violation>; 8] = [
+    let checks: [fn(CheckInput<'_>, &Analysis) -> Vec<Violation>; 9] = [
         values_written::check,
         lost_writes::check,
         read_after_write::check,
@@ -112,6 +121,7 @@ pub fn check_all(input: CheckInput<'_>) -> Vec<Violation> {
         liveness::check,
         bounds::check,
         membership::check,
+        hints::check,
     ];
     checks
         .iter()
@@ -229,6 +239,7 @@ pub(crate) mod fixtures {
             liveness_from: None,
             liveness_success_min: 0.99,
             node_starts_count: 3,
+            sloppy_quorum: false,
         }
     }
 
