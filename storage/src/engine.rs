@@ -243,6 +243,9 @@ enum InFlight {
 }
 
 /// The LSM storage engine over a [`Vfs`].
+///
+/// Dropping it is a process crash: writes not yet synced (see [`Engine::sync`] and
+/// [`Engine::poll_sync`]) are lost, everything else is recovered by the next [`Engine::open`].
 pub struct Engine<V: Vfs> {
     vfs: V,
     opts: Options,
