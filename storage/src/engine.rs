@@ -268,6 +268,9 @@ pub struct Engine<V: Vfs> {
     sync_in_flight: Option<SeqNo>,
     job_id_next: u64,
     flush_in_flight: Option<u64>,
+    cleanup_in_flight: Option<u64>,
+    /// Obsolete files waiting to be handed to a job for removal.
+    garbage: Vec<String>,
     compaction_in_flight: Option<(u64, InFlight)>,
     compact_cursor: Vec<Vec<u8>>,
     full_compaction_requested: bool,
@@ -371,6 +374,8 @@ impl<V: Vfs> Engine<V> {
             sync_in_flight: None,
             job_id_next: 1,
             flush_in_flight: None,
+            cleanup_in_flight: None,
+            garbage: Vec::new(),
             compaction_in_flight: None,
             compact_cursor: vec![Vec::new(); levels_count],
             full_compaction_requested: false,
@@ -704,12 +709,33 @@ impl<V: Vfs> Engine<V> {
     // ----- jobs -----
 
     /// The next flush or compaction to run, if any is due and its slot is free (one flush and
-    /// one compaction at a time). Run it with [`Job::run`] and pass the result to `finish`.
+    /// one compaction at a time), or else a cleanup that removes obsolete files. Run it with
+    /// [`Job::run`] and pass the result to `finish`.
     #[must_use]
     pub fn poll_job(&mut self) -> Option<Job> {
         if self.poisoned.is_some() {
             return None;
         }
+        if let Some(job) = self.poll_work() {
+            return Some(job);
+        }
+        let idle = self.garbage.is_empty() && self.retired.is_empty();
+        if idle || self.cleanup_in_flight.is_some() {
+            return None;
+        }
+        let id = self.next_job_id();
+        self.cleanup_in_flight = Some(id);
+        Some(Job {
+            id,
+            work: Work::Cleanup,
+            now_wall_ms: None,
+            retired: std::mem::take(&mut self.retired),
+            remove: std::mem::take(&mut self.garbage),
+        })
+    }
+
+    /// The next flush or compaction, if one is due and its slot is free.
+    fn poll_work(&mut self) -> Option<Job> {
         if self.flush_in_flight.is_none() {
             if let Some(f) = self.frozen.front() {
                 let mem = f.mem.clone();
@@ -726,6 +752,7 @@ impl<V: Vfs> Engine<V> {
                     },
                     now_wall_ms: None,
                     retired: std::mem::take(&mut self.retired),
+                    remove: std::mem::take(&mut self.garbage),
                 });
             }
         }
@@ -762,7 +789,13 @@ impl<V: Vfs> Engine<V> {
             }
         };
         self.compaction_in_flight = Some((id, InFlight::Compaction { full, pick }));
-        Some(Job { id, work, now_wall_ms: None, retired: std::mem::take(&mut self.retired) })
+        Some(Job {
+            id,
+            work,
+            now_wall_ms: None,
+            retired: std::mem::take(&mut self.retired),
+            remove: std::mem::take(&mut self.garbage),
+        })
     }
 
     /// Applies a finished job: records its outputs in the manifest, then removes the files it
@@ -773,6 +806,9 @@ impl<V: Vfs> Engine<V> {
             self.finish_flush(result)
         } else if self.compaction_in_flight.as_ref().is_some_and(|(id, _)| *id == result.id) {
             self.finish_compaction(result)
+        } else if self.cleanup_in_flight == Some(result.id) {
+            self.cleanup_in_flight = None;
+            Ok(())
         } else {
             Err(Error::Protocol(format!("job {} is not in flight", result.id)))
         };
@@ -907,9 +943,7 @@ impl<V: Vfs> Engine<V> {
         self.version = Version::from_state(&self.state);
         for number in obsolete {
             self.tables.remove(number);
-            let name = table_name(*number);
-            // The manifest no longer names it; a leftover file is removed at the next open.
-            let _ = self.vfs.remove(&name);
+            self.garbage.push(table_name(*number));
         }
         if self.manifest.size_bytes > self.opts.manifest_bytes_max {
             self.rotate_manifest()?;
@@ -922,7 +956,7 @@ impl<V: Vfs> Engine<V> {
         match manifest::install_new(&self.vfs, number, &self.state) {
             Ok(log) => {
                 let old = std::mem::replace(&mut self.manifest, log);
-                let _ = self.vfs.remove(&manifest::manifest_name(old.number));
+                self.garbage.push(manifest::manifest_name(old.number));
                 Ok(())
             }
             Err(e) => {
@@ -982,8 +1016,7 @@ impl<V: Vfs> Engine<V> {
         let obsolete: Vec<u64> = self.wal_files.range(..self.state.log_number).copied().collect();
         for n in obsolete {
             self.wal_files.remove(&n);
-            // The manifest no longer needs it; a leftover file is removed at the next open.
-            let _ = self.vfs.remove(&wal_name(n));
+            self.garbage.push(wal_name(n));
         }
         Ok(())
     }
@@ -1813,6 +1846,35 @@ mod tests {
         e.run_pending().unwrap();
         assert!(e.files_per_level()[0] < 3);
         e.put(ks, b"after", b"stall").unwrap();
+    }
+
+    #[test]
+    fn obsolete_files_are_removed_by_a_job_not_by_finish() {
+        let fs = SimFs::new(17);
+        let (mut e, ks) = open(&fs);
+        for i in 0..1500 {
+            e.put(ks, &key(i), &val(i, 0)).unwrap();
+            e.run_pending().unwrap();
+        }
+        e.request_flush().unwrap();
+        e.request_full_compaction();
+        // Run only the flush and the compaction; their inputs become garbage.
+        while let Some(job) = e.poll_job() {
+            if job.describe().starts_with("cleanup") {
+                let tables =
+                    |fs: &SimFs| fs.list().unwrap().iter().filter(|n| n.ends_with(".sst")).count();
+                let live: usize = e.files_per_level().iter().sum();
+                assert!(tables(&fs) > live, "finish left the obsolete tables for the job");
+                let r = job.run(&fs);
+                e.finish(r).unwrap();
+                assert_eq!(tables(&fs), live, "the cleanup job removed them");
+                assert!(e.poll_job().is_none());
+                return;
+            }
+            let r = job.run(&fs);
+            e.finish(r).unwrap();
+        }
+        panic!("no cleanup job was handed out");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Background work as jobs: a flush writes a frozen memtable to a table; a compaction merges
-//! tables into new ones; a move changes a table's level without rewriting it.
+//! tables into new ones; a move changes a table's level without rewriting it; a cleanup removes
+//! files the manifest no longer names (every job also removes those it carries).
 //!
 //! A [`Job`] holds only immutable inputs (a frozen memtable, table descriptions, file numbers
 //! reserved for its outputs), so a driver may run it on any thread. [`Job::run`] writes and syncs
@@ -26,6 +27,9 @@ pub struct Job {
     /// Flushed memtables the engine no longer needs: freeing a large one takes milliseconds,
     /// so they ride along and are freed wherever the driver drops the job (its worker thread).
     pub(crate) retired: Vec<Arc<Memtable>>,
+    /// Files no manifest names any more: unlinking a large file takes milliseconds, so the job
+    /// removes them, off the writer's path. A file left behind by a crash is removed at open.
+    pub(crate) remove: Vec<String>,
 }
 
 impl std::fmt::Debug for Job {
@@ -36,6 +40,7 @@ impl std::fmt::Debug for Job {
             .field("work", &self.describe())
             .field("now_wall_ms", &self.now_wall_ms)
             .field("retired", &self.retired.len())
+            .field("remove", &self.remove)
             .finish()
     }
 }
@@ -62,6 +67,8 @@ pub(crate) enum Work {
         from_level: usize,
         to_level: usize,
     },
+    /// Only removes obsolete files and frees retired memtables.
+    Cleanup,
 }
 
 /// What a job produced, for `Engine::finish`.
@@ -99,16 +106,21 @@ impl Job {
             Work::Move { file, from_level, to_level } => {
                 format!("move table {} L{from_level}->L{to_level}", file.number)
             }
+            Work::Cleanup => format!("cleanup ({} files)", self.remove.len()),
         }
     }
 
-    /// True for a flush (which unblocks writes), false for compactions and moves.
+    /// True for a flush (which unblocks writes), false for compactions, moves and cleanups.
     pub fn is_flush(&self) -> bool {
         matches!(self.work, Work::Flush { .. })
     }
 
     /// Does the work on `vfs`: writes and syncs output tables and syncs the directory.
     pub fn run<V: Vfs>(&self, vfs: &V) -> JobResult {
+        for name in &self.remove {
+            // Already gone is fine: a crash between the unlink and the engine hearing of it.
+            let _ = vfs.remove(name);
+        }
         let mut bytes_read = 0;
         let outcome = match &self.work {
             Work::Flush { mem, number, table, smallest_snapshot } => {
@@ -137,7 +149,7 @@ impl Job {
                     *table,
                 )
             }
-            Work::Move { .. } => Ok(Vec::new()),
+            Work::Move { .. } | Work::Cleanup => Ok(Vec::new()),
         };
         JobResult { id: self.id, outcome, bytes_read }
     }
