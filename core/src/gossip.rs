@@ -101,10 +101,14 @@ impl Default for GossipConfig {
 /// A gossip message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum GossipMessage {
-    /// "Here is what I know": `(node, generation, version)` per node.
+    /// "Here is what I know": `(node, generation, version)` per node, and the sender's own
+    /// state, so that a receiver that has never heard of it (a joining node) learns who and
+    /// where it is, and can answer.
     Syn {
         /// Digests.
         digests: Vec<(NodeId, u64, u64)>,
+        /// The sender's own state.
+        sender: MemberState,
     },
     /// "Here is what is newer on my side, and what I want from yours."
     Ack {
@@ -242,7 +246,8 @@ impl Gossip {
         }
         for target in targets {
             let digests = self.digests();
-            self.outbox.push((target, GossipMessage::Syn { digests }));
+            let sender = self.mine().clone();
+            self.outbox.push((target, GossipMessage::Syn { digests, sender }));
         }
     }
 
@@ -250,7 +255,8 @@ impl Gossip {
     pub fn handle(&mut self, from: NodeId, message: GossipMessage) -> Vec<NodeId> {
         let limit = self.config.entries_per_message_max;
         match message {
-            GossipMessage::Syn { digests } => {
+            GossipMessage::Syn { digests, sender } => {
+                let advanced = self.apply(vec![(from, sender)]);
                 let mut states = Vec::new();
                 let mut requests = Vec::new();
                 let mentioned: std::collections::BTreeSet<NodeId> =
@@ -273,7 +279,7 @@ impl Gossip {
                 states.truncate(limit);
                 requests.truncate(limit);
                 self.outbox.push((from, GossipMessage::Ack { states, requests }));
-                Vec::new()
+                advanced
             }
             GossipMessage::Ack { states, requests } => {
                 let advanced = self.apply(states);
@@ -479,11 +485,11 @@ mod tests {
         let mut gossip = Gossip::new(NodeId(1), state(1), known, config.clone(), 3, Instant::ZERO);
         gossip.handle_timeout(Instant::ZERO + config.interval, |_| true);
         while let Some((_, message)) = gossip.poll_message() {
-            let GossipMessage::Syn { digests } = message else { panic!("a round sends Syn") };
+            let GossipMessage::Syn { digests, .. } = message else { panic!("a round sends Syn") };
             assert!(digests.len() <= 4);
         }
         let digests = (2..50).map(|id| (NodeId(id), 5, 5)).collect();
-        gossip.handle(NodeId(2), GossipMessage::Syn { digests });
+        gossip.handle(NodeId(2), GossipMessage::Syn { digests, sender: state(5) });
         let Some((_, GossipMessage::Ack { states, requests })) = gossip.poll_message() else {
             panic!("Syn gets Ack")
         };

@@ -41,6 +41,10 @@ pub struct NodeFileConfig {
     pub members: Vec<MemberAddress>,
     /// Where the node keeps its data (created if missing).
     pub data_dir: std::path::PathBuf,
+    /// Whether this node joins a running cluster: it is not one of `members`, which then name
+    /// the running nodes it contacts (seeds). It streams the ranges it will own, then owns them.
+    #[serde(default)]
+    pub join: bool,
     /// Replicas per key.
     #[serde(default = "default_replicas_n")]
     pub replicas_n: usize,
@@ -176,10 +180,17 @@ impl NodeFileConfig {
         if ids.len() != self.members.len() {
             return invalid("members", "a node id appears twice".into());
         }
-        if !ids.contains(&self.node_id) {
+        if !self.join && !ids.contains(&self.node_id) {
+            let reason = format!(
+                "{} is not among the members {ids:?} (set join: true to join a running cluster)",
+                self.node_id
+            );
+            return invalid("node_id", reason);
+        }
+        if self.join && ids.contains(&self.node_id) {
             return invalid(
-                "node_id",
-                format!("{} is not among the members {ids:?}", self.node_id),
+                "join",
+                format!("node {} is already a member; join is for new nodes", self.node_id),
             );
         }
         if self.cluster_secret.len() < 16 {
@@ -194,7 +205,7 @@ impl NodeFileConfig {
         if self.cluster.is_empty() {
             return invalid("cluster", "must not be empty".into());
         }
-        if self.replicas_n == 0 || self.replicas_n > self.members.len() {
+        if self.replicas_n == 0 || self.replicas_n > self.members.len() + usize::from(self.join) {
             return invalid(
                 "replicas_n",
                 format!("{} replicas with {} members", self.replicas_n, self.members.len()),

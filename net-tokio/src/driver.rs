@@ -62,6 +62,8 @@ pub enum Command {
         /// The reply channel.
         reply: oneshot::Sender<NodeStatus>,
     },
+    /// An operator's membership command.
+    Membership(Input),
     /// Marks the shutdown clean, syncs, and stops the task.
     Shutdown {
         /// Answered once storage is synced.
@@ -84,12 +86,20 @@ pub struct NodeStatus {
     pub members: Vec<NodeId>,
     /// Each member's share of the ring as primary replica (0.0 to 1.0).
     pub shares: Vec<(NodeId, f64)>,
+    /// Every node gossip knows, with its status.
+    pub membership: Vec<(NodeId, String)>,
 }
 
 /// Where the node task sends peer messages.
 pub trait PeerSink: Send + 'static {
     /// Queues a message for a peer; drops it (and counts) when the peer's queue is full.
     fn send(&mut self, to: NodeId, message: PeerMessage);
+
+    /// Whether a connection to `to` is set up (or being set up).
+    fn knows(&self, to: NodeId) -> bool;
+
+    /// Sets up a connection to `to`, whose peer address gossip advertises as `address`.
+    fn connect(&mut self, to: NodeId, address: &str);
 }
 
 /// What became of a peer message handed to the node.
@@ -139,6 +149,11 @@ impl NodeHandle {
         let (reply, receive) = oneshot::channel();
         self.commands.send(Command::Status { reply }).await.ok()?;
         receive.await.ok()
+    }
+
+    /// Hands an operator's membership command (decommission, remove a node) to the node.
+    pub async fn membership(&self, input: Input) -> bool {
+        self.commands.send(Command::Membership(input)).await.is_ok()
     }
 
     /// Shuts the node down cleanly; returns when its storage is synced.
@@ -270,6 +285,7 @@ impl<S: DriverStorage, P: PeerSink> NodeTask<S, P> {
             Command::Status { reply } => {
                 let _ = reply.send(self.status());
             }
+            Command::Membership(input) => self.node.handle(now, input),
             Command::Shutdown { reply } => self.stopping = Some(reply),
         }
     }
@@ -317,7 +333,16 @@ impl<S: DriverStorage, P: PeerSink> NodeTask<S, P> {
     fn drain_outputs(&mut self) {
         while let Some(output) = self.node.poll_output() {
             match output {
-                Output::Send { to, message } => self.peers.send(to, message),
+                Output::Send { to, message } => {
+                    // A node learned from gossip (one that joined) is dialled at the address it
+                    // advertises.
+                    if !self.peers.knows(to) {
+                        if let Some(state) = self.node.membership().get(&to) {
+                            self.peers.connect(to, &state.address);
+                        }
+                    }
+                    self.peers.send(to, message);
+                }
                 Output::Reply { request, result } => {
                     if let Some(reply) = self.pending.remove(&request) {
                         let _ = reply.send(result);
@@ -341,6 +366,12 @@ impl<S: DriverStorage, P: PeerSink> NodeTask<S, P> {
             counters: self.node.counters(),
             members: self.node.ring().members().collect(),
             shares: self.node.ring().primary_shares().into_iter().collect(),
+            membership: self
+                .node
+                .membership()
+                .iter()
+                .map(|(id, state)| (*id, format!("{:?}", state.status).to_ascii_lowercase()))
+                .collect(),
         }
     }
 

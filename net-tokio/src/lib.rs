@@ -114,26 +114,18 @@ pub async fn start<S: driver::DriverStorage>(
         queue_len_max: 65_536,
         backoff_max: StdDuration::from_secs(2),
     });
-    let (queues, receivers) = peer::queues(&members, &settings, metrics.clone());
-    let (handle, node_task) = driver::spawn(node, queues, metrics.clone());
-    let mut tasks = Vec::new();
-    for (peer, outbox) in receivers {
-        let Some(member) = config.members.iter().find(|member| member.id == peer.0) else {
-            continue;
-        };
-        tasks.push(tokio::spawn(peer::dial(
-            peer,
-            member.peer_addr,
-            settings.clone(),
-            handle.clone(),
-            outbox,
-            metrics.clone(),
-        )));
+    let handle_slot = Arc::new(std::sync::OnceLock::new());
+    let mut queues = peer::PeerQueues::new(settings.clone(), handle_slot.clone(), metrics.clone());
+    for member in &config.members {
+        queues.dial_address(NodeId(member.id), member.peer_addr);
     }
+    let (handle, node_task) = driver::spawn(node, queues, metrics.clone());
+    // The dial tasks wait for this handle before they report peer status.
+    let _ = handle_slot.set(handle.clone());
+    let mut tasks = Vec::new();
     tasks.push(tokio::spawn(peer::accept(
         peer_listener.1,
         settings,
-        members,
         handle.clone(),
         metrics.clone(),
     )));
@@ -203,6 +195,10 @@ async fn export_node_counters(node: NodeHandle, metrics: Arc<Metrics>) {
 
 fn node_config(config: &NodeFileConfig, members: Vec<NodeId>) -> NodeConfig {
     let mut node = NodeConfig::new(members);
+    node.address = config.peer_addr.to_string();
+    node.join = config.join;
+    node.datacenter = config.datacenter.clone();
+    node.rack = config.rack.clone();
     node.vnodes_per_node = config.vnodes;
     node.keyspace = KeyspaceConfig { replicas_n: config.replicas_n, ..KeyspaceConfig::default() };
     node.limits = Limits {

@@ -59,12 +59,16 @@ enum AdminAction {
     Status,
     /// Each member's share of the ring as primary replica.
     Ring,
-    /// Joins a node (needs gossip membership, not in this build).
+    /// How to add a node: start it with `join: true` in its configuration.
     Join,
-    /// Decommissions a node (needs gossip membership, not in this build).
+    /// Makes the node at --addr leave: it streams its ranges to their next owners, then leaves.
     Decommission,
-    /// Removes a dead node (needs gossip membership, not in this build).
-    Remove,
+    /// Tells the node at --addr that a dead node is removed; its ranges are rebuilt.
+    Remove {
+        /// The dead node's id.
+        #[arg(long)]
+        node: u32,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -184,8 +188,19 @@ async fn run_admin(addr: SocketAddr, action: AdminAction) -> Result<(), String> 
             println!("{reply}");
             Ok(())
         }
-        AdminAction::Join | AdminAction::Decommission | AdminAction::Remove => {
-            Err("membership changes need gossip membership, which this build does not have yet: the cluster's members are fixed by each node's config".into())
+        AdminAction::Decommission => {
+            println!("{}", resp_call(addr, &["RK.DECOMMISSION"]).await?);
+            Ok(())
+        }
+        AdminAction::Remove { node } => {
+            println!("{}", resp_call(addr, &["RK.REMOVE", &node.to_string()]).await?);
+            Ok(())
+        }
+        AdminAction::Join => {
+            Err("a node joins by starting it with `join: true` and `members` naming running nodes \
+             in its configuration (see README.md); it streams its ranges, then turns normal. \
+             `ringkv admin status` on it shows its progress."
+                .into())
         }
     }
 }

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use ringkv_core::{NodeId, PeerMessage};
@@ -41,11 +41,41 @@ pub struct PeerSettings {
     pub backoff_max: Duration,
 }
 
-/// The sending side: one bounded queue per peer.
+/// The sending side: one bounded queue and one dialling task per peer.
 #[derive(Debug)]
 pub struct PeerQueues {
     queues: BTreeMap<NodeId, mpsc::Sender<PeerMessage>>,
+    settings: Arc<PeerSettings>,
+    node: Arc<OnceLock<NodeHandle>>,
     metrics: Arc<Metrics>,
+}
+
+impl PeerQueues {
+    /// Queues with no peers yet; `node` is filled in once the node task exists.
+    pub fn new(
+        settings: Arc<PeerSettings>,
+        node: Arc<OnceLock<NodeHandle>>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        PeerQueues { queues: BTreeMap::new(), settings, node, metrics }
+    }
+
+    /// Starts the connection to `peer` at `address`.
+    pub fn dial_address(&mut self, peer: NodeId, address: SocketAddr) {
+        if peer == self.settings.me || self.queues.contains_key(&peer) {
+            return;
+        }
+        let (sender, receiver) = mpsc::channel(self.settings.queue_len_max);
+        self.queues.insert(peer, sender);
+        tokio::spawn(dial(
+            peer,
+            address,
+            self.settings.clone(),
+            self.node.clone(),
+            receiver,
+            self.metrics.clone(),
+        ));
+    }
 }
 
 impl PeerSink for PeerQueues {
@@ -55,22 +85,17 @@ impl PeerSink for PeerQueues {
             self.metrics.peer_messages_dropped.inc();
         }
     }
-}
 
-/// Creates the outbound queues for `peers` and the receivers their connection tasks drain.
-pub fn queues(
-    peers: &[NodeId],
-    settings: &PeerSettings,
-    metrics: Arc<Metrics>,
-) -> (PeerQueues, Vec<(NodeId, mpsc::Receiver<PeerMessage>)>) {
-    let mut senders = BTreeMap::new();
-    let mut receivers = Vec::new();
-    for peer in peers.iter().copied().filter(|peer| *peer != settings.me) {
-        let (sender, receiver) = mpsc::channel(settings.queue_len_max);
-        senders.insert(peer, sender);
-        receivers.push((peer, receiver));
+    fn knows(&self, to: NodeId) -> bool {
+        self.queues.contains_key(&to)
     }
-    (PeerQueues { queues: senders, metrics }, receivers)
+
+    fn connect(&mut self, to: NodeId, address: &str) {
+        match address.parse::<SocketAddr>() {
+            Ok(address) => self.dial_address(to, address),
+            Err(_) => tracing::debug!(%to, address, "no dialable address for the peer"),
+        }
+    }
 }
 
 /// Keeps a connection to `peer` at `address` open and sends it everything queued.
@@ -78,13 +103,24 @@ pub async fn dial(
     peer: NodeId,
     address: SocketAddr,
     settings: Arc<PeerSettings>,
-    node: NodeHandle,
+    node: Arc<OnceLock<NodeHandle>>,
     mut outbox: mpsc::Receiver<PeerMessage>,
     metrics: Arc<Metrics>,
 ) {
+    // The node task is created right after the first dial tasks; wait for its handle.
+    let node = loop {
+        if let Some(node) = node.get() {
+            break node.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
     let mut backoff = Duration::from_millis(50);
     let mut reported_down = false;
     loop {
+        // The node dropped its queues: it stopped, and so does this connection.
+        if outbox.is_closed() {
+            return;
+        }
         match connect(peer, address, &settings).await {
             Ok(stream) => {
                 backoff = Duration::from_millis(50);
@@ -186,12 +222,13 @@ async fn pump(
     }
 }
 
-/// Accepts peer connections and feeds their messages to the node. The connection tasks belong to
-/// this task: aborting it (a node stopping) closes every inbound connection, so peers notice.
+/// Accepts peer connections and feeds their messages to the node. Any node that proves it knows
+/// the cluster secret is accepted (a joining node is in nobody's configuration). The connection
+/// tasks belong to this task: aborting it (a node stopping) closes every inbound connection, so
+/// peers notice.
 pub async fn accept(
     listener: TcpListener,
     settings: Arc<PeerSettings>,
-    members: Vec<NodeId>,
     node: NodeHandle,
     metrics: Arc<Metrics>,
 ) {
@@ -203,11 +240,10 @@ pub async fn accept(
         };
         let Ok((stream, address)) = accepted else { continue };
         let settings = settings.clone();
-        let members = members.clone();
         let node = node.clone();
         let metrics = metrics.clone();
         connections.spawn(async move {
-            if let Err(error) = receive(stream, &settings, &members, &node).await {
+            if let Err(error) = receive(stream, &settings, &node).await {
                 if !matches!(error, FrameError::Io(_)) {
                     metrics.peer_frames_refused.inc();
                 }
@@ -220,7 +256,6 @@ pub async fn accept(
 async fn receive(
     mut stream: TcpStream,
     settings: &PeerSettings,
-    members: &[NodeId],
     node: &NodeHandle,
 ) -> Result<(), FrameError> {
     stream.set_nodelay(true)?;
@@ -234,8 +269,8 @@ async fn receive(
     if cluster != settings.cluster {
         return Err(FrameError::Handshake(format!("peer belongs to cluster `{cluster}`")));
     }
-    if !members.contains(&from) || from == settings.me {
-        return Err(FrameError::Handshake(format!("{from} is not a member")));
+    if from == settings.me {
+        return Err(FrameError::Handshake(format!("{from} is this node's own id")));
     }
     let nonce = frame::nonce();
     let proof = frame::proof(&settings.secret, b"a", &settings.cluster, &their_nonce, &nonce);

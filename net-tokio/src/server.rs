@@ -228,6 +228,27 @@ impl Connection {
             "RK.CONSISTENCY" => self.set_consistency(&args),
             "RK.STATUS" => self.ops.status().await,
             "RK.RING" => self.ops.ring().await,
+            "RK.DECOMMISSION" if args.len() == 1 => {
+                if self.ops.node.membership(ringkv_core::Input::Decommission).await {
+                    Reply::ok()
+                } else {
+                    Reply::err("node stopped")
+                }
+            }
+            "RK.REMOVE" if args.len() == 2 => {
+                match std::str::from_utf8(&args[1]).ok().and_then(|id| id.parse::<u32>().ok()) {
+                    Some(id) => {
+                        let input =
+                            ringkv_core::Input::RemoveNode { node: ringkv_core::NodeId(id) };
+                        if self.ops.node.membership(input).await {
+                            Reply::ok()
+                        } else {
+                            Reply::err("node stopped")
+                        }
+                    }
+                    None => Reply::err("RK.REMOVE takes a node id"),
+                }
+            }
             "ECHO" | "SELECT" => wrong_arity(&command.to_ascii_lowercase()),
             _ => Reply::err(format!("unknown command '{}'", String::from_utf8_lossy(&args[0]))),
         };
@@ -434,6 +455,16 @@ impl Ops {
                         .members
                         .iter()
                         .map(|member| Reply::Integer(i64::from(member.0)))
+                        .collect(),
+                ),
+            ),
+            (
+                Reply::text("membership"),
+                Reply::Array(
+                    status
+                        .membership
+                        .iter()
+                        .map(|(id, state)| Reply::text(format!("{}:{state}", id.0)))
                         .collect(),
                 ),
             ),

@@ -19,6 +19,7 @@ struct Cluster {
     client: Vec<SocketAddr>,
     configs: Vec<std::path::PathBuf>,
     children: Vec<Option<Child>>,
+    members: String,
 }
 
 impl Cluster {
@@ -44,12 +45,32 @@ impl Cluster {
             std::fs::write(&path, text).unwrap();
             configs.push(path);
         }
-        let mut cluster = Cluster { client, configs, children: Vec::new() };
+        let mut cluster = Cluster { client, configs, children: Vec::new(), members };
         for index in 0..nodes as usize {
             let child = cluster.spawn(index);
             cluster.children.push(Some(child));
         }
         cluster
+    }
+
+    /// Adds a node that joins the running cluster; returns its index.
+    fn add_joiner(&mut self, root: &Path) -> usize {
+        let index = self.configs.len();
+        let client = free_address();
+        let path = root.join(format!("node{}.ron", index + 1));
+        let text = format!(
+            "(node_id: {}, cluster: \"proc\", cluster_secret: \"process-test-secret-0123\", client_addr: \"{client}\", peer_addr: \"{}\", members: [{}], data_dir: \"{}\", log_level: \"warn\", join: true)",
+            index + 1,
+            free_address(),
+            self.members,
+            root.join(format!("data{}", index + 1)).display()
+        );
+        std::fs::write(&path, text).unwrap();
+        self.configs.push(path);
+        self.client.push(client);
+        let child = self.spawn(index);
+        self.children.push(Some(child));
+        index
     }
 
     fn spawn(&self, index: usize) -> Child {
@@ -180,4 +201,52 @@ async fn sigterm_stops_a_node_cleanly_and_its_restart_keeps_data_and_epoch() {
     let () = redis::cmd("RK.CONSISTENCY").arg("ONE").query_async(&mut connection).await.unwrap();
     let value: Option<i64> = connection.get("k42").await.unwrap();
     assert_eq!(value, Some(42), "the node's own copy survived the restart");
+}
+
+async fn membership(connection: &mut redis::aio::MultiplexedConnection) -> Vec<String> {
+    let status: Vec<redis::Value> = redis::cmd("RK.STATUS").query_async(connection).await.unwrap();
+    let Some(redis::Value::Array(entries)) = status.get(9) else { return Vec::new() };
+    entries
+        .iter()
+        .filter_map(|entry| match entry {
+            redis::Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn wait_for_status(connection: &mut redis::aio::MultiplexedConnection, wanted: &str) {
+    for _ in 0..600 {
+        if membership(connection).await.iter().any(|entry| entry == wanted) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("never saw {wanted}: {:?}", membership(connection).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_joins_a_running_cluster_and_a_founder_decommissions_without_losing_data() {
+    let root = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::new(root.path(), 3);
+    let mut writer = connect(cluster.client[0]).await;
+    wait_until_writable_at_all(&mut writer).await;
+    for index in 0..100 {
+        let () = writer.set(format!("key{index}"), index).await.unwrap();
+    }
+    let joiner = cluster.add_joiner(root.path());
+    let mut newcomer = connect(cluster.client[joiner]).await;
+    wait_for_status(&mut newcomer, "4:normal").await;
+    wait_for_status(&mut writer, "4:normal").await;
+    for index in 0..100 {
+        let value: Option<i64> = newcomer.get(format!("key{index}")).await.unwrap();
+        assert_eq!(value, Some(index), "key{index} through the new node");
+    }
+    let () = redis::cmd("RK.DECOMMISSION").query_async(&mut writer).await.unwrap();
+    let mut observer = connect(cluster.client[1]).await;
+    wait_for_status(&mut observer, "1:left").await;
+    for index in 0..100 {
+        let value: Option<i64> = observer.get(format!("key{index}")).await.unwrap();
+        assert_eq!(value, Some(index), "key{index} after n1 left");
+    }
 }
