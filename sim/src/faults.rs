@@ -76,6 +76,9 @@ pub struct FaultConfig {
     /// False suspicions (a node's failure detector wrongly reports a live peer down) per
     /// simulated second.
     pub suspicions_per_sec: Knob,
+    /// Clean restarts (shutdown, sync, stop, start: the node keeps its epoch) per simulated
+    /// second.
+    pub clean_restarts_per_sec: Knob,
     /// Probability that BUGGIFY is on for the run (nonzero means "draw it").
     pub buggify: Knob,
 }
@@ -96,6 +99,7 @@ impl FaultConfig {
             clock_drift_ppm_max: Knob::Off,
             disk_failures_per_sec: Knob::Off,
             suspicions_per_sec: Knob::Off,
+            clean_restarts_per_sec: Knob::Off,
             buggify: Knob::Off,
         }
     }
@@ -115,6 +119,7 @@ impl FaultConfig {
             clock_drift_ppm_max: Knob::Swarm(1_000.0),
             disk_failures_per_sec: Knob::Swarm(0.1),
             suspicions_per_sec: Knob::Swarm(0.5),
+            clean_restarts_per_sec: Knob::Swarm(0.3),
             buggify: Knob::Swarm(1.0),
         }
     }
@@ -153,6 +158,8 @@ pub struct FaultPlan {
     pub disk_failures_per_sec: f64,
     /// False suspicions per simulated second.
     pub suspicions_per_sec: f64,
+    /// Clean restarts per simulated second.
+    pub clean_restarts_per_sec: f64,
     /// Whether BUGGIFY sites are armed.
     pub buggify: bool,
 }
@@ -178,11 +185,12 @@ impl FaultPlan {
             buggify: config.buggify.resolve(rng) > 0.0,
             // Drawn last so that adding it did not shift the knobs above.
             suspicions_per_sec: config.suspicions_per_sec.resolve(rng).max(0.0),
+            clean_restarts_per_sec: config.clean_restarts_per_sec.resolve(rng).max(0.0),
         }
     }
 
     /// The event-driven fault kinds that are on, with their rates per simulated second.
-    pub fn event_rates(&self) -> [(FaultKind, f64); 6] {
+    pub fn event_rates(&self) -> [(FaultKind, f64); 7] {
         [
             (FaultKind::Partition, self.partitions_per_sec),
             (FaultKind::Crash, self.crashes_per_sec),
@@ -190,6 +198,7 @@ impl FaultPlan {
             (FaultKind::ClockJump, self.clock_jumps_per_sec),
             (FaultKind::DiskFailure, self.disk_failures_per_sec),
             (FaultKind::Suspicion, self.suspicions_per_sec),
+            (FaultKind::CleanRestart, self.clean_restarts_per_sec),
         ]
     }
 }
@@ -209,6 +218,8 @@ pub enum FaultKind {
     DiskFailure,
     /// Tell one node that a live peer is down; the detector corrects itself after a while.
     Suspicion,
+    /// Shut a node down cleanly and start it again: it keeps its epoch.
+    CleanRestart,
 }
 
 impl FaultKind {
@@ -221,6 +232,7 @@ impl FaultKind {
             FaultKind::ClockJump => "fault/clock-jump",
             FaultKind::DiskFailure => "fault/disk",
             FaultKind::Suspicion => "fault/suspicion",
+            FaultKind::CleanRestart => "fault/clean-restart",
         }
     }
 }

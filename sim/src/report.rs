@@ -37,6 +37,8 @@ pub struct RunStats {
     pub crashes: u64,
     /// Node starts, including the first.
     pub node_starts: u64,
+    /// Clean shutdowns (counted among the crashes too, with nothing unsynced to lose).
+    pub clean_restarts: u64,
     /// Partitions installed.
     pub partitions: u64,
     /// Clogs.
@@ -105,12 +107,13 @@ impl std::fmt::Display for Report {
         let s = &self.stats;
         writeln!(
             f,
-            "  faults: {} msgs sent, {} dropped, {} duplicated; {} crashes, {} partitions, {} \
-             clogs, {} clock jumps, {} disk failures; buggify sites fired: {}",
+            "  faults: {} msgs sent, {} dropped, {} duplicated; {} crashes ({} clean), {} \
+             partitions, {} clogs, {} clock jumps, {} disk failures; buggify sites fired: {}",
             s.messages_sent,
             s.messages_dropped,
             s.messages_duplicated,
             s.crashes,
+            s.clean_restarts,
             s.partitions,
             s.clogs,
             s.clock_jumps,

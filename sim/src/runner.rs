@@ -477,6 +477,19 @@ impl<D: SimDisk> Runner<D> {
         self.schedule(self.config.failure_detection_delay, Event::StatusBroadcast { about: index });
     }
 
+    /// Stops a node cleanly: it marks the shutdown, the driver syncs everything, then the node
+    /// is dropped. A failed sync makes it an unclean stop, as on a real machine.
+    fn clean_stop(&mut self, index: usize) {
+        if let Some(node) = self.slots[index].node.as_mut() {
+            let clean = node.shutdown().and_then(|()| node.storage_mut().sync());
+            self.stats.clean_restarts += u64::from(clean.is_ok());
+            self.trace.record(self.now, Some(index), 18, u64::from(clean.is_ok()), || {
+                format!("clean shutdown: {clean:?}")
+            });
+        }
+        self.crash(index);
+    }
+
     /// Replaces a failing disk: it stops failing, then the node restarts on it (a failed sync
     /// poisons the storage until it is reopened).
     fn replace_disk(&mut self, index: usize) {
@@ -673,6 +686,17 @@ impl<D: SimDisk> Runner<D> {
                     }
                     let replace = Duration::from_millis(broken_ms);
                     self.schedule(replace, Event::ReplaceDisk { node: victim });
+                }
+            }
+            FaultKind::CleanRestart => {
+                let running: Vec<usize> =
+                    (0..n).filter(|index| self.slots[*index].node.is_some()).collect();
+                if n - running.len() < n / 2 && !running.is_empty() {
+                    let rng = &mut self.fault_rngs[position];
+                    let victim = running[rng.random_range(0..running.len())];
+                    let down_ms = rng.random_range(100..=1_000);
+                    self.clean_stop(victim);
+                    self.schedule(Duration::from_millis(down_ms), Event::Restart { node: victim });
                 }
             }
             FaultKind::Suspicion => {
