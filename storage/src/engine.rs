@@ -25,6 +25,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::batch::{decode_batch, encode_batch, Batch, BatchOp, KeyspaceId};
+use crate::buggify::{Buggify, Site};
 use crate::cache::BlockCache;
 use crate::codec::{Kind, SeqNo};
 use crate::iter::{EntrySource, Found, Merger, VisibleIter};
@@ -70,6 +71,9 @@ pub struct Options {
     pub batch_ops_max: usize,
     /// Most key and value bytes in one batch (a batch is one WAL record).
     pub batch_bytes_max: usize,
+    /// Turns on BUGGIFY (see `buggify.rs`) with this seed: the simulator sets it to drive rare
+    /// paths; `None` (the default) in production.
+    pub buggify_seed: Option<u64>,
     /// WAL bytes that may wait in memory while a sync is in flight before writes fail with
     /// `Error::SyncStall` (the driver must finish the sync).
     pub wal_pending_bytes_max: usize,
@@ -90,6 +94,7 @@ impl Default for Options {
             batch_ops_max: 100_000,
             batch_bytes_max: 256 << 20,
             wal_pending_bytes_max: 64 << 20,
+            buggify_seed: None,
         }
     }
 }
@@ -279,6 +284,7 @@ pub struct Engine<V: Vfs> {
     stats: Stats,
     recovery: RecoveryReport,
     scratch: Vec<u8>,
+    buggify: Option<Buggify>,
 }
 
 impl<V: Vfs> std::fmt::Debug for Engine<V> {
@@ -384,6 +390,7 @@ impl<V: Vfs> Engine<V> {
             stats: Stats::default(),
             recovery,
             scratch: Vec::new(),
+            buggify: opts.buggify_seed.map(Buggify::new),
             vfs,
             opts,
         };
@@ -620,7 +627,13 @@ impl<V: Vfs> Engine<V> {
         }
         self.last_seq = last;
         self.stats.user_bytes_written += batch.payload_bytes() as u64;
-        if self.mem.size_bytes() >= self.opts.memtable_bytes_max && self.sync_in_flight.is_none() {
+        if self.sync_in_flight.is_none() && self.buggify_fires(Site::EarlyWalAppend) {
+            self.append_wal_buffer()?;
+        }
+        let full = self.mem.size_bytes() >= self.opts.memtable_bytes_max;
+        let early = self.frozen.len() < self.opts.frozen_memtables_max
+            && self.buggify_fires(Site::EarlyRotate);
+        if (full || early) && self.sync_in_flight.is_none() {
             self.rotate()?;
         }
         self.check_invariants();
@@ -736,6 +749,9 @@ impl<V: Vfs> Engine<V> {
 
     /// The next flush or compaction, if one is due and its slot is free.
     fn poll_work(&mut self) -> Option<Job> {
+        if self.compaction_in_flight.is_none() && self.buggify_fires(Site::FullCompaction) {
+            self.full_compaction_requested = true;
+        }
         if self.flush_in_flight.is_none() {
             if let Some(f) = self.frozen.front() {
                 let mem = f.mem.clone();
@@ -1173,6 +1189,10 @@ impl<V: Vfs> Engine<V> {
         let id = self.job_id_next;
         self.job_id_next += 1;
         id
+    }
+
+    fn buggify_fires(&mut self, site: Site) -> bool {
+        self.buggify.as_mut().is_some_and(|b| b.fires(site))
     }
 
     /// True if a compaction is running or could start: a stall must be able to end.

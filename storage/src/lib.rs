@@ -33,6 +33,7 @@
 mod batch;
 mod block;
 mod bloom;
+mod buggify;
 mod cache;
 mod codec;
 mod engine;
