@@ -461,6 +461,33 @@ mod tests {
     }
 
     #[test]
+    fn json_lines_carry_every_required_field() {
+        let m = Measurement {
+            workload: "readrandom",
+            engine: "ringkv",
+            ops: 1000,
+            elapsed: Duration::from_millis(10),
+            p50_us: 1.5,
+            p99_us: 4.25,
+            bytes_on_disk: 4096,
+            write_amp: None,
+        };
+        let line = m.json();
+        for field in [
+            "\"workload\":\"readrandom\"",
+            "\"engine\":\"ringkv\"",
+            "\"ops_per_s\":100000.0",
+            "\"p50_us\":1.500",
+            "\"p99_us\":4.250",
+            "\"bytes_on_disk\":4096",
+            "\"write_amp\":null",
+        ] {
+            assert!(line.contains(field), "{line} lacks {field}");
+        }
+        assert!(line.starts_with('{') && line.ends_with('}') && !line.contains('\n'));
+    }
+
+    #[test]
     fn median_round_is_picked_per_workload_and_engine() {
         let m = |engine, secs| Measurement {
             workload: "fillrandom",
