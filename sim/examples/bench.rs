@@ -20,6 +20,7 @@ fn measure(seeds_count: u64, run_checkers: bool) {
     let mut events = 0u64;
     let mut simulated_ns = 0u64;
     let mut ops = 0u64;
+    let mut stale = 0u64;
     let mut failed_seeds = Vec::new();
     let started = std::time::Instant::now();
     for seed in 0..seeds_count {
@@ -27,6 +28,7 @@ fn measure(seeds_count: u64, run_checkers: bool) {
         config.run_checkers = run_checkers;
         let report = Simulation::run(&config);
         events += report.events_processed;
+        stale += report.stats.stale_events;
         simulated_ns += report.simulated_time.as_nanos();
         ops += report.outcomes.ok + report.outcomes.failed + report.outcomes.unknown;
         if !report.is_ok() {
@@ -40,6 +42,12 @@ fn measure(seeds_count: u64, run_checkers: bool) {
     println!(
         "  events: {events}, {:.0} simulated events per wall second",
         events as f64 / wall_secs
+    );
+    let live = events - stale;
+    println!(
+        "  of which {stale} stale (superseded timers, timeouts after replies): {:.0} live events \
+         per wall second",
+        live as f64 / wall_secs
     );
     println!(
         "  simulated time: {simulated_secs:.1} s, {:.1}x time compression",

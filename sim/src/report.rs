@@ -47,6 +47,9 @@ pub struct RunStats {
     pub clock_jumps: u64,
     /// Disks that started failing.
     pub disk_failures: u64,
+    /// Events that found nothing to do (a timer superseded by a later one, a client timeout
+    /// after the reply); they are counted in `events_processed`.
+    pub stale_events: u64,
     /// Syncs completed (successfully or not).
     pub syncs: u64,
     /// Syncs that failed.

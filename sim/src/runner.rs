@@ -273,12 +273,18 @@ impl<D: SimDisk> Runner<D> {
                     slot.timer_at = None;
                     self.trace.record(at, Some(node), 2, 0, || "timer".to_string());
                     self.feed(node, None);
+                } else {
+                    self.stats.stale_events += 1;
                 }
             }
             Event::SyncDone { node, incarnation, work } => self.sync_done(node, incarnation, work),
             Event::ClientTurn { client } => self.client_turn(client),
             Event::ClientTimeout { op } => {
-                self.complete(op, OpOutcome::Unknown("client timeout: no reply".into()), None)
+                if self.history.get(op).is_some_and(|record| record.completed_at.is_some()) {
+                    self.stats.stale_events += 1;
+                } else {
+                    self.complete(op, OpOutcome::Unknown("client timeout: no reply".into()), None)
+                }
             }
             Event::Fault { kind } => self.inject(kind),
             Event::Restart { node } => {
