@@ -61,6 +61,9 @@ fn a_seed_replays_to_the_same_trace_hash_and_other_seeds_differ() {
     let first = check_determinism(&small_swarm(3)).expect("seed 3 replays identically");
     let second = check_determinism(&small_swarm(4)).expect("seed 4 replays identically");
     assert_ne!(first, second);
+    let on_lsm = || SimBuilder::from_config(small_swarm(3)).run_with_disk::<LsmDisk>().trace_hash;
+    assert_eq!(on_lsm(), on_lsm(), "a run on the LSM engine over SimFs replays identically");
+    assert_ne!(on_lsm(), first, "the disk model takes part in the run");
 }
 
 #[test]
