@@ -697,13 +697,17 @@ impl<S: Storage> Node<S> {
             Ok(placement) => placement,
             Err(error) => return self.deliver(now, reply_to, Outcome::Failed(error)),
         };
-        if placement.replicas.contains(&self.id) {
+        // BUGGIFY: a replica may hand the write to another replica, to drive the forward path.
+        let hand_off = crate::buggify!()
+            && placement.replicas.iter().any(|node| *node != self.id && !self.is_down(*node));
+        if placement.replicas.contains(&self.id) && !hand_off {
             return self.coordinate_write(now, write, placement, reply_to);
         }
         let (replicas, required) = (placement.replicas, placement.required);
         // Dots are minted from the coordinator's own copy of the key, so a write is handed to a
         // replica: the first one believed up.
-        let Some(target) = replicas.iter().copied().find(|node| !self.is_down(*node)) else {
+        let is_target = |node: &NodeId| *node != self.id && !self.is_down(*node);
+        let Some(target) = replicas.iter().copied().find(is_target) else {
             let error = ClientError::Unavailable { required, alive: 0 };
             return self.deliver(now, reply_to, Outcome::Failed(error));
         };
