@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod disk;
 pub mod driver;
 pub mod frame;
 pub mod metrics;
@@ -82,12 +83,29 @@ pub enum StartError {
 }
 
 /// Opens the node's storage in `config.data_dir` (recovering what was synced) and starts it.
+/// The directory is locked while the node runs, so no second node opens it.
 pub async fn start_on_disk(config: &NodeFileConfig) -> Result<RunningNode, StartError> {
-    let fs = ringkv_storage::StdFs::new(&config.data_dir).map_err(|error| {
-        ringkv_core::StorageError(format!("cannot open {}: {error}", config.data_dir.display()))
-    })?;
-    let storage = tokio::task::block_in_place(|| ringkv_core::lsm::LsmStorage::open(fs))?;
-    start(config, storage).await
+    let directory = config.data_dir.display().to_string();
+    let fs = ringkv_storage::StdFs::new(&config.data_dir)
+        .map_err(|error| ringkv_core::StorageError(format!("cannot open {directory}: {error}")))?;
+    // A node stopped a moment ago in this process may still be releasing the lock.
+    let mut attempts = 0;
+    let lock = loop {
+        match fs.lock() {
+            Ok(lock) => break lock,
+            Err(error) if attempts < 40 => {
+                attempts += 1;
+                tracing::debug!(%error, "waiting for the data directory lock");
+                tokio::time::sleep(StdDuration::from_millis(50)).await;
+            }
+            Err(error) => {
+                let reason = format!("cannot lock {directory}: {error}");
+                return Err(ringkv_core::StorageError(reason).into());
+            }
+        }
+    };
+    let engine = tokio::task::block_in_place(|| ringkv_core::lsm::LsmStorage::open(fs))?;
+    start(config, disk::DiskStorage::new(engine, lock)).await
 }
 
 /// Starts a node on `storage` with the settings of `config`.

@@ -317,3 +317,17 @@ async fn a_pipeline_keeps_the_order_of_commands_on_the_same_key() {
         node.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_node_cannot_open_a_data_directory_in_use() {
+    let data = tempfile::tempdir().unwrap();
+    let configs = cluster_configs(3, data.path());
+    let first = start_node(&configs[0]).await;
+    let mut twin = configs[0].clone();
+    twin.client_addr = ringkv_tests::free_address();
+    twin.peer_addr = ringkv_tests::free_address();
+    let refused = ringkv_net::start_on_disk(&twin).await;
+    let error = refused.expect_err("two nodes on one directory").to_string();
+    assert!(error.contains("locked"), "{error}");
+    first.shutdown().await;
+}

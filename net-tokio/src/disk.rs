@@ -1,0 +1,64 @@
+//! A node's storage on a real disk: the LSM engine over `StdFs`, with the data directory's lock
+//! held for as long as the engine is open (it lives inside the node task, so the lock is released
+//! exactly when the engine is dropped, however the node stops).
+
+use bytes::Bytes;
+use ringkv_core::lsm::LsmStorage;
+use ringkv_core::storage::{Space, Storage, WriteSeq};
+use ringkv_core::StorageError;
+use ringkv_storage::{DirLock, StdFs};
+
+/// The engine and the lock on its directory.
+#[derive(Debug)]
+pub struct DiskStorage {
+    engine: LsmStorage<StdFs>,
+    _lock: DirLock,
+}
+
+impl DiskStorage {
+    /// Pairs an opened engine with the lock taken on its directory.
+    pub fn new(engine: LsmStorage<StdFs>, lock: DirLock) -> Self {
+        DiskStorage { engine, _lock: lock }
+    }
+}
+
+impl Storage for DiskStorage {
+    type Work = <LsmStorage<StdFs> as Storage>::Work;
+
+    fn get(&mut self, space: Space, key: &[u8]) -> Result<Option<Bytes>, StorageError> {
+        self.engine.get(space, key)
+    }
+
+    fn write(
+        &mut self,
+        space: Space,
+        key: Bytes,
+        value: Option<Bytes>,
+    ) -> Result<WriteSeq, StorageError> {
+        self.engine.write(space, key, value)
+    }
+
+    fn scan(
+        &mut self,
+        space: Space,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Bytes, Bytes)>, StorageError> {
+        self.engine.scan(space, after, limit)
+    }
+
+    fn durable_seq(&self) -> WriteSeq {
+        self.engine.durable_seq()
+    }
+
+    fn poll_work(&mut self) -> Option<Self::Work> {
+        self.engine.poll_work()
+    }
+
+    fn finish_work(
+        &mut self,
+        done: <Self::Work as ringkv_core::storage::StorageWork>::Done,
+    ) -> Result<WriteSeq, StorageError> {
+        self.engine.finish_work(done)
+    }
+}
