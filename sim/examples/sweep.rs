@@ -4,7 +4,7 @@
 //! [--lww] [--one]` replays seeds FIRST_SEED..FIRST_SEED+COUNT; `--trace` prints each event
 //! log, `--no-dup` turns message duplication off, `--lww` uses a last-write-wins keyspace,
 //! `--one` reads and writes at consistency ONE, `--lsm` runs on the LSM engine over `SimFs`,
-//! `--sloppy` turns on sloppy quorums.
+//! `--sloppy` turns on sloppy quorums, `--buggify` arms BUGGIFY in every run.
 
 use ringkv_core::{ConflictMode, Consistency, KeyspaceConfig};
 use ringkv_sim::{FaultConfig, Knob, LsmDisk, Simulation, WorkloadConfig};
@@ -15,6 +15,9 @@ fn main() {
     let count: u64 = args.get(1).and_then(|arg| arg.parse().ok()).unwrap_or(10);
     let flag = |name: &str| args.iter().any(|arg| arg == name);
     let mut faults = FaultConfig::swarm();
+    if flag("--buggify") {
+        faults.buggify = Knob::Fixed(1.0);
+    }
     if flag("--no-dup") {
         faults.duplicate_rate = Knob::Off;
     }
