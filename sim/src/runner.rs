@@ -830,6 +830,7 @@ impl<D: SimDisk> Runner<D> {
             liveness_success_min: self.config.liveness_success_min,
             node_starts_count: self.stats.node_starts as usize,
             sloppy_quorum: self.config.node.keyspace.sloppy_quorum,
+            settled: self.liveness_from.is_some_and(|from| self.now >= from),
         };
         let views = self.membership_views();
         let input =

@@ -10,6 +10,9 @@ const NAME: &str = "hints";
 
 /// Runs the check.
 pub fn check(input: CheckInput<'_>, _analysis: &Analysis) -> Vec<Violation> {
+    if !input.params.settled {
+        return Vec::new();
+    }
     input
         .views
         .iter()

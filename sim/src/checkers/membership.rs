@@ -3,7 +3,8 @@
 //! At the end of the run every node's gossip view must list every member, all views must agree
 //! on each member's generation and status, and no node may believe a member down (by its
 //! driver's report or its phi-accrual detector). The final pass and the liveness phase give
-//! gossip many rounds (one per second per node) to converge.
+//! gossip many rounds (one per second per node) to converge; a run that ends sooner after the
+//! heal than the liveness warm-up is not checked.
 
 use super::{Analysis, CheckInput, Violation};
 
@@ -11,6 +12,9 @@ const NAME: &str = "membership";
 
 /// Runs the check.
 pub fn check(input: CheckInput<'_>, _analysis: &Analysis) -> Vec<Violation> {
+    if !input.params.settled {
+        return Vec::new();
+    }
     let mut violations = Vec::new();
     let Some(first) = input.views.first() else {
         return violations;
@@ -54,7 +58,7 @@ mod tests {
 
     use super::*;
     use crate::checkers::fixtures::params;
-    use crate::checkers::{FinalState, NodeView};
+    use crate::checkers::{CheckParams, FinalState, NodeView};
     use crate::history::History;
 
     fn view(node: u32, generations: &[u64], down_count: usize) -> NodeView {
@@ -69,11 +73,20 @@ mod tests {
     }
 
     fn run(views: &[NodeView]) -> Vec<Violation> {
+        run_settled(views, true)
+    }
+
+    fn run_settled(views: &[NodeView], settled: bool) -> Vec<Violation> {
         let history = History::new();
         let final_state = FinalState::new();
-        let input =
-            CheckInput { history: &history, final_state: &final_state, views, params: params() };
+        let params = CheckParams { settled, ..params() };
+        let input = CheckInput { history: &history, final_state: &final_state, views, params };
         check(input, &Analysis::new(&history))
+    }
+
+    #[test]
+    fn a_run_that_ended_before_gossip_could_settle_is_not_judged() {
+        assert_eq!(run_settled(&[view(1, &[1, 2], 0), view(2, &[1, 1], 1)], false), Vec::new());
     }
 
     #[test]

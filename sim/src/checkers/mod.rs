@@ -80,6 +80,9 @@ pub struct CheckParams {
     pub node_starts_count: usize,
     /// Whether fallback nodes' hints count toward W: quorums then need not intersect.
     pub sloppy_quorum: bool,
+    /// Whether the cluster ran healed for at least the liveness warm-up before the end, so
+    /// that gossip and hint replay had time to converge.
+    pub settled: bool,
 }
 
 impl CheckParams {
@@ -240,6 +243,7 @@ pub(crate) mod fixtures {
             liveness_success_min: 0.99,
             node_starts_count: 3,
             sloppy_quorum: false,
+            settled: true,
         }
     }
 
