@@ -70,6 +70,15 @@ pub enum ClientRequest {
         /// Replies needed per key.
         consistency: Consistency,
     },
+    /// Lists keys: those whose token is above `cursor` (0 starts), on one arc of the ring per
+    /// call, at most `count`. Reads one replica per arc, so a key that replica has not received
+    /// yet (before repair) is missed; keys that hold nothing readable are left out.
+    Scan {
+        /// 0 to start, else the cursor the previous call returned.
+        cursor: u64,
+        /// Most keys to return.
+        count: usize,
+    },
     /// Writes several keys, each as a `Set`. Not atomic: on failure some keys may be written.
     MSet {
         /// Keys and values.
@@ -116,6 +125,13 @@ pub enum ClientResponse {
     },
     /// Reply to `MSet`.
     WrittenMany,
+    /// Reply to `Scan`.
+    Scanned {
+        /// Keys found, by token.
+        keys: Vec<Key>,
+        /// The cursor for the next call; 0 when the whole ring was covered.
+        cursor: u64,
+    },
 }
 
 /// A message between nodes.
@@ -238,6 +254,17 @@ pub enum PeerMessage {
     StreamAck {
         /// The stream.
         stream: crate::streaming::StreamId,
+    },
+    /// A coordinator asks a replica for the live keys with tokens in `[low, high]`.
+    ScanRequest {
+        /// The coordinator's id; the answer comes back as a `ForwardReply`.
+        forward: OpId,
+        /// Lowest token, inclusive.
+        low: u64,
+        /// Highest token, inclusive.
+        high: u64,
+        /// Most keys.
+        count: usize,
     },
     /// Membership gossip.
     Gossip(crate::gossip::GossipMessage),

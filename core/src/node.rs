@@ -577,6 +577,7 @@ impl<S: Storage> Node<S> {
                 let write = KeyWrite { key, value: None, context, ttl: None, overwrite: false };
                 self.start_put(now, write, consistency, reply_to)
             }
+            ClientRequest::Scan { cursor, count } => self.start_scan(now, cursor, count, reply_to),
             ClientRequest::MGet { keys, consistency } => {
                 let batch = self.coordinator.start_batch(request, keys.len());
                 for (index, key) in keys.into_iter().enumerate() {
@@ -624,6 +625,7 @@ impl<S: Storage> Node<S> {
                 keys.iter().try_for_each(|key| limits.check_key(key))?;
                 consistency.required(replicas_n)?;
             }
+            ClientRequest::Scan { count, .. } => limits.check_batch(*count)?,
             ClientRequest::MSet { entries, consistency } => {
                 limits.check_batch(entries.len())?;
                 for (key, value) in entries {
@@ -1042,6 +1044,67 @@ impl<S: Storage> Node<S> {
         }
     }
 
+    /// Starts a scan step: the interval from the cursor to the end of its arc, answered by the
+    /// first replica of that arc believed up.
+    fn start_scan(&mut self, now: Instant, cursor: u64, count: usize, reply_to: ReplyTo) {
+        let low = if cursor == 0 { 0 } else { cursor.saturating_add(1) };
+        let high = self.ring.arc_end_from(low).unwrap_or(u64::MAX);
+        let replicas = self.ring.preference_list_for_token(low, self.config.keyspace.replicas_n);
+        let Some(replica) = replicas.iter().copied().find(|node| !self.is_down(*node)) else {
+            let error = ClientError::Unavailable { required: 1, alive: 0 };
+            return self.deliver(now, reply_to, Outcome::Failed(error));
+        };
+        if replica == self.id {
+            let result = self.scan_tokens(low, high, count);
+            return self.deliver(now, reply_to, Outcome::Forwarded(result));
+        }
+        let forward = self.coordinator.start_forward(reply_to, now + self.config.request_timeout);
+        self.send(replica, PeerMessage::ScanRequest { forward, low, high, count });
+    }
+
+    /// This node's live keys with tokens in `[low, high]`, by token, at most `count`, and the
+    /// cursor that continues after them.
+    fn scan_tokens(
+        &mut self,
+        low: u64,
+        high: u64,
+        count: usize,
+    ) -> Result<ClientResponse, ClientError> {
+        let mut found: Vec<(u64, Bytes)> = Vec::new();
+        let mut after: Option<Bytes> = None;
+        loop {
+            let page = self.storage.scan(Space::Data, after.as_deref(), SCAN_PAGE_KEYS)?;
+            let full = page.len() == SCAN_PAGE_KEYS;
+            after = page.last().map(|(key, _)| key.clone());
+            for (key, bytes) in page {
+                let token = Ring::key_token(&key);
+                if token < low || token > high {
+                    continue;
+                }
+                if decode_object(&bytes)
+                    .is_ok_and(|object| !object.live_values(self.wall).is_empty())
+                {
+                    found.push((token, key));
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        found.sort();
+        let more = found.len() > count;
+        found.truncate(count.max(1));
+        let cursor = match (more, found.last()) {
+            (true, Some((token, _))) => *token,
+            _ if high == u64::MAX => 0,
+            _ => high,
+        };
+        Ok(ClientResponse::Scanned {
+            keys: found.into_iter().map(|(_, key)| key).collect(),
+            cursor,
+        })
+    }
+
     /// This node's membership status.
     pub fn status(&self) -> MemberStatus {
         self.gossip.mine().status
@@ -1294,6 +1357,11 @@ impl<S: Storage> Node<S> {
                         self.counters.peer_messages_dropped += 1;
                     }
                 }
+            }
+            PeerMessage::ScanRequest { forward, low, high, count } => {
+                let result =
+                    self.scan_tokens(low, high, count.min(self.config.limits.batch_keys_max));
+                self.send(from, PeerMessage::ForwardReply { forward, result });
             }
             PeerMessage::StreamRequest { stream, arcs } => {
                 if stream.0 == from && arcs.len() <= STREAM_ARCS_MAX {

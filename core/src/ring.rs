@@ -151,6 +151,13 @@ impl Ring {
         self.preference_list_for_token(Ring::key_token(key), replicas_n)
     }
 
+    /// The end of the arc holding `token` when that arc does not wrap past `u64::MAX` from
+    /// `token`: the first ring token at or after it; `None` when `token` lies past the last ring
+    /// token (its arc wraps to the first).
+    pub fn arc_end_from(&self, token: Token) -> Option<Token> {
+        self.tokens.range(token..).next().map(|(end, _)| *end)
+    }
+
     /// The primary replica of a token.
     pub fn primary(&self, token: Token) -> Option<NodeId> {
         self.preference_list_for_token(token, 1).first().copied()

@@ -723,3 +723,42 @@ fn a_removed_dead_node_has_its_ranges_rebuilt_from_the_survivors() {
         assert_eq!(cluster.node(NodeId(observer)).ring().members_count(), 3);
     }
 }
+
+#[test]
+fn a_full_scan_lists_every_live_key_once_across_arcs_and_skips_deleted_ones() {
+    let mut cluster = Cluster::new(config(5));
+    for key in keys(300) {
+        assert!(cluster.call(NodeId(1), put(&key, "v", None, Consistency::All)).is_ok());
+    }
+    let seen = read(cluster.call(NodeId(1), get("key7", Consistency::All)));
+    let deleted = ClientRequest::Delete {
+        key: key("key7"),
+        context: Some(seen.context),
+        consistency: Consistency::All,
+    };
+    assert!(cluster.call(NodeId(1), deleted).is_ok());
+    let mut cursor = 0;
+    let mut listed = Vec::new();
+    let mut calls = 0;
+    loop {
+        calls += 1;
+        assert!(calls < 1_000, "the scan does not end");
+        let reply = cluster.call(NodeId(2), ClientRequest::Scan { cursor, count: 17 });
+        let Ok(ClientResponse::Scanned { keys, cursor: next }) = reply else { panic!("{reply:?}") };
+        assert!(keys.len() <= 17);
+        listed.extend(keys);
+        if next == 0 {
+            break;
+        }
+        assert!(next > cursor, "the cursor went backwards: {cursor} -> {next}");
+        cursor = next;
+    }
+    let mut expected: Vec<Bytes> =
+        keys(300).into_iter().filter(|key| key != "key7").map(Bytes::from).collect();
+    expected.sort();
+    listed.sort();
+    assert_eq!(listed, expected);
+    assert!(calls > 20, "only {calls} calls: arcs and counts were not respected");
+    let too_many = ClientRequest::Scan { cursor: 0, count: 5_000 };
+    assert!(matches!(cluster.call(NodeId(1), too_many), Err(ClientError::BatchTooLarge { .. })));
+}

@@ -226,6 +226,7 @@ impl Connection {
                 return (self.ops.clone().dispatch(&command, &args).await, Flow::Continue);
             }
             "RK.CONSISTENCY" => self.set_consistency(&args),
+            "SCAN" if args.len() >= 2 => self.ops.scan(&args).await,
             "RK.STATUS" => self.ops.status().await,
             "RK.RING" => self.ops.ring().await,
             "RK.DECOMMISSION" if args.len() == 1 => {
@@ -249,7 +250,7 @@ impl Connection {
                     None => Reply::err("RK.REMOVE takes a node id"),
                 }
             }
-            "ECHO" | "SELECT" => wrong_arity(&command.to_ascii_lowercase()),
+            "ECHO" | "SELECT" | "SCAN" => wrong_arity(&command.to_ascii_lowercase()),
             _ => Reply::err(format!("unknown command '{}'", String::from_utf8_lossy(&args[0]))),
         };
         self.metrics.observe_request(
@@ -485,6 +486,50 @@ impl Ops {
                 })
                 .collect(),
         )
+    }
+
+    /// `SCAN cursor [MATCH pattern] [COUNT n] [TYPE type]`: one arc of the ring per call; MATCH
+    /// filters the keys found (so a call may return none while the cursor moves on), as in Redis.
+    async fn scan(&self, args: &[Bytes]) -> Reply {
+        let Some(cursor) =
+            std::str::from_utf8(&args[1]).ok().and_then(|text| text.parse::<u64>().ok())
+        else {
+            return Reply::err("invalid cursor");
+        };
+        let (mut pattern, mut count, mut only_strings) = (None, 10usize, true);
+        let mut index = 2;
+        while index < args.len() {
+            let option = String::from_utf8_lossy(&args[index]).to_ascii_uppercase();
+            let Some(value) = args.get(index + 1) else { return Reply::err("syntax error") };
+            match option.as_str() {
+                "MATCH" => pattern = Some(value.clone()),
+                "COUNT" => match std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|text| text.parse::<usize>().ok())
+                {
+                    Some(parsed) if parsed > 0 => count = parsed,
+                    _ => return Reply::err("value is not an integer or out of range"),
+                },
+                "TYPE" => only_strings = value.eq_ignore_ascii_case(b"string"),
+                _ => return Reply::err("syntax error"),
+            }
+            index += 2;
+        }
+        match self.node.request(ClientRequest::Scan { cursor, count }).await {
+            Ok(ClientResponse::Scanned { keys, cursor }) => {
+                let keys = keys
+                    .into_iter()
+                    .filter(|key| {
+                        only_strings
+                            && pattern.as_ref().is_none_or(|pattern| glob_matches(pattern, key))
+                    })
+                    .map(Reply::Bulk)
+                    .collect();
+                Reply::Array(vec![Reply::text(cursor.to_string()), Reply::Array(keys)])
+            }
+            Ok(other) => Reply::err(format!("unexpected response {other:?}")),
+            Err(error) => error_reply(&error),
+        }
     }
 
     async fn read(&self, key: Bytes, consistency: Consistency) -> Result<ReadResult, Reply> {
@@ -835,6 +880,41 @@ pub fn error_reply(error: &ClientError) -> Reply {
     Reply::Error(format!("{code} {error}"))
 }
 
+/// Redis-style glob matching: `*`, `?`, `[abc]`, `[a-z]`, `[^a]` and `\\` escapes.
+fn glob_matches(pattern: &[u8], text: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => text.is_empty(),
+        Some((b'*', rest)) => (0..=text.len()).any(|skip| glob_matches(rest, &text[skip..])),
+        Some((b'?', rest)) => !text.is_empty() && glob_matches(rest, &text[1..]),
+        Some((b'[', rest)) => {
+            let Some(close) = rest.iter().position(|byte| *byte == b']') else {
+                return text.first() == Some(&b'[') && glob_matches(rest, &text[1..]);
+            };
+            let Some(first) = text.first() else { return false };
+            let (negated, class) = match rest[..close].split_first() {
+                Some((b'^', class)) => (true, class),
+                _ => (false, &rest[..close]),
+            };
+            let mut hit = false;
+            let mut index = 0;
+            while index < class.len() {
+                if index + 2 < class.len() && class[index + 1] == b'-' {
+                    hit |= (class[index]..=class[index + 2]).contains(first);
+                    index += 3;
+                } else {
+                    hit |= class[index] == *first;
+                    index += 1;
+                }
+            }
+            hit != negated && glob_matches(&rest[close + 1..], &text[1..])
+        }
+        Some((b'\\', rest)) if !rest.is_empty() => {
+            text.first() == Some(&rest[0]) && glob_matches(&rest[1..], &text[1..])
+        }
+        Some((byte, rest)) => text.first() == Some(byte) && glob_matches(rest, &text[1..]),
+    }
+}
+
 fn wrong_arity(command: &str) -> Reply {
     Reply::err(format!("wrong number of arguments for '{command}' command"))
 }
@@ -889,6 +969,17 @@ mod tests {
         assert!(options(&["EX", "0"]).is_err());
         assert!(options(&["EX", "5", "PX", "5"]).is_err());
         assert!(options(&["BOGUS"]).is_err());
+    }
+
+    #[test]
+    fn globs_match_as_redis_does() {
+        assert!(glob_matches(b"user:*", b"user:42"));
+        assert!(!glob_matches(b"user:*", b"session:42"));
+        assert!(glob_matches(b"k?y", b"key") && !glob_matches(b"k?y", b"keey"));
+        assert!(glob_matches(b"k[a-c]", b"kb") && !glob_matches(b"k[a-c]", b"kd"));
+        assert!(glob_matches(b"k[^a]", b"kb") && !glob_matches(b"k[^a]", b"ka"));
+        assert!(glob_matches(b"a\\*", b"a*") && !glob_matches(b"a\\*", b"ab"));
+        assert!(glob_matches(b"*", b""));
     }
 
     #[test]

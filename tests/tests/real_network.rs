@@ -331,3 +331,36 @@ async fn a_second_node_cannot_open_a_data_directory_in_use() {
     assert!(error.contains("locked"), "{error}");
     first.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_with_match_lists_every_matching_key_through_a_redis_client() {
+    let data = tempfile::tempdir().unwrap();
+    let configs = cluster_configs(3, data.path());
+    let mut nodes = Vec::new();
+    for config in &configs {
+        nodes.push(start_node(config).await);
+    }
+    let mut connection = connect(nodes[0].client_addr).await;
+    wait_until_writable(&mut connection).await;
+    for index in 0..120 {
+        let () = connection.set(format!("user:{index}"), index).await.unwrap();
+        let () = connection.set(format!("order:{index}"), index).await.unwrap();
+    }
+    let mut found: Vec<String> = Vec::new();
+    {
+        let mut iter: redis::AsyncIter<String> = connection.scan_match("user:*").await.unwrap();
+        while let Some(key) = iter.next_item().await {
+            found.push(key);
+        }
+    }
+    found.sort();
+    let mut expected: Vec<String> = (0..120).map(|index| format!("user:{index}")).collect();
+    expected.sort();
+    assert_eq!(found, expected);
+    let bad: redis::RedisResult<()> =
+        redis::cmd("SCAN").arg("nonsense").query_async(&mut connection).await;
+    assert!(bad.unwrap_err().to_string().contains("invalid cursor"));
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
