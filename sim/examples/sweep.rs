@@ -35,23 +35,59 @@ fn main() {
     }
     let mut failed = Vec::new();
     for seed in first..first + count {
-        let builder = Simulation::builder()
-            .seed(seed)
-            .faults(faults)
-            .keyspace(keyspace)
-            .workload(workload.clone())
-            .trace_log(flag("--trace"));
-        let report = if flag("--lsm") { builder.run_with_disk::<LsmDisk>() } else { builder.run() };
+        let run = |trace: bool| {
+            let builder = Simulation::builder()
+                .seed(seed)
+                .faults(faults)
+                .keyspace(keyspace)
+                .workload(workload.clone())
+                .trace_log(trace);
+            if flag("--lsm") {
+                builder.run_with_disk::<LsmDisk>()
+            } else {
+                builder.run()
+            }
+        };
+        let report = run(flag("--trace"));
         for line in &report.trace {
             println!("{line}");
         }
         print!("{report}");
         if !report.is_ok() {
             failed.push(seed);
+            if !flag("--trace") {
+                print_excerpt(&run(true), EXCERPT_LINES_MAX);
+            }
         }
     }
     println!("{} of {count} seeds failed: {failed:?}", failed.len());
     if !failed.is_empty() {
         std::process::exit(1);
+    }
+}
+
+/// Most lines of the excerpt printed for a failing seed.
+const EXCERPT_LINES_MAX: usize = 40;
+
+/// Replays a failing seed's log and prints the lines that mention the values and operations
+/// named in its first violation.
+fn print_excerpt(report: &ringkv_sim::Report, lines_max: usize) {
+    let Some(violation) = report.violations.first() else {
+        return;
+    };
+    let words: Vec<&str> = violation.message.split([' ', ',']).collect();
+    let mut needles: Vec<String> = Vec::new();
+    for pair in words.windows(2) {
+        if pair[0] == "op" && pair[1].chars().all(|c| c.is_ascii_digit()) {
+            needles.push(format!("op {}:", pair[1]));
+            needles.push(format!("op {} completed", pair[1]));
+        }
+    }
+    let values = violation.message.split('"').skip(1).step_by(2);
+    needles.extend(values.filter(|value| value.starts_with('c')).map(|value| value.to_string()));
+    println!("  excerpt of the event log (replayed) for: {}", violation.message);
+    let matching = report.trace.iter().filter(|line| needles.iter().any(|n| line.contains(n)));
+    for line in matching.take(lines_max) {
+        println!("    {}", line.chars().take(220).collect::<String>());
     }
 }
