@@ -130,6 +130,21 @@ impl<V: Vfs + Clone> Storage for LsmStorage<V> {
         self.engine.durable_seq()
     }
 
+    fn stats(&self) -> Vec<(&'static str, u64)> {
+        let stats = self.engine.stats();
+        vec![
+            ("storage_flushes_total", stats.flushes),
+            ("storage_compactions_total", stats.compactions),
+            ("storage_user_bytes_written_total", stats.user_bytes_written),
+            ("storage_wal_bytes_written_total", stats.wal_bytes_written),
+            ("storage_flush_bytes_written_total", stats.flush_bytes_written),
+            ("storage_compaction_bytes_written_total", stats.compaction_bytes_written),
+            ("storage_compaction_bytes_read_total", stats.compaction_bytes_read),
+            ("storage_block_cache_hits_total", stats.cache_hits),
+            ("storage_block_cache_misses_total", stats.cache_misses),
+        ]
+    }
+
     fn poll_work(&mut self) -> Option<LsmWork<V>> {
         if let Some(job) = self.engine.poll_sync() {
             return Some(LsmWork::Sync(job, self.engine.vfs().clone()));

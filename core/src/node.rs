@@ -446,6 +446,11 @@ impl<S: Storage> Node<S> {
         &mut self.storage
     }
 
+    /// The node's storage, read-only (statistics).
+    pub fn storage(&self) -> &S {
+        &self.storage
+    }
+
     /// Gives the storage back, for a simulated crash and restart.
     pub fn into_storage(self) -> S {
         self.storage

@@ -91,6 +91,11 @@ pub trait Storage {
         done: <Self::Work as StorageWork>::Done,
     ) -> Result<WriteSeq, StorageError>;
 
+    /// Counters for operators (flushes, compactions, bytes written), by name; none by default.
+    fn stats(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
+
     /// Runs every piece of work due, inline, and returns the durable sequence number.
     fn sync(&mut self) -> Result<WriteSeq, StorageError> {
         for _ in 0..WORK_ROUNDS_MAX {

@@ -51,6 +51,10 @@ impl Storage for DiskStorage {
         self.engine.durable_seq()
     }
 
+    fn stats(&self) -> Vec<(&'static str, u64)> {
+        self.engine.stats()
+    }
+
     fn poll_work(&mut self) -> Option<Self::Work> {
         self.engine.poll_work()
     }

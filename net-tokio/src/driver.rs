@@ -88,6 +88,8 @@ pub struct NodeStatus {
     pub shares: Vec<(NodeId, f64)>,
     /// Every node gossip knows, with its status.
     pub membership: Vec<(NodeId, String)>,
+    /// The storage's counters (flushes, compactions, bytes).
+    pub storage: Vec<(&'static str, u64)>,
 }
 
 /// Where the node task sends peer messages.
@@ -366,6 +368,7 @@ impl<S: DriverStorage, P: PeerSink> NodeTask<S, P> {
             counters: self.node.counters(),
             members: self.node.ring().members().collect(),
             shares: self.node.ring().primary_shares().into_iter().collect(),
+            storage: self.node.storage().stats(),
             membership: self
                 .node
                 .membership()

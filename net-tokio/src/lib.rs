@@ -192,6 +192,8 @@ async fn export_node_counters(node: NodeHandle, metrics: Arc<Metrics>) {
         ticker.tick().await;
         let Some(status) = node.status().await else { return };
         let counters = status.counters;
+        metrics
+            .set_node_values(status.storage.iter().map(|(name, value)| (name.to_string(), *value)));
         metrics.set_node_values([
             ("read_repairs_sent_total".to_string(), counters.read_repairs_sent),
             ("peer_messages_dropped_total".to_string(), counters.peer_messages_dropped),

@@ -364,3 +364,38 @@ async fn scan_with_match_lists_every_matching_key_through_a_redis_client() {
         node.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_served_in_prometheus_text_with_request_storage_and_gossip_figures() {
+    let data = tempfile::tempdir().unwrap();
+    let mut configs = cluster_configs(3, data.path());
+    configs[0].metrics_addr = Some(ringkv_tests::free_address());
+    let mut nodes = Vec::new();
+    for config in &configs {
+        nodes.push(start_node(config).await);
+    }
+    let mut connection = connect(nodes[0].client_addr).await;
+    wait_until_writable(&mut connection).await;
+    for index in 0..20 {
+        let () = connection.set(format!("k{index}"), index).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let mut http = tokio::net::TcpStream::connect(nodes[0].metrics_addr.unwrap()).await.unwrap();
+    http.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut body = String::new();
+    http.read_to_string(&mut body).await.unwrap();
+    assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+    for metric in [
+        "ringkv_request_duration_seconds_bucket{command=\"SET\",consistency=\"QUORUM\",outcome=\"ok\"",
+        "ringkv_node_gossip_rounds_total",
+        "ringkv_node_hints_stored_total",
+        "ringkv_node_storage_compactions_total",
+        "ringkv_node_storage_flushes_total",
+        "ringkv_peers_up 2",
+    ] {
+        assert!(body.contains(metric), "missing {metric} in\n{body}");
+    }
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
