@@ -77,6 +77,9 @@ pub struct NodeConfig {
     pub anti_entropy_interval: Duration,
     /// Most keys compared or streamed per anti-entropy exchange.
     pub anti_entropy_keys_max: usize,
+    /// Acknowledge replica writes as soon as they are written, before storage syncs them (the
+    /// driver then syncs on a timer). A crash can lose the writes of the last interval.
+    pub acknowledge_before_sync: bool,
     /// Whether this node joins a running cluster (streams the ranges it will own before owning
     /// them) rather than being one of its founding members.
     pub join: bool,
@@ -114,6 +117,7 @@ impl NodeConfig {
             sweep_keys_max: 1_000,
             anti_entropy_interval: Duration::from_secs(10),
             anti_entropy_keys_max: 1_000,
+            acknowledge_before_sync: false,
             join: false,
             join_settle_rounds: 3,
             stream_chunk_keys_max: 200,
@@ -1619,8 +1623,10 @@ impl<S: Storage> Node<S> {
         if self.storage_failure.is_some() {
             return;
         }
+        let acknowledgeable =
+            if self.config.acknowledge_before_sync { WriteSeq::MAX } else { durable };
         while let Some(&(seq, target)) = self.pending_acks.front() {
-            if seq > durable {
+            if seq > acknowledgeable {
                 break;
             }
             self.pending_acks.pop_front();

@@ -20,6 +20,17 @@ pub struct MemberAddress {
     pub peer_addr: SocketAddr,
 }
 
+/// When a node's writes reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Durability {
+    /// A write is acknowledged once fsynced (group commit). The default.
+    Fsync,
+    /// A write is acknowledged once written; storage work, the WAL fsync included, runs every
+    /// this many milliseconds, so a power loss can lose that much. There is no `none`: the
+    /// engine must sync its WAL before it flushes a memtable, so a long interval is the closest.
+    Interval(u64),
+}
+
 /// What `ringkv node --config FILE` reads.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,6 +52,9 @@ pub struct NodeFileConfig {
     pub members: Vec<MemberAddress>,
     /// Where the node keeps its data (created if missing).
     pub data_dir: std::path::PathBuf,
+    /// When writes reach the disk.
+    #[serde(default = "default_durability")]
+    pub durability: Durability,
     /// Whether this node joins a running cluster: it is not one of `members`, which then name
     /// the running nodes it contacts (seeds). It streams the ranges it will own, then owns them.
     #[serde(default)]
@@ -86,6 +100,9 @@ pub struct NodeFileConfig {
     pub log_level: String,
 }
 
+fn default_durability() -> Durability {
+    Durability::Fsync
+}
 fn default_replicas_n() -> usize {
     3
 }
@@ -211,6 +228,12 @@ impl NodeFileConfig {
                 format!("{} replicas with {} members", self.replicas_n, self.members.len()),
             );
         }
+        if self.durability == Durability::Interval(0) {
+            return invalid(
+                "durability",
+                "Interval needs a positive number of milliseconds".into(),
+            );
+        }
         if self.vnodes == 0 {
             return invalid("vnodes", "must be at least 1".into());
         }
@@ -249,6 +272,7 @@ mod tests {
         members: [(id: 1, peer_addr: "127.0.0.1:8001"), (id: 2, peer_addr: "127.0.0.1:8002"), (id: 3, peer_addr: "127.0.0.1:8003")],
         data_dir: "/var/lib/ringkv",
         write_consistency: All,
+        durability: Interval(20),
     )"#;
 
     #[test]
@@ -257,6 +281,11 @@ mod tests {
         assert_eq!(config.replicas_n, 3);
         assert_eq!(config.write_consistency, Consistency::All);
         assert_eq!(config.read_consistency, Consistency::Quorum);
+        assert_eq!(config.durability, Durability::Interval(20));
+        let zero = NodeFileConfig::parse(&GOOD.replace("Interval(20)", "Interval(0)"))
+            .unwrap_err()
+            .to_string();
+        assert!(zero.starts_with("field `durability`"), "{zero}");
     }
 
     #[test]

@@ -186,10 +186,12 @@ where
 }
 
 /// Starts the task that owns `node`. Peer messages go to `peers`.
+/// Storage work runs as soon as it is due, or, with `work_interval`, on that period.
 pub fn spawn<S: DriverStorage, P: PeerSink>(
     node: Node<S>,
     peers: P,
     metrics: Arc<Metrics>,
+    work_interval: Option<std::time::Duration>,
 ) -> (NodeHandle, tokio::task::JoinHandle<()>) {
     let (commands, receiver) = mpsc::channel(COMMAND_QUEUE_LEN_MAX);
     let (work_done, work_results) = mpsc::unbounded_channel();
@@ -203,6 +205,8 @@ pub fn spawn<S: DriverStorage, P: PeerSink>(
         work_done,
         work_in_flight: 0,
         stopping: None,
+        work_interval,
+        next_work_at: work_interval.map(|interval| tokio::time::Instant::now() + interval),
     };
     let join = tokio::spawn(task.run(receiver, work_results));
     (NodeHandle { commands }, join)
@@ -218,6 +222,8 @@ struct NodeTask<S: DriverStorage, P: PeerSink> {
     work_done: mpsc::UnboundedSender<S::SendDone>,
     work_in_flight: usize,
     stopping: Option<oneshot::Sender<()>>,
+    work_interval: Option<std::time::Duration>,
+    next_work_at: Option<tokio::time::Instant>,
 }
 
 impl<S: DriverStorage, P: PeerSink> NodeTask<S, P> {
@@ -242,7 +248,20 @@ impl<S: DriverStorage, P: PeerSink> NodeTask<S, P> {
                     None => std::future::pending().await,
                 }
             };
+            // A fixed deadline, not a fresh sleep per wake-up: under steady load the loop wakes
+            // constantly and a fresh sleep would never fire.
+            let next_work_at = self.next_work_at;
+            let work_tick = async {
+                match next_work_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
+                () = work_tick => {
+                    self.next_work_at = self.work_interval.map(|interval| tokio::time::Instant::now() + interval);
+                    self.start_work();
+                }
                 done = work_results.recv() => {
                     let Some(done) = done else { break };
                     self.work_in_flight -= 1;
@@ -355,7 +374,7 @@ impl<S: DriverStorage, P: PeerSink> NodeTask<S, P> {
                 _ => {}
             }
         }
-        if self.stopping.is_none() {
+        if self.stopping.is_none() && self.work_interval.is_none() {
             self.start_work();
         }
     }

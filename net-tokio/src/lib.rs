@@ -137,7 +137,11 @@ pub async fn start<S: driver::DriverStorage>(
     for member in &config.members {
         queues.dial_address(NodeId(member.id), member.peer_addr);
     }
-    let (handle, node_task) = driver::spawn(node, queues, metrics.clone());
+    let work_interval = match config.durability {
+        config::Durability::Fsync => None,
+        config::Durability::Interval(interval_ms) => Some(StdDuration::from_millis(interval_ms)),
+    };
+    let (handle, node_task) = driver::spawn(node, queues, metrics.clone(), work_interval);
     // The dial tasks wait for this handle before they report peer status.
     let _ = handle_slot.set(handle.clone());
     let mut tasks = Vec::new();
@@ -217,6 +221,7 @@ fn node_config(config: &NodeFileConfig, members: Vec<NodeId>) -> NodeConfig {
     let mut node = NodeConfig::new(members);
     node.address = config.peer_addr.to_string();
     node.join = config.join;
+    node.acknowledge_before_sync = config.durability != config::Durability::Fsync;
     node.datacenter = config.datacenter.clone();
     node.rack = config.rack.clone();
     node.vnodes_per_node = config.vnodes;

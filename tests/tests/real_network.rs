@@ -399,3 +399,38 @@ async fn metrics_are_served_in_prometheus_text_with_request_storage_and_gossip_f
         node.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interval_durability_acknowledges_before_sync_and_a_clean_restart_keeps_everything() {
+    let data = tempfile::tempdir().unwrap();
+    let mut configs = cluster_configs(3, data.path());
+    for config in &mut configs {
+        config.durability = ringkv_net::config::Durability::Interval(50);
+    }
+    let mut nodes = Vec::new();
+    for config in &configs {
+        nodes.push(start_node(config).await);
+    }
+    let mut connection = connect(nodes[0].client_addr).await;
+    wait_until_writable(&mut connection).await;
+    for index in 0..200 {
+        let () = connection.set(format!("k{index}"), index).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(nodes[0].metrics.storage_syncs.get() >= 1, "the interval never synced");
+    for node in nodes.drain(..) {
+        node.shutdown().await;
+    }
+    for config in &configs {
+        nodes.push(start_node(config).await);
+    }
+    let mut connection = connect(nodes[1].client_addr).await;
+    wait_until_writable(&mut connection).await;
+    for index in 0..200 {
+        let value: Option<i64> = connection.get(format!("k{index}")).await.unwrap();
+        assert_eq!(value, Some(index));
+    }
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
