@@ -1,2 +1,18 @@
 //! ringkv-scenarios: the scenario library and the runner over many seeds.
+//!
+//! A scenario is a RON file ([`scenario`]) naming a cluster, keyspace, workload, faults, phases,
+//! disk and expectations; it becomes a `ringkv_sim::SimConfig` per seed. [`library`] loads a
+//! file or a folder of them; [`sweep`] runs many seeds on worker threads and folds the results
+//! into per-scenario summaries; [`output`] prints them as a table or JSON; [`shrink`] cuts a
+//! failing seed's scenario down to a minimal regression file. The `ringkv-sim` binary drives all
+//! of it.
 #![forbid(unsafe_code)]
+
+pub mod library;
+pub mod output;
+pub mod scenario;
+pub mod shrink;
+pub mod sweep;
+
+pub use scenario::{Scenario, ScenarioError};
+pub use sweep::{run_seed, sweep, SeedOutcome, Summary};

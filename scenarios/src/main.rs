@@ -1,0 +1,265 @@
+//! `ringkv-sim`: list, run, replay and shrink simulation scenarios.
+//!
+//! `run` spreads seeds over worker threads with a progress bar on stderr (hidden when stderr is
+//! not a terminal), prints a summary table (or `--json`), one replay command per failing seed,
+//! and exits 1 on any violation the scenarios do not expect.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use ringkv_scenarios::library::{library_dir, load, resolve};
+use ringkv_scenarios::shrink::shrink;
+use ringkv_scenarios::{output, run_seed, sweep, Scenario};
+
+/// Seeds per scenario of `run` when `--seeds` is not given: the whole library then takes about
+/// three minutes in release on two cores (see the README).
+const DEFAULT_SEEDS_COUNT: u64 = 30;
+
+#[derive(Debug, Parser)]
+#[command(name = "ringkv-sim", about = "Run ringkv's simulation scenarios over many seeds")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Lists the scenarios of a folder (default: the built-in library).
+    List {
+        /// A scenario folder or file.
+        path: Option<PathBuf>,
+    },
+    /// Runs scenarios over a range of seeds.
+    Run {
+        /// A scenario file, a folder of them, or a name in the built-in library.
+        path: String,
+        /// Seeds as A..B (B excluded) or a count N (0..N).
+        #[arg(long)]
+        seeds: Option<String>,
+        /// Worker threads (default: every core).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Prints the summary as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replays one seed of a scenario and prints its report (and event log with --trace).
+    Replay {
+        /// A scenario file or a name in the built-in library.
+        scenario: String,
+        /// The seed.
+        #[arg(long)]
+        seed: u64,
+        /// Prints the readable event log.
+        #[arg(long)]
+        trace: bool,
+        /// Only log lines about this node (`3` or `n3`).
+        #[arg(long)]
+        node: Option<String>,
+        /// Only log lines that mention this key (`key00007`, or its number `7`).
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Cuts a failing seed's scenario down and writes it as a regression file.
+    Shrink {
+        /// A scenario file or a name in the built-in library.
+        scenario: String,
+        /// The failing seed.
+        #[arg(long)]
+        seed: u64,
+        /// Where to write the regression file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::List { path } => list(&path.unwrap_or_else(library_dir)),
+        Command::Run { path, seeds, jobs, json } => run(&path, seeds.as_deref(), jobs, json),
+        Command::Replay { scenario, seed, trace, node, key } => {
+            replay(&scenario, seed, trace, node.as_deref(), key.as_deref())
+        }
+        Command::Shrink { scenario, seed, out } => shrink_command(&scenario, seed, out),
+    };
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn list(path: &Path) -> Result<ExitCode, String> {
+    let scenarios = load(path).map_err(|error| error.to_string())?;
+    for (_, scenario) in &scenarios {
+        let disk = format!("{:?}", scenario.disk);
+        println!(
+            "{:<28} {:>2} nodes N={} {:?} {:<3} {}",
+            scenario.name,
+            scenario.cluster.nodes,
+            scenario.keyspace.replicas,
+            scenario.keyspace.conflict,
+            disk,
+            scenario.description.lines().next().unwrap_or("")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_seeds(seeds: Option<&str>) -> Result<std::ops::Range<u64>, String> {
+    let Some(text) = seeds else {
+        return Ok(0..DEFAULT_SEEDS_COUNT);
+    };
+    let bad = || format!("--seeds {text:?}: expected A..B or a count");
+    match text.split_once("..") {
+        Some((from, to)) => {
+            let from: u64 = from.trim().parse().map_err(|_| bad())?;
+            let to: u64 = to.trim().parse().map_err(|_| bad())?;
+            if to <= from {
+                return Err(bad());
+            }
+            Ok(from..to)
+        }
+        None => Ok(0..text.trim().parse().map_err(|_| bad())?),
+    }
+}
+
+fn run(
+    path: &str,
+    seeds: Option<&str>,
+    jobs: Option<usize>,
+    json: bool,
+) -> Result<ExitCode, String> {
+    let seeds = parse_seeds(seeds)?;
+    let loaded = load(&resolve(path)).map_err(|error| error.to_string())?;
+    let paths: Vec<String> = loaded.iter().map(|(path, _)| path.display().to_string()).collect();
+    let scenarios: Vec<Scenario> = loaded.into_iter().map(|(_, scenario)| scenario).collect();
+    let jobs = jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism().map(std::num::NonZeroUsize::get).unwrap_or(1)
+    });
+    let total = scenarios.len() as u64 * (seeds.end - seeds.start);
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    if !std::io::stderr().is_terminal() {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    let style = ProgressStyle::with_template(
+        "{elapsed_precise} [{bar:30}] {pos}/{len} seeds, {per_sec}, eta {eta} {msg}",
+    )
+    .map_err(|error| error.to_string())?;
+    bar.set_style(style.progress_chars("=> "));
+    let started = Instant::now();
+    let mut violations = 0u64;
+    let summaries = sweep(&scenarios, seeds.clone(), jobs, |index, outcome| {
+        if !outcome.is_ok() {
+            violations += 1;
+            bar.println(format!(
+                "FAILED {} seed {}: {}",
+                scenarios[index].name,
+                outcome.seed,
+                outcome.violations.first().map_or("", |(checker, _)| checker.as_str())
+            ));
+        }
+        bar.set_message(format!("{violations} failing seeds"));
+        bar.inc(1);
+    });
+    bar.finish_and_clear();
+    let elapsed = started.elapsed().as_secs_f64();
+    let replays = output::replay_commands(&summaries, &paths);
+    if json {
+        let range = format!("{}..{}", seeds.start, seeds.end);
+        println!("{}", output::json(&summaries, &range, jobs, elapsed));
+        replays.iter().for_each(|line| eprintln!("{line}"));
+    } else {
+        print!("{}", output::table(&summaries));
+        println!(
+            "{} seeds of {} scenarios in {elapsed:.1} s on {jobs} threads",
+            total,
+            scenarios.len()
+        );
+        replays.iter().for_each(|line| println!("{line}"));
+    }
+    Ok(if replays.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn load_one(name_or_path: &str) -> Result<Scenario, String> {
+    let path = resolve(name_or_path);
+    Scenario::load(&path).map_err(|error| error.to_string())
+}
+
+fn replay(
+    name_or_path: &str,
+    seed: u64,
+    trace: bool,
+    node: Option<&str>,
+    key: Option<&str>,
+) -> Result<ExitCode, String> {
+    let scenario = load_one(name_or_path)?;
+    let logging = trace || node.is_some() || key.is_some();
+    let report = run_seed(&scenario, seed, logging);
+    let node = node.map(|node| format!(" n{} ", node.trim_start_matches('n')));
+    let key = key.map(|key| match key.parse::<usize>() {
+        Ok(index) => format!("key{index:05}"),
+        Err(_) => key.to_string(),
+    });
+    for line in &report.trace {
+        let padded = format!("{line} ");
+        let node_ok = node.as_ref().is_none_or(|node| padded.contains(node.as_str()));
+        let key_ok = key.as_ref().is_none_or(|key| line.contains(key.as_str()));
+        if node_ok && key_ok {
+            println!("{line}");
+        }
+    }
+    print!("{report}");
+    let outcome = ringkv_scenarios::SeedOutcome::from_report(&scenario, &report, 0.0);
+    for (checker, message) in &outcome.tolerated {
+        println!("  expected [{checker}] {message}");
+    }
+    if scenario.expect.count_lww_lost_writes {
+        println!("  lww lost writes: {}", outcome.lww_lost_writes);
+    }
+    Ok(if outcome.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn shrink_command(name_or_path: &str, seed: u64, out: Option<PathBuf>) -> Result<ExitCode, String> {
+    let scenario = load_one(name_or_path)?;
+    let Some(shrunk) = shrink(&scenario, seed, |step| eprintln!("kept: {step}")) else {
+        println!("{} seed {seed} passes: nothing to shrink", scenario.name);
+        return Ok(ExitCode::SUCCESS);
+    };
+    let dir = out.unwrap_or_else(|| library_dir().join("regressions"));
+    std::fs::create_dir_all(&dir).map_err(|error| format!("{}: {error}", dir.display()))?;
+    let path = dir.join(format!("{}.ron", shrunk.scenario.name));
+    let header = format!(
+        "Shrunk by `ringkv-sim shrink {name_or_path} --seed {seed}` in {} runs.\n\
+         Fails: {}\nKept steps: {}\nReplay: ringkv-sim replay {} --seed {seed}",
+        shrunk.runs,
+        shrunk.checkers.join(", "),
+        shrunk.steps.join("; "),
+        path.display()
+    );
+    std::fs::write(&path, shrunk.scenario.to_ron(&header))
+        .map_err(|error| format!("{}: {error}", path.display()))?;
+    println!("{}", path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds_parse_as_a_range_or_a_count_and_bad_ones_are_refused() {
+        assert_eq!(parse_seeds(Some("5..9")), Ok(5..9));
+        assert_eq!(parse_seeds(Some("12")), Ok(0..12));
+        assert_eq!(parse_seeds(None), Ok(0..DEFAULT_SEEDS_COUNT));
+        assert!(parse_seeds(Some("9..5")).is_err());
+        assert!(parse_seeds(Some("x")).is_err());
+    }
+}
