@@ -90,6 +90,15 @@ impl Default for Tree {
 }
 
 impl Tree {
+    /// The tree of `(key, entry hash)` pairs.
+    pub fn from_entries<'a>(entries: impl IntoIterator<Item = &'a (bytes::Bytes, u64)>) -> Tree {
+        let mut tree = Tree::default();
+        for (key, hash) in entries {
+            tree.add(key, *hash);
+        }
+        tree
+    }
+
     /// Adds one key's entry hash.
     pub fn add(&mut self, key: &[u8], hash: u64) {
         self.leaves[leaf_of(key)] ^= hash;

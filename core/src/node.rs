@@ -917,10 +917,7 @@ impl<S: Storage> Node<S> {
         let Ok(entries) = self.group_entries(&group) else {
             return self.counters.storage_errors += 1;
         };
-        let mut tree = Tree::default();
-        for (key, hash) in &entries {
-            tree.add(key, *hash);
-        }
+        let tree = Tree::from_entries(&entries);
         for peer in peers {
             let session = self.anti_entropy.start(group.clone(), peer);
             self.counters.repair_exchanges += 1;
@@ -955,10 +952,7 @@ impl<S: Storage> Node<S> {
         let Ok(entries) = self.group_entries(&group) else {
             return self.counters.storage_errors += 1;
         };
-        let mut tree = Tree::default();
-        for (key, hash) in &entries {
-            tree.add(key, *hash);
-        }
+        let tree = Tree::from_entries(&entries);
         let differing =
             if tree.root() == root { Vec::new() } else { tree.differing_leaves(&leaves) };
         let wanted: std::collections::BTreeSet<u32> = differing.iter().copied().collect();

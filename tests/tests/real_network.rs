@@ -20,6 +20,26 @@ async fn connect(address: std::net::SocketAddr) -> redis::aio::MultiplexedConnec
     panic!("cannot connect to {address}");
 }
 
+/// Starts every node of `configs` and returns them with a connection to the first, once the
+/// cluster accepts writes at ALL.
+async fn running(
+    configs: &[ringkv_net::config::NodeFileConfig],
+) -> (Vec<ringkv_net::RunningNode>, redis::aio::MultiplexedConnection) {
+    let mut nodes = Vec::new();
+    for config in configs {
+        nodes.push(start_node(config).await);
+    }
+    let mut connection = connect(nodes[0].client_addr).await;
+    wait_until_writable(&mut connection).await;
+    (nodes, connection)
+}
+
+async fn shutdown(nodes: Vec<ringkv_net::RunningNode>) {
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
 /// Waits until a write at ALL through `connection` succeeds: every peer connection is up and
 /// every node's epoch is durable.
 async fn wait_until_writable(connection: &mut redis::aio::MultiplexedConnection) {
@@ -98,21 +118,14 @@ async fn set_get_del_mget_expire_and_ttl_work_through_a_redis_client() {
     assert_eq!(nx, None, "NX must not overwrite");
     let unknown: redis::RedisResult<()> = redis::cmd("FLUBBER").query_async(&mut first).await;
     assert!(unknown.unwrap_err().to_string().contains("unknown command"));
-    for node in nodes {
-        node.shutdown().await;
-    }
+    shutdown(nodes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn siblings_and_contexts_are_reachable_through_extension_commands() {
     let data = tempfile::tempdir().unwrap();
     let configs = cluster_configs(3, data.path());
-    let mut nodes = Vec::new();
-    for config in &configs {
-        nodes.push(start_node(config).await);
-    }
-    let mut connection = connect(nodes[0].client_addr).await;
-    wait_until_writable(&mut connection).await;
+    let (nodes, mut connection) = running(&configs).await;
     let _: String = redis::cmd("RK.PUT")
         .arg("cart")
         .arg("apple")
@@ -146,9 +159,7 @@ async fn siblings_and_contexts_are_reachable_through_extension_commands() {
     let bad: redis::RedisResult<String> =
         redis::cmd("RK.PUT").arg("cart").arg("x").arg("zz").query_async(&mut connection).await;
     assert!(bad.unwrap_err().to_string().contains("invalid causal context"));
-    for node in nodes {
-        node.shutdown().await;
-    }
+    shutdown(nodes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,12 +169,7 @@ async fn malformed_resp_oversized_values_and_garbage_peer_frames_crash_nothing()
     for config in &mut configs {
         config.value_bytes_max = 1024;
     }
-    let mut nodes = Vec::new();
-    for config in &configs {
-        nodes.push(start_node(config).await);
-    }
-    let mut connection = connect(nodes[0].client_addr).await;
-    wait_until_writable(&mut connection).await;
+    let (nodes, mut connection) = running(&configs).await;
     let () = connection.set("kept", "safe").await.unwrap();
 
     let oversized: redis::RedisResult<()> = connection.set("big", vec![b'x'; 1025]).await;
@@ -193,9 +199,7 @@ async fn malformed_resp_oversized_values_and_garbage_peer_frames_crash_nothing()
     let mut other = connect(nodes[1].client_addr).await;
     let value: Option<String> = other.get("kept").await.unwrap();
     assert_eq!(value.as_deref(), Some("safe"));
-    for node in nodes {
-        node.shutdown().await;
-    }
+    shutdown(nodes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -255,9 +259,7 @@ async fn quorum_writes_survive_one_node_killed_and_no_acknowledged_write_is_lost
         }
         assert_eq!(found, Some(format!("value{index}")), "acknowledged write {index} is missing");
     }
-    for node in nodes {
-        node.shutdown().await;
-    }
+    shutdown(nodes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -286,21 +288,14 @@ async fn a_whole_cluster_stopped_and_restarted_reads_everything_back() {
         let value: Option<String> = connection.get(format!("key{index}")).await.unwrap();
         assert_eq!(value, Some(format!("value{index}")), "key{index} lost across a full restart");
     }
-    for node in nodes {
-        node.shutdown().await;
-    }
+    shutdown(nodes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pipeline_keeps_the_order_of_commands_on_the_same_key() {
     let data = tempfile::tempdir().unwrap();
     let configs = cluster_configs(3, data.path());
-    let mut nodes = Vec::new();
-    for config in &configs {
-        nodes.push(start_node(config).await);
-    }
-    let mut connection = connect(nodes[0].client_addr).await;
-    wait_until_writable(&mut connection).await;
+    let (nodes, mut connection) = running(&configs).await;
     let mut pipe = redis::pipe();
     for round in 0..20 {
         pipe.set("counter", round)
@@ -313,9 +308,7 @@ async fn a_pipeline_keeps_the_order_of_commands_on_the_same_key() {
     let replies: Vec<Option<i64>> = pipe.query_async(&mut connection).await.unwrap();
     let expected: Vec<Option<i64>> = (0..20).map(Some).chain([Some(1), None]).collect();
     assert_eq!(replies, expected, "a read in a pipeline saw a write out of order");
-    for node in nodes {
-        node.shutdown().await;
-    }
+    shutdown(nodes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -336,22 +329,28 @@ async fn a_second_node_cannot_open_a_data_directory_in_use() {
 async fn scan_with_match_lists_every_matching_key_through_a_redis_client() {
     let data = tempfile::tempdir().unwrap();
     let configs = cluster_configs(3, data.path());
-    let mut nodes = Vec::new();
-    for config in &configs {
-        nodes.push(start_node(config).await);
-    }
-    let mut connection = connect(nodes[0].client_addr).await;
-    wait_until_writable(&mut connection).await;
+    let (nodes, mut connection) = running(&configs).await;
     for index in 0..120 {
         let () = connection.set(format!("user:{index}"), index).await.unwrap();
         let () = connection.set(format!("order:{index}"), index).await.unwrap();
     }
     let mut found: Vec<String> = Vec::new();
-    {
-        let mut iter: redis::AsyncIter<String> = connection.scan_match("user:*").await.unwrap();
-        while let Some(key) = iter.next_item().await {
-            found.push(key);
+    let mut cursor = 0u64;
+    for _ in 0..10_000 {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg("user:*")
+            .arg("COUNT")
+            .arg(50)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        found.extend(keys);
+        if next == 0 {
+            break;
         }
+        cursor = next;
     }
     found.sort();
     let mut expected: Vec<String> = (0..120).map(|index| format!("user:{index}")).collect();
@@ -360,9 +359,7 @@ async fn scan_with_match_lists_every_matching_key_through_a_redis_client() {
     let bad: redis::RedisResult<()> =
         redis::cmd("SCAN").arg("nonsense").query_async(&mut connection).await;
     assert!(bad.unwrap_err().to_string().contains("invalid cursor"));
-    for node in nodes {
-        node.shutdown().await;
-    }
+    shutdown(nodes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -370,12 +367,7 @@ async fn metrics_are_served_in_prometheus_text_with_request_storage_and_gossip_f
     let data = tempfile::tempdir().unwrap();
     let mut configs = cluster_configs(3, data.path());
     configs[0].metrics_addr = Some(ringkv_tests::free_address());
-    let mut nodes = Vec::new();
-    for config in &configs {
-        nodes.push(start_node(config).await);
-    }
-    let mut connection = connect(nodes[0].client_addr).await;
-    wait_until_writable(&mut connection).await;
+    let (nodes, mut connection) = running(&configs).await;
     for index in 0..20 {
         let () = connection.set(format!("k{index}"), index).await.unwrap();
     }
@@ -395,9 +387,7 @@ async fn metrics_are_served_in_prometheus_text_with_request_storage_and_gossip_f
     ] {
         assert!(body.contains(metric), "missing {metric} in\n{body}");
     }
-    for node in nodes {
-        node.shutdown().await;
-    }
+    shutdown(nodes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -407,12 +397,7 @@ async fn interval_durability_acknowledges_before_sync_and_a_clean_restart_keeps_
     for config in &mut configs {
         config.durability = ringkv_net::config::Durability::Interval(50);
     }
-    let mut nodes = Vec::new();
-    for config in &configs {
-        nodes.push(start_node(config).await);
-    }
-    let mut connection = connect(nodes[0].client_addr).await;
-    wait_until_writable(&mut connection).await;
+    let (mut nodes, mut connection) = running(&configs).await;
     for index in 0..200 {
         let () = connection.set(format!("k{index}"), index).await.unwrap();
     }
@@ -430,7 +415,5 @@ async fn interval_durability_acknowledges_before_sync_and_a_clean_restart_keeps_
         let value: Option<i64> = connection.get(format!("k{index}")).await.unwrap();
         assert_eq!(value, Some(index));
     }
-    for node in nodes {
-        node.shutdown().await;
-    }
+    shutdown(nodes).await;
 }
