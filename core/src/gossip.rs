@@ -29,6 +29,13 @@ use serde::{Deserialize, Serialize};
 use crate::time::{Duration, Instant};
 use crate::types::NodeId;
 
+/// Largest ring weight a member may advertise: each unit places `vnodes_per_weight` tokens, so an
+/// unbounded weight from a faulty peer would make every node build an enormous ring.
+pub const MEMBER_WEIGHT_MAX: u32 = 256;
+
+/// Longest address, datacenter or rack name accepted from gossip, in bytes.
+const MEMBER_LABEL_BYTES_MAX: usize = 256;
+
 /// How far an operator's mark moves another node's version (see [`Gossip::mark`]).
 const MARK_VERSION_JUMP: u64 = 1 << 32;
 
@@ -333,6 +340,13 @@ impl Gossip {
                 // Nobody knows us better than we do; an old generation of ours is ignored.
                 continue;
             }
+            let labels_fit = [&state.address, &state.datacenter, &state.rack]
+                .iter()
+                .all(|label| label.len() <= MEMBER_LABEL_BYTES_MAX);
+            if state.weight == 0 || state.weight > MEMBER_WEIGHT_MAX || !labels_fit {
+                // A malformed state from a faulty peer is dropped, never applied.
+                continue;
+            }
             let newer = self.states.get(&node).is_none_or(|local| state.newer_than(local));
             if newer {
                 self.states.insert(node, state);
@@ -476,6 +490,21 @@ mod tests {
             .handle(NodeId(2), GossipMessage::Ack2 { states: vec![(NodeId(1), about_me)] })
             .is_empty());
         assert_eq!(gossip.mine().status, MemberStatus::Normal, "others cannot rewrite our state");
+    }
+
+    #[test]
+    fn a_state_with_an_absurd_weight_or_label_is_not_applied() {
+        let mut gossip =
+            Gossip::new(NodeId(1), state(1), [], GossipConfig::default(), 1, Instant::ZERO);
+        let heavy = MemberState { weight: MEMBER_WEIGHT_MAX + 1, ..state(1) };
+        let long = MemberState { rack: "r".repeat(10_000), ..state(1) };
+        assert!(gossip
+            .handle(
+                NodeId(2),
+                GossipMessage::Ack2 { states: vec![(NodeId(2), heavy), (NodeId(3), long)] }
+            )
+            .is_empty());
+        assert_eq!(gossip.members().len(), 1);
     }
 
     #[test]
