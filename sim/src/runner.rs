@@ -288,7 +288,9 @@ impl<D: SimDisk> Runner<D> {
             }
             Event::Fault { kind } => self.inject(kind),
             Event::Restart { node } => {
-                if self.phase == Phase::Safety && self.slots[node].node.is_none() {
+                // A node on a failing disk cannot recover; the disk's replacement restarts it.
+                let slot = &self.slots[node];
+                if self.phase == Phase::Safety && slot.node.is_none() && !slot.disk_failing {
                     self.start(node, true);
                 }
             }
@@ -497,7 +499,7 @@ impl<D: SimDisk> Runner<D> {
     }
 
     /// Replaces a failing disk: it stops failing, then the node restarts on it (a failed sync
-    /// poisons the storage until it is reopened).
+    /// poisons the storage until it is reopened), whether it was running or had crashed.
     fn replace_disk(&mut self, index: usize) {
         let slot = &mut self.slots[index];
         if !slot.disk_failing {
@@ -511,8 +513,8 @@ impl<D: SimDisk> Runner<D> {
         }
         if slot.node.is_some() {
             self.crash(index);
-            self.start(index, true);
         }
+        self.start(index, true);
     }
 
     /// Tells every running node whether `about` is up, as a failure detector would.
