@@ -268,10 +268,13 @@ impl Coordinator {
         let mut actions = Vec::new();
         match &mut read.phase {
             ReadPhase::Collecting if read.replies.len() >= read.required => {
-                let merged = read
-                    .replies
-                    .values()
-                    .fold(Versioned::empty(), |acc, reply| acc.merged(reply, mode));
+                let merged = if crate::planted!(ReadSkipsMerge) {
+                    object.clone()
+                } else {
+                    read.replies
+                        .values()
+                        .fold(Versioned::empty(), |acc, reply| acc.merged(reply, mode))
+                };
                 let stale: Vec<NodeId> = read
                     .replies
                     .iter()

@@ -9,7 +9,10 @@
 //! still alive and merely late, phi 8 about 1e-8. Intervals longer than `interval_max` (a peer
 //! that was down, or a long partition) are left out of the mean so one outage does not make the
 //! detector sluggish afterwards. Until a peer has sent two heartbeats the mean is the expected
-//! gossip interval.
+//! gossip interval, and the mean never drops below `mean_interval_min`: gossip can deliver
+//! several versions of a peer's heartbeat milliseconds apart (learned from different nodes), and
+//! those tiny intervals must not make ordinary silence look like a failure (found by the
+//! simulator: a node restarted at a heal suspected live peers for seconds).
 //!
 //! Invariants: each window holds at most `window_len_max` intervals; the running sum equals the
 //! sum of the window.
@@ -30,6 +33,8 @@ pub struct DetectorConfig {
     pub expected_interval: Duration,
     /// Intervals longer than this are not learned.
     pub interval_max: Duration,
+    /// The mean interval is taken to be at least this.
+    pub mean_interval_min: Duration,
 }
 
 impl Default for DetectorConfig {
@@ -39,6 +44,7 @@ impl Default for DetectorConfig {
             window_len_max: 1_000,
             expected_interval: Duration::from_secs(1),
             interval_max: Duration::from_secs(10),
+            mean_interval_min: Duration::from_secs(1),
         }
     }
 }
@@ -94,8 +100,9 @@ impl FailureDetector {
         } else {
             window.sum_ns as f64 / window.intervals_ns.len() as f64
         };
+        let mean_ns = mean_ns.max(self.config.mean_interval_min.as_nanos() as f64).max(1.0);
         let elapsed_ns = now.saturating_since(window.last_heartbeat).as_nanos() as f64;
-        elapsed_ns / mean_ns.max(1.0) * std::f64::consts::LOG10_E
+        elapsed_ns / mean_ns * std::f64::consts::LOG10_E
     }
 
     /// Whether `peer` is believed alive at `now`.
@@ -141,9 +148,26 @@ mod tests {
     }
 
     #[test]
+    fn a_burst_of_heartbeats_learned_at_once_does_not_make_silence_look_like_failure() {
+        let mut detector = FailureDetector::new(DetectorConfig::default());
+        for beat in 0..5 {
+            detector.heartbeat(NodeId(4), at_ms(1_000 + beat * 5));
+        }
+        assert!(
+            detector.is_alive(NodeId(4), at_ms(1_020 + 3_000)),
+            "3 s of silence after a burst is not a failure"
+        );
+        assert!(!detector.is_alive(NodeId(4), at_ms(1_020 + 20_000)));
+    }
+
+    #[test]
     fn a_faster_peer_is_suspected_sooner_and_an_outage_is_not_learned() {
-        let mut detector =
-            FailureDetector::new(DetectorConfig { window_len_max: 8, ..DetectorConfig::default() });
+        let config = DetectorConfig {
+            window_len_max: 8,
+            mean_interval_min: Duration::from_millis(50),
+            ..DetectorConfig::default()
+        };
+        let mut detector = FailureDetector::new(config);
         for beat in 0..50 {
             detector.heartbeat(NodeId(3), at_ms(beat * 100));
         }

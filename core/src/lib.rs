@@ -23,6 +23,7 @@ pub mod hlc;
 pub mod lsm;
 pub mod message;
 pub mod node;
+pub mod planted;
 pub mod ring;
 pub mod storage;
 pub mod streaming;

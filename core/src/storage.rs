@@ -143,6 +143,9 @@ impl MemStorage {
 
     /// Loses every unsynced write, as a power cut would, and keeps what was synced.
     pub fn crash(&mut self) {
+        if crate::planted!(CrashLosesSyncedData) {
+            self.durable.retain(|(space, _), _| *space != Space::Data);
+        }
         self.live = self.durable.clone();
         self.unsynced.clear();
         self.next_seq = self.durable_seq + 1;

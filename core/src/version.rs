@@ -197,7 +197,9 @@ impl Versioned {
     ) -> Dot {
         let counter = self.clock.counter(actor).max(context.counter(actor)) + 1;
         let dot = Dot { actor, counter };
-        self.siblings.retain(|sibling| !context.covers(sibling.dot));
+        self.siblings.retain(|sibling| {
+            crate::planted!(UpdateIgnoresContext) || !context.covers(sibling.dot)
+        });
         self.clock.join(context);
         self.clock.add(dot);
         self.siblings.push(Sibling {
@@ -228,7 +230,7 @@ impl Versioned {
                 None => {}
             }
         }
-        for theirs in &other.siblings {
+        for theirs in other.siblings.iter().filter(|_| !crate::planted!(MergeDropsTheirSiblings)) {
             if !self.clock.covers(theirs.dot) {
                 merged.push(theirs.clone());
             }
@@ -248,7 +250,7 @@ impl Versioned {
 
     /// Whether `self` has seen everything `other` has (`other <= self` in the lattice).
     pub fn descends(&self, other: &Versioned, mode: ConflictMode) -> bool {
-        &self.merged(other, mode) == self
+        crate::planted!(DescendsAlways) || &self.merged(other, mode) == self
     }
 
     /// The values readable at wall time `wall`, oldest first by (timestamp, dot): the last is
@@ -272,6 +274,7 @@ impl Versioned {
     /// Whether the object holds nothing readable and has held nothing for at least `grace`, so
     /// that dropping it cannot let an older value come back (given repair ran within `grace`).
     pub fn is_purgeable(&self, wall: WallTime, grace_ms: u64) -> bool {
+        let grace_ms = if crate::planted!(PurgeIgnoresGrace) { 0 } else { grace_ms };
         self.siblings.iter().all(|sibling| {
             sibling
                 .dead_since(wall)

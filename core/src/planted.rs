@@ -1,0 +1,114 @@
+//! Planted bugs: small, named, deliberate mistakes that the simulator's checkers must catch.
+//!
+//! Owns: the list of bugs ([`PlantedBug`]) and the per-thread switch that arms one of them for a
+//! run ([`arm`]). Each bug is one line at its site, behind the [`planted!`] macro. Without the
+//! `planted-bugs` cargo feature the macro is the constant `false` and no bug can be armed, so
+//! a normal build carries none of them. `ringkv-sim hunt` (scenarios/) arms each bug in turn
+//! and reports which checker caught it after how many seeds.
+//!
+//! Per thread, like BUGGIFY: each simulation runs on one thread, parallel runs do not interfere.
+
+/// One planted bug.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PlantedBug {
+    /// QUORUM needs `N / 2` replicas instead of `N / 2 + 1` (types.rs).
+    QuorumOffByOne,
+    /// A merge keeps only this replica's siblings, dropping the other's new ones (version.rs).
+    MergeDropsTheirSiblings,
+    /// A context write keeps the siblings its context covers (version.rs).
+    UpdateIgnoresContext,
+    /// Every object claims to descend from every other, so repair never sends (version.rs).
+    DescendsAlways,
+    /// Tombstones are purgeable at once, ignoring the grace period (version.rs).
+    PurgeIgnoresGrace,
+    /// A duplicated forward is executed again instead of answered from the log (forwards.rs).
+    ForwardDedupOff,
+    /// A read replies with the copy of the replica that completed its quorum instead of the
+    /// merge of every reply (coordinator.rs).
+    ReadSkipsMerge,
+    /// A crash of `MemStorage` loses its synced data keys but keeps its metadata, so the node
+    /// restarts with its old epoch and reissues dots (Riak's kv679) (storage.rs).
+    CrashLosesSyncedData,
+    /// The hybrid logical clock ignores timestamps seen on messages (hlc.rs).
+    HlcIgnoresObserved,
+}
+
+impl PlantedBug {
+    /// Every planted bug.
+    pub const ALL: [PlantedBug; 9] = [
+        PlantedBug::QuorumOffByOne,
+        PlantedBug::MergeDropsTheirSiblings,
+        PlantedBug::UpdateIgnoresContext,
+        PlantedBug::DescendsAlways,
+        PlantedBug::PurgeIgnoresGrace,
+        PlantedBug::ForwardDedupOff,
+        PlantedBug::ReadSkipsMerge,
+        PlantedBug::CrashLosesSyncedData,
+        PlantedBug::HlcIgnoresObserved,
+    ];
+
+    /// The bug's name, in kebab case.
+    pub fn name(self) -> &'static str {
+        match self {
+            PlantedBug::QuorumOffByOne => "quorum-off-by-one",
+            PlantedBug::MergeDropsTheirSiblings => "merge-drops-their-siblings",
+            PlantedBug::UpdateIgnoresContext => "update-ignores-context",
+            PlantedBug::DescendsAlways => "descends-always",
+            PlantedBug::PurgeIgnoresGrace => "purge-ignores-grace",
+            PlantedBug::ForwardDedupOff => "forward-dedup-off",
+            PlantedBug::ReadSkipsMerge => "read-skips-merge",
+            PlantedBug::CrashLosesSyncedData => "crash-loses-synced-data",
+            PlantedBug::HlcIgnoresObserved => "hlc-ignores-observed",
+        }
+    }
+}
+
+/// Whether this build has the planted bugs compiled in (the `planted-bugs` feature).
+pub const COMPILED_IN: bool = cfg!(feature = "planted-bugs");
+
+#[cfg(feature = "planted-bugs")]
+thread_local! {
+    static ARMED: std::cell::Cell<Option<PlantedBug>> = const { std::cell::Cell::new(None) };
+}
+
+/// Arms `bug` on this thread (or none). Returns false when the feature is off and nothing can
+/// be armed.
+pub fn arm(bug: Option<PlantedBug>) -> bool {
+    #[cfg(feature = "planted-bugs")]
+    ARMED.with(|armed| armed.set(bug));
+    COMPILED_IN || bug.is_none()
+}
+
+/// Whether `bug` is armed on this thread; always false without the feature.
+pub fn is_armed(bug: PlantedBug) -> bool {
+    #[cfg(feature = "planted-bugs")]
+    return ARMED.with(|armed| armed.get() == Some(bug));
+    #[cfg(not(feature = "planted-bugs"))]
+    {
+        let _ = bug;
+        false
+    }
+}
+
+/// Whether the named planted bug is armed: `planted!(QuorumOffByOne)`. Constant `false`
+/// without the `planted-bugs` feature.
+#[macro_export]
+macro_rules! planted {
+    ($bug:ident) => {
+        $crate::planted::is_armed($crate::planted::PlantedBug::$bug)
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bug_is_armed_only_with_the_feature_and_disarmed_by_none() {
+        assert!(arm(Some(PlantedBug::QuorumOffByOne)) == COMPILED_IN);
+        assert_eq!(planted!(QuorumOffByOne), COMPILED_IN);
+        assert!(!planted!(DescendsAlways));
+        assert!(arm(None));
+        assert!(!planted!(QuorumOffByOne));
+    }
+}
