@@ -11,7 +11,8 @@
 /// One planted bug.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum PlantedBug {
-    /// QUORUM needs `N / 2` replicas instead of `N / 2 + 1` (types.rs).
+    /// A write waits for one acknowledgement fewer than its level requires (node.rs: write
+    /// placement; not in `Consistency::required`, which the checkers use too).
     QuorumOffByOne,
     /// A merge keeps only this replica's siblings, dropping the other's new ones (version.rs).
     MergeDropsTheirSiblings,

@@ -50,7 +50,7 @@ impl Consistency {
             Consistency::One => 1,
             Consistency::Two => 2,
             Consistency::Three => 3,
-            Consistency::Quorum => replicas_n / 2 + usize::from(!crate::planted!(QuorumOffByOne)),
+            Consistency::Quorum => replicas_n / 2 + 1,
             Consistency::All => replicas_n,
         };
         if required > replicas_n || required == 0 {
