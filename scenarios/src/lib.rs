@@ -4,10 +4,12 @@
 //! disk and expectations; it becomes a `ringkv_sim::SimConfig` per seed. [`library`] loads a
 //! file or a folder of them; [`sweep`] runs many seeds on worker threads and folds the results
 //! into per-scenario summaries; [`output`] prints them as a table or JSON; [`shrink`] cuts a
-//! failing seed's scenario down to a minimal regression file. The `ringkv-sim` binary drives all
+//! failing seed's scenario down to a minimal regression file; [`hunt`] arms the core's planted
+//! bugs one at a time and reports which checker catches each. The `ringkv-sim` binary drives all
 //! of it.
 #![forbid(unsafe_code)]
 
+pub mod hunt;
 pub mod library;
 pub mod output;
 pub mod scenario;

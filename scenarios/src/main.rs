@@ -11,13 +11,14 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use ringkv_scenarios::hunt::hunt;
 use ringkv_scenarios::library::{library_dir, load, resolve};
 use ringkv_scenarios::shrink::shrink;
 use ringkv_scenarios::{output, run_seed, sweep, Scenario};
 
 /// Seeds per scenario of `run` when `--seeds` is not given: the whole library then takes about
 /// three minutes in release on two cores (see the README).
-const DEFAULT_SEEDS_COUNT: u64 = 30;
+const DEFAULT_SEEDS_COUNT: u64 = 60;
 
 #[derive(Debug, Parser)]
 #[command(name = "ringkv-sim", about = "Run ringkv's simulation scenarios over many seeds")]
@@ -64,6 +65,21 @@ enum Command {
         #[arg(long)]
         key: Option<String>,
     },
+    /// Arms each planted bug in turn (build with `--features planted-bugs`) and reports which
+    /// checker caught it, after how many runs and seconds.
+    Hunt {
+        /// Scenario file, folder or library name to hunt with (default: the whole library).
+        path: Option<String>,
+        /// Seeds to try per scenario, as A..B or a count.
+        #[arg(long, default_value = "0..10")]
+        seeds: String,
+        /// Most seconds per bug.
+        #[arg(long, default_value_t = 90.0)]
+        seconds_max: f64,
+        /// Worker threads (default: every core).
+        #[arg(long)]
+        jobs: Option<usize>,
+    },
     /// Cuts a failing seed's scenario down and writes it as a regression file.
     Shrink {
         /// A scenario file or a name in the built-in library.
@@ -86,6 +102,9 @@ fn main() -> ExitCode {
             replay(&scenario, seed, trace, node.as_deref(), key.as_deref())
         }
         Command::Shrink { scenario, seed, out } => shrink_command(&scenario, seed, out),
+        Command::Hunt { path, seeds, seconds_max, jobs } => {
+            hunt_command(path.as_deref(), &seeds, seconds_max, jobs)
+        }
     };
     match result {
         Ok(code) => code,
@@ -141,9 +160,7 @@ fn run(
     let loaded = load(&resolve(path)).map_err(|error| error.to_string())?;
     let paths: Vec<String> = loaded.iter().map(|(path, _)| path.display().to_string()).collect();
     let scenarios: Vec<Scenario> = loaded.into_iter().map(|(_, scenario)| scenario).collect();
-    let jobs = jobs.unwrap_or_else(|| {
-        std::thread::available_parallelism().map(std::num::NonZeroUsize::get).unwrap_or(1)
-    });
+    let jobs = jobs.unwrap_or_else(cores);
     let total = scenarios.len() as u64 * (seeds.end - seeds.start);
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     if !std::io::stderr().is_terminal() {
@@ -186,6 +203,63 @@ fn run(
         replays.iter().for_each(|line| println!("{line}"));
     }
     Ok(if replays.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map(std::num::NonZeroUsize::get).unwrap_or(1)
+}
+
+fn hunt_command(
+    path: Option<&str>,
+    seeds: &str,
+    seconds_max: f64,
+    jobs: Option<usize>,
+) -> Result<ExitCode, String> {
+    if !ringkv_core::planted::COMPILED_IN {
+        return Err("built without planted bugs: add `--features planted-bugs`".to_string());
+    }
+    let seeds = parse_seeds(Some(seeds))?;
+    let folder = path.map_or_else(library_dir, resolve);
+    let scenarios: Vec<Scenario> = load(&folder)
+        .map_err(|error| error.to_string())?
+        .into_iter()
+        .map(|(_, scenario)| scenario)
+        .collect();
+    let started = Instant::now();
+    let results = hunt(&scenarios, seeds, jobs.unwrap_or_else(cores), seconds_max, |result| {
+        eprintln!(
+            "{}: {}",
+            result.bug.name(),
+            if result.caught.is_some() { "caught" } else { "missed" }
+        );
+    });
+    println!("{:<28} {:>6} {:>6} {:>8}  caught by", "planted bug", "caught", "runs", "seconds");
+    let mut missed = 0;
+    for result in &results {
+        let by = match &result.caught {
+            Some((scenario, seed, checkers)) => {
+                format!("{} ({scenario} seed {seed})", checkers.join(", "))
+            }
+            None => {
+                missed += 1;
+                format!("- (lww lost writes counted: {})", result.lww_lost_writes)
+            }
+        };
+        println!(
+            "{:<28} {:>6} {:>6} {:>8.1}  {by}",
+            result.bug.name(),
+            if result.caught.is_some() { "yes" } else { "NO" },
+            result.runs,
+            result.seconds
+        );
+    }
+    println!(
+        "{} of {} planted bugs caught in {:.1} s",
+        results.len() - missed,
+        results.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(if missed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn load_one(name_or_path: &str) -> Result<Scenario, String> {
