@@ -4,13 +4,14 @@
 //! not a terminal), prints a summary table (or `--json`), one replay command per failing seed,
 //! and exits 1 on any violation the scenarios do not expect.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use ringkv_core::planted::{arm, PlantedBug};
 use ringkv_scenarios::hunt::hunt;
 use ringkv_scenarios::library::{library_dir, load, resolve};
 use ringkv_scenarios::shrink::shrink;
@@ -64,6 +65,9 @@ enum Command {
         /// Only log lines that mention this key (`key00007`, or its number `7`).
         #[arg(long)]
         key: Option<String>,
+        /// Arms this planted bug for the run (needs `--features planted-bugs`).
+        #[arg(long)]
+        planted: Option<String>,
     },
     /// Arms each planted bug in turn (build with `--features planted-bugs`) and reports which
     /// checker caught it, after how many runs and seconds.
@@ -90,6 +94,9 @@ enum Command {
         /// Where to write the regression file.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Arms this planted bug for every run (needs `--features planted-bugs`).
+        #[arg(long)]
+        planted: Option<String>,
     },
 }
 
@@ -98,10 +105,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::List { path } => list(&path.unwrap_or_else(library_dir)),
         Command::Run { path, seeds, jobs, json } => run(&path, seeds.as_deref(), jobs, json),
-        Command::Replay { scenario, seed, trace, node, key } => {
-            replay(&scenario, seed, trace, node.as_deref(), key.as_deref())
+        Command::Replay { scenario, seed, trace, node, key, planted } => {
+            arm_planted(planted.as_deref())
+                .and_then(|()| replay(&scenario, seed, trace, node.as_deref(), key.as_deref()))
         }
-        Command::Shrink { scenario, seed, out } => shrink_command(&scenario, seed, out),
+        Command::Shrink { scenario, seed, out, planted } => arm_planted(planted.as_deref())
+            .and_then(|()| shrink_command(&scenario, seed, out, planted.as_deref())),
         Command::Hunt { path, seeds, seconds_max, jobs } => {
             hunt_command(path.as_deref(), &seeds, seconds_max, jobs)
         }
@@ -205,6 +214,20 @@ fn run(
     Ok(if replays.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
+/// Arms the planted bug named `name` on this (the main) thread, where replay and shrink run.
+fn arm_planted(name: Option<&str>) -> Result<(), String> {
+    let Some(name) = name else { return Ok(()) };
+    let names: Vec<&str> = PlantedBug::ALL.iter().map(|bug| bug.name()).collect();
+    let bug = PlantedBug::ALL
+        .into_iter()
+        .find(|bug| bug.name() == name)
+        .ok_or_else(|| format!("no planted bug {name:?} (known: {})", names.join(", ")))?;
+    if !arm(Some(bug)) {
+        return Err("built without planted bugs: add `--features planted-bugs`".to_string());
+    }
+    Ok(())
+}
+
 fn cores() -> usize {
     std::thread::available_parallelism().map(std::num::NonZeroUsize::get).unwrap_or(1)
 }
@@ -282,14 +305,17 @@ fn replay(
         Ok(index) => format!("key{index:05}"),
         Err(_) => key.to_string(),
     });
+    let mut stdout = std::io::stdout().lock();
     for line in &report.trace {
         let padded = format!("{line} ");
         let node_ok = node.as_ref().is_none_or(|node| padded.contains(node.as_str()));
         let key_ok = key.as_ref().is_none_or(|key| line.contains(key.as_str()));
-        if node_ok && key_ok {
-            println!("{line}");
+        // A closed pipe (`| head`) ends the listing quietly.
+        if node_ok && key_ok && writeln!(stdout, "{line}").is_err() {
+            return Ok(ExitCode::SUCCESS);
         }
     }
+    drop(stdout);
     print!("{report}");
     let outcome = ringkv_scenarios::SeedOutcome::from_report(&scenario, &report, 0.0);
     for (checker, message) in &outcome.tolerated {
@@ -301,7 +327,12 @@ fn replay(
     Ok(if outcome.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-fn shrink_command(name_or_path: &str, seed: u64, out: Option<PathBuf>) -> Result<ExitCode, String> {
+fn shrink_command(
+    name_or_path: &str,
+    seed: u64,
+    out: Option<PathBuf>,
+    planted: Option<&str>,
+) -> Result<ExitCode, String> {
     let scenario = load_one(name_or_path)?;
     let Some(shrunk) = shrink(&scenario, seed, |step| eprintln!("kept: {step}")) else {
         println!("{} seed {seed} passes: nothing to shrink", scenario.name);
@@ -310,9 +341,10 @@ fn shrink_command(name_or_path: &str, seed: u64, out: Option<PathBuf>) -> Result
     let dir = out.unwrap_or_else(|| library_dir().join("regressions"));
     std::fs::create_dir_all(&dir).map_err(|error| format!("{}: {error}", dir.display()))?;
     let path = dir.join(format!("{}.ron", shrunk.scenario.name));
+    let planted = planted.map(|name| format!(" --planted {name}")).unwrap_or_default();
     let header = format!(
-        "Shrunk by `ringkv-sim shrink {name_or_path} --seed {seed}` in {} runs.\n\
-         Fails: {}\nKept steps: {}\nReplay: ringkv-sim replay {} --seed {seed}",
+        "Shrunk by `ringkv-sim shrink {name_or_path} --seed {seed}{planted}` in {} runs.\n\
+         Fails: {}\nKept steps: {}\nReplay: ringkv-sim replay {} --seed {seed}{planted}",
         shrunk.runs,
         shrunk.checkers.join(", "),
         shrunk.steps.join("; "),
