@@ -33,6 +33,47 @@ impl Counter {
     }
 }
 
+/// Command names that get their own metric label; every other command counts as `OTHER`.
+const COMMAND_LABELS: &[&str] = &[
+    "GET",
+    "SET",
+    "DEL",
+    "UNLINK",
+    "EXISTS",
+    "MGET",
+    "MSET",
+    "EXPIRE",
+    "PEXPIRE",
+    "TTL",
+    "PTTL",
+    "PERSIST",
+    "SCAN",
+    "PING",
+    "ECHO",
+    "HELLO",
+    "AUTH",
+    "SELECT",
+    "CLIENT",
+    "COMMAND",
+    "INFO",
+    "QUIT",
+    "RK.GETALL",
+    "RK.PUT",
+    "RK.DEL",
+    "RK.CONSISTENCY",
+    "RK.STATUS",
+    "RK.RING",
+    "RK.DECOMMISSION",
+    "RK.REMOVE",
+];
+
+/// Consistency labels; `-` for commands that have none.
+const CONSISTENCY_LABELS: &[&str] = &["ONE", "TWO", "THREE", "QUORUM", "ALL", "-"];
+
+fn label(text: &str, known: &[&'static str]) -> &'static str {
+    known.iter().copied().find(|candidate| *candidate == text).unwrap_or("OTHER")
+}
+
 /// Upper bounds of the latency histogram buckets, in microseconds.
 const LATENCY_BUCKETS_US: [u64; 12] =
     [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000];
@@ -61,16 +102,18 @@ pub struct Metrics {
     pub storage_syncs: Counter,
     /// Peers currently connected (outbound).
     pub peers_up: AtomicU64,
-    requests: Mutex<BTreeMap<(String, String, bool), Histogram>>,
+    requests: Mutex<BTreeMap<(&'static str, &'static str, bool), Histogram>>,
     node_gauges: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Metrics {
     /// Records one client request by command, consistency and outcome.
     pub fn observe_request(&self, command: &str, consistency: &str, ok: bool, latency_us: u64) {
+        // Labels are interned so the request path allocates nothing, and a client cannot grow
+        // the label set by sending made-up command names.
+        let key = (label(command, COMMAND_LABELS), label(consistency, CONSISTENCY_LABELS), ok);
         let Ok(mut requests) = self.requests.lock() else { return };
-        let histogram =
-            requests.entry((command.to_string(), consistency.to_string(), ok)).or_default();
+        let histogram = requests.entry(key).or_default();
         histogram.count += 1;
         histogram.sum_us += latency_us;
         if let Some(index) = LATENCY_BUCKETS_US.iter().position(|bound| latency_us <= *bound) {
@@ -179,6 +222,8 @@ mod tests {
         metrics.connections_accepted.inc();
         let text = metrics.render();
         assert!(text.contains("ringkv_client_connections_accepted_total 1"));
+        metrics.observe_request("MADE-UP", "QUORUM", false, 10);
+        assert!(metrics.render().contains("command=\"OTHER\""), "unknown commands share one label");
         assert!(text.contains("ringkv_request_duration_seconds_bucket{command=\"GET\",consistency=\"QUORUM\",outcome=\"ok\",le=\"0.0005\"} 1"));
         assert!(text.contains("ringkv_request_duration_seconds_bucket{command=\"GET\",consistency=\"QUORUM\",outcome=\"ok\",le=\"0.005\"} 2"));
         assert!(text.contains("ringkv_request_duration_seconds_count{command=\"GET\",consistency=\"QUORUM\",outcome=\"ok\"} 2"));
