@@ -126,9 +126,11 @@ fn main() -> ExitCode {
 
 fn list(path: &Path) -> Result<ExitCode, String> {
     let scenarios = load(path).map_err(|error| error.to_string())?;
+    let mut stdout = std::io::stdout().lock();
     for (_, scenario) in &scenarios {
         let disk = format!("{:?}", scenario.disk);
-        println!(
+        let written = writeln!(
+            stdout,
             "{:<28} {:>2} nodes N={} {:?} {:<3} {}",
             scenario.name,
             scenario.cluster.nodes,
@@ -137,6 +139,10 @@ fn list(path: &Path) -> Result<ExitCode, String> {
             disk,
             scenario.description.lines().next().unwrap_or("")
         );
+        // A closed pipe (`| head`) ends the listing quietly.
+        if written.is_err() {
+            break;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
