@@ -133,9 +133,11 @@ pub struct AntiEntropy {
 }
 
 impl AntiEntropy {
-    /// State with at most `sessions_max` exchanges in flight.
-    pub fn new(sessions_max: usize) -> Self {
-        AntiEntropy { sessions_max, ..AntiEntropy::default() }
+    /// State with at most `sessions_max` exchanges in flight, numbering sessions after
+    /// `first_session` (drawn at random per start, so a late answer to a previous incarnation's
+    /// exchange cannot complete one of this incarnation and open the tombstone purge gate).
+    pub fn new(sessions_max: usize, first_session: u64) -> Self {
+        AntiEntropy { sessions_max, next_session: first_session, ..AntiEntropy::default() }
     }
 
     /// The group to exchange next, cycling through `groups`.
@@ -229,7 +231,7 @@ mod tests {
 
     #[test]
     fn repair_is_recorded_per_group_and_peer() {
-        let mut state = AntiEntropy::new(4);
+        let mut state = AntiEntropy::new(4, 0);
         let group = vec![NodeId(1), NodeId(2), NodeId(3)];
         let first = state.start(group.clone(), NodeId(2));
         assert_eq!(state.session(first, NodeId(2)), Some(&group));

@@ -161,7 +161,20 @@ pub struct ReadSpec {
 impl Coordinator {
     /// A coordinator with no requests, reconciling objects by `mode`.
     pub fn new(mode: ConflictMode) -> Self {
-        Coordinator { next_op: 1, next_batch: 1, mode: Some(mode), ..Coordinator::default() }
+        Coordinator::starting_at(mode, 1)
+    }
+
+    /// A coordinator whose operation ids start at `first_op`. A node draws it at random at every
+    /// start, so a reply to an operation of its previous incarnation, delayed in the network,
+    /// cannot match a new operation (found by the scenario runner: a read at ONE returned
+    /// another key's value after a restart).
+    pub fn starting_at(mode: ConflictMode, first_op: OpId) -> Self {
+        Coordinator {
+            next_op: first_op.max(1),
+            next_batch: 1,
+            mode: Some(mode),
+            ..Coordinator::default()
+        }
     }
 
     /// Requests in flight (reads that already replied and only wait to repair do not count).

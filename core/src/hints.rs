@@ -63,6 +63,12 @@ pub struct Replays {
 }
 
 impl Replays {
+    /// Replays whose ids start after `first_id` (drawn at random per start, so a late ack to a
+    /// previous incarnation's replay cannot delete a hint of this one).
+    pub fn starting_at(first_id: u64) -> Self {
+        Replays { next_id: first_id, in_flight: BTreeMap::new() }
+    }
+
     /// Whether a replay of `hint_key` is in flight and not yet timed out.
     pub fn is_in_flight(&self, hint_key: &Bytes, now: Instant, replay_timeout: Duration) -> bool {
         self.in_flight

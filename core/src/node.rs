@@ -355,9 +355,10 @@ impl<S: Storage> Node<S> {
         }
         let detector = FailureDetector::new(config.detector);
         let future_ring_at_start = ring.clone();
+        let id_bases = [id_base(&mut rng), id_base(&mut rng), id_base(&mut rng), id_base(&mut rng)];
         let mut node = Node {
             id,
-            coordinator: Coordinator::new(config.keyspace.conflict_mode),
+            coordinator: Coordinator::starting_at(config.keyspace.conflict_mode, id_bases[0]),
             next_sweep: now + config.sweep_interval,
             config,
             ring,
@@ -372,9 +373,9 @@ impl<S: Storage> Node<S> {
             down: BTreeSet::new(),
             gossip,
             detector,
-            replays: Replays::default(),
-            anti_entropy: AntiEntropy::new(ANTI_ENTROPY_SESSIONS_MAX),
-            streams: Streams::default(),
+            replays: Replays::starting_at(id_bases[1]),
+            anti_entropy: AntiEntropy::new(ANTI_ENTROPY_SESSIONS_MAX, id_bases[2]),
+            streams: Streams::starting_at(id_bases[3]),
             future_ring: future_ring_at_start,
             join_planned: false,
             next_anti_entropy: now + anti_entropy_interval,
@@ -1752,6 +1753,13 @@ fn start_gossip(
     let known =
         config.members.iter().filter(|member| **member != id).map(|member| (*member, state(0, 1)));
     Gossip::new(id, mine, known, config.gossip.clone(), seed, now)
+}
+
+/// A random starting point for one of the id spaces a node issues (operations, replays, sessions,
+/// streams). The seed differs at every start, so ids of two incarnations do not meet; the top
+/// bits stay clear so an id space never wraps.
+fn id_base(rng: &mut ChaCha8Rng) -> u64 {
+    rng.random::<u64>() >> 2
 }
 
 /// A child seed for a sub-machine, so its draws never shift another's.

@@ -75,6 +75,12 @@ pub struct ChunkDue {
 }
 
 impl Streams {
+    /// Streams numbered after `first_id` (drawn at random per start, like every id a node
+    /// issues, so a late message of a previous incarnation's stream matches nothing).
+    pub fn starting_at(first_id: u64) -> Self {
+        Streams { next_id: first_id, ..Streams::default() }
+    }
+
     /// A new stream id opened by this node (`me`).
     pub fn next_id(&mut self, me: NodeId) -> StreamId {
         self.next_id += 1;
