@@ -294,7 +294,6 @@ pub struct Node<S: Storage> {
     storage_failure: Option<String>,
     clock: HybridClock,
     wall: WallTime,
-    rng: ChaCha8Rng,
     now: Instant,
     down: BTreeSet<NodeId>,
     gossip: Gossip,
@@ -303,7 +302,8 @@ pub struct Node<S: Storage> {
     anti_entropy: AntiEntropy,
     next_anti_entropy: Instant,
     streams: Streams,
-    future_ring: Ring,
+    /// The owners once the joins and departures in progress complete; `None` when nothing moves.
+    future_ring: Option<Ring>,
     join_planned: bool,
     next_hint_tick: Instant,
     hint_cursor: Option<Bytes>,
@@ -354,7 +354,6 @@ impl<S: Storage> Node<S> {
             _ => {}
         }
         let detector = FailureDetector::new(config.detector);
-        let future_ring_at_start = ring.clone();
         let id_bases = [id_base(&mut rng), id_base(&mut rng), id_base(&mut rng), id_base(&mut rng)];
         let mut node = Node {
             id,
@@ -368,7 +367,6 @@ impl<S: Storage> Node<S> {
             storage_failure: None,
             clock: HybridClock::new(),
             wall: WallTime::default(),
-            rng,
             now,
             down: BTreeSet::new(),
             gossip,
@@ -376,7 +374,7 @@ impl<S: Storage> Node<S> {
             replays: Replays::starting_at(id_bases[1]),
             anti_entropy: AntiEntropy::new(ANTI_ENTROPY_SESSIONS_MAX, id_bases[2]),
             streams: Streams::starting_at(id_bases[3]),
-            future_ring: future_ring_at_start,
+            future_ring: None,
             join_planned: false,
             next_anti_entropy: now + anti_entropy_interval,
             next_hint_tick: now + hint_replay_interval,
@@ -778,18 +776,17 @@ impl<S: Storage> Node<S> {
         }
         // While a node joins or leaves, the owners-to-be receive every write too, so nothing
         // written during the move is missing when ownership changes (not counted toward W).
-        let pending: Vec<NodeId> = self
-            .future_ring
-            .preference_list(&key, self.config.keyspace.replicas_n)
-            .into_iter()
-            .filter(|node| {
-                *node != me
-                    && !self
-                        .ring
-                        .preference_list(&key, self.config.keyspace.replicas_n)
-                        .contains(node)
-            })
-            .collect();
+        let pending: Vec<NodeId> = match &self.future_ring {
+            Some(future) => {
+                let current = self.ring.preference_list(&key, self.config.keyspace.replicas_n);
+                future
+                    .preference_list(&key, self.config.keyspace.replicas_n)
+                    .into_iter()
+                    .filter(|node| *node != me && !current.contains(node))
+                    .collect()
+            }
+            None => Vec::new(),
+        };
         for node in pending {
             self.send(node, PeerMessage::Write { op, key: key.clone(), object: object.clone() });
         }
@@ -1138,7 +1135,7 @@ impl<S: Storage> Node<S> {
             self.ring = ring;
             self.counters.ring_changes += 1;
         }
-        self.future_ring = future;
+        self.future_ring = (future != self.ring).then_some(future);
     }
 
     /// Moves a joining node along: once it has learned the ring, it asks the current replicas for
@@ -1700,11 +1697,6 @@ impl<S: Storage> Node<S> {
         );
         assert_eq!(self.actor.node, self.id);
     }
-
-    /// Draws a value from the node's seeded generator (for sub-machines that need a child seed).
-    pub fn draw_seed(&mut self) -> u64 {
-        self.rng.random()
-    }
 }
 
 /// Reads the gossip generation, bumps it and writes it back (durable before the node is ready,
@@ -1800,9 +1792,4 @@ fn decode_object(bytes: &[u8]) -> Result<Versioned, StorageError> {
     let object: Versioned = postcard::from_bytes(bytes)
         .map_err(|error| StorageError(format!("corrupt stored object: {error}")))?;
     Ok(object)
-}
-
-/// The context a client would send to overwrite what it read, for tests and tools.
-pub fn context_of(result: &crate::message::ReadResult) -> Context {
-    result.context.clone()
 }
