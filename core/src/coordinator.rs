@@ -134,6 +134,8 @@ struct WriteOp {
     replicas: Vec<NodeId>,
     required: usize,
     acks: BTreeSet<NodeId>,
+    /// Always 0 unless the planted bug `QuorumCountsDuplicateReplies` is armed.
+    duplicate_acks: usize,
     failures: BTreeMap<NodeId, String>,
     context: Context,
 }
@@ -219,6 +221,7 @@ impl Coordinator {
             replicas,
             required,
             acks: BTreeSet::new(),
+            duplicate_acks: 0,
             failures: BTreeMap::new(),
             context,
         };
@@ -299,7 +302,7 @@ impl Coordinator {
                         op: op_id,
                         key: read.key.clone(),
                         targets: stale.clone(),
-                        object: merged.clone(),
+                        object: repair_copy(&merged),
                     });
                     read.phase =
                         ReadPhase::Repairing { merged, waiting: stale.into_iter().collect() };
@@ -308,7 +311,7 @@ impl Coordinator {
                         actions.push(Action::RepairAsync {
                             key: read.key.clone(),
                             targets: stale,
-                            object: merged.clone(),
+                            object: repair_copy(&merged),
                         });
                     }
                     actions
@@ -324,7 +327,7 @@ impl Coordinator {
                     actions.push(Action::RepairAsync {
                         key: read.key.clone(),
                         targets: vec![from],
-                        object: merged.clone(),
+                        object: repair_copy(merged),
                     });
                 }
             }
@@ -472,6 +475,15 @@ impl Coordinator {
     }
 }
 
+/// The object a read repair sends to stale replicas: the merge of every reply.
+fn repair_copy(merged: &Versioned) -> Versioned {
+    let mut copy = merged.clone();
+    if crate::planted!(ReadRepairDropsSibling) && copy.siblings.len() > 1 {
+        copy.siblings.pop();
+    }
+    copy
+}
+
 fn write_progress(
     write: &mut WriteOp,
     from: NodeId,
@@ -482,8 +494,11 @@ fn write_progress(
     }
     match result {
         Ok(()) => {
-            write.acks.insert(from);
-            (write.acks.len() >= write.required).then(|| Outcome::Written(write.context.clone()))
+            if !write.acks.insert(from) && crate::planted!(QuorumCountsDuplicateReplies) {
+                write.duplicate_acks += 1;
+            }
+            (write.acks.len() + write.duplicate_acks >= write.required)
+                .then(|| Outcome::Written(write.context.clone()))
         }
         Err(reason) => {
             write.failures.insert(from, reason.clone());

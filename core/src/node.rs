@@ -42,6 +42,9 @@ use crate::types::{Consistency, Key, KeyspaceConfig, Limits, NodeId, Value};
 use crate::version::{Actor, Context, NewWrite, Versioned};
 
 const META_EPOCH_KEY: &[u8] = b"epoch";
+/// The highest dot counter issued under the current epoch, written at a clean shutdown (which
+/// keeps the epoch) so that the next start goes on above it.
+const META_DOTS_ISSUED_KEY: &[u8] = b"dots-issued";
 /// Most anti-entropy exchanges this node keeps in flight.
 const ANTI_ENTROPY_SESSIONS_MAX: usize = 64;
 /// Most arcs one stream request may name.
@@ -290,6 +293,8 @@ pub struct Node<S: Storage> {
     ring: Ring,
     storage: S,
     actor: Actor,
+    /// The highest dot counter this actor has issued on any key.
+    dots_issued_max: u64,
     ready_at_seq: Option<WriteSeq>,
     storage_failure: Option<String>,
     clock: HybridClock,
@@ -334,7 +339,16 @@ impl<S: Storage> Node<S> {
     ) -> Result<Self, StorageError> {
         assert!(config.keyspace.replicas_n >= 1, "a keyspace needs at least one replica");
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let epoch = recover_epoch(&mut storage, &mut rng)?;
+        let (epoch, epoch_kept) = recover_epoch(&mut storage, &mut rng)?;
+        let dots_issued_max = if epoch_kept {
+            storage
+                .get(Space::Meta, META_DOTS_ISSUED_KEY)?
+                .as_deref()
+                .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
+                .map_or(0, u64::from_le_bytes)
+        } else {
+            0
+        };
         let generation = next_generation(&mut storage)?;
         let recorded_status = storage.get(Space::Meta, META_STATUS_KEY)?;
         storage.write(
@@ -363,6 +377,7 @@ impl<S: Storage> Node<S> {
             ring,
             storage,
             actor: Actor { node: id, epoch },
+            dots_issued_max,
             ready_at_seq: Some(ready_seq),
             storage_failure: None,
             clock: HybridClock::new(),
@@ -533,6 +548,11 @@ impl<S: Storage> Node<S> {
     /// Marks the shutdown as clean, so the next start keeps the epoch. The driver syncs storage
     /// afterwards and stops feeding inputs.
     pub fn shutdown(&mut self) -> Result<(), StorageError> {
+        self.storage.write(
+            Space::Meta,
+            Bytes::from_static(META_DOTS_ISSUED_KEY),
+            Some(Bytes::copy_from_slice(&self.dots_issued_max.to_le_bytes())),
+        )?;
         self.storage.write(
             Space::Meta,
             Bytes::from_static(META_CLEAN_KEY),
@@ -748,12 +768,14 @@ impl<S: Storage> Node<S> {
         let stored = read_object(&mut self.storage, &key).map(Option::unwrap_or_default);
         let written = stored.and_then(|mut object| {
             let context = if overwrite { object.clock.clone() } else { context };
-            object.update(
+            let dot = object.update_above(
                 &context,
                 NewWrite { value, timestamp, expire_at },
                 self.actor,
                 self.config.keyspace.conflict_mode,
+                self.dots_issued_max,
             );
+            self.dots_issued_max = dot.counter;
             let seq = write_object(&mut self.storage, &key, &object)?;
             Ok((object, seq))
         });
@@ -896,7 +918,8 @@ impl<S: Storage> Node<S> {
                 self.drop_hint(stored_key);
                 continue;
             }
-            if self.is_down(owner)
+            if crate::planted!(HintsNeverReplayed)
+                || self.is_down(owner)
                 || self.replays.is_in_flight(&stored_key, now, self.config.request_timeout)
             {
                 continue;
@@ -1619,7 +1642,11 @@ impl<S: Storage> Node<S> {
             return;
         }
         let acknowledgeable =
-            if self.config.acknowledge_before_sync { WriteSeq::MAX } else { durable };
+            if self.config.acknowledge_before_sync || crate::planted!(AckBeforeSync) {
+                WriteSeq::MAX
+            } else {
+                durable
+            };
         while let Some(&(seq, target)) = self.pending_acks.front() {
             if seq > acknowledgeable {
                 break;
@@ -1764,13 +1791,17 @@ fn child_seed(seed: u64, label: &[u8]) -> u64 {
 /// Reads the epoch from storage and picks the next one: the same after a clean shutdown, one
 /// higher after a crash, a random one when the metadata is gone (the disk was lost, so the node
 /// cannot know which epochs it used).
-fn recover_epoch<S: Storage>(storage: &mut S, rng: &mut ChaCha8Rng) -> Result<u32, StorageError> {
+/// Also says whether the epoch was kept.
+fn recover_epoch<S: Storage>(
+    storage: &mut S,
+    rng: &mut ChaCha8Rng,
+) -> Result<(u32, bool), StorageError> {
     let stored = storage.get(Space::Meta, META_EPOCH_KEY)?;
     let clean = storage.get(Space::Meta, META_CLEAN_KEY)?.is_some();
     Ok(match stored.as_deref().map(<[u8; 4]>::try_from) {
-        Some(Ok(bytes)) if clean => u32::from_le_bytes(bytes),
-        Some(Ok(bytes)) => u32::from_le_bytes(bytes).wrapping_add(1),
-        _ => rng.random(),
+        Some(Ok(bytes)) if clean => (u32::from_le_bytes(bytes), true),
+        Some(Ok(bytes)) => (u32::from_le_bytes(bytes).wrapping_add(1), false),
+        _ => (rng.random(), false),
     })
 }
 

@@ -30,13 +30,28 @@ pub enum PlantedBug {
     /// A crash of `MemStorage` loses its synced data keys but keeps its metadata, so the node
     /// restarts with its old epoch and reissues dots (Riak's kv679) (storage.rs).
     CrashLosesSyncedData,
-    /// The hybrid logical clock ignores timestamps seen on messages (hlc.rs).
-    HlcIgnoresObserved,
+    /// A replica acknowledges a write as soon as it is applied, before the write-ahead log is
+    /// synced, so a crash can lose an acknowledged write (node.rs).
+    AckBeforeSync,
+    /// The ring walk does not skip a node it already picked, so a preference list can name one
+    /// node twice and the key has fewer than N replicas (ring.rs).
+    PreferenceListRepeatsNode,
+    /// The hint replay skips every hint, as if every owner were down (node.rs).
+    HintsNeverReplayed,
+    /// A write counts every acknowledgement it receives, so a duplicated ack from one replica
+    /// counts twice toward W (coordinator.rs).
+    QuorumCountsDuplicateReplies,
+    /// Read repair sends the merged object without its last sibling while keeping its clock, so
+    /// the stale replica (and every replica it later merges with) drops that write
+    /// (coordinator.rs).
+    ReadRepairDropsSibling,
+    /// A merge of concurrent siblings keeps only the first one (version.rs).
+    MergeKeepsOneSibling,
 }
 
 impl PlantedBug {
     /// Every planted bug.
-    pub const ALL: [PlantedBug; 9] = [
+    pub const ALL: [PlantedBug; 14] = [
         PlantedBug::QuorumOffByOne,
         PlantedBug::MergeDropsTheirSiblings,
         PlantedBug::UpdateIgnoresContext,
@@ -45,7 +60,12 @@ impl PlantedBug {
         PlantedBug::ForwardDedupOff,
         PlantedBug::ReadSkipsMerge,
         PlantedBug::CrashLosesSyncedData,
-        PlantedBug::HlcIgnoresObserved,
+        PlantedBug::AckBeforeSync,
+        PlantedBug::PreferenceListRepeatsNode,
+        PlantedBug::HintsNeverReplayed,
+        PlantedBug::QuorumCountsDuplicateReplies,
+        PlantedBug::ReadRepairDropsSibling,
+        PlantedBug::MergeKeepsOneSibling,
     ];
 
     /// The bug's name, in kebab case.
@@ -59,7 +79,12 @@ impl PlantedBug {
             PlantedBug::ForwardDedupOff => "forward-dedup-off",
             PlantedBug::ReadSkipsMerge => "read-skips-merge",
             PlantedBug::CrashLosesSyncedData => "crash-loses-synced-data",
-            PlantedBug::HlcIgnoresObserved => "hlc-ignores-observed",
+            PlantedBug::AckBeforeSync => "ack-before-sync",
+            PlantedBug::PreferenceListRepeatsNode => "preference-list-repeats-node",
+            PlantedBug::HintsNeverReplayed => "hints-never-replayed",
+            PlantedBug::QuorumCountsDuplicateReplies => "quorum-counts-duplicate-replies",
+            PlantedBug::ReadRepairDropsSibling => "read-repair-drops-sibling",
+            PlantedBug::MergeKeepsOneSibling => "merge-keeps-one-sibling",
         }
     }
 }

@@ -138,7 +138,7 @@ impl Ring {
             if replicas.len() == replicas_n {
                 break;
             }
-            if !replicas.contains(node) {
+            if !replicas.contains(node) || crate::planted!(PreferenceListRepeatsNode) {
                 replicas.push(*node);
             }
         }

@@ -195,7 +195,23 @@ impl Versioned {
         actor: Actor,
         mode: ConflictMode,
     ) -> Dot {
-        let counter = self.clock.counter(actor).max(context.counter(actor)) + 1;
+        self.update_above(context, write, actor, mode, 0)
+    }
+
+    /// [`Versioned::update`] with a dot counter above `issued_max`, the highest counter `actor`
+    /// has issued on any key. A key's own clock is not enough: once its tombstone is purged
+    /// here, other replicas may still hold a clock naming this actor's old counters, and a
+    /// counter counted up from the empty object again would be taken for an old, covered write
+    /// and dropped.
+    pub fn update_above(
+        &mut self,
+        context: &VersionVector,
+        write: NewWrite,
+        actor: Actor,
+        mode: ConflictMode,
+        issued_max: u64,
+    ) -> Dot {
+        let counter = self.clock.counter(actor).max(context.counter(actor)).max(issued_max) + 1;
         let dot = Dot { actor, counter };
         self.siblings.retain(|sibling| {
             crate::planted!(UpdateIgnoresContext) || !context.covers(sibling.dot)
@@ -236,6 +252,9 @@ impl Versioned {
             }
         }
         merged.sort_by_key(|sibling| sibling.dot);
+        if crate::planted!(MergeKeepsOneSibling) {
+            merged.truncate(1);
+        }
         self.siblings = merged;
         self.clock.join(&other.clock);
         self.resolve(mode);

@@ -590,6 +590,36 @@ fn a_tombstone_is_purged_only_after_every_replica_has_it_so_the_value_never_retu
     assert!(after.values.is_empty(), "the deleted value came back: {after:?}");
 }
 
+/// Found by the simulator (scenario tombstone-purge, seed 3): once a key's tombstone was
+/// purged on its coordinator, the next write there counted its dot up from the empty object
+/// again and reissued counter 1, which other replicas' clocks already covered, so they dropped
+/// the acknowledged write.
+#[test]
+fn a_write_after_a_purge_never_reissues_a_dot_another_replica_has_seen() {
+    let mut config = without_anti_entropy(3);
+    config.keyspace.tombstone_grace = Duration::from_secs(2);
+    config.sweep_interval = Duration::from_secs(1);
+    let mut cluster = Cluster::new(config);
+    assert!(cluster.call(NodeId(1), put("k", "old", None, Consistency::All)).is_ok());
+    cluster.isolate(NodeId(2));
+    let seen = read(cluster.call(NodeId(1), get("k", Consistency::Quorum)));
+    let deleted = ClientRequest::Delete {
+        key: key("k"),
+        context: Some(seen.context),
+        consistency: Consistency::Quorum,
+    };
+    assert!(cluster.call(NodeId(1), deleted).is_ok());
+    cluster.run_for(Duration::from_secs(10));
+    assert_eq!(cluster.node(NodeId(1)).local_object(b"k").unwrap(), None, "n1 purged");
+    cluster.heal(NodeId(2));
+    assert!(cluster.call(NodeId(1), put("k", "new", None, Consistency::Quorum)).is_ok());
+    let written = cluster.node(NodeId(1)).local_object(b"k").unwrap().unwrap();
+    let counters: Vec<u64> = written.siblings.iter().map(|sibling| sibling.dot.counter).collect();
+    assert_eq!(counters, vec![3], "n1 issued dots 1 (put) and 2 (delete) before");
+    let after = read(cluster.call(NodeId(2), get("k", Consistency::All)));
+    assert_eq!(after.values, vec![Bytes::from_static(b"new")]);
+}
+
 fn without_anti_entropy(members: u32) -> NodeConfig {
     let mut config = config(members);
     config.anti_entropy_interval = Duration::ZERO;

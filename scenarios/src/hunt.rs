@@ -1,7 +1,7 @@
 //! The planted-bug hunt: arm one deliberate bug of `ringkv_core::planted` at a time and run
 //! scenarios until a checker catches it.
 //!
-//! Owns: [`hunt`] (every bug of [`PlantedBug::ALL`] on a pool of worker threads; per bug, seeds
+//! Owns: [`hunt`] (the chosen bugs of [`PlantedBug::ALL`] on a pool of worker threads; per bug, seeds
 //! in order, each seed through every scenario, until the first failing seed, the seed range
 //! ends or the time budget is spent) and [`HuntResult`]. A bug is armed only on the worker's
 //! thread and only for its own runs. Needs the `planted-bugs` feature; without it
@@ -32,9 +32,10 @@ pub struct HuntResult {
     pub lww_lost_writes: u64,
 }
 
-/// Hunts every planted bug over `scenarios` and `seeds` on `jobs` threads, spending at most
+/// Hunts each of `bugs` over `scenarios` and `seeds` on `jobs` threads, spending at most
 /// `seconds_max` per bug. Results are in [`PlantedBug::ALL`] order.
 pub fn hunt(
+    bugs: &[PlantedBug],
     scenarios: &[Scenario],
     seeds: Range<u64>,
     jobs: usize,
@@ -44,10 +45,10 @@ pub fn hunt(
     let next = AtomicUsize::new(0);
     let results = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
-        for _ in 0..jobs.clamp(1, PlantedBug::ALL.len()) {
+        for _ in 0..jobs.clamp(1, bugs.len().max(1)) {
             scope.spawn(|| loop {
                 let index = next.fetch_add(1, Ordering::Relaxed);
-                let Some(bug) = PlantedBug::ALL.get(index).copied() else { break };
+                let Some(bug) = bugs.get(index).copied() else { break };
                 let result = hunt_one(scenarios, seeds.clone(), bug, seconds_max);
                 on_done(&result);
                 if let Ok(mut results) = results.lock() {

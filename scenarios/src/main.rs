@@ -83,6 +83,9 @@ enum Command {
         /// Worker threads (default: every core).
         #[arg(long)]
         jobs: Option<usize>,
+        /// Hunt only these planted bugs (comma-separated names; default: all of them).
+        #[arg(long, value_delimiter = ',')]
+        bug: Vec<String>,
     },
     /// Cuts a failing seed's scenario down and writes it as a regression file.
     Shrink {
@@ -111,8 +114,8 @@ fn main() -> ExitCode {
         }
         Command::Shrink { scenario, seed, out, planted } => arm_planted(planted.as_deref())
             .and_then(|()| shrink_command(&scenario, seed, out, planted.as_deref())),
-        Command::Hunt { path, seeds, seconds_max, jobs } => {
-            hunt_command(path.as_deref(), &seeds, seconds_max, jobs)
+        Command::Hunt { path, seeds, seconds_max, jobs, bug } => {
+            hunt_command(path.as_deref(), &seeds, seconds_max, jobs, &bug)
         }
     };
     match result {
@@ -221,13 +224,18 @@ fn run(
 }
 
 /// Arms the planted bug named `name` on this (the main) thread, where replay and shrink run.
-fn arm_planted(name: Option<&str>) -> Result<(), String> {
-    let Some(name) = name else { return Ok(()) };
+/// The planted bug named `name` (kebab case).
+fn planted_bug(name: &str) -> Result<PlantedBug, String> {
     let names: Vec<&str> = PlantedBug::ALL.iter().map(|bug| bug.name()).collect();
-    let bug = PlantedBug::ALL
+    PlantedBug::ALL
         .into_iter()
         .find(|bug| bug.name() == name)
-        .ok_or_else(|| format!("no planted bug {name:?} (known: {})", names.join(", ")))?;
+        .ok_or_else(|| format!("no planted bug {name:?} (known: {})", names.join(", ")))
+}
+
+fn arm_planted(name: Option<&str>) -> Result<(), String> {
+    let Some(name) = name else { return Ok(()) };
+    let bug = planted_bug(name)?;
     if !arm(Some(bug)) {
         return Err("built without planted bugs: add `--features planted-bugs`".to_string());
     }
@@ -243,10 +251,16 @@ fn hunt_command(
     seeds: &str,
     seconds_max: f64,
     jobs: Option<usize>,
+    bug_names: &[String],
 ) -> Result<ExitCode, String> {
     if !ringkv_core::planted::COMPILED_IN {
         return Err("built without planted bugs: add `--features planted-bugs`".to_string());
     }
+    let bugs: Vec<PlantedBug> = if bug_names.is_empty() {
+        PlantedBug::ALL.to_vec()
+    } else {
+        bug_names.iter().map(|name| planted_bug(name)).collect::<Result<_, _>>()?
+    };
     let seeds = parse_seeds(Some(seeds))?;
     let folder = path.map_or_else(library_dir, resolve);
     let scenarios: Vec<Scenario> = load(&folder)
@@ -255,13 +269,14 @@ fn hunt_command(
         .map(|(_, scenario)| scenario)
         .collect();
     let started = Instant::now();
-    let results = hunt(&scenarios, seeds, jobs.unwrap_or_else(cores), seconds_max, |result| {
-        eprintln!(
-            "{}: {}",
-            result.bug.name(),
-            if result.caught.is_some() { "caught" } else { "missed" }
-        );
-    });
+    let results =
+        hunt(&bugs, &scenarios, seeds, jobs.unwrap_or_else(cores), seconds_max, |result| {
+            eprintln!(
+                "{}: {}",
+                result.bug.name(),
+                if result.caught.is_some() { "caught" } else { "missed" }
+            );
+        });
     println!("{:<28} {:>6} {:>6} {:>8}  caught by", "planted bug", "caught", "runs", "seconds");
     let mut missed = 0;
     for result in &results {

@@ -55,11 +55,21 @@ pub struct ClusterSpec {
     pub nodes: usize,
     /// Virtual nodes per node on the ring.
     pub vnodes: u32,
+    /// How often each node starts an anti-entropy exchange, in milliseconds.
+    pub anti_entropy_ms: u64,
+    /// How often each node sweeps its store for purgeable tombstones, in milliseconds.
+    pub tombstone_sweep_ms: u64,
 }
 
 impl Default for ClusterSpec {
     fn default() -> Self {
-        ClusterSpec { nodes: 5, vnodes: 64 }
+        let node = ringkv_core::NodeConfig::new(Vec::new());
+        ClusterSpec {
+            nodes: 5,
+            vnodes: 64,
+            anti_entropy_ms: node.anti_entropy_interval.as_millis(),
+            tombstone_sweep_ms: node.sweep_interval.as_millis(),
+        }
     }
 }
 
@@ -85,6 +95,9 @@ pub struct KeyspaceSpec {
     pub sloppy_quorum: bool,
     /// How long a hint is kept, in milliseconds.
     pub hint_window_ms: u64,
+    /// How long a tombstone is kept before it may be purged, in milliseconds (and only after
+    /// every replica has exchanged since the delete).
+    pub tombstone_grace_ms: u64,
 }
 
 impl Default for KeyspaceSpec {
@@ -94,6 +107,7 @@ impl Default for KeyspaceSpec {
             conflict: ConflictSpec::Dvv,
             sloppy_quorum: false,
             hint_window_ms: 3 * 3_600_000,
+            tombstone_grace_ms: KeyspaceConfig::default().tombstone_grace.as_millis(),
         }
     }
 }
@@ -439,6 +453,9 @@ impl Scenario {
         if self.cluster.vnodes == 0 {
             return Err("cluster.vnodes must be positive".to_string());
         }
+        if self.cluster.tombstone_sweep_ms == 0 {
+            return Err("cluster.tombstone_sweep_ms must be positive".to_string());
+        }
         for name in &self.expect.tolerate {
             if !CHECKER_NAMES.contains(&name.as_str()) {
                 return Err(format!(
@@ -463,8 +480,10 @@ impl Scenario {
             },
             sloppy_quorum: self.keyspace.sloppy_quorum,
             hint_window: Duration::from_millis(self.keyspace.hint_window_ms),
-            ..KeyspaceConfig::default()
+            tombstone_grace: Duration::from_millis(self.keyspace.tombstone_grace_ms),
         };
+        config.node.anti_entropy_interval = Duration::from_millis(self.cluster.anti_entropy_ms);
+        config.node.sweep_interval = Duration::from_millis(self.cluster.tombstone_sweep_ms);
         config.faults = self.faults.fault_config();
         config.workload = self.workload_config();
         config.safety_duration = Duration::from_millis(self.phases.safety_ms);
@@ -533,7 +552,8 @@ mod tests {
     #[test]
     fn a_minimal_scenario_takes_the_documented_defaults() {
         let scenario = Scenario::parse(r#"Scenario(name: "tiny")"#, "tiny.ron").unwrap();
-        assert_eq!(scenario.cluster, ClusterSpec { nodes: 5, vnodes: 64 });
+        assert_eq!(scenario.cluster, ClusterSpec::default());
+        assert_eq!((scenario.cluster.nodes, scenario.cluster.vnodes), (5, 64));
         assert_eq!(scenario.faults.fault_config(), FaultConfig::none());
         let config = scenario.sim_config(9);
         assert_eq!(config.seed, 9);

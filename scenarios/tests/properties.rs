@@ -72,7 +72,7 @@ prop_compose! {
         Scenario {
             name: "generated".to_string(),
             description: "a proptest case".to_string(),
-            cluster: ClusterSpec { nodes, vnodes: 16 },
+            cluster: ClusterSpec { nodes, vnodes: 16, ..ClusterSpec::default() },
             keyspace: KeyspaceSpec {
                 replicas,
                 conflict: if lww { ConflictSpec::Lww } else { ConflictSpec::Dvv },

@@ -911,8 +911,12 @@ impl<D: SimDisk> Runner<D> {
         }
         let mut state = FinalState::new();
         for key in keys {
-            let mut final_key = FinalKey::default();
             let owners = ring.preference_list(&key, replicas_n);
+            let mut final_key = FinalKey {
+                owners: owners.clone(),
+                owners_expected: replicas_n.min(ring.members_count()),
+                ..FinalKey::default()
+            };
             for (index, slot) in self.slots.iter_mut().enumerate() {
                 let Some(node) = slot.node.as_mut() else {
                     continue;

@@ -73,8 +73,11 @@ mod tests {
     use crate::history::History;
 
     fn run(history: &History, copy: Versioned) -> Vec<Violation> {
-        let state =
-            FinalKey { replicas: vec![(NodeId(1), copy.clone())], merged: copy, live: Vec::new() };
+        let state = FinalKey {
+            replicas: vec![(NodeId(1), copy.clone())],
+            merged: copy,
+            ..FinalKey::default()
+        };
         let final_state = FinalState::from([(bytes("k"), state)]);
         let input = CheckInput { history, final_state: &final_state, views: &[], params: params() };
         check(input, &Analysis::new(history))

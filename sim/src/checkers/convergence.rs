@@ -1,7 +1,8 @@
 //! Checker: after faults heal and a final all-replica read pass, replicas converge.
 //!
-//! Every replica of every written key must hold the same object (clock and siblings; a missing
-//! copy counts as the empty object). The runner reads every key at ALL after the liveness phase,
+//! Every written key must have N distinct replicas (its preference list may not name a node
+//! twice), and every replica must hold the same object (clock and siblings; a missing copy
+//! counts as the empty object). The runner reads every key at ALL after the liveness phase,
 //! which repairs every stale replica before replying, and then lets the cluster go quiet.
 
 use super::{Analysis, CheckInput, Violation};
@@ -12,6 +13,20 @@ const NAME: &str = "convergence";
 pub fn check(input: CheckInput<'_>, _analysis: &Analysis) -> Vec<Violation> {
     let mut violations = Vec::new();
     for (key, state) in input.final_state {
+        let mut distinct = state.owners.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if distinct.len() != state.owners_expected {
+            violations.push(Violation {
+                checker: NAME,
+                message: format!(
+                    "{key:?} has {} distinct replicas {:?}, expected {}",
+                    distinct.len(),
+                    state.owners,
+                    state.owners_expected
+                ),
+            });
+        }
         let Some((first_node, first)) = state.replicas.first() else {
             continue;
         };
@@ -61,8 +76,12 @@ pub(crate) mod tests {
     }
 
     fn run(copies: [Versioned; 3]) -> Vec<Violation> {
+        run_with_owners(copies, vec![NodeId(0), NodeId(1), NodeId(2)])
+    }
+
+    fn run_with_owners(copies: [Versioned; 3], owners: Vec<NodeId>) -> Vec<Violation> {
         let replicas = copies.into_iter().enumerate().map(|(i, c)| (NodeId(i as u32), c)).collect();
-        let state = FinalKey { replicas, ..FinalKey::default() };
+        let state = FinalKey { replicas, owners, owners_expected: 3, ..FinalKey::default() };
         let final_state = FinalState::from([(bytes("k"), state)]);
         let history = History::new();
         let input = CheckInput {
@@ -84,5 +103,13 @@ pub(crate) mod tests {
         let violations = run([object(&["a", "b"]), object(&["a", "b"]), object(&["a"])]);
         assert_eq!(violations.len(), 1);
         assert!(violations[0].message.contains("n2"), "{violations:?}");
+    }
+
+    #[test]
+    fn a_preference_list_naming_a_node_twice_is_caught() {
+        let copies = [object(&["a"]), object(&["a"]), object(&["a"])];
+        let violations = run_with_owners(copies, vec![NodeId(0), NodeId(0), NodeId(1)]);
+        assert_eq!(violations.len(), 1);
+        assert!(violations[0].message.contains("2 distinct replicas"), "{violations:?}");
     }
 }

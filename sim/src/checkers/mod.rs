@@ -43,6 +43,11 @@ pub struct Violation {
 pub struct FinalKey {
     /// Each replica of the key (preference list order) and its copy (empty when absent).
     pub replicas: Vec<(NodeId, Versioned)>,
+    /// The key's preference list as the ring computes it, which must name
+    /// `owners_expected` distinct nodes.
+    pub owners: Vec<NodeId>,
+    /// N, or the member count when the ring has fewer members.
+    pub owners_expected: usize,
     /// The merge of every node's copy.
     pub merged: Versioned,
     /// The live values of `merged`.
