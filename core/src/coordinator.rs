@@ -287,9 +287,10 @@ impl Coordinator {
                 let merged = if crate::planted!(ReadSkipsMerge) {
                     object.clone()
                 } else {
-                    read.replies
-                        .values()
-                        .fold(Versioned::empty(), |acc, reply| acc.merged(reply, mode))
+                    read.replies.values().fold(Versioned::empty(), |mut acc, reply| {
+                        acc.merge(reply, mode);
+                        acc
+                    })
                 };
                 let stale: Vec<NodeId> = read
                     .replies

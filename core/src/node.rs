@@ -295,6 +295,8 @@ pub struct Node<S: Storage> {
     actor: Actor,
     /// The highest dot counter this actor has issued on any key.
     dots_issued_max: u64,
+    /// Decoded copies of recently used stored objects (see [`ObjectCache`]).
+    objects: ObjectCache,
     ready_at_seq: Option<WriteSeq>,
     storage_failure: Option<String>,
     clock: HybridClock,
@@ -378,6 +380,7 @@ impl<S: Storage> Node<S> {
             storage,
             actor: Actor { node: id, epoch },
             dots_issued_max,
+            objects: ObjectCache::default(),
             ready_at_seq: Some(ready_seq),
             storage_failure: None,
             clock: HybridClock::new(),
@@ -704,7 +707,7 @@ impl<S: Storage> Node<S> {
             }
         }
         if replicas.contains(&self.id) {
-            match read_object(&mut self.storage, &key) {
+            match self.load_object(&key) {
                 Ok(object) => {
                     let actions =
                         self.coordinator.on_read_reply(op, self.id, object.unwrap_or_default());
@@ -765,7 +768,7 @@ impl<S: Storage> Node<S> {
             WallTime::from_millis(self.wall.as_millis().saturating_add(ttl.as_millis()))
         });
         let context = context.map(|context| context.0).unwrap_or_default();
-        let stored = read_object(&mut self.storage, &key).map(Option::unwrap_or_default);
+        let stored = self.load_object(&key).map(Option::unwrap_or_default);
         let written = stored.and_then(|mut object| {
             let context = if overwrite { object.clock.clone() } else { context };
             let dot = object.update_above(
@@ -776,14 +779,11 @@ impl<S: Storage> Node<S> {
                 self.dots_issued_max,
             );
             self.dots_issued_max = dot.counter;
-            let seq = write_object(&mut self.storage, &key, &object)?;
+            let seq = self.write_local(&key, &object)?;
             Ok((object, seq))
         });
         let (object, seq) = match written {
-            Ok(written) => {
-                self.last_write_seq = written.1;
-                written
-            }
+            Ok(written) => written,
             Err(error) => return self.deliver(now, reply_to, Outcome::Failed(error.into())),
         };
         let deadline = now + self.config.request_timeout;
@@ -1040,7 +1040,7 @@ impl<S: Storage> Node<S> {
     fn send_objects(&mut self, to: NodeId, keys: Vec<Bytes>) {
         let mut objects = Vec::new();
         for key in keys.into_iter().take(self.config.anti_entropy_keys_max) {
-            if let Ok(Some(object)) = read_object(&mut self.storage, &key) {
+            if let Ok(Some(object)) = self.load_object(&key) {
                 objects.push((key, object));
             }
         }
@@ -1237,6 +1237,10 @@ impl<S: Storage> Node<S> {
     /// Sends the next chunk of every outgoing stream that may send; a leaving node whose streams
     /// are all acknowledged marks itself left.
     fn pump_streams(&mut self) {
+        // Runs after every input; nearly always nothing is streaming.
+        if self.streams.outgoing_count() == 0 && self.status() != MemberStatus::Leaving {
+            return;
+        }
         for due in self.streams.due() {
             let Ok((objects, next_cursor)) = self.stream_chunk(&due.arcs, due.cursor.as_deref())
             else {
@@ -1333,7 +1337,7 @@ impl<S: Storage> Node<S> {
         }
         match message {
             PeerMessage::Read { op, key } => {
-                let object = match read_object(&mut self.storage, &key) {
+                let object = match self.load_object(&key) {
                     Ok(object) => object,
                     Err(_) => return self.counters.peer_messages_dropped += 1,
                 };
@@ -1485,14 +1489,14 @@ impl<S: Storage> Node<S> {
         if let Some(timestamp) = incoming.siblings.iter().map(|sibling| sibling.timestamp).max() {
             self.clock.observe(timestamp);
         }
-        let mut local = read_object(&mut self.storage, key)?.unwrap_or_default();
-        let before = local.clone();
-        local.merge(incoming, self.config.keyspace.conflict_mode);
-        if local == before {
+        let mut local = self.load_object(key)?.unwrap_or_default();
+        let mode = self.config.keyspace.conflict_mode;
+        if local.absorbs(incoming, mode) {
             // Nothing new, but the local copy may itself be unsynced: the acknowledgement waits
             // for everything written so far.
             return Ok(self.last_write_seq.max(self.storage.durable_seq()));
         }
+        local.merge(incoming, mode);
         self.write_local(key, &local)
     }
 
@@ -1511,9 +1515,28 @@ impl<S: Storage> Node<S> {
     }
 
     fn write_local(&mut self, key: &[u8], object: &Versioned) -> Result<WriteSeq, StorageError> {
-        let seq = write_object(&mut self.storage, key, object)?;
-        self.last_write_seq = seq;
-        Ok(seq)
+        let written = write_object(&mut self.storage, key, object);
+        match &written {
+            Ok(seq) => {
+                self.last_write_seq = *seq;
+                self.objects.insert(key, object.clone());
+            }
+            // The store may or may not hold the new copy: read it back next time.
+            Err(_) => self.objects.forget(key),
+        }
+        written
+    }
+
+    /// The stored object of `key`, from the cache when it is there.
+    fn load_object(&mut self, key: &[u8]) -> Result<Option<Versioned>, StorageError> {
+        if let Some(object) = self.objects.get(key) {
+            return Ok(Some(object.clone()));
+        }
+        let object = read_object(&mut self.storage, key)?;
+        if let Some(object) = &object {
+            self.objects.insert(key, object.clone());
+        }
+        Ok(object)
     }
 
     fn run_actions(&mut self, now: Instant, actions: Vec<Action>) {
@@ -1692,6 +1715,7 @@ impl<S: Storage> Node<S> {
             let purgeable = decode_object(&bytes).is_ok_and(|object| {
                 object.is_purgeable(self.wall, grace_ms) && self.repaired_since_death(&key, &object)
             });
+            self.objects.forget(&key);
             if purgeable && self.storage.write(Space::Data, key, None).is_ok() {
                 self.counters.tombstones_purged += 1;
             }
@@ -1805,6 +1829,42 @@ fn recover_epoch<S: Storage>(
     })
 }
 
+/// Decoded copies of recently read or written stored objects, so that hot keys are not decoded
+/// from storage on every request (decoding was the largest single cost in the simulator).
+/// Write-through: every write of the data space goes through `Node::write_local`, which updates
+/// the copy, or forgets it when the write failed; the tombstone sweep forgets what it may purge.
+/// Volatile, like the node: a restart starts empty. `Node::local_object` bypasses it, so the
+/// simulator's checkers read what storage really holds.
+#[derive(Debug, Default)]
+struct ObjectCache {
+    objects: BTreeMap<Bytes, Versioned>,
+}
+
+impl ObjectCache {
+    /// Keys kept before the cache starts over. Clearing everything at once keeps it simple and
+    /// deterministic; hot keys come back on their next read.
+    const KEYS_MAX: usize = 4096;
+
+    fn get(&self, key: &[u8]) -> Option<&Versioned> {
+        self.objects.get(key)
+    }
+
+    fn insert(&mut self, key: &[u8], object: Versioned) {
+        if let Some(cached) = self.objects.get_mut(key) {
+            *cached = object;
+            return;
+        }
+        if self.objects.len() >= Self::KEYS_MAX {
+            self.objects.clear();
+        }
+        self.objects.insert(Bytes::copy_from_slice(key), object);
+    }
+
+    fn forget(&mut self, key: &[u8]) {
+        self.objects.remove(key);
+    }
+}
+
 fn read_object<S: Storage>(storage: &mut S, key: &[u8]) -> Result<Option<Versioned>, StorageError> {
     storage.get(Space::Data, key)?.map(|bytes| decode_object(&bytes)).transpose()
 }
@@ -1814,8 +1874,13 @@ fn write_object<S: Storage>(
     key: &[u8],
     object: &Versioned,
 ) -> Result<WriteSeq, StorageError> {
-    let bytes =
-        postcard::to_allocvec(object).map_err(|error| StorageError(format!("encode: {error}")))?;
+    // Sized up front (values plus a generous bound per sibling and clock entry) so that the
+    // encoding does not grow its buffer several times.
+    let values_bytes: usize =
+        object.siblings.iter().map(|sibling| sibling.value.as_ref().map_or(0, Bytes::len)).sum();
+    let capacity = 8 + values_bytes + 48 * object.siblings.len() + 24 * object.clock.len();
+    let bytes = postcard::to_extend(object, Vec::with_capacity(capacity))
+        .map_err(|error| StorageError(format!("encode: {error}")))?;
     storage.write(Space::Data, Bytes::copy_from_slice(key), Some(Bytes::from(bytes)))
 }
 

@@ -125,8 +125,10 @@ impl StorageWork for MemSync {
 /// In-memory storage with exact durability bookkeeping, for tests and early simulation.
 #[derive(Debug, Clone, Default)]
 pub struct MemStorage {
-    durable: BTreeMap<(Space, Bytes), Bytes>,
-    live: BTreeMap<(Space, Bytes), Bytes>,
+    // One map per space, keyed by the key bytes, so a lookup borrows the caller's key instead
+    // of copying it.
+    durable: BTreeMap<Space, BTreeMap<Bytes, Bytes>>,
+    live: BTreeMap<Space, BTreeMap<Bytes, Bytes>>,
     unsynced: Vec<(WriteSeq, Space, Bytes, Option<Bytes>)>,
     next_seq: WriteSeq,
     durable_seq: WriteSeq,
@@ -144,7 +146,7 @@ impl MemStorage {
     /// Loses every unsynced write, as a power cut would, and keeps what was synced.
     pub fn crash(&mut self) {
         if crate::planted!(CrashLosesSyncedData) {
-            self.durable.retain(|(space, _), _| *space != Space::Data);
+            self.durable.remove(&Space::Data);
         }
         self.live = self.durable.clone();
         self.unsynced.clear();
@@ -161,7 +163,7 @@ impl MemStorage {
 
     /// Number of keys in a space.
     pub fn len(&self, space: Space) -> usize {
-        self.live.keys().filter(|(key_space, _)| *key_space == space).count()
+        self.live.get(&space).map_or(0, BTreeMap::len)
     }
 
     /// Whether a space holds no keys.
@@ -174,7 +176,7 @@ impl Storage for MemStorage {
     type Work = MemSync;
 
     fn get(&mut self, space: Space, key: &[u8]) -> Result<Option<Bytes>, StorageError> {
-        Ok(self.live.get(&(space, Bytes::copy_from_slice(key))).cloned())
+        Ok(self.live.get(&space).and_then(|keys| keys.get(key)).cloned())
     }
 
     fn write(
@@ -190,9 +192,10 @@ impl Storage for MemStorage {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
+        let keys = self.live.entry(space).or_default();
         match &value {
-            Some(bytes) => self.live.insert((space, key.clone()), bytes.clone()),
-            None => self.live.remove(&(space, key.clone())),
+            Some(bytes) => keys.insert(key.clone(), bytes.clone()),
+            None => keys.remove(&key),
         };
         self.unsynced.push((seq, space, key, value));
         Ok(seq)
@@ -205,16 +208,12 @@ impl Storage for MemStorage {
         limit: usize,
     ) -> Result<Vec<(Bytes, Bytes)>, StorageError> {
         use std::ops::Bound;
-        let start = match after {
-            Some(key) => Bound::Excluded((space, Bytes::copy_from_slice(key))),
-            None => Bound::Included((space, Bytes::new())),
-        };
-        Ok(self
-            .live
-            .range((start, Bound::Unbounded))
-            .take_while(|((key_space, _), _)| *key_space == space)
+        let Some(keys) = self.live.get(&space) else { return Ok(Vec::new()) };
+        let start: Bound<&[u8]> = after.map_or(Bound::Unbounded, Bound::Excluded);
+        Ok(keys
+            .range::<[u8], _>((start, Bound::Unbounded))
             .take(limit)
-            .map(|((_, key), value)| (key.clone(), value.clone()))
+            .map(|(key, value)| (key.clone(), value.clone()))
             .collect())
     }
 
@@ -243,9 +242,10 @@ impl Storage for MemStorage {
         }
         let synced = self.unsynced.iter().take_while(|(seq, ..)| *seq <= done.upto).count();
         for (seq, space, key, value) in self.unsynced.drain(..synced) {
+            let keys = self.durable.entry(space).or_default();
             match value {
-                Some(bytes) => self.durable.insert((space, key), bytes),
-                None => self.durable.remove(&(space, key)),
+                Some(bytes) => keys.insert(key, bytes),
+                None => keys.remove(&key),
             };
             self.durable_seq = seq;
         }

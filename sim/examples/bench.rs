@@ -9,6 +9,11 @@
 
 use ringkv_sim::Simulation;
 
+// The simulator allocates and frees small objects on every event (versioned objects, their
+// encodings, messages); mimalloc does that in far fewer instructions than glibc's malloc.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let seeds_count: u64 = std::env::args().nth(1).and_then(|arg| arg.parse().ok()).unwrap_or(20);
     for run_checkers in [true, false] {

@@ -46,7 +46,6 @@ pub fn check(input: CheckInput<'_>, analysis: &Analysis) -> Vec<Violation> {
                 .filter(|(_, read, _)| input.params.is_strict(read.consistency(), op.consistency()))
                 .take(READS_PER_WRITE_MAX);
             for (read_index, read, summary) in later_reads {
-                let seen = read.values_read(key).unwrap_or_default();
                 let stale = if summary.empty {
                     // A delete invoked before the read completed that may have applied after
                     // the write explains an empty result.
@@ -60,6 +59,7 @@ pub fn check(input: CheckInput<'_>, analysis: &Analysis) -> Vec<Violation> {
                     summary.latest_ack.is_some_and(|latest| latest < op.invoked_at)
                 };
                 if stale {
+                    let seen = read.values_read(key).unwrap_or_default();
                     violations.push(Violation {
                         checker: NAME,
                         message: format!(
