@@ -106,33 +106,61 @@ impl<V: Vfs + Clone> LsmStorage<V> {
         vfs: V,
         options: Options,
     ) -> Result<(Self, Option<String>), StorageError> {
-        let names = vfs.list().map_err(|error| StorageError(format!("list: {error}")))?;
-        let marked = names.iter().any(|name| name == CORRUPT_MARKER_FILE);
-        let reason = if marked {
-            let file = vfs
-                .open(CORRUPT_MARKER_FILE)
-                .map_err(|error| StorageError(format!("open {CORRUPT_MARKER_FILE}: {error}")))?;
-            let text = ringkv_storage::vfs::read_all(&file)
-                .map_err(|error| StorageError(format!("read {CORRUPT_MARKER_FILE}: {error}")))?;
-            format!("corruption found while running: {}", String::from_utf8_lossy(&text))
+        let io = |what: &str, error: std::io::Error| StorageError(format!("{what}: {error}"));
+        let names = vfs.list().map_err(|error| io("list", error))?;
+        let reason = if names.iter().any(|name| name == CORRUPT_MARKER_FILE) {
+            let file = vfs.open(CORRUPT_MARKER_FILE).map_err(|error| io("open marker", error))?;
+            let text =
+                ringkv_storage::vfs::read_all(&file).map_err(|error| io("read marker", error))?;
+            String::from_utf8_lossy(&text).into_owned()
         } else {
             match Self::open_engine(vfs.clone(), options.clone()) {
                 Ok(storage) => return Ok((storage, None)),
-                Err(error) if error.is_corruption() => format!("recovery failed: {error}"),
+                Err(error) if error.is_corruption() => {
+                    let reason = format!("recovery failed: {error}");
+                    // The marker first: a rebuild cut short by a crash or an I/O error resumes
+                    // at the next start instead of finding a half-emptied directory.
+                    write_marker(&vfs, &reason).map_err(|error| io("write marker", error))?;
+                    reason
+                }
                 Err(error) => return Err(storage_error(error)),
             }
         };
-        quarantine(&vfs, &names).map_err(|error| StorageError(format!("quarantine: {error}")))?;
-        let mut storage = Self::open_engine(vfs, options).map_err(storage_error)?;
+        let round = quarantine_round(&names);
+        let damaged = names
+            .iter()
+            .filter(|name| !name.starts_with(QUARANTINE_PREFIX) && *name != CORRUPT_MARKER_FILE);
+        for name in damaged {
+            vfs.rename(name, &format!("{QUARANTINE_PREFIX}{round}-{name}"))
+                .map_err(|error| io("quarantine", error))?;
+        }
+        vfs.sync_dir().map_err(|error| io("sync_dir", error))?;
+        let mut storage = Self::open_engine(vfs.clone(), options).map_err(storage_error)?;
         storage.write(
             Space::Meta,
             Bytes::from_static(META_REBUILDING_KEY),
             Some(Bytes::from(reason.clone())),
         )?;
-        // Durable before anything else happens: a crash now must not restart as a fresh node
-        // that answers reads.
+        // The mark is durable before the marker goes: a crash in between rebuilds again (a
+        // blank store, harmless), never starts as a fresh node that answers reads.
         storage.sync()?;
+        vfs.rename(
+            CORRUPT_MARKER_FILE,
+            &format!("{QUARANTINE_PREFIX}{round}-{CORRUPT_MARKER_FILE}"),
+        )
+        .and_then(|()| vfs.sync_dir())
+        .map_err(|error| io("quarantine marker", error))?;
         Ok((storage, Some(reason)))
+    }
+
+    /// Reads every block of every table from the disk (past the block cache), so that damage
+    /// is found (and remembered as [`LsmStorage::corruption`]) now rather than by a client's
+    /// read: an operator's verify, a scrub.
+    pub fn verify(&mut self) -> Result<(), StorageError> {
+        match self.engine.verify_tables() {
+            Ok(_entries) => Ok(()),
+            Err(error) => Err(self.note(error)),
+        }
     }
 
     /// The first checksum mismatch found while running, if any: the driver should restart the
@@ -151,13 +179,8 @@ impl<V: Vfs + Clone> LsmStorage<V> {
     /// that cannot write the marker is found corrupt again by the next read of the damage).
     fn note(&mut self, error: ringkv_storage::Error) -> StorageError {
         if error.is_corruption() && self.corruption.is_none() {
-            let reason = error.to_string();
-            let vfs = self.engine.vfs();
-            let _marked = vfs.create(CORRUPT_MARKER_FILE).and_then(|mut file| {
-                file.append(reason.as_bytes())?;
-                file.sync()?;
-                vfs.sync_dir()
-            });
+            let reason = format!("corruption found while running: {error}");
+            let _marked = write_marker(self.engine.vfs(), &reason);
             self.corruption = Some(reason);
         }
         storage_error(error)
@@ -261,19 +284,25 @@ impl<V: Vfs + Clone> Storage for LsmStorage<V> {
     }
 }
 
-/// Moves every file of a damaged store aside, as `quarantine-<round>-<name>`; earlier rounds'
-/// files stay as they are.
-fn quarantine<V: Vfs>(vfs: &V, names: &[String]) -> std::io::Result<()> {
-    let round = names
+/// Records why the store must be rebuilt, durably, unless a marker is there already.
+fn write_marker<V: Vfs>(vfs: &V, reason: &str) -> std::io::Result<()> {
+    if vfs.list()?.iter().any(|name| name == CORRUPT_MARKER_FILE) {
+        return Ok(());
+    }
+    let mut file = vfs.create(CORRUPT_MARKER_FILE)?;
+    file.append(reason.as_bytes())?;
+    file.sync()?;
+    vfs.sync_dir()
+}
+
+/// The next quarantine round: one above any round already in the directory.
+fn quarantine_round(names: &[String]) -> u64 {
+    names
         .iter()
         .filter_map(|name| name.strip_prefix(QUARANTINE_PREFIX))
         .filter_map(|rest| rest.split_once('-').and_then(|(round, _)| round.parse::<u64>().ok()))
         .max()
-        .map_or(1, |round| round + 1);
-    for name in names.iter().filter(|name| !name.starts_with(QUARANTINE_PREFIX)) {
-        vfs.rename(name, &format!("{QUARANTINE_PREFIX}{round}-{name}"))?;
-    }
-    vfs.sync_dir()
+        .map_or(1, |round| round + 1)
 }
 
 fn space_name(space: Space) -> &'static str {
@@ -386,6 +415,7 @@ mod tests {
         drop(storage);
         let (mut storage, rebuilt) = LsmStorage::open_or_rebuild(fs.clone(), small()).unwrap();
         assert!(rebuilt.unwrap().contains("while running"));
+        assert!(!fs.list().unwrap().iter().any(|name| name == CORRUPT_MARKER_FILE));
         assert_eq!(storage.scan(Space::Data, None, 10).unwrap().len(), 0);
     }
 
@@ -399,5 +429,69 @@ mod tests {
         let (mut storage, rebuilt) = LsmStorage::open_or_rebuild(fs, small()).unwrap();
         assert_eq!(rebuilt, None);
         assert!(storage.get(Space::Data, b"key0199").unwrap().is_some());
+    }
+
+    #[test]
+    fn a_rebuild_cut_short_by_io_errors_resumes_and_always_ends_marked() {
+        for seed in 0..20 {
+            let fs = SimFs::new(100 + seed);
+            drop(filled(&fs));
+            fs.corrupt(&manifest(&fs), 10).unwrap();
+            let errors = ringkv_storage::FaultConfig {
+                append_error_ppm: 200_000,
+                sync_error_ppm: 200_000,
+                metadata_error_ppm: 200_000,
+                ..ringkv_storage::FaultConfig::default()
+            };
+            fs.set_faults(errors);
+            let mut attempts = 0;
+            let mut storage = loop {
+                attempts += 1;
+                if attempts == 50 {
+                    fs.set_faults(ringkv_storage::FaultConfig::default());
+                }
+                // Each failed attempt is a process that died: the next one starts afresh.
+                if let Ok((storage, _)) = LsmStorage::open_or_rebuild(fs.clone(), small()) {
+                    break storage;
+                }
+                fs.crash(ringkv_storage::CrashMode::Torn);
+            };
+            fs.set_faults(ringkv_storage::FaultConfig::default());
+            assert!(
+                storage.get(Space::Meta, META_REBUILDING_KEY).unwrap().is_some(),
+                "seed {seed}: started unmarked after {attempts} attempts"
+            );
+            assert_eq!(storage.get(Space::Data, b"key0001").unwrap(), None, "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn a_rebuilt_store_survives_a_failing_disk_and_a_torn_crash() {
+        for seed in 0..30 {
+            let fs = SimFs::new(200 + seed);
+            drop(filled(&fs));
+            fs.corrupt(&manifest(&fs), 10).unwrap();
+            let (mut storage, rebuilt) = LsmStorage::open_or_rebuild(fs.clone(), small()).unwrap();
+            assert!(rebuilt.is_some());
+            for index in 0..50u32 {
+                let key = Bytes::from(format!("new{index:04}"));
+                storage.write(Space::Data, key, Some(Bytes::from(vec![1u8; 100]))).unwrap();
+                storage.sync().unwrap();
+            }
+            fs.fail_next_syncs(u32::MAX);
+            let _ = storage.write(
+                Space::Data,
+                Bytes::from_static(b"x"),
+                Some(Bytes::from_static(b"y")),
+            );
+            assert!(storage.sync().is_err());
+            drop(storage);
+            fs.crash(ringkv_storage::CrashMode::Torn);
+            assert!(LsmStorage::open_or_rebuild(fs.clone(), small()).is_err());
+            fs.fail_next_syncs(0);
+            let (mut storage, rebuilt) = LsmStorage::open_or_rebuild(fs.clone(), small()).unwrap();
+            assert_eq!(rebuilt, None, "seed {seed}: {:?}", fs.list().unwrap());
+            assert!(storage.get(Space::Data, b"new0049").unwrap().is_some());
+        }
     }
 }

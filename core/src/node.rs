@@ -310,6 +310,8 @@ pub struct Node<S: Storage> {
     /// `Some` while the store is a rebuild that anti-entropy has not refilled yet: the node
     /// answers no reads then (its blank copy would break the read/write quorum overlap).
     refill: Option<Refill>,
+    /// Where the removal of the rebuild mark was written, until it is durable.
+    rebuilt_at_seq: Option<WriteSeq>,
     /// The gossip generation last persisted.
     generation_stored: u64,
     clock: HybridClock,
@@ -389,6 +391,7 @@ impl<S: Storage> Node<S> {
             ready_at_seq: Some(ready_seq),
             storage_failure: None,
             refill: rebuilding.then(Refill::default),
+            rebuilt_at_seq: None,
             generation_stored: generation,
             clock: HybridClock::new(),
             wall: WallTime::default(),
@@ -440,10 +443,11 @@ impl<S: Storage> Node<S> {
         self.ready_at_seq.is_none() && self.storage_failure.is_none()
     }
 
-    /// Whether the node's store is a rebuild still waiting for anti-entropy to refill it (it
-    /// answers no reads meanwhile).
+    /// Whether the node's store is a rebuild not yet refilled for good: anti-entropy has not
+    /// refilled it (it answers no reads meanwhile), or the refill is not durable yet (it answers
+    /// reads, but a crash now would leave it rebuilding again).
     pub fn is_rebuilding(&self) -> bool {
-        self.refill.is_some()
+        self.refill.is_some() || self.rebuilt_at_seq.is_some()
     }
 
     /// The ring this node routes by.
@@ -1138,13 +1142,15 @@ impl<S: Storage> Node<S> {
                 .filter(|peer| **peer != self.id)
                 .all(|peer| refill.refilled.contains(&(group.clone(), *peer)))
         });
-        if all
-            && self
-                .storage
-                .write(Space::Meta, Bytes::from_static(META_REBUILDING_KEY), None)
-                .is_ok()
-        {
+        if !all {
+            return;
+        }
+        let unmarked =
+            self.storage.write(Space::Meta, Bytes::from_static(META_REBUILDING_KEY), None);
+        if let Ok(seq) = unmarked {
             self.refill = None;
+            // Synced soon (after_handler asks for it), with every refilled object before it.
+            self.rebuilt_at_seq = Some(seq);
             self.counters.rebuilds_completed += 1;
             self.next_anti_entropy = self.now + self.config.anti_entropy_interval;
         }
@@ -1760,7 +1766,9 @@ impl<S: Storage> Node<S> {
     fn after_handler(&mut self) {
         self.pump_streams();
         self.release_durable_acks();
-        let waiting = !self.pending_acks.is_empty() || self.ready_at_seq.is_some();
+        let waiting = !self.pending_acks.is_empty()
+            || self.ready_at_seq.is_some()
+            || self.rebuilt_at_seq.is_some();
         if waiting && !self.sync_requested && self.storage_failure.is_none() {
             self.sync_requested = true;
             self.outbox.push_back(Output::SyncStorage);
@@ -1774,6 +1782,9 @@ impl<S: Storage> Node<S> {
         let durable = self.storage.durable_seq();
         if self.ready_at_seq.is_some_and(|seq| seq <= durable) {
             self.ready_at_seq = None;
+        }
+        if self.rebuilt_at_seq.is_some_and(|seq| seq <= durable) {
+            self.rebuilt_at_seq = None;
         }
         if self.storage_failure.is_some() {
             return;
