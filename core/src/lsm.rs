@@ -127,9 +127,7 @@ impl<V: Vfs + Clone> LsmStorage<V> {
             }
         };
         let round = quarantine_round(&names);
-        let damaged = names
-            .iter()
-            .filter(|name| !name.starts_with(QUARANTINE_PREFIX) && *name != CORRUPT_MARKER_FILE);
+        let damaged = names.iter().filter(|name| is_engine_file(name));
         for name in damaged {
             vfs.rename(name, &format!("{QUARANTINE_PREFIX}{round}-{name}"))
                 .map_err(|error| io("quarantine", error))?;
@@ -295,6 +293,17 @@ fn write_marker<V: Vfs>(vfs: &V, reason: &str) -> std::io::Result<()> {
     vfs.sync_dir()
 }
 
+/// Whether the engine wrote `name` (tables, WALs, manifests, `CURRENT`): what a rebuild moves
+/// aside. The driver's `LOCK` stays (moving it would let a second process lock the directory),
+/// and so do files the engine ignores.
+fn is_engine_file(name: &str) -> bool {
+    !name.starts_with(QUARANTINE_PREFIX)
+        && (name.starts_with("CURRENT")
+            || name.starts_with("MANIFEST-")
+            || name.ends_with(".sst")
+            || name.ends_with(".wal"))
+}
+
 /// The next quarantine round: one above any round already in the directory.
 fn quarantine_round(names: &[String]) -> u64 {
     names
@@ -376,6 +385,8 @@ mod tests {
     fn a_corrupt_manifest_at_start_moves_the_files_aside_and_starts_blank_and_marked() {
         let fs = SimFs::new(11);
         drop(filled(&fs));
+        fs.create("LOCK").unwrap();
+        fs.sync_dir().unwrap();
         // Byte 10 is inside the first record (the snapshot edit), which is never a torn tail.
         fs.corrupt(&manifest(&fs), 10).unwrap();
         let (mut storage, rebuilt) = LsmStorage::open_or_rebuild(fs.clone(), small()).unwrap();
@@ -386,6 +397,7 @@ mod tests {
         assert_eq!(marked.as_deref(), Some(reason.as_bytes()));
         let names = fs.list().unwrap();
         assert!(names.iter().any(|name| name.starts_with("quarantine-1-MANIFEST-")), "{names:?}");
+        assert!(names.iter().any(|name| name == "LOCK"), "the driver's lock file stays");
         assert!(names
             .iter()
             .any(|name| name.starts_with("quarantine-1-") && name.ends_with(".sst")));
