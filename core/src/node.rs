@@ -730,7 +730,8 @@ impl<S: Storage> Node<S> {
             }
         }
         // A store being refilled does not count toward R: it may lack acknowledged writes.
-        if replicas.contains(&self.id) && self.refill.is_none() {
+        let serves = self.refill.is_none() || crate::planted!(RebuildServesReads);
+        if replicas.contains(&self.id) && serves {
             match read_object(&mut self.storage, &key) {
                 Ok(object) => {
                     let actions =
@@ -1466,7 +1467,9 @@ impl<S: Storage> Node<S> {
             return;
         }
         match message {
-            PeerMessage::Read { .. } if self.refill.is_some() => {
+            PeerMessage::Read { .. }
+                if self.refill.is_some() && !crate::planted!(RebuildServesReads) =>
+            {
                 // Silence, as from a failed replica: the coordinator needs R others.
                 self.counters.rebuild_reads_refused += 1;
             }

@@ -32,11 +32,14 @@ pub enum PlantedBug {
     CrashLosesSyncedData,
     /// The hybrid logical clock ignores timestamps seen on messages (hlc.rs).
     HlcIgnoresObserved,
+    /// A node whose store was rebuilt blank after corruption answers reads before anti-entropy
+    /// has refilled it (node.rs).
+    RebuildServesReads,
 }
 
 impl PlantedBug {
     /// Every planted bug.
-    pub const ALL: [PlantedBug; 9] = [
+    pub const ALL: [PlantedBug; 10] = [
         PlantedBug::QuorumOffByOne,
         PlantedBug::MergeDropsTheirSiblings,
         PlantedBug::UpdateIgnoresContext,
@@ -46,6 +49,7 @@ impl PlantedBug {
         PlantedBug::ReadSkipsMerge,
         PlantedBug::CrashLosesSyncedData,
         PlantedBug::HlcIgnoresObserved,
+        PlantedBug::RebuildServesReads,
     ];
 
     /// The bug's name, in kebab case.
@@ -60,6 +64,7 @@ impl PlantedBug {
             PlantedBug::ReadSkipsMerge => "read-skips-merge",
             PlantedBug::CrashLosesSyncedData => "crash-loses-synced-data",
             PlantedBug::HlcIgnoresObserved => "hlc-ignores-observed",
+            PlantedBug::RebuildServesReads => "rebuild-serves-reads",
         }
     }
 }
