@@ -337,7 +337,15 @@ impl Gossip {
         let mut advanced = Vec::new();
         for (node, state) in states.into_iter().take(self.config.entries_per_message_max) {
             if node == self.me {
-                // Nobody knows us better than we do; an old generation of ours is ignored.
+                // Nobody knows us better than we do, except a generation of ours we forgot: a
+                // node that lost its disk restarts at generation 1, and peers holding a later
+                // one would ignore it forever. It moves past what they know.
+                if let Some(mine) = self.states.get_mut(&self.me) {
+                    if state.generation >= mine.generation {
+                        mine.generation = state.generation + 1;
+                        mine.version = 0;
+                    }
+                }
                 continue;
             }
             let labels_fit = [&state.address, &state.datacenter, &state.rack]
@@ -490,6 +498,35 @@ mod tests {
             .handle(NodeId(2), GossipMessage::Ack2 { states: vec![(NodeId(1), about_me)] })
             .is_empty());
         assert_eq!(gossip.mine().status, MemberStatus::Normal, "others cannot rewrite our state");
+    }
+
+    #[test]
+    fn a_node_that_forgot_its_generation_moves_past_the_one_its_peers_know() {
+        let config = GossipConfig { seeds: vec![NodeId(0)], ..GossipConfig::default() };
+        let mut nodes = cluster(3, &config);
+        let mut now = Instant::ZERO;
+        let mut rounds = |nodes: &mut Vec<Gossip>| {
+            for _ in 0..10 {
+                now += config.interval;
+                round(nodes, now);
+            }
+        };
+        let restart = |generation: u64, seed: u64| {
+            let known = (1..3).map(|id| (NodeId(id), state(0)));
+            Gossip::new(NodeId(0), state(generation), known, config.clone(), seed, Instant::ZERO)
+        };
+        rounds(&mut nodes);
+        nodes[0] = restart(5, 7);
+        rounds(&mut nodes);
+        assert!(nodes[1..].iter().all(|node| node.members()[&NodeId(0)].generation == 5));
+        // n0 lost its disk: it restarts at generation 1 while its peers know generation 5.
+        nodes[0] = restart(1, 8);
+        rounds(&mut nodes);
+        let mine = nodes[0].mine().generation;
+        assert!(mine > 5, "n0 stayed at generation {mine}");
+        for node in &nodes[1..] {
+            assert_eq!(node.members()[&NodeId(0)].generation, mine, "a peer ignores n0");
+        }
     }
 
     #[test]

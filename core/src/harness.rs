@@ -147,6 +147,22 @@ impl Cluster {
         }
     }
 
+    /// Restarts a crashed node on a blank disk marked as a rebuild, as
+    /// `LsmStorage::open_or_rebuild` leaves a corrupt one: it answers no reads until every other
+    /// replica has refilled it through anti-entropy.
+    pub fn restart_rebuilt(&mut self, node: NodeId) {
+        if self.crashed.remove(&node).is_some() {
+            let mut storage = MemStorage::new();
+            let marked = storage.write(
+                crate::storage::Space::Meta,
+                bytes::Bytes::from_static(crate::storage::META_REBUILDING_KEY),
+                Some(bytes::Bytes::from_static(b"test: corrupt disk")),
+            );
+            assert!(marked.is_ok() && storage.sync().is_ok(), "MemStorage writes cannot fail");
+            self.start_node(node, storage);
+        }
+    }
+
     /// Syncs every node's storage now.
     pub fn sync(&mut self) {
         let ids: Vec<NodeId> = self.nodes.keys().copied().collect();

@@ -35,7 +35,7 @@ use crate::hints::{decode_hint, encode_hint, hint_key, split_hint_key, Hint, Rep
 use crate::hlc::HybridClock;
 use crate::message::{ClientRequest, ClientResponse, OpId, PeerMessage, RequestId};
 use crate::ring::{Ring, VNODES_PER_WEIGHT_DEFAULT};
-use crate::storage::{Space, Storage, WriteSeq};
+use crate::storage::{Space, Storage, WriteSeq, META_REBUILDING_KEY};
 use crate::streaming::{Arc, StreamId, Streams};
 use crate::time::{Duration, Instant, WallTime};
 use crate::types::{Consistency, Key, KeyspaceConfig, Limits, NodeId, Value};
@@ -45,6 +45,9 @@ const META_EPOCH_KEY: &[u8] = b"epoch";
 /// The highest dot counter issued under the current epoch, written at a clean shutdown (which
 /// keeps the epoch) so that the next start goes on above it.
 const META_DOTS_ISSUED_KEY: &[u8] = b"dots-issued";
+/// How often a rebuilding node runs its refill exchanges (or the anti-entropy interval, if
+/// shorter): a blank replica should not stay out of read quorums for long.
+const REFILL_INTERVAL: Duration = Duration::from_secs(1);
 /// Most anti-entropy exchanges this node keeps in flight.
 const ANTI_ENTROPY_SESSIONS_MAX: usize = 64;
 /// Most arcs one stream request may name.
@@ -252,6 +255,10 @@ pub struct NodeCounters {
     pub streams_completed: u64,
     /// Times the ring changed after a membership change.
     pub ring_changes: u64,
+    /// Peer reads left unanswered because this node's store is being refilled after a rebuild.
+    pub rebuild_reads_refused: u64,
+    /// Rebuilds completed (every other replica of every group refilled this node).
+    pub rebuilds_completed: u64,
 }
 
 /// One key write on its way to a coordinator: a put (`value: Some`) or a delete.
@@ -285,6 +292,14 @@ enum AckTarget {
     Stream { to: NodeId, stream: StreamId, last: bool },
 }
 
+/// A rebuilt (blank) store waiting to be refilled: which (replica group, peer) pairs have
+/// refilled it, and per pair the keys fetched from that peer that have not arrived yet.
+#[derive(Debug, Default)]
+struct Refill {
+    refilled: BTreeSet<(Group, NodeId)>,
+    waiting: BTreeMap<(Group, NodeId), BTreeSet<Bytes>>,
+}
+
 /// A ringkv node over storage `S`.
 #[derive(Debug)]
 pub struct Node<S: Storage> {
@@ -299,6 +314,13 @@ pub struct Node<S: Storage> {
     objects: ObjectCache,
     ready_at_seq: Option<WriteSeq>,
     storage_failure: Option<String>,
+    /// `Some` while the store is a rebuild that anti-entropy has not refilled yet: the node
+    /// answers no reads then (its blank copy would break the read/write quorum overlap).
+    refill: Option<Refill>,
+    /// Where the removal of the rebuild mark was written, until it is durable.
+    rebuilt_at_seq: Option<WriteSeq>,
+    /// The gossip generation last persisted.
+    generation_stored: u64,
     clock: HybridClock,
     wall: WallTime,
     now: Instant,
@@ -353,6 +375,9 @@ impl<S: Storage> Node<S> {
         };
         let generation = next_generation(&mut storage)?;
         let recorded_status = storage.get(Space::Meta, META_STATUS_KEY)?;
+        // Without anti-entropy nothing would refill a rebuilt store; it then serves as it is.
+        let rebuilding = storage.get(Space::Meta, META_REBUILDING_KEY)?.is_some()
+            && config.anti_entropy_interval > Duration::ZERO;
         storage.write(
             Space::Meta,
             Bytes::from_static(META_EPOCH_KEY),
@@ -383,6 +408,9 @@ impl<S: Storage> Node<S> {
             objects: ObjectCache::default(),
             ready_at_seq: Some(ready_seq),
             storage_failure: None,
+            refill: rebuilding.then(Refill::default),
+            rebuilt_at_seq: None,
+            generation_stored: generation,
             clock: HybridClock::new(),
             wall: WallTime::default(),
             now,
@@ -394,7 +422,12 @@ impl<S: Storage> Node<S> {
             streams: Streams::starting_at(id_bases[3]),
             future_ring: None,
             join_planned: false,
-            next_anti_entropy: now + anti_entropy_interval,
+            next_anti_entropy: now
+                + if rebuilding {
+                    anti_entropy_interval.min(REFILL_INTERVAL)
+                } else {
+                    anti_entropy_interval
+                },
             next_hint_tick: now + hint_replay_interval,
             hint_cursor: None,
             pending_acks: VecDeque::new(),
@@ -426,6 +459,13 @@ impl<S: Storage> Node<S> {
     /// Whether the node coordinates writes (its epoch is durable and its storage healthy).
     pub fn is_ready(&self) -> bool {
         self.ready_at_seq.is_none() && self.storage_failure.is_none()
+    }
+
+    /// Whether the node's store is a rebuild not yet refilled for good: anti-entropy has not
+    /// refilled it (it answers no reads meanwhile), or the refill is not durable yet (it answers
+    /// reads, but a crash now would leave it rebuilding again).
+    pub fn is_rebuilding(&self) -> bool {
+        self.refill.is_some() || self.rebuilt_at_seq.is_some()
     }
 
     /// The ring this node routes by.
@@ -529,8 +569,14 @@ impl<S: Storage> Node<S> {
         }
         if self.config.anti_entropy_interval > Duration::ZERO && now >= self.next_anti_entropy {
             self.last_timeout_reason = Some(TimerKind::AntiEntropy);
-            self.next_anti_entropy = now + self.config.anti_entropy_interval;
-            self.start_anti_entropy();
+            if self.refill.is_some() {
+                self.next_anti_entropy =
+                    now + self.config.anti_entropy_interval.min(REFILL_INTERVAL);
+                self.start_refill();
+            } else {
+                self.next_anti_entropy = now + self.config.anti_entropy_interval;
+                self.start_anti_entropy();
+            }
         }
         if now >= self.next_hint_tick {
             self.last_timeout_reason = Some(TimerKind::HintReplay);
@@ -706,7 +752,9 @@ impl<S: Storage> Node<S> {
                 self.send(*replica, PeerMessage::Read { op, key: key.clone() });
             }
         }
-        if replicas.contains(&self.id) {
+        // A store being refilled does not count toward R: it may lack acknowledged writes.
+        let serves = self.refill.is_none() || crate::planted!(RebuildServesReads);
+        if replicas.contains(&self.id) && serves {
             match self.load_object(&key) {
                 Ok(object) => {
                     let actions =
@@ -1029,11 +1077,121 @@ impl<S: Storage> Node<S> {
         if !push.is_empty() {
             self.send_objects(from, push);
         }
+        let fetch_keys = if self.refill.is_some() { fetch.clone() } else { Vec::new() };
         if !fetch.is_empty() {
             self.send(from, PeerMessage::AeFetch { keys: fetch });
         }
         if complete {
             self.anti_entropy.complete(session, self.wall);
+            if let Some(refill) = self.refill.as_mut() {
+                let fetched: BTreeSet<Bytes> = fetch_keys.into_iter().collect();
+                if fetched.is_empty() {
+                    refill.refilled.insert((group, from));
+                } else {
+                    refill.waiting.insert((group, from), fetched);
+                }
+                self.finish_refill();
+            }
+        }
+    }
+
+    /// While rebuilding: starts an exchange for every (group, peer) pair that has not refilled
+    /// this node yet and is up; finishes the rebuild when none is left.
+    fn start_refill(&mut self) {
+        let Some(refill) = self.refill.as_ref() else { return };
+        let groups = groups_of(&self.ring, self.id, self.config.keyspace.replicas_n);
+        let mut wanted: Vec<(Group, Vec<NodeId>)> = Vec::new();
+        for group in groups {
+            let peers: Vec<NodeId> = group
+                .iter()
+                .copied()
+                .filter(|peer| *peer != self.id && !self.is_down(*peer))
+                .filter(|peer| !refill.refilled.contains(&(group.clone(), *peer)))
+                .collect();
+            if !peers.is_empty() {
+                wanted.push((group, peers));
+            }
+        }
+        self.finish_refill();
+        for (group, peers) in wanted {
+            let Ok(entries) = self.group_entries(&group) else {
+                return self.counters.storage_errors += 1;
+            };
+            let tree = Tree::from_entries(&entries);
+            for peer in peers {
+                let session = self.anti_entropy.start(group.clone(), peer);
+                self.counters.repair_exchanges += 1;
+                self.send(
+                    peer,
+                    PeerMessage::AeTree {
+                        session,
+                        group: group.clone(),
+                        root: tree.root(),
+                        leaves: tree.leaves.clone(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// While rebuilding: objects fetched from `from` arrived and were merged.
+    fn refill_arrived(&mut self, from: NodeId, merged: &BTreeSet<Bytes>) {
+        let Some(refill) = self.refill.as_mut() else { return };
+        let mut done = Vec::new();
+        for ((group, peer), keys) in
+            refill.waiting.iter_mut().filter(|((_, peer), _)| *peer == from)
+        {
+            keys.retain(|key| !merged.contains(key));
+            if keys.is_empty() {
+                done.push((group.clone(), *peer));
+            }
+        }
+        for pair in done {
+            refill.waiting.remove(&pair);
+            refill.refilled.insert(pair);
+        }
+        self.finish_refill();
+    }
+
+    /// Ends the rebuild once every other replica of every group this node belongs to has
+    /// refilled it: between them they hold every acknowledged write (W + R > N), so the node
+    /// may answer reads again. The mark is removed after the refilled objects in write order, so
+    /// a crash that loses them keeps the node rebuilding.
+    fn finish_refill(&mut self) {
+        let Some(refill) = self.refill.as_ref() else { return };
+        let groups = groups_of(&self.ring, self.id, self.config.keyspace.replicas_n);
+        let all = groups.iter().all(|group| {
+            group
+                .iter()
+                .filter(|peer| **peer != self.id)
+                .all(|peer| refill.refilled.contains(&(group.clone(), *peer)))
+        });
+        if !all {
+            return;
+        }
+        let unmarked =
+            self.storage.write(Space::Meta, Bytes::from_static(META_REBUILDING_KEY), None);
+        if let Ok(seq) = unmarked {
+            self.refill = None;
+            // Synced soon (after_handler asks for it), with every refilled object before it.
+            self.rebuilt_at_seq = Some(seq);
+            self.counters.rebuilds_completed += 1;
+            self.next_anti_entropy = self.now + self.config.anti_entropy_interval;
+        }
+    }
+
+    /// Persists our gossip generation when gossip moved it (a peer knew a later one of ours).
+    fn store_generation(&mut self) {
+        let generation = self.gossip.mine().generation;
+        if generation > self.generation_stored {
+            let written = self.storage.write(
+                Space::Meta,
+                Bytes::from_static(META_GENERATION_KEY),
+                Some(Bytes::copy_from_slice(&generation.to_le_bytes())),
+            );
+            if written.is_ok() {
+                self.generation_stored = generation;
+            }
         }
     }
 
@@ -1336,6 +1494,12 @@ impl<S: Storage> Node<S> {
             return;
         }
         match message {
+            PeerMessage::Read { .. }
+                if self.refill.is_some() && !crate::planted!(RebuildServesReads) =>
+            {
+                // Silence, as from a failed replica: the coordinator needs R others.
+                self.counters.rebuild_reads_refused += 1;
+            }
             PeerMessage::Read { op, key } => {
                 let object = match self.load_object(&key) {
                     Ok(object) => object,
@@ -1383,11 +1547,15 @@ impl<S: Storage> Node<S> {
             }
             PeerMessage::AeFetch { keys } => self.send_objects(from, keys),
             PeerMessage::AeObjects { objects } => {
+                let mut merged = BTreeSet::new();
                 for (key, object) in objects.into_iter().take(self.config.anti_entropy_keys_max) {
                     if self.merge_local(&key, &object).is_err() {
                         self.counters.peer_messages_dropped += 1;
+                    } else {
+                        merged.insert(key);
                     }
                 }
+                self.refill_arrived(from, &merged);
             }
             PeerMessage::ScanRequest { forward, low, high, count } => {
                 let result =
@@ -1411,6 +1579,7 @@ impl<S: Storage> Node<S> {
             }
             PeerMessage::Gossip(message) => {
                 let advanced = self.gossip.handle(from, message);
+                self.store_generation();
                 for node in &advanced {
                     self.detector.heartbeat(*node, now);
                 }
@@ -1646,7 +1815,9 @@ impl<S: Storage> Node<S> {
     fn after_handler(&mut self) {
         self.pump_streams();
         self.release_durable_acks();
-        let waiting = !self.pending_acks.is_empty() || self.ready_at_seq.is_some();
+        let waiting = !self.pending_acks.is_empty()
+            || self.ready_at_seq.is_some()
+            || self.rebuilt_at_seq.is_some();
         if waiting && !self.sync_requested && self.storage_failure.is_none() {
             self.sync_requested = true;
             self.outbox.push_back(Output::SyncStorage);
@@ -1660,6 +1831,9 @@ impl<S: Storage> Node<S> {
         let durable = self.storage.durable_seq();
         if self.ready_at_seq.is_some_and(|seq| seq <= durable) {
             self.ready_at_seq = None;
+        }
+        if self.rebuilt_at_seq.is_some_and(|seq| seq <= durable) {
+            self.rebuilt_at_seq = None;
         }
         if self.storage_failure.is_some() {
             return;

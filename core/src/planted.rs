@@ -47,11 +47,14 @@ pub enum PlantedBug {
     ReadRepairDropsSibling,
     /// A merge of concurrent siblings keeps only the first one (version.rs).
     MergeKeepsOneSibling,
+    /// A node whose store was rebuilt blank after corruption answers reads before anti-entropy
+    /// has refilled it (node.rs).
+    RebuildServesReads,
 }
 
 impl PlantedBug {
     /// Every planted bug.
-    pub const ALL: [PlantedBug; 14] = [
+    pub const ALL: [PlantedBug; 15] = [
         PlantedBug::QuorumOffByOne,
         PlantedBug::MergeDropsTheirSiblings,
         PlantedBug::UpdateIgnoresContext,
@@ -66,6 +69,7 @@ impl PlantedBug {
         PlantedBug::QuorumCountsDuplicateReplies,
         PlantedBug::ReadRepairDropsSibling,
         PlantedBug::MergeKeepsOneSibling,
+        PlantedBug::RebuildServesReads,
     ];
 
     /// The bug's name, in kebab case.
@@ -85,6 +89,7 @@ impl PlantedBug {
             PlantedBug::QuorumCountsDuplicateReplies => "quorum-counts-duplicate-replies",
             PlantedBug::ReadRepairDropsSibling => "read-repair-drops-sibling",
             PlantedBug::MergeKeepsOneSibling => "merge-keeps-one-sibling",
+            PlantedBug::RebuildServesReads => "rebuild-serves-reads",
         }
     }
 }

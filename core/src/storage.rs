@@ -36,6 +36,11 @@ impl Space {
     pub const ALL: [Space; 3] = [Space::Data, Space::Hints, Space::Meta];
 }
 
+/// Meta key that a rebuilt store carries (its value says why the old data was set aside) until
+/// anti-entropy has refilled it: while it is present the node answers no reads, so a blank
+/// replica never breaks the overlap of read and write quorums.
+pub const META_REBUILDING_KEY: &[u8] = b"rebuilding";
+
 /// Position of a write in the storage's write order; higher is later.
 pub type WriteSeq = u64;
 

@@ -295,6 +295,14 @@ pub struct FaultSpec {
     pub clean_restarts_per_sec: KnobSpec,
     /// Whether BUGGIFY is armed (nonzero: on).
     pub buggify: KnobSpec,
+    /// Power losses per second: every running node crashes at once (LSM disks tear unsynced
+    /// data), each restarts after 0.2..3 s.
+    pub power_losses_per_sec: KnobSpec,
+    /// Bits flipped at rest per second, in a random node's tables or manifest (LSM disks only).
+    pub bit_flips_per_sec: KnobSpec,
+    /// Probability that a filesystem operation fails with EIO during the safety phase (LSM
+    /// disks only).
+    pub io_error_rate: KnobSpec,
 }
 
 impl FaultSpec {
@@ -319,11 +327,14 @@ impl FaultSpec {
         set(&mut config.suspicions_per_sec, self.suspicions_per_sec);
         set(&mut config.clean_restarts_per_sec, self.clean_restarts_per_sec);
         set(&mut config.buggify, self.buggify);
+        set(&mut config.power_losses_per_sec, self.power_losses_per_sec);
+        set(&mut config.bit_flips_per_sec, self.bit_flips_per_sec);
+        set(&mut config.io_error_rate, self.io_error_rate);
         config
     }
 
     /// Every knob with its name, in the simulator's drawing order.
-    pub fn knobs_mut(&mut self) -> [(&'static str, &mut KnobSpec); 14] {
+    pub fn knobs_mut(&mut self) -> [(&'static str, &mut KnobSpec); 17] {
         [
             ("loss_rate", &mut self.loss_rate),
             ("duplicate_rate", &mut self.duplicate_rate),
@@ -339,6 +350,9 @@ impl FaultSpec {
             ("suspicions_per_sec", &mut self.suspicions_per_sec),
             ("clean_restarts_per_sec", &mut self.clean_restarts_per_sec),
             ("buggify", &mut self.buggify),
+            ("power_losses_per_sec", &mut self.power_losses_per_sec),
+            ("bit_flips_per_sec", &mut self.bit_flips_per_sec),
+            ("io_error_rate", &mut self.io_error_rate),
         ]
     }
 }

@@ -109,6 +109,9 @@ pub fn pinned(scenario: &Scenario, plan: &FaultPlan) -> Scenario {
         plan.suspicions_per_sec,
         plan.clean_restarts_per_sec,
         if plan.buggify { 1.0 } else { 0.0 },
+        plan.power_losses_per_sec,
+        plan.bit_flips_per_sec,
+        plan.io_error_rate,
     ];
     pinned.faults.preset = FaultPreset::None;
     for ((_, knob), value) in pinned.faults.knobs_mut().into_iter().zip(values) {

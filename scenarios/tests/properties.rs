@@ -25,10 +25,10 @@ fn faults() -> impl Strategy<Value = FaultSpec> {
     (
         (knob(0.05), knob(0.05), knob(0.1)),
         (knob(1.0), knob(1.0), knob(1.0)),
-        (knob(1.0), knob(1.0), knob(0.5), knob(1.0)),
+        (knob(1.0), knob(1.0), knob(0.5), knob(1.0), knob(0.5)),
     )
         .prop_map(|((loss, duplicate, reorder), (partitions, crashes, clogs), more)| {
-            let (jumps, suspicions, restarts, buggify) = more;
+            let (jumps, suspicions, restarts, buggify, power_losses) = more;
             FaultSpec {
                 preset: FaultPreset::None,
                 loss_rate: loss,
@@ -42,6 +42,7 @@ fn faults() -> impl Strategy<Value = FaultSpec> {
                 suspicions_per_sec: suspicions,
                 clean_restarts_per_sec: restarts,
                 buggify,
+                power_losses_per_sec: power_losses,
                 ..FaultSpec::default()
             }
         })

@@ -81,6 +81,15 @@ pub struct FaultConfig {
     pub clean_restarts_per_sec: Knob,
     /// Probability that BUGGIFY is on for the run (nonzero means "draw it").
     pub buggify: Knob,
+    /// Power losses per simulated second: every running node crashes at the same instant
+    /// (unsynced data lost or torn) and restarts after a while.
+    pub power_losses_per_sec: Knob,
+    /// Bit flips at rest per simulated second: one bit of one table or manifest of a random
+    /// node's disk (disks without files, such as `MemStorage`, ignore them).
+    pub bit_flips_per_sec: Knob,
+    /// Probability that a filesystem operation (read, append, sync, create, rename, remove,
+    /// directory sync) fails with EIO, on every disk during the safety phase.
+    pub io_error_rate: Knob,
 }
 
 impl FaultConfig {
@@ -101,6 +110,9 @@ impl FaultConfig {
             suspicions_per_sec: Knob::Off,
             clean_restarts_per_sec: Knob::Off,
             buggify: Knob::Off,
+            power_losses_per_sec: Knob::Off,
+            bit_flips_per_sec: Knob::Off,
+            io_error_rate: Knob::Off,
         }
     }
 
@@ -121,6 +133,10 @@ impl FaultConfig {
             suspicions_per_sec: Knob::Swarm(0.5),
             clean_restarts_per_sec: Knob::Swarm(0.3),
             buggify: Knob::Swarm(1.0),
+            // Off in the swarm (existing seeds keep their runs); scenarios switch them on.
+            power_losses_per_sec: Knob::Off,
+            bit_flips_per_sec: Knob::Off,
+            io_error_rate: Knob::Off,
         }
     }
 }
@@ -162,6 +178,12 @@ pub struct FaultPlan {
     pub clean_restarts_per_sec: f64,
     /// Whether BUGGIFY sites are armed.
     pub buggify: bool,
+    /// Power losses (every node at once) per simulated second.
+    pub power_losses_per_sec: f64,
+    /// Bit flips at rest per simulated second.
+    pub bit_flips_per_sec: f64,
+    /// Probability that a filesystem operation fails with EIO.
+    pub io_error_rate: f64,
 }
 
 impl FaultPlan {
@@ -186,11 +208,14 @@ impl FaultPlan {
             // Drawn last so that adding it did not shift the knobs above.
             suspicions_per_sec: config.suspicions_per_sec.resolve(rng).max(0.0),
             clean_restarts_per_sec: config.clean_restarts_per_sec.resolve(rng).max(0.0),
+            power_losses_per_sec: config.power_losses_per_sec.resolve(rng).max(0.0),
+            bit_flips_per_sec: config.bit_flips_per_sec.resolve(rng).max(0.0),
+            io_error_rate: config.io_error_rate.resolve(rng).clamp(0.0, 1.0),
         }
     }
 
     /// The event-driven fault kinds that are on, with their rates per simulated second.
-    pub fn event_rates(&self) -> [(FaultKind, f64); 7] {
+    pub fn event_rates(&self) -> [(FaultKind, f64); 9] {
         [
             (FaultKind::Partition, self.partitions_per_sec),
             (FaultKind::Crash, self.crashes_per_sec),
@@ -199,6 +224,8 @@ impl FaultPlan {
             (FaultKind::DiskFailure, self.disk_failures_per_sec),
             (FaultKind::Suspicion, self.suspicions_per_sec),
             (FaultKind::CleanRestart, self.clean_restarts_per_sec),
+            (FaultKind::PowerLoss, self.power_losses_per_sec),
+            (FaultKind::BitFlip, self.bit_flips_per_sec),
         ]
     }
 }
@@ -220,6 +247,10 @@ pub enum FaultKind {
     Suspicion,
     /// Shut a node down cleanly and start it again: it keeps its epoch.
     CleanRestart,
+    /// Every running node loses power at once; each restarts after a while.
+    PowerLoss,
+    /// Flip one bit at rest in one of a node's files.
+    BitFlip,
 }
 
 impl FaultKind {
@@ -233,6 +264,8 @@ impl FaultKind {
             FaultKind::DiskFailure => "fault/disk",
             FaultKind::Suspicion => "fault/suspicion",
             FaultKind::CleanRestart => "fault/clean-restart",
+            FaultKind::PowerLoss => "fault/power-loss",
+            FaultKind::BitFlip => "fault/bit-flip",
         }
     }
 }

@@ -54,6 +54,17 @@ pub struct RunStats {
     pub syncs: u64,
     /// Syncs that failed.
     pub sync_failures: u64,
+    /// Power losses (every running node crashed at once).
+    pub power_losses: u64,
+    /// Bits flipped at rest.
+    pub bit_flips: u64,
+    /// Nodes restarted because their disk reported a failure (a poisoned engine after an I/O
+    /// error, corruption found while running).
+    pub disk_restarts: u64,
+    /// Starts that found the store being rebuilt (blank after corruption, not yet refilled).
+    pub rebuilding_starts: u64,
+    /// Starts that failed on an I/O error and were tried again.
+    pub start_retries: u64,
     /// BUGGIFY sites reached, enabled and fired, by location.
     pub buggify: BTreeMap<String, (bool, u64, u64)>,
 }
@@ -111,7 +122,9 @@ impl std::fmt::Display for Report {
         writeln!(
             f,
             "  faults: {} msgs sent, {} dropped, {} duplicated; {} crashes ({} clean), {} \
-             partitions, {} clogs, {} clock jumps, {} disk failures; buggify sites fired: {}",
+             partitions, {} clogs, {} clock jumps, {} disk failures, {} power losses, {} bit \
+             flips, {} disk restarts, {} rebuilding starts, {} start retries; buggify sites \
+             fired: {}",
             s.messages_sent,
             s.messages_dropped,
             s.messages_duplicated,
@@ -121,6 +134,11 @@ impl std::fmt::Display for Report {
             s.clogs,
             s.clock_jumps,
             s.disk_failures,
+            s.power_losses,
+            s.bit_flips,
+            s.disk_restarts,
+            s.rebuilding_starts,
+            s.start_retries,
             s.buggify.values().filter(|(_, _, fired)| *fired > 0).count()
         )?;
         writeln!(f, "  plan: {:?}", self.plan)?;

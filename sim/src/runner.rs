@@ -19,6 +19,14 @@
 //! event after a disk latency, so a crash can land between `SyncStorage` and its completion;
 //! events meant for a previous incarnation of a node are ignored.
 //!
+//! Disk faults (LSM disks): bit flips at rest and EIO on filesystem operations. A node whose
+//! disk reports a failure (an engine poisoned by an I/O error, corruption found while running)
+//! is restarted by a supervisor after `SUPERVISOR_DELAY_MS`, with power-loss semantics; its
+//! disk's start-up policy rebuilds a corrupt store. A start that fails on an I/O error is tried
+//! again after `START_RETRY_DELAY`. At the heal, I/O errors stop and every running LSM disk is
+//! scrubbed (every table read), as an operator's periodic verify would, so damage that no read
+//! found is rebuilt before the final pass.
+//!
 //! Invariants: one node per slot at most; a node is fed only while running; at most
 //! `OUTPUTS_PER_DRAIN_MAX` outputs are drained per input (more is reported as a violation).
 
@@ -55,6 +63,12 @@ pub const HINTS_SCANNED_MAX: usize = 100_000;
 
 /// Most outputs drained from a node after one input.
 pub const OUTPUTS_PER_DRAIN_MAX: usize = 1_000_000;
+
+/// How long the supervisor takes to restart a node whose disk reported a failure (drawn).
+const SUPERVISOR_DELAY_MS: std::ops::RangeInclusive<u64> = 200..=1_000;
+
+/// How long before a start that failed on an I/O error is tried again.
+const START_RETRY_DELAY: Duration = Duration::from_millis(200);
 
 /// Runs `config` on disks of type `D`. A panic inside a node becomes a violation.
 pub fn run<D: SimDisk>(config: &SimConfig) -> Report {
@@ -105,6 +119,9 @@ enum Event<W> {
     Fault { kind: FaultKind },
     Restart { node: usize },
     ReplaceDisk { node: usize },
+    // The supervisor restarts a node whose disk reported a failure.
+    Supervise { node: usize, incarnation: u32 },
+    RetryStart { node: usize },
     HealPartition { generation: u64 },
     StatusBroadcast { about: usize },
     Heal,
@@ -126,6 +143,8 @@ struct Slot<D: SimDisk> {
     incarnation: u32,
     timer_at: Option<Instant>,
     disk_failing: bool,
+    /// The supervisor has a restart scheduled for this incarnation.
+    supervised: bool,
 }
 
 /// A context write owed by a client after a successful read.
@@ -154,6 +173,11 @@ struct Runner<D: SimDisk> {
     trace: Trace,
     disk_rng: ChaCha8Rng,
     fault_rngs: Vec<ChaCha8Rng>,
+    supervisor_rng: ChaCha8Rng,
+    /// The node whose disk bit flips damage, and whether it has restarted rebuilding since.
+    /// Flips hit only this node until it is rebuilt and refilled: a lost replica is what N = 3
+    /// tolerates, as the crash fault keeps a majority up.
+    damaged: Option<(usize, bool)>,
     phase: Phase,
     partition_generation: u64,
     final_remaining: usize,
@@ -177,15 +201,21 @@ impl<D: SimDisk> Runner<D> {
             .collect();
         let mut node_config = config.node.clone();
         node_config.members = (0..n).map(node_id).collect();
-        let slots = (0..n)
+        let mut slots: Vec<Slot<D>> = (0..n)
             .map(|index| Slot {
                 node: None,
                 disk: Some(D::fresh(child_seed(seed, "disk", index as u64))),
                 incarnation: 0,
                 timer_at: None,
                 disk_failing: false,
+                supervised: false,
             })
             .collect();
+        if plan.io_error_rate > 0.0 {
+            for disk in slots.iter_mut().filter_map(|slot| slot.disk.as_mut()) {
+                disk.set_io_error_rate(plan.io_error_rate);
+            }
+        }
         let fault_kinds = plan.event_rates();
         Runner {
             node_config,
@@ -206,6 +236,8 @@ impl<D: SimDisk> Runner<D> {
                 .iter()
                 .map(|(kind, _)| child_rng(seed, kind.label(), 0))
                 .collect(),
+            supervisor_rng: child_rng(seed, "supervisor", 0),
+            damaged: None,
             phase: Phase::Safety,
             partition_generation: 0,
             final_remaining: 0,
@@ -295,6 +327,20 @@ impl<D: SimDisk> Runner<D> {
                 }
             }
             Event::ReplaceDisk { node } => self.replace_disk(node),
+            Event::Supervise { node, incarnation } => {
+                let slot = &self.slots[node];
+                if slot.incarnation == incarnation && slot.node.is_some() && !slot.disk_failing {
+                    self.stats.disk_restarts += 1;
+                    self.crash(node);
+                    self.start(node, true);
+                }
+            }
+            Event::RetryStart { node } => {
+                let slot = &self.slots[node];
+                if self.phase != Phase::Final && slot.node.is_none() && !slot.disk_failing {
+                    self.start(node, true);
+                }
+            }
             Event::HealPartition { generation } => {
                 if generation == self.partition_generation {
                     self.trace.record(at, None, 3, generation, || "partition healed".into());
@@ -361,6 +407,7 @@ impl<D: SimDisk> Runner<D> {
                 _ => {}
             }
         }
+        self.supervise(index);
         let slot = &mut self.slots[index];
         let Some(wake) = slot.node.as_ref().and_then(|node| node.poll_timeout()) else {
             return;
@@ -439,27 +486,60 @@ impl<D: SimDisk> Runner<D> {
     /// Builds a node on its disk; with `announce_down`, tells it which peers are down now.
     fn start(&mut self, index: usize, announce_down: bool) {
         let slot = &mut self.slots[index];
-        let Some(disk) = slot.disk.take() else {
+        let Some(mut disk) = slot.disk.take() else {
             return;
         };
+        if !disk.recover() {
+            // Recovery hit an I/O error: the data stays where it is and the start is retried.
+            slot.disk = Some(disk);
+            return self.retry_start(index, "recovery failed");
+        }
+        let spare = disk.spare();
         let seed = child_seed(
             self.config.seed,
             "node",
             ((index as u64) << 32) | u64::from(slot.incarnation),
         );
         self.stats.node_starts += 1;
+        slot.supervised = false;
         match Node::new(self.node_config.clone(), node_id(index), seed, self.now, disk) {
-            Ok(node) => slot.node = Some(node),
-            Err(error) => {
-                self.violations.push(Violation {
-                    checker: "runner",
-                    message: format!("n{} failed to start: {error}", index + 1),
-                });
-                return;
+            Ok(node) => {
+                self.stats.rebuilding_starts += u64::from(node.is_rebuilding());
+                if node.is_rebuilding() && self.damaged.is_some_and(|(damaged, _)| damaged == index)
+                {
+                    self.damaged = Some((index, true));
+                }
+                slot.node = Some(node);
             }
+            Err(error) => match spare {
+                Some(spare) => {
+                    // A new incarnation, so the retry draws a fresh seed.
+                    slot.disk = Some(spare);
+                    slot.incarnation += 1;
+                    return self.retry_start(index, &error.0);
+                }
+                None => {
+                    self.violations.push(Violation {
+                        checker: "runner",
+                        message: format!("n{} failed to start: {error}", index + 1),
+                    });
+                    return;
+                }
+            },
         }
-        self.trace
-            .record(self.now, Some(index), 6, u64::from(slot.incarnation), || "started".into());
+        let rebuilding = slot.node.as_mut().filter(|node| node.is_rebuilding()).map(|node| {
+            let why =
+                node.storage_mut().get(Space::Meta, ringkv_core::storage::META_REBUILDING_KEY);
+            why.ok().flatten().map(|why| String::from_utf8_lossy(&why).into_owned())
+        });
+        self.trace.record(self.now, Some(index), 6, u64::from(slot.incarnation), || {
+            match &rebuilding {
+                Some(why) => {
+                    format!("started, store being rebuilt: {}", why.as_deref().unwrap_or("?"))
+                }
+                None => "started".into(),
+            }
+        });
         self.drain(index);
         let down: Vec<usize> = (0..self.slots.len())
             .filter(|other| announce_down && *other != index && self.slots[*other].node.is_none())
@@ -468,6 +548,39 @@ impl<D: SimDisk> Runner<D> {
             self.feed(index, Some(Input::PeerStatus { node: node_id(other), up: false }));
         }
         self.schedule(self.config.failure_detection_delay, Event::StatusBroadcast { about: index });
+    }
+
+    /// Schedules another start of a node whose start failed on an I/O error.
+    fn retry_start(&mut self, index: usize, why: &str) {
+        self.stats.start_retries += 1;
+        self.trace.record(self.now, Some(index), 19, 0, || format!("start failed: {why}"));
+        self.schedule(START_RETRY_DELAY, Event::RetryStart { node: index });
+    }
+
+    /// The supervisor: a running node whose disk reports a failure is restarted after a delay
+    /// (a disk replaced by `ReplaceDisk` is left to that).
+    fn supervise(&mut self, index: usize) {
+        let refilled = self.slots[index].node.as_ref().is_some_and(|node| !node.is_rebuilding());
+        if refilled && self.damaged == Some((index, true)) {
+            self.damaged = None;
+        }
+        let slot = &mut self.slots[index];
+        if slot.supervised || slot.disk_failing {
+            return;
+        }
+        let Some(reason) = slot.node.as_ref().and_then(|node| node.storage().failure()) else {
+            return;
+        };
+        slot.supervised = true;
+        let incarnation = slot.incarnation;
+        let delay_ms = self.supervisor_rng.random_range(SUPERVISOR_DELAY_MS);
+        self.trace.record(self.now, Some(index), 20, delay_ms, || {
+            format!("disk failure, restart in {delay_ms} ms: {reason}")
+        });
+        self.schedule(
+            Duration::from_millis(delay_ms),
+            Event::Supervise { node: index, incarnation },
+        );
     }
 
     fn crash(&mut self, index: usize) {
@@ -707,6 +820,36 @@ impl<D: SimDisk> Runner<D> {
                     self.schedule(Duration::from_millis(down_ms), Event::Restart { node: victim });
                 }
             }
+            FaultKind::PowerLoss => {
+                self.stats.power_losses += 1;
+                self.trace.record(self.now, None, 21, 0, || "POWER LOSS: every node".into());
+                for victim in 0..n {
+                    if self.slots[victim].node.is_some() {
+                        let down_ms = self.fault_rngs[position].random_range(200..=3_000);
+                        self.crash(victim);
+                        let restart = Duration::from_millis(down_ms);
+                        self.schedule(restart, Event::Restart { node: victim });
+                    }
+                }
+            }
+            FaultKind::BitFlip => {
+                let rng = &mut self.fault_rngs[position];
+                let drawn = rng.random_range(0..n);
+                let victim = self.damaged.map_or(drawn, |(damaged, _)| damaged);
+                let slot = &mut self.slots[victim];
+                let disk = match (slot.node.as_mut(), slot.disk.as_mut()) {
+                    (Some(node), _) => Some(node.storage_mut()),
+                    (None, disk) => disk,
+                };
+                if let Some(flipped) = disk.and_then(|disk| disk.flip_bit(rng)) {
+                    self.stats.bit_flips += 1;
+                    // Damage after a rebuild needs another rebuild before the mark moves on.
+                    self.damaged = Some((victim, false));
+                    self.trace.record(self.now, Some(victim), 22, 0, || {
+                        format!("bit flipped at rest: {flipped}")
+                    });
+                }
+            }
             FaultKind::Suspicion => {
                 let rng = &mut self.fault_rngs[position];
                 let observer = rng.random_range(0..n);
@@ -771,12 +914,29 @@ impl<D: SimDisk> Runner<D> {
                 (stats.enabled, stats.reached_count, stats.fired_count),
             );
         }
+        if self.plan.io_error_rate > 0.0 {
+            for slot in &mut self.slots {
+                match (slot.node.as_mut(), slot.disk.as_mut()) {
+                    (Some(node), _) => node.storage_mut().set_io_error_rate(0.0),
+                    (None, Some(disk)) => disk.set_io_error_rate(0.0),
+                    (None, None) => {}
+                }
+            }
+        }
         for index in 0..self.slots.len() {
             if self.slots[index].disk_failing {
                 self.replace_disk(index);
             }
             if self.slots[index].node.is_none() {
                 self.start(index, true);
+            }
+        }
+        if self.plan.bit_flips_per_sec > 0.0 {
+            for index in 0..self.slots.len() {
+                if let Some(node) = self.slots[index].node.as_mut() {
+                    node.storage_mut().scrub();
+                }
+                self.supervise(index);
             }
         }
         for about in 0..self.slots.len() {

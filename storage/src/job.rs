@@ -84,6 +84,12 @@ impl JobResult {
     pub fn is_err(&self) -> bool {
         self.outcome.is_err()
     }
+
+    /// The job's error, if it failed: a driver tells damaged input tables
+    /// ([`crate::Error::is_corruption`]) from I/O errors before passing the result to `finish`.
+    pub fn error(&self) -> Option<&Error> {
+        self.outcome.as_ref().err()
+    }
 }
 
 impl Job {
