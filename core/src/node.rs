@@ -434,6 +434,12 @@ impl<S: Storage> Node<S> {
         )
     }
 
+    /// Whether this node believes `peer` down now (its driver said so, or phi is over the
+    /// threshold).
+    pub fn is_peer_down(&self, peer: NodeId) -> bool {
+        self.is_down(peer)
+    }
+
     /// The failure detector's suspicion of `peer` now.
     pub fn phi(&self, peer: NodeId) -> f64 {
         self.detector.phi(peer, self.now)

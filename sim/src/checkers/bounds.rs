@@ -76,7 +76,13 @@ mod tests {
         let state =
             FinalKey { replicas: vec![(NodeId(1), copy.clone())], merged: copy, live: Vec::new() };
         let final_state = FinalState::from([(bytes("k"), state)]);
-        let input = CheckInput { history, final_state: &final_state, views: &[], params: params() };
+        let input = CheckInput {
+            history,
+            final_state: &final_state,
+            views: &[],
+            expected_members: &[],
+            params: params(),
+        };
         check(input, &Analysis::new(history))
     }
 
