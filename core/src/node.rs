@@ -36,7 +36,7 @@ use crate::hlc::HybridClock;
 use crate::message::{ClientRequest, ClientResponse, OpId, PeerMessage, RequestId};
 use crate::ring::{Ring, VNODES_PER_WEIGHT_DEFAULT};
 use crate::storage::{Space, Storage, WriteSeq};
-use crate::streaming::{Arc, StreamId, Streams};
+use crate::streaming::{Arc, ChunkSeq, StreamId, Streams};
 use crate::time::{Duration, Instant, WallTime};
 use crate::types::{Consistency, Key, KeyspaceConfig, Limits, NodeId, Value};
 use crate::version::{Actor, Context, NewWrite, Versioned};
@@ -245,6 +245,9 @@ pub struct NodeCounters {
     pub repair_keys_streamed: u64,
     /// Objects sent in range streams (join, decommission).
     pub stream_keys_sent: u64,
+    /// Stream requests repeated because the stream was silent (lost messages, a restarted or
+    /// not yet informed source).
+    pub stream_requests_repeated: u64,
     /// Range streams completed (sent and fully acknowledged).
     pub streams_completed: u64,
     /// Times the ring changed after a membership change.
@@ -279,7 +282,7 @@ enum AckTarget {
     Local(OpId),
     Remote { to: NodeId, op: OpId },
     Replayed { to: NodeId, replay: u64 },
-    Stream { to: NodeId, stream: StreamId, last: bool },
+    Stream { to: NodeId, stream: StreamId, seq: ChunkSeq, last: bool },
 }
 
 /// A ringkv node over storage `S`.
@@ -525,6 +528,7 @@ impl<S: Storage> Node<S> {
             self.next_hint_tick = now + self.config.hint_replay_interval;
             self.replay_hints(now);
         }
+        self.ask_again_for_stalled_streams(now);
         if now >= self.gossip.poll_timeout() {
             self.last_timeout_reason = Some(TimerKind::Gossip);
             let detector = &self.detector;
@@ -562,6 +566,7 @@ impl<S: Storage> Node<S> {
             Some(self.next_sweep),
             Some(self.gossip.poll_timeout()),
             self.coordinator.next_deadline(),
+            self.streams.next_retry(self.stream_retry()),
         ];
         timers.into_iter().flatten().min()
     }
@@ -1184,10 +1189,27 @@ impl<S: Storage> Node<S> {
         }
         for (source, arcs) in by_source {
             let stream = self.streams.next_id(self.id);
-            self.streams.expect(stream, source);
+            self.streams.expect(stream, source, arcs.clone(), self.now);
             self.send(source, PeerMessage::StreamRequest { stream, arcs });
         }
         self.join_planned = true;
+    }
+
+    /// How long a stream chunk waits for its ack, and a requested stream for a chunk, before it
+    /// is sent or asked for again.
+    fn stream_retry(&self) -> Duration {
+        self.config.request_timeout * 2
+    }
+
+    /// Asks again for every incoming stream that has been silent for the retry interval: the
+    /// request or a chunk was lost, the source had not heard of this node yet and dropped the
+    /// request, or the source restarted and forgot the stream.
+    fn ask_again_for_stalled_streams(&mut self, now: Instant) {
+        for stalled in self.streams.stalled(now, self.stream_retry()) {
+            self.counters.stream_requests_repeated += 1;
+            let request = PeerMessage::StreamRequest { stream: stalled.stream, arcs: stalled.arcs };
+            self.send(stalled.from, request);
+        }
     }
 
     /// Starts leaving: marks the node leaving and streams every range it loses to its next
@@ -1220,7 +1242,7 @@ impl<S: Storage> Node<S> {
     /// Sends the next chunk of every outgoing stream that may send; a leaving node whose streams
     /// are all acknowledged marks itself left.
     fn pump_streams(&mut self) {
-        for due in self.streams.due() {
+        for due in self.streams.due(self.now, self.stream_retry()) {
             let Ok((objects, next_cursor)) = self.stream_chunk(&due.arcs, due.cursor.as_deref())
             else {
                 self.counters.storage_errors += 1;
@@ -1228,8 +1250,8 @@ impl<S: Storage> Node<S> {
             };
             self.counters.stream_keys_sent += objects.len() as u64;
             let last = next_cursor.is_none();
-            self.streams.sent(due.stream, next_cursor);
-            self.send(due.to, PeerMessage::StreamChunk { stream: due.stream, objects, last });
+            let seq = self.streams.sent(due.stream, due.cursor, next_cursor, self.now);
+            self.send(due.to, PeerMessage::StreamChunk { stream: due.stream, seq, objects, last });
         }
         if self.status() == MemberStatus::Leaving && self.streams.outgoing_count() == 0 {
             self.record_status(b"left");
@@ -1275,16 +1297,19 @@ impl<S: Storage> Node<S> {
         &mut self,
         from: NodeId,
         stream: StreamId,
+        seq: ChunkSeq,
         objects: Vec<(Bytes, Versioned)>,
         last: bool,
     ) {
+        self.streams.progressed(stream, self.now);
         for (key, object) in objects.into_iter().take(self.config.stream_chunk_keys_max) {
             if self.merge_local(&key, &object).is_err() {
                 self.counters.storage_errors += 1;
             }
         }
-        let seq = self.last_write_seq.max(self.storage.durable_seq());
-        self.pending_acks.push_back((seq, AckTarget::Stream { to: from, stream, last }));
+        let durable_at = self.last_write_seq.max(self.storage.durable_seq());
+        self.pending_acks
+            .push_back((durable_at, AckTarget::Stream { to: from, stream, seq, last }));
     }
 
     fn drop_hint(&mut self, stored_key: Bytes) {
@@ -1380,11 +1405,11 @@ impl<S: Storage> Node<S> {
                     self.counters.peer_messages_dropped += 1;
                 }
             }
-            PeerMessage::StreamChunk { stream, objects, last } => {
-                self.receive_chunk(from, stream, objects, last)
+            PeerMessage::StreamChunk { stream, seq, objects, last } => {
+                self.receive_chunk(from, stream, seq, objects, last)
             }
-            PeerMessage::StreamAck { stream } => {
-                if self.streams.acked(stream, from) {
+            PeerMessage::StreamAck { stream, seq } => {
+                if self.streams.acked(stream, from, seq) {
                     self.counters.streams_completed += 1;
                 }
             }
@@ -1642,11 +1667,11 @@ impl<S: Storage> Node<S> {
                 AckTarget::Replayed { to, replay } => {
                     self.send(to, PeerMessage::HintReplayAck { replay })
                 }
-                AckTarget::Stream { to, stream, last } => {
+                AckTarget::Stream { to, stream, seq, last } => {
                     if last && self.streams.expects(stream, to) {
                         self.streams.received_all(stream);
                     }
-                    self.send(to, PeerMessage::StreamAck { stream });
+                    self.send(to, PeerMessage::StreamAck { stream, seq });
                 }
             }
         }

@@ -668,6 +668,40 @@ fn a_joining_node_streams_its_ranges_under_load_and_no_acknowledged_write_is_los
 }
 
 #[test]
+fn a_join_whose_stream_request_was_lost_asks_again_and_completes() {
+    // Found by the simulator: a stream request (or chunk, or ack) that never arrived left the
+    // joining node waiting forever. Here every source is silent while the newcomer plans its
+    // streams, so all its first requests are lost.
+    use ringkv_core::gossip::MemberStatus;
+    let mut cluster = Cluster::new(without_anti_entropy(4));
+    let keys = keys(100);
+    for key in &keys {
+        assert!(cluster.call(NodeId(1), put(key, "v", None, Consistency::All)).is_ok());
+    }
+    cluster.add_joining_node(NodeId(5));
+    cluster.run_for(Duration::from_millis(2_500));
+    for node in 1..=4 {
+        cluster.isolate(NodeId(node));
+    }
+    cluster.run_for(Duration::from_secs(3));
+    assert_eq!(cluster.node(NodeId(5)).status(), MemberStatus::Joining);
+    for node in 1..=4 {
+        cluster.heal(NodeId(node));
+    }
+    let joined = run_until(&mut cluster, Duration::from_secs(30), |cluster| {
+        cluster.node(NodeId(5)).status() == MemberStatus::Normal
+    });
+    assert!(joined, "n5 never finished joining after its requests were lost");
+    assert!(cluster.node(NodeId(5)).counters().stream_requests_repeated > 0);
+    cluster.run_for(Duration::from_secs(5));
+    for key in &keys {
+        if owners(&mut cluster, NodeId(1), key).contains(&NodeId(5)) {
+            assert!(cluster.node(NodeId(5)).local_object(key.as_bytes()).unwrap().is_some());
+        }
+    }
+}
+
+#[test]
 fn a_decommissioned_node_hands_its_ranges_to_their_next_owners() {
     use ringkv_core::gossip::MemberStatus;
     let mut cluster = Cluster::new(without_anti_entropy(5));
