@@ -275,6 +275,8 @@ struct WritePlacement {
     counted: Vec<NodeId>,
     required: usize,
     fallbacks: Vec<(NodeId, NodeId)>,
+    /// While ranges move: the key's owners-to-be and how many of them must acknowledge.
+    future: Option<(Vec<NodeId>, usize)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -308,6 +310,8 @@ pub struct Node<S: Storage> {
     /// The owners once the joins and departures in progress complete; `None` when nothing moves.
     future_ring: Option<Ring>,
     join_planned: bool,
+    /// Whether a leaving node has started streaming its ranges out.
+    leave_planned: bool,
     next_hint_tick: Instant,
     hint_cursor: Option<Bytes>,
     coordinator: Coordinator,
@@ -379,6 +383,7 @@ impl<S: Storage> Node<S> {
             streams: Streams::starting_at(id_bases[3]),
             future_ring: None,
             join_planned: false,
+            leave_planned: false,
             next_anti_entropy: now + anti_entropy_interval,
             next_hint_tick: now + hint_replay_interval,
             hint_cursor: None,
@@ -668,8 +673,27 @@ impl<S: Storage> Node<S> {
         key: &[u8],
         consistency: Consistency,
     ) -> Result<(Vec<NodeId>, usize), ClientError> {
-        let replicas = self.ring.preference_list(key, self.config.keyspace.replicas_n);
-        let required = consistency.required(replicas.len())?;
+        let mut replicas = self.ring.preference_list(key, self.config.keyspace.replicas_n);
+        let mut required = consistency.required(replicas.len())?;
+        if let Some(future) = &self.future_ring {
+            // While ranges move, a quorum of the replicas that own the key both before and
+            // after the move meets every write quorum: writes of coordinators that know of the
+            // move (a quorum of both sets), of those that do not yet (a quorum of the owners
+            // before) and of those that already saw it complete (a quorum after). A node that
+            // is gaining the range is left out: its copy may be incomplete until it joined.
+            let after = future.preference_list(key, self.config.keyspace.replicas_n);
+            let stable: Vec<NodeId> =
+                replicas.iter().copied().filter(|node| after.contains(node)).collect();
+            if stable.len() >= required {
+                replicas = stable;
+            } else {
+                // Too few stay (a read at ALL): read every owner before and after.
+                let extra: Vec<NodeId> =
+                    after.into_iter().filter(|node| !replicas.contains(node)).collect();
+                replicas.extend(extra);
+                required = replicas.len();
+            }
+        }
         let alive = replicas.iter().filter(|node| !self.is_down(**node)).count();
         if alive < required {
             return Err(ClientError::Unavailable { required, alive });
@@ -749,7 +773,7 @@ impl<S: Storage> Node<S> {
         placement: WritePlacement,
         reply_to: ReplyTo,
     ) {
-        let WritePlacement { replicas, counted, required, fallbacks } = placement;
+        let WritePlacement { replicas, counted, required, fallbacks, future } = placement;
         let KeyWrite { key, value, context, ttl, overwrite } = write;
         let timestamp = self.clock.tick(self.wall);
         let expire_at = ttl.map(|ttl| {
@@ -776,8 +800,14 @@ impl<S: Storage> Node<S> {
             Err(error) => return self.deliver(now, reply_to, Outcome::Failed(error.into())),
         };
         let deadline = now + self.config.request_timeout;
-        let op =
-            self.coordinator.start_write(counted, required, object.context(), reply_to, deadline);
+        let op = self.coordinator.start_write(
+            counted,
+            required,
+            future,
+            object.context(),
+            reply_to,
+            deadline,
+        );
         if replicas.contains(&self.id) {
             self.pending_acks.push_back((seq, AckTarget::Local(op)));
         }
@@ -785,8 +815,9 @@ impl<S: Storage> Node<S> {
         for replica in replicas.into_iter().filter(|node| *node != me) {
             self.send(replica, PeerMessage::Write { op, key: key.clone(), object: object.clone() });
         }
-        // While a node joins or leaves, the owners-to-be receive every write too, so nothing
-        // written during the move is missing when ownership changes (not counted toward W).
+        // While a node joins or leaves, the owners-to-be receive every write too, and (with a
+        // strict quorum) W of them must acknowledge it, so nothing written during the move is
+        // missing from a quorum of the owners once ownership changes.
         let pending: Vec<NodeId> = match &self.future_ring {
             Some(future) => {
                 let current = self.ring.preference_list(&key, self.config.keyspace.replicas_n);
@@ -853,7 +884,19 @@ impl<S: Storage> Node<S> {
         if alive < required {
             return Err(ClientError::Unavailable { required, alive });
         }
-        Ok(WritePlacement { replicas, counted, required, fallbacks })
+        let future = match (&self.future_ring, self.config.keyspace.sloppy_quorum) {
+            (Some(ring), false) => {
+                let owners = ring.preference_list(key, self.config.keyspace.replicas_n);
+                let count = consistency.required(owners.len())?;
+                let alive = owners.iter().filter(|node| !self.is_down(**node)).count();
+                if alive < count {
+                    return Err(ClientError::Unavailable { required: count, alive });
+                }
+                Some((owners, count))
+            }
+            _ => None,
+        };
+        Ok(WritePlacement { replicas, counted, required, fallbacks, future })
     }
 
     /// Stores (or merges into) the hint for `owner` and `key`.
@@ -1149,15 +1192,61 @@ impl<S: Storage> Node<S> {
         self.future_ring = (future != self.ring).then_some(future);
     }
 
-    /// Moves a joining node along: once it has learned the ring, it asks the current replicas for
-    /// the ranges it will gain; once every stream is durable, it becomes normal.
+    /// Whether every other member believed up has confirmed (through gossip) that it knows
+    /// this node's current status. A moving node waits for this before it moves data: from then
+    /// on every coordinator sends each write to the owners-to-be as well and waits for a quorum
+    /// of them too, so the data moved plus the writes that follow are complete when ownership
+    /// changes (found by the simulator: a node that streamed and flipped its status before the
+    /// others had heard of the move left quorum reads missing acknowledged writes).
+    fn move_is_known(&self) -> bool {
+        self.gossip.members().iter().all(|(peer, state)| {
+            *peer == self.id
+                || state.status == MemberStatus::Left
+                || self.is_down(*peer)
+                || self.gossip.knows_my_status(*peer)
+        })
+    }
+
+    /// Moves a joining node along: once it has learned the ring and every member knows it is
+    /// joining, it asks the replicas that give up each range for it; once every stream is
+    /// durable, it becomes normal. Moves a leaving node along: once every member knows it is
+    /// leaving, it streams its ranges to their next owners.
     fn advance_membership(&mut self) {
+        let waiting = match self.status() {
+            MemberStatus::Joining => !self.join_planned,
+            MemberStatus::Leaving => !self.leave_planned,
+            _ => false,
+        };
+        if waiting {
+            // Tell every member that has not confirmed the move yet, once a round, rather than
+            // waiting for random gossip to reach each of them.
+            let unaware: Vec<NodeId> = self
+                .gossip
+                .members()
+                .iter()
+                .filter(|(peer, state)| {
+                    **peer != self.id
+                        && state.status != MemberStatus::Left
+                        && !self.is_down(**peer)
+                        && !self.gossip.knows_my_status(**peer)
+                })
+                .map(|(peer, _)| *peer)
+                .collect();
+            for peer in unaware {
+                self.gossip.announce_to(peer);
+            }
+            self.send_gossip();
+        }
+        if self.status() == MemberStatus::Leaving && !self.leave_planned && self.move_is_known() {
+            self.plan_leave();
+        }
         if self.status() != MemberStatus::Joining {
             return;
         }
         if !self.join_planned {
             if self.gossip.rounds() < self.config.join_settle_rounds
                 || self.ring.members_count() == 0
+                || !self.move_is_known()
             {
                 return;
             }
@@ -1179,8 +1268,12 @@ impl<S: Storage> Node<S> {
         let moves = self.ring.moves_to(&future, self.config.keyspace.replicas_n);
         let mut by_source: BTreeMap<NodeId, Vec<Arc>> = BTreeMap::new();
         for range in moves.iter().filter(|range| range.gained_by().contains(&self.id)) {
-            let Some(source) = range.before.iter().copied().find(|node| !self.is_down(*node))
-            else {
+            // The replica that gives the range up holds exactly the copy this node replaces, so
+            // the owners after the move hold what the owners before held; another replica's
+            // copy may lack writes that replica did not acknowledge.
+            let losers = range.lost_by().into_iter();
+            let others = range.before.iter().copied();
+            let Some(source) = losers.chain(others).find(|node| !self.is_down(*node)) else {
                 return;
             };
             let arc =
@@ -1212,14 +1305,20 @@ impl<S: Storage> Node<S> {
         }
     }
 
-    /// Starts leaving: marks the node leaving and streams every range it loses to its next
-    /// owners; `pump_streams` marks it left when all are acknowledged.
+    /// Starts leaving: marks the node leaving; once every member knows, `plan_leave` streams
+    /// every range it loses to its next owners, and `pump_streams` marks it left when all are
+    /// acknowledged.
     fn decommission(&mut self) {
         if self.status() != MemberStatus::Normal {
             return;
         }
         self.gossip.set_status(MemberStatus::Leaving);
+        self.leave_planned = false;
         self.refresh_ring();
+    }
+
+    fn plan_leave(&mut self) {
+        self.leave_planned = true;
         let mut future = self.ring.clone();
         future.remove(self.id);
         let mut by_target: BTreeMap<NodeId, Vec<Arc>> = BTreeMap::new();
@@ -1253,7 +1352,10 @@ impl<S: Storage> Node<S> {
             let seq = self.streams.sent(due.stream, due.cursor, next_cursor, self.now);
             self.send(due.to, PeerMessage::StreamChunk { stream: due.stream, seq, objects, last });
         }
-        if self.status() == MemberStatus::Leaving && self.streams.outgoing_count() == 0 {
+        if self.status() == MemberStatus::Leaving
+            && self.leave_planned
+            && self.streams.outgoing_count() == 0
+        {
             self.record_status(b"left");
             self.gossip.set_status(MemberStatus::Left);
             self.refresh_ring();
