@@ -79,6 +79,12 @@ pub struct MemberState {
 }
 
 impl MemberState {
+    /// Whether an operator removed this node on its behalf (it left without handing its
+    /// ranges over): the mark's version jump is above any heartbeat of a generation.
+    pub fn removed_by_operator(&self) -> bool {
+        self.status == MemberStatus::Left && self.version >= MARK_VERSION_JUMP
+    }
+
     fn newer_than(&self, other: &MemberState) -> bool {
         (self.generation, self.version) > (other.generation, other.version)
     }

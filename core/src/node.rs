@@ -248,6 +248,10 @@ pub struct NodeCounters {
     /// Stream requests repeated because the stream was silent (lost messages, a restarted or
     /// not yet informed source).
     pub stream_requests_repeated: u64,
+    /// Streams requested to rebuild ranges inherited from a removed node.
+    pub removal_rebuilds: u64,
+    /// Reads left unanswered because their key's range is being rebuilt after a removal.
+    pub reads_refused_rebuilding: u64,
     /// Range streams completed (sent and fully acknowledged).
     pub streams_completed: u64,
     /// Times the ring changed after a membership change.
@@ -312,6 +316,10 @@ pub struct Node<S: Storage> {
     join_planned: bool,
     /// Whether a leaving node has started streaming its ranges out.
     leave_planned: bool,
+    /// Ranges this node inherited from a removed node and is rebuilding, per incoming stream
+    /// (one from each surviving replica): until all are in, its copies there may lack
+    /// acknowledged writes, so it answers no reads for them.
+    rebuilds: BTreeMap<StreamId, Vec<Arc>>,
     next_hint_tick: Instant,
     hint_cursor: Option<Bytes>,
     coordinator: Coordinator,
@@ -384,6 +392,7 @@ impl<S: Storage> Node<S> {
             future_ring: None,
             join_planned: false,
             leave_planned: false,
+            rebuilds: BTreeMap::new(),
             next_anti_entropy: now + anti_entropy_interval,
             next_hint_tick: now + hint_replay_interval,
             hint_cursor: None,
@@ -718,7 +727,7 @@ impl<S: Storage> Node<S> {
                 self.send(*replica, PeerMessage::Read { op, key: key.clone() });
             }
         }
-        if replicas.contains(&self.id) {
+        if replicas.contains(&self.id) && !self.is_rebuilding(&key) {
             match read_object(&mut self.storage, &key) {
                 Ok(object) => {
                     let actions =
@@ -1186,10 +1195,57 @@ impl<S: Storage> Node<S> {
             return;
         }
         if ring != self.ring {
-            self.ring = ring;
+            let removed: Vec<NodeId> = members
+                .iter()
+                .filter(|(node, state)| state.removed_by_operator() && self.ring.contains(**node))
+                .map(|(node, _)| *node)
+                .collect();
+            let before = std::mem::replace(&mut self.ring, ring);
             self.counters.ring_changes += 1;
+            if !removed.is_empty() {
+                self.rebuild_after_removal(&before, &removed);
+            }
         }
         self.future_ring = (future != self.ring).then_some(future);
+    }
+
+    /// Pulls the ranges this node inherits from removed nodes from every surviving replica of
+    /// each (found by the simulator: a replica that inherited a dead node's range answered
+    /// quorum reads with an empty copy until anti-entropy came round, so a read could miss a
+    /// write acknowledged by the dead node and one survivor). Until every stream is in, the
+    /// node answers no reads on those ranges; the union of the survivors' copies holds every
+    /// write a quorum acknowledged.
+    fn rebuild_after_removal(&mut self, before: &Ring, removed: &[NodeId]) {
+        let moves = before.moves_to(&self.ring, self.config.keyspace.replicas_n);
+        let mut by_source: BTreeMap<NodeId, Vec<Arc>> = BTreeMap::new();
+        for range in &moves {
+            let inherited = range.gained_by().contains(&self.id)
+                && range.lost_by().iter().any(|node| removed.contains(node));
+            if !inherited {
+                continue;
+            }
+            let arc =
+                Arc { start_exclusive: range.start_exclusive, end_inclusive: range.end_inclusive };
+            for source in range.before.iter().filter(|node| !removed.contains(node)) {
+                by_source.entry(*source).or_default().push(arc);
+            }
+        }
+        for (source, arcs) in by_source {
+            let stream = self.streams.next_id(self.id);
+            self.streams.expect(stream, source, arcs.clone(), self.now);
+            self.rebuilds.insert(stream, arcs.clone());
+            self.counters.removal_rebuilds += 1;
+            self.send(source, PeerMessage::StreamRequest { stream, arcs });
+        }
+    }
+
+    /// Whether `key` lies on a range this node is still rebuilding after a removal.
+    fn is_rebuilding(&self, key: &[u8]) -> bool {
+        if self.rebuilds.is_empty() {
+            return false;
+        }
+        let token = Ring::key_token(key);
+        self.rebuilds.values().flatten().any(|arc| arc.contains(token))
     }
 
     /// Whether every other member believed up has confirmed (through gossip) that it knows
@@ -1443,6 +1499,10 @@ impl<S: Storage> Node<S> {
         }
         match message {
             PeerMessage::Read { op, key } => {
+                if self.is_rebuilding(&key) {
+                    // Silence: the coordinator makes its quorum of complete replicas.
+                    return self.counters.reads_refused_rebuilding += 1;
+                }
                 let object = match read_object(&mut self.storage, &key) {
                     Ok(object) => object,
                     Err(_) => return self.counters.peer_messages_dropped += 1,
@@ -1772,6 +1832,7 @@ impl<S: Storage> Node<S> {
                 AckTarget::Stream { to, stream, seq, last } => {
                     if last && self.streams.expects(stream, to) {
                         self.streams.received_all(stream);
+                        self.rebuilds.remove(&stream);
                     }
                     self.send(to, PeerMessage::StreamAck { stream, seq });
                 }
