@@ -126,7 +126,7 @@ mod tests {
         check(input, &Analysis::new(&history))
     }
 
-    fn messages(violations: &[Violation]) -> Vec<&str> {
+    fn texts(violations: &[Violation]) -> Vec<&str> {
         violations.iter().map(|v| v.message.as_str()).collect()
     }
 
@@ -144,7 +144,7 @@ mod tests {
     fn a_stale_generation_a_missing_member_and_a_suspected_peer_are_caught() {
         let views = [view(1, &[1, 2, 1], 0), view(2, &[1, 1, 1], 1), view(3, &[1, 2], 0)];
         let violations = run(&views);
-        let messages = messages(&violations);
+        let messages = texts(&violations);
         assert!(messages.iter().any(|m| m.contains("n2 believes live members")), "{messages:?}");
         assert!(messages.iter().any(|m| m.contains("n1 and n2 disagree")), "{messages:?}");
         assert!(messages.iter().any(|m| m.contains("n3 does not know member n3")), "{messages:?}");
@@ -169,7 +169,7 @@ mod tests {
         let good = [(1, NORMAL), (1, NORMAL), (1, LEFT), (1, NORMAL)];
         let views = [view_of(1, &joining, &[]), view_of(2, &stale, &[]), view_of(3, &good, &[])];
         let violations = run_expecting(&views, &expected, true);
-        let messages = messages(&violations);
+        let messages = texts(&violations);
         assert!(
             messages.iter().any(|m| m.contains("n1 sees member n4 as Joining")),
             "{messages:?}"
@@ -185,7 +185,7 @@ mod tests {
         // The same views expecting the old membership catch the join and the departure.
         let old = [NodeId(1), NodeId(2), NodeId(3)];
         let violations = run_expecting(&[view_of(1, &good, &[])], &old, true);
-        let messages = messages(&violations);
+        let messages = texts(&violations);
         assert!(messages.iter().any(|m| m.contains("sees member n3 as Left")), "{messages:?}");
         assert!(messages.iter().any(|m| m.contains("sees n4 as Normal")), "{messages:?}");
     }
