@@ -30,7 +30,7 @@ use crate::coordinator::{read_result, Action, Coordinator, Outcome, ReadSpec, Re
 use crate::error::{ClientError, StorageError};
 use crate::failure_detector::{DetectorConfig, FailureDetector};
 use crate::forwards::{ForwardCheck, ForwardLog};
-use crate::gossip::{Gossip, GossipConfig, MemberState, MemberStatus};
+use crate::gossip::{Gossip, GossipConfig, GossipMessage, MemberState, MemberStatus};
 use crate::hints::{decode_hint, encode_hint, hint_key, split_hint_key, Hint, Replays};
 use crate::hlc::HybridClock;
 use crate::message::{ClientRequest, ClientResponse, OpId, PeerMessage, RequestId};
@@ -316,6 +316,13 @@ pub struct Node<S: Storage> {
     join_planned: bool,
     /// Whether a leaving node has started streaming its ranges out.
     leave_planned: bool,
+    /// Whether this node's view of the membership is current enough to route requests: always
+    /// for a founding member's first start; after a restart or for a joining node, only once a
+    /// peer has answered its gossip with every state newer than what it knew (found by the
+    /// simulator: a restarted node routed by the configured founding members, missing a node
+    /// that had joined and counting one that had left, so its quorums missed acknowledged
+    /// writes).
+    membership_synced: bool,
     /// Ranges this node inherited from a removed node and is rebuilding, per incoming stream
     /// (one from each surviving replica): until all are in, its copies there may lack
     /// acknowledged writes, so it answers no reads for them.
@@ -368,6 +375,7 @@ impl<S: Storage> Node<S> {
             Some(b"left") => gossip.set_status(MemberStatus::Left),
             _ => {}
         }
+        let membership_synced = !config.join && generation == 1;
         let detector = FailureDetector::new(config.detector);
         let id_bases = [id_base(&mut rng), id_base(&mut rng), id_base(&mut rng), id_base(&mut rng)];
         let mut node = Node {
@@ -392,6 +400,7 @@ impl<S: Storage> Node<S> {
             future_ring: None,
             join_planned: false,
             leave_planned: false,
+            membership_synced,
             rebuilds: BTreeMap::new(),
             next_anti_entropy: now + anti_entropy_interval,
             next_hint_tick: now + hint_replay_interval,
@@ -639,6 +648,9 @@ impl<S: Storage> Node<S> {
         let in_flight = self.coordinator.in_flight();
         if in_flight >= limits.requests_in_flight_max {
             return Err(ClientError::Overloaded { in_flight, max: limits.requests_in_flight_max });
+        }
+        if !self.membership_synced {
+            return Err(ClientError::NotReady);
         }
         let replicas_n = self.config.keyspace.replicas_n.min(self.ring.members_count());
         match op {
@@ -1576,6 +1588,10 @@ impl<S: Storage> Node<S> {
                 }
             }
             PeerMessage::Gossip(message) => {
+                // An Ack answers our digests with every state newer than ours.
+                if matches!(message, GossipMessage::Ack { .. }) {
+                    self.membership_synced = true;
+                }
                 let advanced = self.gossip.handle(from, message);
                 for node in &advanced {
                     self.detector.heartbeat(*node, now);

@@ -706,6 +706,18 @@ mod tests {
     }
 
     #[test]
+    fn the_commented_example_in_the_readme_parses_and_runs_its_schedule() {
+        let readme = std::fs::read_to_string(crate::library::library_dir().join("README.md"));
+        let readme = readme.expect("scenarios/README.md");
+        let start = readme.find("```ron\n").expect("a ron block") + "```ron\n".len();
+        let end = start + readme[start..].find("```").expect("the block ends");
+        let scenario = Scenario::parse(&readme[start..end], "README.md").unwrap();
+        let config = scenario.sim_config(0);
+        assert_eq!(config.schedule.len(), 12);
+        assert_eq!(config.slots_count(), 6);
+    }
+
+    #[test]
     fn a_scenario_round_trips_through_its_ron_text() {
         let text = r#"Scenario(name: "x", disk: Lsm, faults: (crashes_per_sec: Swarm(0.5)),
             workload: (distribution: HotKey(hot_share: 0.5), read: One))"#;
