@@ -1260,17 +1260,21 @@ impl<S: Storage> Node<S> {
         self.rebuilds.values().flatten().any(|arc| arc.contains(token))
     }
 
-    /// Whether every other member believed up has confirmed (through gossip) that it knows
-    /// this node's current status. A moving node waits for this before it moves data: from then
-    /// on every coordinator sends each write to the owners-to-be as well and waits for a quorum
-    /// of them too, so the data moved plus the writes that follow are complete when ownership
-    /// changes (found by the simulator: a node that streamed and flipped its status before the
-    /// others had heard of the move left quorum reads missing acknowledged writes).
+    /// Whether every other member (all but those left) has confirmed (through gossip) that it
+    /// knows this node's current status. A moving node waits for this before it moves data:
+    /// from then on every coordinator sends each write to the owners-to-be as well and waits
+    /// for a quorum of them too, so the data moved plus the writes that follow are complete
+    /// when ownership changes (found by the simulator: a node that streamed and flipped its
+    /// status before the others had heard of the move left quorum reads missing acknowledged
+    /// writes). A member believed down is waited for too: a wrongly suspected one still
+    /// coordinates (found by the simulator with false suspicions), and a crashed one learns of
+    /// the move before it coordinates again (a restarted node waits for gossip). As with
+    /// Cassandra's consistent range movement, a member that is down for good must be removed
+    /// before another node can join or leave.
     fn move_is_known(&self) -> bool {
         self.gossip.members().iter().all(|(peer, state)| {
             *peer == self.id
                 || state.status == MemberStatus::Left
-                || self.is_down(*peer)
                 || self.gossip.knows_my_status(*peer)
         })
     }
@@ -1295,7 +1299,6 @@ impl<S: Storage> Node<S> {
                 .filter(|(peer, state)| {
                     **peer != self.id
                         && state.status != MemberStatus::Left
-                        && !self.is_down(**peer)
                         && !self.gossip.knows_my_status(**peer)
                 })
                 .map(|(peer, _)| *peer)
@@ -1339,9 +1342,12 @@ impl<S: Storage> Node<S> {
             // The replica that gives the range up holds exactly the copy this node replaces, so
             // the owners after the move hold what the owners before held; another replica's
             // copy may lack writes that replica did not acknowledge.
-            let losers = range.lost_by().into_iter();
-            let others = range.before.iter().copied();
-            let Some(source) = losers.chain(others).find(|node| !self.is_down(*node)) else {
+            // When that replica is believed down the plan waits (found by the simulator: a
+            // falsely suspected loser made the joiner stream from another replica); only a range
+            // that nobody gives up (a cluster smaller than N) comes from any replica up.
+            let losers = range.lost_by();
+            let candidates = if losers.is_empty() { range.before.clone() } else { losers };
+            let Some(source) = candidates.into_iter().find(|node| !self.is_down(*node)) else {
                 return;
             };
             let arc =
@@ -1367,6 +1373,23 @@ impl<S: Storage> Node<S> {
     /// request, or the source restarted and forgot the stream.
     fn ask_again_for_stalled_streams(&mut self, now: Instant) {
         for stalled in self.streams.stalled(now, self.stream_retry()) {
+            let source_left = self
+                .gossip
+                .members()
+                .get(&stalled.from)
+                .is_none_or(|state| state.status == MemberStatus::Left);
+            if source_left {
+                // The source left (another move completed meanwhile; found by the simulator:
+                // a joiner waited forever for a node that had been decommissioned). A joiner
+                // plans again from the current ring; a rebuild drops the departed source, whose
+                // ranges it handed to their next owners.
+                self.streams.abandon(stalled.from);
+                self.rebuilds.remove(&stalled.stream);
+                if self.status() == MemberStatus::Joining {
+                    self.join_planned = false;
+                }
+                continue;
+            }
             self.counters.stream_requests_repeated += 1;
             let request = PeerMessage::StreamRequest { stream: stalled.stream, arcs: stalled.arcs };
             self.send(stalled.from, request);

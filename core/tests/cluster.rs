@@ -720,6 +720,12 @@ fn a_leaving_node_moves_no_data_until_every_member_knows_it_is_leaving() {
     cluster.run_for(Duration::from_secs(5));
     assert_eq!(cluster.node(NodeId(5)).status(), MemberStatus::Leaving);
     assert_eq!(cluster.node(NodeId(5)).counters().stream_keys_sent, 0, "streamed too early");
+    // Believing n3 down changes nothing: a wrongly suspected member still coordinates (found
+    // by the simulator with false suspicions), and a crashed one must hear of the move first.
+    cluster.declare(NodeId(3), false);
+    cluster.run_for(Duration::from_secs(3));
+    assert_eq!(cluster.node(NodeId(5)).counters().stream_keys_sent, 0, "skipped a suspect");
+    cluster.declare(NodeId(3), true);
     cluster.heal(NodeId(3));
     let left = run_until(&mut cluster, Duration::from_secs(30), |cluster| {
         cluster.node(NodeId(5)).status() == MemberStatus::Left
