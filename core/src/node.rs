@@ -415,6 +415,15 @@ impl<S: Storage> Node<S> {
             counters: NodeCounters::default(),
             last_timeout_reason: None,
         };
+        if !node.membership_synced {
+            // Ask every known peer at once rather than at the first round, so a restarted node
+            // is back to coordinating one round trip after it started.
+            let peers: Vec<NodeId> = node.gossip.members().keys().copied().collect();
+            for peer in peers {
+                node.gossip.announce_to(peer);
+            }
+            node.send_gossip();
+        }
         node.after_handler();
         Ok(node)
     }
