@@ -131,8 +131,12 @@ enum ReadPhase {
 
 #[derive(Debug)]
 struct WriteOp {
+    /// Every node whose acknowledgement counts toward some quorum.
     replicas: Vec<NodeId>,
     required: usize,
+    /// Each quorum the write needs: `required` of `replicas`, and while ranges move, W of the
+    /// owners-to-be as well.
+    quorums: Vec<(Vec<NodeId>, usize)>,
     acks: BTreeSet<NodeId>,
     /// Always 0 unless the planted bug `QuorumCountsDuplicateReplies` is armed.
     duplicate_acks: usize,
@@ -208,18 +212,31 @@ impl Coordinator {
     }
 
     /// Starts a write of an object already updated by this node; `context` covers the write.
+    /// It succeeds at `required` acknowledgements from `replicas` and, when `also` is given
+    /// (ranges are moving), at its count from its nodes too.
     pub fn start_write(
         &mut self,
         replicas: Vec<NodeId>,
         required: usize,
+        also: Option<(Vec<NodeId>, usize)>,
         context: Context,
         reply_to: ReplyTo,
         deadline: Instant,
     ) -> OpId {
         assert!(required >= 1 && required <= replicas.len(), "write needs 1..=N acknowledgements");
+        let mut quorums = vec![(replicas.clone(), required)];
+        let mut accepted = replicas;
+        if let Some((nodes, count)) = also {
+            assert!(count >= 1 && count <= nodes.len(), "a quorum needs 1..=its nodes");
+            let extra: Vec<NodeId> =
+                nodes.iter().copied().filter(|node| !accepted.contains(node)).collect();
+            accepted.extend(extra);
+            quorums.push((nodes, count));
+        }
         let write = WriteOp {
-            replicas,
+            replicas: accepted,
             required,
+            quorums,
             acks: BTreeSet::new(),
             duplicate_acks: 0,
             failures: BTreeMap::new(),
@@ -437,8 +454,8 @@ impl Coordinator {
                 OpKind::Write(write) => {
                     assert!(write.acks.iter().all(|node| write.replicas.contains(node)));
                     assert!(
-                        write.acks.len() < write.required,
-                        "a write that reached W is delivered and removed"
+                        !write.reached_quorums(),
+                        "a write that reached its quorums is delivered and removed"
                     );
                 }
                 OpKind::Forward => {}
@@ -498,15 +515,25 @@ fn write_progress(
             if !write.acks.insert(from) && crate::planted!(QuorumCountsDuplicateReplies) {
                 write.duplicate_acks += 1;
             }
-            (write.acks.len() + write.duplicate_acks >= write.required)
-                .then(|| Outcome::Written(write.context.clone()))
+            write.reached_quorums().then(|| Outcome::Written(write.context.clone()))
         }
         Err(reason) => {
             write.failures.insert(from, reason.clone());
-            let still_possible = write.replicas.len() - write.failures.len();
-            (still_possible < write.required)
-                .then_some(Outcome::Failed(ClientError::Storage { reason }))
+            let impossible = write.quorums.iter().any(|(nodes, count)| {
+                let possible = nodes.iter().filter(|node| !write.failures.contains_key(node));
+                possible.count() < *count
+            });
+            impossible.then_some(Outcome::Failed(ClientError::Storage { reason }))
         }
+    }
+}
+
+impl WriteOp {
+    fn reached_quorums(&self) -> bool {
+        self.quorums.iter().all(|(nodes, count)| {
+            nodes.iter().filter(|node| self.acks.contains(node)).count() + self.duplicate_acks
+                >= *count
+        })
     }
 }
 
@@ -553,12 +580,37 @@ mod tests {
     }
 
     #[test]
+    fn a_write_during_a_move_needs_a_quorum_of_the_owners_before_and_after() {
+        let mut coordinator = Coordinator::new(ConflictMode::DottedVersionVectors);
+        let before = vec![NodeId(1), NodeId(2), NodeId(3)];
+        let after = vec![NodeId(4), NodeId(1), NodeId(2)];
+        let op = coordinator.start_write(
+            before,
+            2,
+            Some((after, 2)),
+            Context::default(),
+            ReplyTo::Client(7),
+            Instant::ZERO + Duration::from_secs(1),
+        );
+        assert!(coordinator.on_write_ack(op, NodeId(3), Ok(())).is_empty());
+        assert!(coordinator.on_write_ack(op, NodeId(4), Ok(())).is_empty());
+        assert!(
+            coordinator.on_write_ack(op, NodeId(5), Ok(())).is_empty(),
+            "a stranger never counts"
+        );
+        // n3 and n4 make W of neither set alone; n1 is in both.
+        let done = coordinator.on_write_ack(op, NodeId(1), Ok(()));
+        assert!(matches!(&done[..], [Action::Deliver { outcome: Outcome::Written(_), .. }]));
+    }
+
+    #[test]
     fn duplicate_acks_from_one_replica_count_once() {
         let mut coordinator = Coordinator::new(ConflictMode::DottedVersionVectors);
         let replicas = vec![NodeId(1), NodeId(2), NodeId(3)];
         let op = coordinator.start_write(
             replicas,
             2,
+            None,
             Context::default(),
             ReplyTo::Client(7),
             Instant::ZERO + Duration::from_secs(1),

@@ -79,6 +79,12 @@ pub struct MemberState {
 }
 
 impl MemberState {
+    /// Whether an operator removed this node on its behalf (it left without handing its
+    /// ranges over): the mark's version jump is above any heartbeat of a generation.
+    pub fn removed_by_operator(&self) -> bool {
+        self.status == MemberStatus::Left && self.version >= MARK_VERSION_JUMP
+    }
+
     fn newer_than(&self, other: &MemberState) -> bool {
         (self.generation, self.version) > (other.generation, other.version)
     }
@@ -123,6 +129,9 @@ pub enum GossipMessage {
         states: Vec<(NodeId, MemberState)>,
         /// Nodes whose states the initiator has newer.
         requests: Vec<NodeId>,
+        /// The (generation, version) of the initiator's own state that the responder holds
+        /// now, so the initiator learns which of its changes the responder has seen.
+        yours: (u64, u64),
     },
     /// "Here is what you asked for."
     Ack2 {
@@ -141,6 +150,10 @@ pub struct Gossip {
     next_round: Instant,
     rounds: u64,
     outbox: Vec<(NodeId, GossipMessage)>,
+    /// Per peer, the highest version of our own state (this generation) it is known to hold.
+    confirmed: BTreeMap<NodeId, u64>,
+    /// Our version when our status last changed.
+    status_version: u64,
 }
 
 impl Gossip {
@@ -167,7 +180,16 @@ impl Gossip {
             rng,
             rounds: 0,
             outbox: Vec::new(),
+            confirmed: BTreeMap::new(),
+            status_version: 0,
         }
+    }
+
+    /// Whether `peer` is known to hold our state as of our last status change (it told us so
+    /// in a digest or an acknowledgement). A node that joins or leaves waits for this from
+    /// every member before it moves data, so that no coordinator is still unaware of the move.
+    pub fn knows_my_status(&self, peer: NodeId) -> bool {
+        self.confirmed.get(&peer).is_some_and(|version| *version >= self.status_version)
     }
 
     /// Every known node and its state.
@@ -191,6 +213,7 @@ impl Gossip {
         if let Some(mine) = self.states.get_mut(&self.me) {
             mine.status = status;
             mine.version += 1;
+            self.status_version = mine.version;
         }
     }
 
@@ -264,6 +287,18 @@ impl Gossip {
         match message {
             GossipMessage::Syn { digests, sender } => {
                 let advanced = self.apply(vec![(from, sender)]);
+                let generation = self.mine().generation;
+                if let Some((_, _, version)) =
+                    digests.iter().find(|(node, digest_generation, _)| {
+                        *node == self.me && *digest_generation == generation
+                    })
+                {
+                    self.confirm(from, *version);
+                }
+                let yours = self
+                    .states
+                    .get(&from)
+                    .map_or((0, 0), |state| (state.generation, state.version));
                 let mut states = Vec::new();
                 let mut requests = Vec::new();
                 let mentioned: std::collections::BTreeSet<NodeId> =
@@ -285,10 +320,13 @@ impl Gossip {
                 states.extend(unmentioned.map(|(node, state)| (*node, state.clone())));
                 states.truncate(limit);
                 requests.truncate(limit);
-                self.outbox.push((from, GossipMessage::Ack { states, requests }));
+                self.outbox.push((from, GossipMessage::Ack { states, requests, yours }));
                 advanced
             }
-            GossipMessage::Ack { states, requests } => {
+            GossipMessage::Ack { states, requests, yours } => {
+                if yours.0 == self.mine().generation {
+                    self.confirm(from, yours.1);
+                }
                 let advanced = self.apply(states);
                 let reply: Vec<(NodeId, MemberState)> = requests
                     .into_iter()
@@ -316,6 +354,22 @@ impl Gossip {
     /// Asserts the invariants of the module doc.
     pub fn check_invariants(&self) {
         assert!(self.states.contains_key(&self.me), "our own state is always known");
+    }
+
+    /// Sends our digests and state to `peer` now, outside the rounds (a moving node makes sure
+    /// every member hears of its new status quickly; the answer confirms it).
+    pub fn announce_to(&mut self, peer: NodeId) {
+        if peer == self.me {
+            return;
+        }
+        let digests = self.digests();
+        let sender = self.mine().clone();
+        self.outbox.push((peer, GossipMessage::Syn { digests, sender }));
+    }
+
+    fn confirm(&mut self, peer: NodeId, version: u64) {
+        let confirmed = self.confirmed.entry(peer).or_default();
+        *confirmed = (*confirmed).max(version);
     }
 
     fn digests(&mut self) -> Vec<(NodeId, u64, u64)> {
@@ -556,7 +610,7 @@ mod tests {
         }
         let digests = (2..50).map(|id| (NodeId(id), 5, 5)).collect();
         gossip.handle(NodeId(2), GossipMessage::Syn { digests, sender: state(5) });
-        let Some((_, GossipMessage::Ack { states, requests })) = gossip.poll_message() else {
+        let Some((_, GossipMessage::Ack { states, requests, .. })) = gossip.poll_message() else {
             panic!("Syn gets Ack")
         };
         assert!(states.len() <= 4 && requests.len() <= 4);

@@ -245,6 +245,8 @@ pub enum PeerMessage {
     StreamChunk {
         /// The stream.
         stream: crate::streaming::StreamId,
+        /// The chunk's sequence number (every transmission has its own).
+        seq: crate::streaming::ChunkSeq,
         /// Keys and objects.
         objects: Vec<(Key, Versioned)>,
         /// Whether this is the stream's last chunk.
@@ -254,6 +256,8 @@ pub enum PeerMessage {
     StreamAck {
         /// The stream.
         stream: crate::streaming::StreamId,
+        /// The sequence number of the chunk acknowledged.
+        seq: crate::streaming::ChunkSeq,
     },
     /// A coordinator asks a replica for the live keys with tokens in `[low, high]`.
     ScanRequest {

@@ -30,13 +30,13 @@ use crate::coordinator::{read_result, Action, Coordinator, Outcome, ReadSpec, Re
 use crate::error::{ClientError, StorageError};
 use crate::failure_detector::{DetectorConfig, FailureDetector};
 use crate::forwards::{ForwardCheck, ForwardLog};
-use crate::gossip::{Gossip, GossipConfig, MemberState, MemberStatus};
+use crate::gossip::{Gossip, GossipConfig, GossipMessage, MemberState, MemberStatus};
 use crate::hints::{decode_hint, encode_hint, hint_key, split_hint_key, Hint, Replays};
 use crate::hlc::HybridClock;
 use crate::message::{ClientRequest, ClientResponse, OpId, PeerMessage, RequestId};
 use crate::ring::{Ring, VNODES_PER_WEIGHT_DEFAULT};
 use crate::storage::{Space, Storage, WriteSeq, META_REBUILDING_KEY};
-use crate::streaming::{Arc, StreamId, Streams};
+use crate::streaming::{Arc, ChunkSeq, StreamId, Streams};
 use crate::time::{Duration, Instant, WallTime};
 use crate::types::{Consistency, Key, KeyspaceConfig, Limits, NodeId, Value};
 use crate::version::{Actor, Context, NewWrite, Versioned};
@@ -251,6 +251,13 @@ pub struct NodeCounters {
     pub repair_keys_streamed: u64,
     /// Objects sent in range streams (join, decommission).
     pub stream_keys_sent: u64,
+    /// Stream requests repeated because the stream was silent (lost messages, a restarted or
+    /// not yet informed source).
+    pub stream_requests_repeated: u64,
+    /// Streams requested to rebuild ranges inherited from a removed node.
+    pub removal_rebuilds: u64,
+    /// Reads left unanswered because their key's range is being rebuilt after a removal.
+    pub removal_reads_refused: u64,
     /// Range streams completed (sent and fully acknowledged).
     pub streams_completed: u64,
     /// Times the ring changed after a membership change.
@@ -282,6 +289,8 @@ struct WritePlacement {
     counted: Vec<NodeId>,
     required: usize,
     fallbacks: Vec<(NodeId, NodeId)>,
+    /// While ranges move: the key's owners-to-be and how many of them must acknowledge.
+    future: Option<(Vec<NodeId>, usize)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -289,7 +298,7 @@ enum AckTarget {
     Local(OpId),
     Remote { to: NodeId, op: OpId },
     Replayed { to: NodeId, replay: u64 },
-    Stream { to: NodeId, stream: StreamId, last: bool },
+    Stream { to: NodeId, stream: StreamId, seq: ChunkSeq, last: bool },
 }
 
 /// A rebuilt (blank) store waiting to be refilled: which (replica group, peer) pairs have
@@ -334,6 +343,19 @@ pub struct Node<S: Storage> {
     /// The owners once the joins and departures in progress complete; `None` when nothing moves.
     future_ring: Option<Ring>,
     join_planned: bool,
+    /// Whether a leaving node has started streaming its ranges out.
+    leave_planned: bool,
+    /// Whether this node's view of the membership is current enough to route requests: always
+    /// for a founding member's first start; after a restart or for a joining node, only once a
+    /// peer has answered its gossip with every state newer than what it knew (found by the
+    /// simulator: a restarted node routed by the configured founding members, missing a node
+    /// that had joined and counting one that had left, so its quorums missed acknowledged
+    /// writes).
+    membership_synced: bool,
+    /// Ranges this node inherited from a removed node and is rebuilding, per incoming stream
+    /// (one from each surviving replica): until all are in, its copies there may lack
+    /// acknowledged writes, so it answers no reads for them.
+    rebuilds: BTreeMap<StreamId, Vec<Arc>>,
     next_hint_tick: Instant,
     hint_cursor: Option<Bytes>,
     coordinator: Coordinator,
@@ -394,6 +416,7 @@ impl<S: Storage> Node<S> {
             Some(b"left") => gossip.set_status(MemberStatus::Left),
             _ => {}
         }
+        let membership_synced = !config.join && generation == 1;
         let detector = FailureDetector::new(config.detector);
         let id_bases = [id_base(&mut rng), id_base(&mut rng), id_base(&mut rng), id_base(&mut rng)];
         let mut node = Node {
@@ -422,6 +445,9 @@ impl<S: Storage> Node<S> {
             streams: Streams::starting_at(id_bases[3]),
             future_ring: None,
             join_planned: false,
+            leave_planned: false,
+            membership_synced,
+            rebuilds: BTreeMap::new(),
             next_anti_entropy: now
                 + if rebuilding {
                     anti_entropy_interval.min(REFILL_INTERVAL)
@@ -440,6 +466,15 @@ impl<S: Storage> Node<S> {
             counters: NodeCounters::default(),
             last_timeout_reason: None,
         };
+        if !node.membership_synced {
+            // Ask every known peer at once rather than at the first round, so a restarted node
+            // is back to coordinating one round trip after it started.
+            let peers: Vec<NodeId> = node.gossip.members().keys().copied().collect();
+            for peer in peers {
+                node.gossip.announce_to(peer);
+            }
+            node.send_gossip();
+        }
         node.after_handler();
         Ok(node)
     }
@@ -490,6 +525,12 @@ impl<S: Storage> Node<S> {
             (0, 0),
             |(up, down), node| if self.is_down(*node) { (up, down + 1) } else { (up + 1, down) },
         )
+    }
+
+    /// Whether this node believes `peer` down now (its driver said so, or phi is over the
+    /// threshold).
+    pub fn is_peer_down(&self, peer: NodeId) -> bool {
+        self.is_down(peer)
     }
 
     /// The failure detector's suspicion of `peer` now.
@@ -583,6 +624,7 @@ impl<S: Storage> Node<S> {
             self.next_hint_tick = now + self.config.hint_replay_interval;
             self.replay_hints(now);
         }
+        self.ask_again_for_stalled_streams(now);
         if now >= self.gossip.poll_timeout() {
             self.last_timeout_reason = Some(TimerKind::Gossip);
             let detector = &self.detector;
@@ -625,6 +667,7 @@ impl<S: Storage> Node<S> {
             Some(self.next_sweep),
             Some(self.gossip.poll_timeout()),
             self.coordinator.next_deadline(),
+            self.streams.next_retry(self.stream_retry()),
         ];
         timers.into_iter().flatten().min()
     }
@@ -684,6 +727,9 @@ impl<S: Storage> Node<S> {
         if in_flight >= limits.requests_in_flight_max {
             return Err(ClientError::Overloaded { in_flight, max: limits.requests_in_flight_max });
         }
+        if !self.membership_synced {
+            return Err(ClientError::NotReady);
+        }
         let replicas_n = self.config.keyspace.replicas_n.min(self.ring.members_count());
         match op {
             ClientRequest::Get { key, consistency }
@@ -726,8 +772,27 @@ impl<S: Storage> Node<S> {
         key: &[u8],
         consistency: Consistency,
     ) -> Result<(Vec<NodeId>, usize), ClientError> {
-        let replicas = self.ring.preference_list(key, self.config.keyspace.replicas_n);
-        let required = consistency.required(replicas.len())?;
+        let mut replicas = self.ring.preference_list(key, self.config.keyspace.replicas_n);
+        let mut required = consistency.required(replicas.len())?;
+        if let Some(future) = &self.future_ring {
+            // While ranges move, a quorum of the replicas that own the key both before and
+            // after the move meets every write quorum: writes of coordinators that know of the
+            // move (a quorum of both sets), of those that do not yet (a quorum of the owners
+            // before) and of those that already saw it complete (a quorum after). A node that
+            // is gaining the range is left out: its copy may be incomplete until it joined.
+            let after = future.preference_list(key, self.config.keyspace.replicas_n);
+            let stable: Vec<NodeId> =
+                replicas.iter().copied().filter(|node| after.contains(node)).collect();
+            if stable.len() >= required {
+                replicas = stable;
+            } else {
+                // Too few stay (a read at ALL): read every owner before and after.
+                let extra: Vec<NodeId> =
+                    after.into_iter().filter(|node| !replicas.contains(node)).collect();
+                replicas.extend(extra);
+                required = replicas.len();
+            }
+        }
         let alive = replicas.iter().filter(|node| !self.is_down(**node)).count();
         if alive < required {
             return Err(ClientError::Unavailable { required, alive });
@@ -752,9 +817,10 @@ impl<S: Storage> Node<S> {
                 self.send(*replica, PeerMessage::Read { op, key: key.clone() });
             }
         }
-        // A store being refilled does not count toward R: it may lack acknowledged writes.
+        // A store being refilled does not count toward R: it may lack acknowledged writes; nor
+        // does a range inherited from a removed node before it has been pulled in.
         let serves = self.refill.is_none() || crate::planted!(RebuildServesReads);
-        if replicas.contains(&self.id) && serves {
+        if replicas.contains(&self.id) && serves && !self.is_inheriting(&key) {
             match self.load_object(&key) {
                 Ok(object) => {
                     let actions =
@@ -809,7 +875,7 @@ impl<S: Storage> Node<S> {
         placement: WritePlacement,
         reply_to: ReplyTo,
     ) {
-        let WritePlacement { replicas, counted, required, fallbacks } = placement;
+        let WritePlacement { replicas, counted, required, fallbacks, future } = placement;
         let KeyWrite { key, value, context, ttl, overwrite } = write;
         let timestamp = self.clock.tick(self.wall);
         let expire_at = ttl.map(|ttl| {
@@ -835,8 +901,14 @@ impl<S: Storage> Node<S> {
             Err(error) => return self.deliver(now, reply_to, Outcome::Failed(error.into())),
         };
         let deadline = now + self.config.request_timeout;
-        let op =
-            self.coordinator.start_write(counted, required, object.context(), reply_to, deadline);
+        let op = self.coordinator.start_write(
+            counted,
+            required,
+            future,
+            object.context(),
+            reply_to,
+            deadline,
+        );
         if replicas.contains(&self.id) {
             self.pending_acks.push_back((seq, AckTarget::Local(op)));
         }
@@ -844,8 +916,9 @@ impl<S: Storage> Node<S> {
         for replica in replicas.into_iter().filter(|node| *node != me) {
             self.send(replica, PeerMessage::Write { op, key: key.clone(), object: object.clone() });
         }
-        // While a node joins or leaves, the owners-to-be receive every write too, so nothing
-        // written during the move is missing when ownership changes (not counted toward W).
+        // While a node joins or leaves, the owners-to-be receive every write too, and (with a
+        // strict quorum) W of them must acknowledge it, so nothing written during the move is
+        // missing from a quorum of the owners once ownership changes.
         let pending: Vec<NodeId> = match &self.future_ring {
             Some(future) => {
                 let current = self.ring.preference_list(&key, self.config.keyspace.replicas_n);
@@ -912,7 +985,19 @@ impl<S: Storage> Node<S> {
         if alive < required {
             return Err(ClientError::Unavailable { required, alive });
         }
-        Ok(WritePlacement { replicas, counted, required, fallbacks })
+        let future = match (&self.future_ring, self.config.keyspace.sloppy_quorum) {
+            (Some(ring), false) => {
+                let owners = ring.preference_list(key, self.config.keyspace.replicas_n);
+                let count = consistency.required(owners.len())?;
+                let alive = owners.iter().filter(|node| !self.is_down(**node)).count();
+                if alive < count {
+                    return Err(ClientError::Unavailable { required: count, alive });
+                }
+                Some((owners, count))
+            }
+            _ => None,
+        };
+        Ok(WritePlacement { replicas, counted, required, fallbacks, future })
     }
 
     /// Stores (or merges into) the hint for `owner` and `key`.
@@ -1313,21 +1398,117 @@ impl<S: Storage> Node<S> {
             return;
         }
         if ring != self.ring {
-            self.ring = ring;
+            let removed: Vec<NodeId> = members
+                .iter()
+                .filter(|(node, state)| state.removed_by_operator() && self.ring.contains(**node))
+                .map(|(node, _)| *node)
+                .collect();
+            let before = std::mem::replace(&mut self.ring, ring);
             self.counters.ring_changes += 1;
+            if !removed.is_empty() {
+                self.rebuild_after_removal(&before, &removed);
+            }
         }
         self.future_ring = (future != self.ring).then_some(future);
     }
 
-    /// Moves a joining node along: once it has learned the ring, it asks the current replicas for
-    /// the ranges it will gain; once every stream is durable, it becomes normal.
+    /// Pulls the ranges this node inherits from removed nodes from every surviving replica of
+    /// each (found by the simulator: a replica that inherited a dead node's range answered
+    /// quorum reads with an empty copy until anti-entropy came round, so a read could miss a
+    /// write acknowledged by the dead node and one survivor). Until every stream is in, the
+    /// node answers no reads on those ranges; the union of the survivors' copies holds every
+    /// write a quorum acknowledged.
+    fn rebuild_after_removal(&mut self, before: &Ring, removed: &[NodeId]) {
+        let moves = before.moves_to(&self.ring, self.config.keyspace.replicas_n);
+        let mut by_source: BTreeMap<NodeId, Vec<Arc>> = BTreeMap::new();
+        for range in &moves {
+            let inherited = range.gained_by().contains(&self.id)
+                && range.lost_by().iter().any(|node| removed.contains(node));
+            if !inherited {
+                continue;
+            }
+            let arc =
+                Arc { start_exclusive: range.start_exclusive, end_inclusive: range.end_inclusive };
+            for source in range.before.iter().filter(|node| !removed.contains(node)) {
+                by_source.entry(*source).or_default().push(arc);
+            }
+        }
+        for (source, arcs) in by_source {
+            let stream = self.streams.next_id(self.id);
+            self.streams.expect(stream, source, arcs.clone(), self.now);
+            self.rebuilds.insert(stream, arcs.clone());
+            self.counters.removal_rebuilds += 1;
+            self.send(source, PeerMessage::StreamRequest { stream, arcs });
+        }
+    }
+
+    /// Whether `key` lies on a range this node is still rebuilding after a removal.
+    fn is_inheriting(&self, key: &[u8]) -> bool {
+        if self.rebuilds.is_empty() {
+            return false;
+        }
+        let token = Ring::key_token(key);
+        self.rebuilds.values().flatten().any(|arc| arc.contains(token))
+    }
+
+    /// Whether every other member (all but those left) has confirmed (through gossip) that it
+    /// knows this node's current status. A moving node waits for this before it moves data:
+    /// from then on every coordinator sends each write to the owners-to-be as well and waits
+    /// for a quorum of them too, so the data moved plus the writes that follow are complete
+    /// when ownership changes (found by the simulator: a node that streamed and flipped its
+    /// status before the others had heard of the move left quorum reads missing acknowledged
+    /// writes). A member believed down is waited for too: a wrongly suspected one still
+    /// coordinates (found by the simulator with false suspicions), and a crashed one learns of
+    /// the move before it coordinates again (a restarted node waits for gossip). As with
+    /// Cassandra's consistent range movement, a member that is down for good must be removed
+    /// before another node can join or leave.
+    fn move_is_known(&self) -> bool {
+        self.gossip.members().iter().all(|(peer, state)| {
+            *peer == self.id
+                || state.status == MemberStatus::Left
+                || self.gossip.knows_my_status(*peer)
+        })
+    }
+
+    /// Moves a joining node along: once it has learned the ring and every member knows it is
+    /// joining, it asks the replicas that give up each range for it; once every stream is
+    /// durable, it becomes normal. Moves a leaving node along: once every member knows it is
+    /// leaving, it streams its ranges to their next owners.
     fn advance_membership(&mut self) {
+        let waiting = match self.status() {
+            MemberStatus::Joining => !self.join_planned,
+            MemberStatus::Leaving => !self.leave_planned,
+            _ => false,
+        };
+        if waiting {
+            // Tell every member that has not confirmed the move yet, once a round, rather than
+            // waiting for random gossip to reach each of them.
+            let unaware: Vec<NodeId> = self
+                .gossip
+                .members()
+                .iter()
+                .filter(|(peer, state)| {
+                    **peer != self.id
+                        && state.status != MemberStatus::Left
+                        && !self.gossip.knows_my_status(**peer)
+                })
+                .map(|(peer, _)| *peer)
+                .collect();
+            for peer in unaware {
+                self.gossip.announce_to(peer);
+            }
+            self.send_gossip();
+        }
+        if self.status() == MemberStatus::Leaving && !self.leave_planned && self.move_is_known() {
+            self.plan_leave();
+        }
         if self.status() != MemberStatus::Joining {
             return;
         }
         if !self.join_planned {
             if self.gossip.rounds() < self.config.join_settle_rounds
                 || self.ring.members_count() == 0
+                || !self.move_is_known()
             {
                 return;
             }
@@ -1349,8 +1530,15 @@ impl<S: Storage> Node<S> {
         let moves = self.ring.moves_to(&future, self.config.keyspace.replicas_n);
         let mut by_source: BTreeMap<NodeId, Vec<Arc>> = BTreeMap::new();
         for range in moves.iter().filter(|range| range.gained_by().contains(&self.id)) {
-            let Some(source) = range.before.iter().copied().find(|node| !self.is_down(*node))
-            else {
+            // The replica that gives the range up holds exactly the copy this node replaces, so
+            // the owners after the move hold what the owners before held; another replica's
+            // copy may lack writes that replica did not acknowledge.
+            // When that replica is believed down the plan waits (found by the simulator: a
+            // falsely suspected loser made the joiner stream from another replica); only a range
+            // that nobody gives up (a cluster smaller than N) comes from any replica up.
+            let losers = range.lost_by();
+            let candidates = if losers.is_empty() { range.before.clone() } else { losers };
+            let Some(source) = candidates.into_iter().find(|node| !self.is_down(*node)) else {
                 return;
             };
             let arc =
@@ -1359,20 +1547,60 @@ impl<S: Storage> Node<S> {
         }
         for (source, arcs) in by_source {
             let stream = self.streams.next_id(self.id);
-            self.streams.expect(stream, source);
+            self.streams.expect(stream, source, arcs.clone(), self.now);
             self.send(source, PeerMessage::StreamRequest { stream, arcs });
         }
         self.join_planned = true;
     }
 
-    /// Starts leaving: marks the node leaving and streams every range it loses to its next
-    /// owners; `pump_streams` marks it left when all are acknowledged.
+    /// How long a stream chunk waits for its ack, and a requested stream for a chunk, before it
+    /// is sent or asked for again.
+    fn stream_retry(&self) -> Duration {
+        self.config.request_timeout * 2
+    }
+
+    /// Asks again for every incoming stream that has been silent for the retry interval: the
+    /// request or a chunk was lost, the source had not heard of this node yet and dropped the
+    /// request, or the source restarted and forgot the stream.
+    fn ask_again_for_stalled_streams(&mut self, now: Instant) {
+        for stalled in self.streams.stalled(now, self.stream_retry()) {
+            let source_left = self
+                .gossip
+                .members()
+                .get(&stalled.from)
+                .is_none_or(|state| state.status == MemberStatus::Left);
+            if source_left {
+                // The source left (another move completed meanwhile; found by the simulator:
+                // a joiner waited forever for a node that had been decommissioned). A joiner
+                // plans again from the current ring; a rebuild drops the departed source, whose
+                // ranges it handed to their next owners.
+                self.streams.abandon(stalled.from);
+                self.rebuilds.remove(&stalled.stream);
+                if self.status() == MemberStatus::Joining {
+                    self.join_planned = false;
+                }
+                continue;
+            }
+            self.counters.stream_requests_repeated += 1;
+            let request = PeerMessage::StreamRequest { stream: stalled.stream, arcs: stalled.arcs };
+            self.send(stalled.from, request);
+        }
+    }
+
+    /// Starts leaving: marks the node leaving; once every member knows, `plan_leave` streams
+    /// every range it loses to its next owners, and `pump_streams` marks it left when all are
+    /// acknowledged.
     fn decommission(&mut self) {
         if self.status() != MemberStatus::Normal {
             return;
         }
         self.gossip.set_status(MemberStatus::Leaving);
+        self.leave_planned = false;
         self.refresh_ring();
+    }
+
+    fn plan_leave(&mut self) {
+        self.leave_planned = true;
         let mut future = self.ring.clone();
         future.remove(self.id);
         let mut by_target: BTreeMap<NodeId, Vec<Arc>> = BTreeMap::new();
@@ -1399,7 +1627,7 @@ impl<S: Storage> Node<S> {
         if self.streams.outgoing_count() == 0 && self.status() != MemberStatus::Leaving {
             return;
         }
-        for due in self.streams.due() {
+        for due in self.streams.due(self.now, self.stream_retry()) {
             let Ok((objects, next_cursor)) = self.stream_chunk(&due.arcs, due.cursor.as_deref())
             else {
                 self.counters.storage_errors += 1;
@@ -1407,10 +1635,13 @@ impl<S: Storage> Node<S> {
             };
             self.counters.stream_keys_sent += objects.len() as u64;
             let last = next_cursor.is_none();
-            self.streams.sent(due.stream, next_cursor);
-            self.send(due.to, PeerMessage::StreamChunk { stream: due.stream, objects, last });
+            let seq = self.streams.sent(due.stream, due.cursor, next_cursor, self.now);
+            self.send(due.to, PeerMessage::StreamChunk { stream: due.stream, seq, objects, last });
         }
-        if self.status() == MemberStatus::Leaving && self.streams.outgoing_count() == 0 {
+        if self.status() == MemberStatus::Leaving
+            && self.leave_planned
+            && self.streams.outgoing_count() == 0
+        {
             self.record_status(b"left");
             self.gossip.set_status(MemberStatus::Left);
             self.refresh_ring();
@@ -1454,16 +1685,19 @@ impl<S: Storage> Node<S> {
         &mut self,
         from: NodeId,
         stream: StreamId,
+        seq: ChunkSeq,
         objects: Vec<(Bytes, Versioned)>,
         last: bool,
     ) {
+        self.streams.progressed(stream, self.now);
         for (key, object) in objects.into_iter().take(self.config.stream_chunk_keys_max) {
             if self.merge_local(&key, &object).is_err() {
                 self.counters.storage_errors += 1;
             }
         }
-        let seq = self.last_write_seq.max(self.storage.durable_seq());
-        self.pending_acks.push_back((seq, AckTarget::Stream { to: from, stream, last }));
+        let durable_at = self.last_write_seq.max(self.storage.durable_seq());
+        self.pending_acks
+            .push_back((durable_at, AckTarget::Stream { to: from, stream, seq, last }));
     }
 
     fn drop_hint(&mut self, stored_key: Bytes) {
@@ -1501,6 +1735,10 @@ impl<S: Storage> Node<S> {
                 self.counters.rebuild_reads_refused += 1;
             }
             PeerMessage::Read { op, key } => {
+                if self.is_inheriting(&key) {
+                    // Silence: the coordinator makes its quorum of complete replicas.
+                    return self.counters.removal_reads_refused += 1;
+                }
                 let object = match self.load_object(&key) {
                     Ok(object) => object,
                     Err(_) => return self.counters.peer_messages_dropped += 1,
@@ -1569,15 +1807,19 @@ impl<S: Storage> Node<S> {
                     self.counters.peer_messages_dropped += 1;
                 }
             }
-            PeerMessage::StreamChunk { stream, objects, last } => {
-                self.receive_chunk(from, stream, objects, last)
+            PeerMessage::StreamChunk { stream, seq, objects, last } => {
+                self.receive_chunk(from, stream, seq, objects, last)
             }
-            PeerMessage::StreamAck { stream } => {
-                if self.streams.acked(stream, from) {
+            PeerMessage::StreamAck { stream, seq } => {
+                if self.streams.acked(stream, from, seq) {
                     self.counters.streams_completed += 1;
                 }
             }
             PeerMessage::Gossip(message) => {
+                // An Ack answers our digests with every state newer than ours.
+                if matches!(message, GossipMessage::Ack { .. }) {
+                    self.membership_synced = true;
+                }
                 let advanced = self.gossip.handle(from, message);
                 self.store_generation();
                 for node in &advanced {
@@ -1860,11 +2102,12 @@ impl<S: Storage> Node<S> {
                 AckTarget::Replayed { to, replay } => {
                     self.send(to, PeerMessage::HintReplayAck { replay })
                 }
-                AckTarget::Stream { to, stream, last } => {
+                AckTarget::Stream { to, stream, seq, last } => {
                     if last && self.streams.expects(stream, to) {
                         self.streams.received_all(stream);
+                        self.rebuilds.remove(&stream);
                     }
-                    self.send(to, PeerMessage::StreamAck { stream });
+                    self.send(to, PeerMessage::StreamAck { stream, seq });
                 }
             }
         }

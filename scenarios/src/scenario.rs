@@ -12,7 +12,10 @@
 use std::path::Path;
 
 use ringkv_core::{ConflictMode, Consistency, Duration, KeyspaceConfig};
-use ringkv_sim::{FaultConfig, KeyDistribution, Knob, OpMix, SimConfig, WorkloadConfig};
+use ringkv_sim::{
+    FaultConfig, ForcedPartition, KeyDistribution, Knob, OpMix, ScheduledEvent, SimConfig,
+    TimedEvent, WorkloadConfig,
+};
 use serde::{Deserialize, Serialize};
 
 /// One named scenario.
@@ -36,6 +39,9 @@ pub struct Scenario {
     /// Which faults to inject.
     #[serde(default)]
     pub faults: FaultSpec,
+    /// Membership changes and forced faults at fixed simulated times (beside the swarm).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedule: Vec<TimedEventSpec>,
     /// Phase lengths.
     #[serde(default)]
     pub phases: PhaseSpec,
@@ -357,6 +363,106 @@ impl FaultSpec {
     }
 }
 
+/// One event of the timed schedule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimedEventSpec {
+    /// Simulated milliseconds since the start (within the safety phase).
+    pub at_ms: u64,
+    /// What happens.
+    pub event: EventSpec,
+}
+
+/// A scheduled event. Nodes are named by id (n1 is 1); the k-th `Join` adds node
+/// `cluster.nodes + k`, which later events may name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum EventSpec {
+    /// A new node joins: it streams the ranges it gains, then owns them.
+    Join,
+    /// A node streams its ranges out and leaves; it is stopped once every member sees it left.
+    Decommission {
+        /// The node.
+        node: u32,
+    },
+    /// A node crashes and stays down until `Restart` (or the heal, unless it is removed).
+    Crash {
+        /// The node.
+        node: u32,
+    },
+    /// A node crashed by the schedule starts again.
+    Restart {
+        /// The node.
+        node: u32,
+    },
+    /// The operator removes a crashed node; its ranges are rebuilt by anti-entropy.
+    Remove {
+        /// The node.
+        node: u32,
+    },
+    /// A forced partition, until `Heal` or the phase's heal.
+    Partition(PartitionSpec),
+    /// Ends the partition in place.
+    Heal,
+    /// A node's messages take the clog delay until `Unclog` or the phase's heal.
+    Clog {
+        /// The node.
+        node: u32,
+    },
+    /// Ends a node's clog.
+    Unclog {
+        /// The node.
+        node: u32,
+    },
+}
+
+/// A forced partition shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum PartitionSpec {
+    /// `side` against the rest, both directions (a minority side is a minority/majority split).
+    Split {
+        /// One side.
+        side: Vec<u32>,
+    },
+    /// `side` against the rest, except through `bridge`, which sees both.
+    Bridge {
+        /// One side, without the bridge.
+        side: Vec<u32>,
+        /// The node on both sides.
+        bridge: u32,
+    },
+    /// Messages from `from` to everyone are lost; the other direction works.
+    OneWay {
+        /// The node whose messages are lost.
+        from: u32,
+    },
+}
+
+impl TimedEventSpec {
+    /// The simulator's event.
+    pub fn timed_event(&self) -> TimedEvent {
+        let event = match &self.event {
+            EventSpec::Join => ScheduledEvent::Join,
+            EventSpec::Decommission { node } => ScheduledEvent::Decommission { node: *node },
+            EventSpec::Crash { node } => ScheduledEvent::Crash { node: *node },
+            EventSpec::Restart { node } => ScheduledEvent::Restart { node: *node },
+            EventSpec::Remove { node } => ScheduledEvent::Remove { node: *node },
+            EventSpec::Partition(shape) => ScheduledEvent::Partition(match shape {
+                PartitionSpec::Split { side } => ForcedPartition::Split { side: side.clone() },
+                PartitionSpec::Bridge { side, bridge } => {
+                    ForcedPartition::Bridge { side: side.clone(), bridge: *bridge }
+                }
+                PartitionSpec::OneWay { from } => ForcedPartition::OneWay { from: *from },
+            }),
+            EventSpec::Heal => ScheduledEvent::Heal,
+            EventSpec::Clog { node } => ScheduledEvent::Clog { node: *node },
+            EventSpec::Unclog { node } => ScheduledEvent::Unclog { node: *node },
+        };
+        TimedEvent { at: Duration::from_millis(self.at_ms), event }
+    }
+}
+
 /// Phase lengths, in simulated milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -499,6 +605,7 @@ impl Scenario {
         config.node.anti_entropy_interval = Duration::from_millis(self.cluster.anti_entropy_ms);
         config.node.sweep_interval = Duration::from_millis(self.cluster.tombstone_sweep_ms);
         config.faults = self.faults.fault_config();
+        config.schedule = self.schedule.iter().map(TimedEventSpec::timed_event).collect();
         config.workload = self.workload_config();
         config.safety_duration = Duration::from_millis(self.phases.safety_ms);
         config.liveness_duration = Duration::from_millis(self.phases.liveness_ms);
@@ -599,6 +706,49 @@ mod tests {
         let text = r#"Scenario(name: "x", expect: (tolerate: ["lost-write"]))"#;
         let message = Scenario::parse(text, "x").unwrap_err().to_string();
         assert!(message.contains("lost-write"), "{message}");
+    }
+
+    #[test]
+    fn a_timed_schedule_parses_into_the_simulator_events_and_bad_ones_name_line_or_event() {
+        let text = r#"Scenario(name: "s", schedule: [
+            (at_ms: 1000, event: Join),
+            (at_ms: 2000, event: Decommission(node: 6)),
+            (at_ms: 3000, event: Crash(node: 2)),
+            (at_ms: 3500, event: Partition(Split(side: [1, 3]))),
+            (at_ms: 3600, event: Partition(Bridge(side: [1], bridge: 3))),
+            (at_ms: 3700, event: Partition(OneWay(from: 4))),
+            (at_ms: 3800, event: Heal),
+            (at_ms: 3900, event: Clog(node: 5)),
+            (at_ms: 4000, event: Unclog(node: 5)),
+            (at_ms: 5000, event: Remove(node: 2)),
+        ])"#;
+        let scenario = Scenario::parse(text, "s.ron").unwrap();
+        let config = scenario.sim_config(0);
+        assert_eq!(config.slots_count(), 6);
+        assert_eq!(config.schedule[1].event, ScheduledEvent::Decommission { node: 6 });
+        assert_eq!(config.schedule[1].at, Duration::from_millis(2_000));
+        let again = Scenario::parse(&scenario.to_ron("round trip"), "again").unwrap();
+        assert_eq!(scenario, again);
+
+        let typo = "Scenario(\n  name: \"s\",\n  schedule: [(at_ms: 5, event: Crash(nod: 1))],\n)";
+        let message = Scenario::parse(typo, "t.ron").unwrap_err().to_string();
+        assert!(message.starts_with("t.ron:3:"), "{message}");
+        assert!(message.contains("nod"), "{message}");
+        let unknown = r#"Scenario(name: "s", schedule: [(at_ms: 5, event: Remove(node: 9))])"#;
+        let message = Scenario::parse(unknown, "u.ron").unwrap_err().to_string();
+        assert!(message.contains("schedule[0]") && message.contains("n9"), "{message}");
+    }
+
+    #[test]
+    fn the_commented_example_in_the_readme_parses_and_runs_its_schedule() {
+        let readme = std::fs::read_to_string(crate::library::library_dir().join("README.md"));
+        let readme = readme.expect("scenarios/README.md");
+        let start = readme.find("```ron\n").expect("a ron block") + "```ron\n".len();
+        let end = start + readme[start..].find("```").expect("the block ends");
+        let scenario = Scenario::parse(&readme[start..end], "README.md").unwrap();
+        let config = scenario.sim_config(0);
+        assert_eq!(config.schedule.len(), 12);
+        assert_eq!(config.slots_count(), 6);
     }
 
     #[test]

@@ -136,8 +136,13 @@ fn candidate(best: &Scenario, step: usize) -> Option<(String, Scenario)> {
             *knob = KnobSpec::Off;
             format!("faults.{name} off")
         }
-        14 => halve_u64(&mut candidate.phases.safety_ms, 250)
-            .then(|| "phases.safety_ms".to_string())?,
+        14 => {
+            halve_u64(&mut candidate.phases.safety_ms, 250).then_some(())?;
+            // Scheduled events happen in the safety phase: those past its new end go.
+            let end_ms = candidate.phases.safety_ms;
+            candidate.schedule.retain(|timed| timed.at_ms < end_ms);
+            "phases.safety_ms".to_string()
+        }
         15 => halve_u64(&mut candidate.phases.liveness_ms, 1_000)
             .then(|| "phases.liveness_ms".to_string())?,
         16 => {

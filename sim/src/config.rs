@@ -13,6 +13,7 @@ use crate::disk::{DiskConfig, SimDisk};
 use crate::faults::FaultConfig;
 use crate::network::NetworkConfig;
 use crate::report::Report;
+use crate::schedule::TimedEvent;
 use crate::workload::WorkloadConfig;
 
 /// Everything that defines a run. Same config (and code) = same run.
@@ -20,7 +21,7 @@ use crate::workload::WorkloadConfig;
 pub struct SimConfig {
     /// The seed every random choice derives from.
     pub seed: u64,
-    /// Number of nodes; ids are 1..=nodes_count.
+    /// Number of founding nodes; ids are 1..=nodes_count (nodes that join later follow).
     pub nodes_count: usize,
     /// The nodes' configuration; `members` is filled in by the simulator.
     pub node: NodeConfig,
@@ -30,6 +31,8 @@ pub struct SimConfig {
     pub disk: DiskConfig,
     /// Which faults to inject.
     pub faults: FaultConfig,
+    /// Membership changes and forced faults at fixed times (see [`crate::schedule`]).
+    pub schedule: Vec<TimedEvent>,
     /// What the clients do.
     pub workload: WorkloadConfig,
     /// Length of the phase with faults.
@@ -64,6 +67,7 @@ impl Default for SimConfig {
             network: NetworkConfig::default(),
             disk: DiskConfig::default(),
             faults: FaultConfig::swarm(),
+            schedule: Vec::new(),
             workload: WorkloadConfig::default(),
             safety_duration: Duration::from_secs(10),
             liveness_duration: Duration::from_secs(8),
@@ -82,8 +86,12 @@ impl Default for SimConfig {
 impl SimConfig {
     /// Checks the invariants of the module doc; returns what is wrong.
     pub fn validate(&self) -> Result<(), String> {
-        if self.nodes_count == 0 || self.nodes_count > 64 {
-            return Err(format!("nodes_count {} is outside 1..=64", self.nodes_count));
+        if self.nodes_count == 0 || self.slots_count() > 64 {
+            return Err(format!(
+                "{} founding nodes plus {} joining are outside 1..=64",
+                self.nodes_count,
+                self.slots_count() - self.nodes_count
+            ));
         }
         if self.node.keyspace.replicas_n == 0 || self.node.keyspace.replicas_n > self.nodes_count {
             return Err(format!(
@@ -100,7 +108,17 @@ impl SimConfig {
         if self.workload.keys_count == 0 || self.events_max == 0 || self.queue_len_max == 0 {
             return Err("keys_count, events_max and queue_len_max must be positive".to_string());
         }
-        Ok(())
+        crate::schedule::validate(
+            &self.schedule,
+            self.nodes_count,
+            self.node.keyspace.replicas_n,
+            self.safety_duration,
+        )
+    }
+
+    /// Every node the run may start: the founding nodes and one per scheduled join.
+    pub fn slots_count(&self) -> usize {
+        self.nodes_count + crate::schedule::joins_count(&self.schedule)
     }
 }
 
@@ -173,6 +191,12 @@ impl SimBuilder {
     /// The faults.
     pub fn faults(mut self, faults: FaultConfig) -> Self {
         self.config.faults = faults;
+        self
+    }
+
+    /// Membership changes and forced faults at fixed times.
+    pub fn schedule(mut self, schedule: Vec<TimedEvent>) -> Self {
+        self.config.schedule = schedule;
         self
     }
 

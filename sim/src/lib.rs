@@ -20,6 +20,7 @@ pub mod network;
 pub mod queue;
 pub mod report;
 mod runner;
+pub mod schedule;
 pub mod seed;
 pub mod trace;
 pub mod workload;
@@ -31,6 +32,7 @@ pub use faults::{FaultConfig, FaultPlan, Knob};
 pub use network::NetworkConfig;
 pub use report::Report;
 pub use runner::node_id;
+pub use schedule::{ForcedPartition, ScheduledEvent, TimedEvent};
 pub use workload::{KeyDistribution, OpMix, WorkloadConfig};
 
 /// Entry points.

@@ -151,6 +151,11 @@ impl Network {
         self.clogged_until[node] = self.clogged_until[node].max(until);
     }
 
+    /// Ends `node`'s clog.
+    pub fn unclog(&mut self, node: usize) {
+        self.clogged_until[node] = Instant::ZERO;
+    }
+
     /// Ends every clog.
     pub fn unclog_all(&mut self) {
         self.clogged_until.iter_mut().for_each(|until| *until = Instant::ZERO);

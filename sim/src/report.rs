@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use ringkv_core::Duration;
+use ringkv_core::{Duration, NodeId};
 
 use crate::checkers::Violation;
 use crate::faults::FaultPlan;
@@ -67,6 +67,16 @@ pub struct RunStats {
     pub start_retries: u64,
     /// BUGGIFY sites reached, enabled and fired, by location.
     pub buggify: BTreeMap<String, (bool, u64, u64)>,
+    /// Nodes that joined (scheduled joins started).
+    pub joins: u64,
+    /// Decommissioned nodes that every member saw leave and that were then stopped.
+    pub decommissions: u64,
+    /// Removed dead nodes that every member saw removed.
+    pub removals: u64,
+    /// The membership the run ended with (founding + joined - decommissioned - removed).
+    pub final_members: Vec<NodeId>,
+    /// Per node, the written keys it owns in the final ring and holds a copy of at the end.
+    pub final_copies_by_node: BTreeMap<NodeId, usize>,
 }
 
 /// The result of one run.

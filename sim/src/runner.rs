@@ -27,6 +27,14 @@
 //! scrubbed (every table read), as an operator's periodic verify would, so damage that no read
 //! found is rebuilt before the final pass.
 //!
+//! Membership: the runner has a slot for every node the run may start (founding nodes and one per
+//! scheduled join). A slot's [`Role`] says whether its node is a member yet, is leaving, is being
+//! removed or has departed; faults, clients and the final checks draw only from the members.
+//! Scheduled events (joins, decommissions, removals, forced partitions and clogs, crashes held
+//! until a scheduled restart) come from [`SimConfig::schedule`]; a departure watch stops a
+//! decommissioned node once every running member sees it left, and repeats an operator's
+//! request that a restart or a lost gossip message undid.
+//!
 //! Invariants: one node per slot at most; a node is fed only while running; at most
 //! `OUTPUTS_PER_DRAIN_MAX` outputs are drained per input (more is reported as a violation).
 
@@ -36,6 +44,7 @@ use std::panic::AssertUnwindSafe;
 use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
+use ringkv_core::gossip::MemberStatus;
 use ringkv_core::ring::Ring;
 use ringkv_core::storage::{Space, StorageWork};
 use ringkv_core::{
@@ -54,12 +63,16 @@ use crate::history::{outcome_of_error, History, OpIndex, OpOutcome, OpRequest};
 use crate::network::{Network, PartitionShape};
 use crate::queue::{EventQueue, Scheduled};
 use crate::report::{OutcomeCounts, Report, RunStats};
+use crate::schedule::{ForcedPartition, ScheduledEvent, TimedEvent};
 use crate::seed::{child_rng, child_seed, exponential};
 use crate::trace::Trace;
 use crate::workload::{ClientState, FollowUp, KeyChooser};
 
 /// Most hints counted per node at the end (a count at the bound means "at least").
 pub const HINTS_SCANNED_MAX: usize = 100_000;
+
+/// How often the departure watch looks at nodes that are leaving or being removed.
+pub const DEPARTURE_WATCH_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Most outputs drained from a node after one input.
 pub const OUTPUTS_PER_DRAIN_MAX: usize = 1_000_000;
@@ -117,6 +130,8 @@ enum Event<W> {
     ClientTurn { client: usize },
     ClientTimeout { op: OpIndex },
     Fault { kind: FaultKind },
+    Scheduled { position: usize },
+    WatchDepartures,
     Restart { node: usize },
     ReplaceDisk { node: usize },
     // The supervisor restarts a node whose disk reported a failure.
@@ -136,6 +151,29 @@ enum Phase {
     Final,
 }
 
+/// Where a slot's node stands in the cluster's membership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// A node that joins later; nothing runs here yet.
+    Absent,
+    /// A member (founding, or joining/joined).
+    Member,
+    /// Asked to decommission; stopped once every running member sees it left.
+    Leaving,
+    /// Down for good and removed by the operator; the removal is repeated until every running
+    /// member sees it.
+    Removing,
+    /// Gone: decommissioned and stopped, or removed and seen removed by every member.
+    Departed,
+}
+
+impl Role {
+    /// Whether the node is (still) part of the cluster: faults and clients may pick it.
+    fn is_active(self) -> bool {
+        matches!(self, Role::Member | Role::Leaving)
+    }
+}
+
 #[derive(Debug)]
 struct Slot<D: SimDisk> {
     node: Option<Node<D>>,
@@ -145,6 +183,11 @@ struct Slot<D: SimDisk> {
     disk_failing: bool,
     /// The supervisor has a restart scheduled for this incarnation.
     supervised: bool,
+    role: Role,
+    /// Started with `join: true` (it keeps that configuration across restarts).
+    join: bool,
+    /// Crashed by the schedule: no automatic restart until the schedule (or the heal) says so.
+    held_down: bool,
 }
 
 /// A context write owed by a client after a successful read.
@@ -180,6 +223,8 @@ struct Runner<D: SimDisk> {
     damaged: Option<(usize, bool)>,
     phase: Phase,
     partition_generation: u64,
+    schedule: Vec<TimedEvent>,
+    watching: bool,
     final_remaining: usize,
     liveness_from: Option<Instant>,
     stats: RunStats,
@@ -191,24 +236,29 @@ impl<D: SimDisk> Runner<D> {
     fn new(config: &SimConfig) -> Self {
         let seed = config.seed;
         let n = config.nodes_count;
+        let slots_count = config.slots_count();
         let plan = FaultPlan::draw(&config.faults, &mut child_rng(seed, "faults", 0));
-        let mut network = Network::new(config.network, n, child_rng(seed, "network", 0));
+        let mut network = Network::new(config.network, slots_count, child_rng(seed, "network", 0));
         network.set_rates(plan.loss_rate, plan.duplicate_rate, plan.reorder_rate);
         let mut clock_rng = child_rng(seed, "clocks", 0);
-        let clocks = (0..n).map(|_| initial_clock(&plan, &mut clock_rng)).collect();
+        // Founding nodes draw first, so a schedule with joins leaves their clocks unchanged.
+        let clocks = (0..slots_count).map(|_| initial_clock(&plan, &mut clock_rng)).collect();
         let clients = (0..config.workload.clients_count)
             .map(|id| ClientState::new(id, child_rng(seed, "client", id as u64)))
             .collect();
         let mut node_config = config.node.clone();
         node_config.members = (0..n).map(node_id).collect();
-        let mut slots: Vec<Slot<D>> = (0..n)
+        let mut slots: Vec<Slot<D>> = (0..slots_count)
             .map(|index| Slot {
                 node: None,
-                disk: Some(D::fresh(child_seed(seed, "disk", index as u64))),
+                disk: (index < n).then(|| D::fresh(child_seed(seed, "disk", index as u64))),
                 incarnation: 0,
                 timer_at: None,
                 disk_failing: false,
                 supervised: false,
+                role: if index < n { Role::Member } else { Role::Absent },
+                join: false,
+                held_down: false,
             })
             .collect();
         if plan.io_error_rate > 0.0 {
@@ -240,6 +290,8 @@ impl<D: SimDisk> Runner<D> {
             damaged: None,
             phase: Phase::Safety,
             partition_generation: 0,
+            schedule: crate::schedule::in_time_order(&config.schedule),
+            watching: false,
             final_remaining: 0,
             liveness_from: None,
             stats: RunStats::default(),
@@ -268,6 +320,10 @@ impl<D: SimDisk> Runner<D> {
                 let delay = self.fault_delay(position, rate);
                 self.schedule(delay, Event::Fault { kind });
             }
+        }
+        for position in 0..self.schedule.len() {
+            let at = Instant::ZERO + self.schedule[position].at;
+            self.schedule_at(at, Event::Scheduled { position });
         }
         self.schedule(self.config.safety_duration, Event::Heal);
         let final_at = self.config.safety_duration + self.config.liveness_duration;
@@ -319,10 +375,18 @@ impl<D: SimDisk> Runner<D> {
                 }
             }
             Event::Fault { kind } => self.inject(kind),
+            Event::Scheduled { position } => self.play(position),
+            Event::WatchDepartures => self.watch_departures(),
             Event::Restart { node } => {
                 // A node on a failing disk cannot recover; the disk's replacement restarts it.
+                // A node the schedule holds down stays down.
                 let slot = &self.slots[node];
-                if self.phase == Phase::Safety && slot.node.is_none() && !slot.disk_failing {
+                if self.phase == Phase::Safety
+                    && slot.node.is_none()
+                    && !slot.disk_failing
+                    && !slot.held_down
+                    && slot.role.is_active()
+                {
                     self.start(node, true);
                 }
             }
@@ -422,7 +486,7 @@ impl<D: SimDisk> Runner<D> {
 
     fn send(&mut self, from: usize, to: NodeId, message: PeerMessage) {
         self.stats.messages_sent += 1;
-        let Some(to) = node_index(to, self.config.nodes_count) else {
+        let Some(to) = node_index(to, self.slots.len()) else {
             self.stats.messages_dropped += 1;
             return;
         };
@@ -502,7 +566,9 @@ impl<D: SimDisk> Runner<D> {
         );
         self.stats.node_starts += 1;
         slot.supervised = false;
-        match Node::new(self.node_config.clone(), node_id(index), seed, self.now, disk) {
+        let mut config = self.node_config.clone();
+        config.join = slot.join;
+        match Node::new(config, node_id(index), seed, self.now, disk) {
             Ok(node) => {
                 self.stats.rebuilding_starts += u64::from(node.is_rebuilding());
                 if node.is_rebuilding() && self.damaged.is_some_and(|(damaged, _)| damaged == index)
@@ -542,7 +608,12 @@ impl<D: SimDisk> Runner<D> {
         });
         self.drain(index);
         let down: Vec<usize> = (0..self.slots.len())
-            .filter(|other| announce_down && *other != index && self.slots[*other].node.is_none())
+            .filter(|other| {
+                announce_down
+                    && *other != index
+                    && self.slots[*other].node.is_none()
+                    && self.slots[*other].role != Role::Absent
+            })
             .collect();
         for other in down {
             self.feed(index, Some(Input::PeerStatus { node: node_id(other), up: false }));
@@ -624,10 +695,13 @@ impl<D: SimDisk> Runner<D> {
             (None, Some(disk)) => disk.set_failing(false),
             (None, None) => {}
         }
+        let restart = !slot.held_down && slot.role.is_active();
         if slot.node.is_some() {
             self.crash(index);
         }
-        self.start(index, true);
+        if restart {
+            self.start(index, true);
+        }
     }
 
     /// Tells every running node whether `about` is up, as a failure detector would.
@@ -658,7 +732,9 @@ impl<D: SimDisk> Runner<D> {
             None => state.next_op(workload, &self.keys),
         };
         state.follow_up = follow_up;
-        let node = state.rng().random_range(0..self.config.nodes_count);
+        // Clients spread over the members; a node that left (or is being removed) gets none.
+        let coordinators = active_indexes(&self.slots);
+        let node = coordinators[state.rng().random_range(0..coordinators.len())];
         let is_batch_write = matches!(request, ringkv_core::ClientRequest::MSet { .. });
         let op = self.history.invoke(client, node_id(node), record, self.now, false);
         if is_batch_write {
@@ -754,12 +830,18 @@ impl<D: SimDisk> Runner<D> {
         let Some(position) = rates.iter().position(|(candidate, _)| *candidate == kind) else {
             return;
         };
-        let n = self.config.nodes_count;
+        // Faults strike members only; with no membership change these are 0..nodes_count, so
+        // the draws are the same as before membership changes existed.
+        let members = active_indexes(&self.slots);
+        let n = members.len();
         match kind {
             FaultKind::Partition => self.inject_partition(position),
             FaultKind::Crash => {
-                let running: Vec<usize> =
-                    (0..n).filter(|index| self.slots[*index].node.is_some()).collect();
+                let running: Vec<usize> = members
+                    .iter()
+                    .copied()
+                    .filter(|index| self.slots[*index].node.is_some())
+                    .collect();
                 if n - running.len() < n / 2 && !running.is_empty() {
                     let rng = &mut self.fault_rngs[position];
                     let victim = running[rng.random_range(0..running.len())];
@@ -770,7 +852,7 @@ impl<D: SimDisk> Runner<D> {
             }
             FaultKind::Clog => {
                 let rng = &mut self.fault_rngs[position];
-                let victim = rng.random_range(0..n);
+                let victim = members[rng.random_range(0..n)];
                 let until = self.now + Duration::from_millis(rng.random_range(200..=2_000));
                 self.stats.clogs += 1;
                 self.trace.record(self.now, Some(victim), 11, 0, || "clogged".into());
@@ -779,7 +861,7 @@ impl<D: SimDisk> Runner<D> {
             FaultKind::ClockJump => {
                 let jump_max = self.plan.clock_jump_ms_max as i64;
                 let rng = &mut self.fault_rngs[position];
-                let victim = rng.random_range(0..n);
+                let victim = members[rng.random_range(0..n)];
                 let delta_ms =
                     if jump_max > 0 { rng.random_range(-jump_max..=jump_max) } else { 0 };
                 self.stats.clock_jumps += 1;
@@ -789,7 +871,9 @@ impl<D: SimDisk> Runner<D> {
                 self.clocks[victim].jump(delta_ms);
             }
             FaultKind::DiskFailure => {
-                let healthy: Vec<usize> = (0..n)
+                let healthy: Vec<usize> = members
+                    .iter()
+                    .copied()
                     .filter(|index| {
                         self.slots[*index].node.is_some() && !self.slots[*index].disk_failing
                     })
@@ -810,8 +894,11 @@ impl<D: SimDisk> Runner<D> {
                 }
             }
             FaultKind::CleanRestart => {
-                let running: Vec<usize> =
-                    (0..n).filter(|index| self.slots[*index].node.is_some()).collect();
+                let running: Vec<usize> = members
+                    .iter()
+                    .copied()
+                    .filter(|index| self.slots[*index].node.is_some())
+                    .collect();
                 if n - running.len() < n / 2 && !running.is_empty() {
                     let rng = &mut self.fault_rngs[position];
                     let victim = running[rng.random_range(0..running.len())];
@@ -852,8 +939,8 @@ impl<D: SimDisk> Runner<D> {
             }
             FaultKind::Suspicion => {
                 let rng = &mut self.fault_rngs[position];
-                let observer = rng.random_range(0..n);
-                let suspect = rng.random_range(0..n);
+                let observer = members[rng.random_range(0..n)];
+                let suspect = members[rng.random_range(0..n)];
                 let wrong_ms = rng.random_range(200..=2_000);
                 if observer != suspect {
                     self.trace.record(self.now, Some(observer), 17, suspect as u64, || {
@@ -872,12 +959,12 @@ impl<D: SimDisk> Runner<D> {
     }
 
     fn inject_partition(&mut self, position: usize) {
-        let n = self.config.nodes_count;
+        let mut order = active_indexes(&self.slots);
+        let n = order.len();
         if n < 2 {
             return;
         }
         let rng = &mut self.fault_rngs[position];
-        let mut order: Vec<usize> = (0..n).collect();
         order.shuffle(rng);
         let shape = match rng.random_range(0..4) {
             2 if n >= 3 => {
@@ -897,6 +984,157 @@ impl<D: SimDisk> Runner<D> {
         self.trace.record(self.now, None, 14, generation, || format!("partition {shape:?}"));
         self.network.partition(&shape);
         self.schedule(Duration::from_millis(heal_ms), Event::HealPartition { generation });
+    }
+
+    // ---- the schedule ----
+
+    fn play(&mut self, position: usize) {
+        let event = self.schedule[position].event.clone();
+        self.trace.record(self.now, None, 19, position as u64, || format!("SCHEDULE: {event:?}"));
+        let index = |node: u32| node as usize - 1;
+        match event {
+            ScheduledEvent::Join => {
+                let Some(slot) = self.slots.iter().position(|slot| slot.role == Role::Absent)
+                else {
+                    return;
+                };
+                let disk_seed = child_seed(self.config.seed, "disk", slot as u64);
+                let joining = &mut self.slots[slot];
+                joining.disk = Some(D::fresh(disk_seed));
+                joining.role = Role::Member;
+                joining.join = true;
+                self.stats.joins += 1;
+                self.start(slot, true);
+            }
+            ScheduledEvent::Decommission { node } => {
+                let slot = index(node);
+                if self.slots[slot].role == Role::Member {
+                    self.slots[slot].role = Role::Leaving;
+                    self.feed(slot, Some(Input::Decommission));
+                    self.watch();
+                }
+            }
+            ScheduledEvent::Crash { node } => {
+                let slot = index(node);
+                if self.slots[slot].role.is_active() {
+                    self.slots[slot].held_down = true;
+                    self.crash(slot);
+                }
+            }
+            ScheduledEvent::Restart { node } => {
+                let slot = index(node);
+                self.slots[slot].held_down = false;
+                let restartable =
+                    self.slots[slot].role.is_active() && !self.slots[slot].disk_failing;
+                if restartable && self.slots[slot].node.is_none() {
+                    self.start(slot, true);
+                }
+            }
+            ScheduledEvent::Remove { node } => {
+                let slot = index(node);
+                if self.slots[slot].role.is_active() && self.slots[slot].node.is_none() {
+                    self.slots[slot].role = Role::Removing;
+                    self.watch();
+                    self.watch_departures();
+                }
+            }
+            ScheduledEvent::Partition(forced) => {
+                let indexes = |nodes: &[u32]| nodes.iter().map(|node| index(*node)).collect();
+                let shape = match &forced {
+                    ForcedPartition::Split { side } => {
+                        PartitionShape::Split { side: indexes(side) }
+                    }
+                    ForcedPartition::Bridge { side, bridge } => {
+                        PartitionShape::Bridge { side: indexes(side), bridge: index(*bridge) }
+                    }
+                    ForcedPartition::OneWay { from } => {
+                        PartitionShape::OneWay { from: index(*from) }
+                    }
+                };
+                // A new generation, so a pending swarm heal does not end this partition.
+                self.partition_generation += 1;
+                self.stats.partitions += 1;
+                self.network.partition(&shape);
+            }
+            ScheduledEvent::Heal => {
+                self.partition_generation += 1;
+                self.network.heal_partition();
+            }
+            ScheduledEvent::Clog { node } => {
+                self.stats.clogs += 1;
+                self.network.clog(index(node), Instant::from_nanos(u64::MAX));
+            }
+            ScheduledEvent::Unclog { node } => self.network.unclog(index(node)),
+        }
+    }
+
+    /// Starts the departure watch unless it runs already.
+    fn watch(&mut self) {
+        if !self.watching {
+            self.watching = true;
+            self.schedule(DEPARTURE_WATCH_INTERVAL, Event::WatchDepartures);
+        }
+    }
+
+    /// Moves departures along as an operator would: a leaving node that a restart turned normal
+    /// again is asked to leave again; one that every running member sees left is stopped for
+    /// good; a removal is repeated to a member that has not heard of it.
+    fn watch_departures(&mut self) {
+        let mut pending = false;
+        for slot in 0..self.slots.len() {
+            match self.slots[slot].role {
+                Role::Leaving => {
+                    pending = true;
+                    let Some(status) = self.slots[slot].node.as_ref().map(Node::status) else {
+                        continue;
+                    };
+                    if status == MemberStatus::Normal {
+                        self.feed(slot, Some(Input::Decommission));
+                    } else if status == MemberStatus::Left && self.all_see_left(slot) {
+                        self.trace.record(self.now, Some(slot), 20, 0, || "departed".into());
+                        self.clean_stop(slot);
+                        self.slots[slot].role = Role::Departed;
+                        self.stats.decommissions += 1;
+                    }
+                }
+                Role::Removing => {
+                    pending = true;
+                    if self.all_see_left(slot) {
+                        self.trace.record(self.now, Some(slot), 20, 1, || "removed".into());
+                        self.slots[slot].role = Role::Departed;
+                        self.stats.removals += 1;
+                        continue;
+                    }
+                    let id = node_id(slot);
+                    let unaware = active_indexes(&self.slots).into_iter().find(|other| {
+                        self.slots[*other].node.as_ref().is_some_and(|node| {
+                            node.membership()
+                                .get(&id)
+                                .is_some_and(|state| state.status != MemberStatus::Left)
+                        })
+                    });
+                    if let Some(operator) = unaware {
+                        self.feed(operator, Some(Input::RemoveNode { node: id }));
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.watching = false;
+        if pending {
+            self.watch();
+        }
+    }
+
+    /// Whether every running member other than `slot` sees `slot`'s node as left (or has never
+    /// heard of it).
+    fn all_see_left(&self, slot: usize) -> bool {
+        let id = node_id(slot);
+        active_indexes(&self.slots).into_iter().filter(|other| *other != slot).all(|other| {
+            self.slots[other].node.as_ref().is_none_or(|node| {
+                node.membership().get(&id).is_none_or(|state| state.status == MemberStatus::Left)
+            })
+        })
     }
 
     // ---- phases ----
@@ -923,7 +1161,9 @@ impl<D: SimDisk> Runner<D> {
                 }
             }
         }
-        for index in 0..self.slots.len() {
+        for index in active_indexes(&self.slots) {
+            // The heal restarts nodes the schedule crashed too; only removed nodes stay down.
+            self.slots[index].held_down = false;
             if self.slots[index].disk_failing {
                 self.replace_disk(index);
             }
@@ -940,7 +1180,9 @@ impl<D: SimDisk> Runner<D> {
             }
         }
         for about in 0..self.slots.len() {
-            self.broadcast_status(about);
+            if self.slots[about].role != Role::Absent {
+                self.broadcast_status(about);
+            }
         }
         self.liveness_from = Some(self.now + self.config.liveness_warmup);
     }
@@ -960,10 +1202,10 @@ impl<D: SimDisk> Runner<D> {
             format!("FINAL PASS: reading {} keys at ALL", keys.len())
         });
         let pseudo_client = self.clients.len();
-        let n = self.config.nodes_count;
+        let coordinators = active_indexes(&self.slots);
         self.final_remaining = keys.len();
         for (position, key) in keys.into_iter().enumerate() {
-            let node = position % n;
+            let node = coordinators[position % coordinators.len()];
             let consistency = ringkv_core::Consistency::All;
             let record = OpRequest::Read { keys: vec![key.clone()], consistency };
             let op = self.history.invoke(pseudo_client, node_id(node), record, self.now, true);
@@ -995,8 +1237,15 @@ impl<D: SimDisk> Runner<D> {
             settled: self.liveness_from.is_some_and(|from| self.now >= from),
         };
         let views = self.membership_views();
-        let input =
-            CheckInput { history: &self.history, final_state: &final_state, views: &views, params };
+        let expected_members = self.expected_members();
+        self.stats.final_members = expected_members.clone();
+        let input = CheckInput {
+            history: &self.history,
+            final_state: &final_state,
+            views: &views,
+            expected_members: &expected_members,
+            params,
+        };
         let mut violations = std::mem::take(&mut self.violations);
         if self.config.run_checkers {
             violations.extend(check_all(input));
@@ -1038,17 +1287,25 @@ impl<D: SimDisk> Runner<D> {
                 .iter()
                 .map(|(id, state)| (*id, (state.generation, format!("{:?}", state.status))))
                 .collect();
-            let down_count = node.peers_up_and_down().1;
-            Some(NodeView { node: node_id(index), members, down_count, hints_count })
+            let down =
+                node.membership().keys().copied().filter(|peer| node.is_peer_down(*peer)).collect();
+            Some(NodeView { node: node_id(index), members, down, hints_count })
         });
         views.collect()
     }
 
+    /// The membership the schedule should end with: founding nodes plus joined ones, minus
+    /// the decommissioned and removed.
+    fn expected_members(&self) -> Vec<NodeId> {
+        (0..self.slots.len())
+            .filter(|index| self.slots[*index].role == Role::Member)
+            .map(node_id)
+            .collect()
+    }
+
     fn collect_final_state(&mut self) -> FinalState {
-        let ring = Ring::with_members(
-            self.node_config.vnodes_per_node,
-            self.node_config.members.iter().copied(),
-        );
+        // The final owners: the ring of the expected membership (every node weighs 1).
+        let ring = Ring::with_members(self.node_config.vnodes_per_node, self.expected_members());
         let replicas_n = self.node_config.keyspace.replicas_n;
         let mode = self.node_config.keyspace.conflict_mode;
         let wall = NodeClock::default().wall(self.now);
@@ -1062,7 +1319,7 @@ impl<D: SimDisk> Runner<D> {
             })
             .collect();
         for (index, slot) in self.slots.iter().enumerate() {
-            if slot.node.is_none() {
+            if slot.role.is_active() && slot.node.is_none() {
                 self.violations.push(Violation {
                     checker: "liveness",
                     message: format!("n{} is not running at the end of the run", index + 1),
@@ -1078,7 +1335,8 @@ impl<D: SimDisk> Runner<D> {
                 ..FinalKey::default()
             };
             for (index, slot) in self.slots.iter_mut().enumerate() {
-                let Some(node) = slot.node.as_mut() else {
+                // A node that left keeps its disk, but the cluster no longer reads it.
+                let Some(node) = slot.node.as_mut().filter(|_| slot.role.is_active()) else {
                     continue;
                 };
                 let copy = match node.local_object(&key) {
@@ -1093,6 +1351,9 @@ impl<D: SimDisk> Runner<D> {
                 };
                 final_key.merged.merge(&copy, mode);
                 if owners.contains(&node_id(index)) {
+                    if copy != ringkv_core::version::Versioned::default() {
+                        *self.stats.final_copies_by_node.entry(node_id(index)).or_default() += 1;
+                    }
                     final_key.replicas.push((node_id(index), copy));
                 }
             }
@@ -1124,6 +1385,12 @@ fn initial_clock(plan: &FaultPlan, rng: &mut ChaCha8Rng) -> NodeClock {
     let offset: i64 = rng.random_range(-offset_max..=offset_max);
     let drift: i64 = rng.random_range(-drift_max..=drift_max);
     NodeClock::new(offset, drift)
+}
+
+/// The slots whose nodes are members (or leaving): faults, clients and the final pass pick
+/// among these, in slot order.
+fn active_indexes<D: SimDisk>(slots: &[Slot<D>]) -> Vec<usize> {
+    (0..slots.len()).filter(|index| slots[*index].role.is_active()).collect()
 }
 
 /// The id of node `index` (ids start at 1).

@@ -88,6 +88,7 @@ pub(crate) mod tests {
             history: &history,
             final_state: &final_state,
             views: &[],
+            expected_members: &[],
             params: params(),
         };
         check(input, &Analysis::new(&history))

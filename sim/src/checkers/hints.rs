@@ -43,7 +43,7 @@ mod tests {
             .map(|(index, hints_count)| NodeView {
                 node: NodeId(index as u32 + 1),
                 members: Default::default(),
-                down_count: 0,
+                down: Vec::new(),
                 hints_count: *hints_count,
             })
             .collect();
@@ -53,6 +53,7 @@ mod tests {
             history: &history,
             final_state: &final_state,
             views: &views,
+            expected_members: &[],
             params: params(),
         };
         check(input, &Analysis::new(&history))

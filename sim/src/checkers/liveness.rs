@@ -58,7 +58,13 @@ mod tests {
 
     fn run(history: &History) -> Vec<Violation> {
         let params = CheckParams { liveness_from: Some(at(10)), ..params() };
-        let input = CheckInput { history, final_state: &FinalState::new(), views: &[], params };
+        let input = CheckInput {
+            history,
+            final_state: &FinalState::new(),
+            views: &[],
+            expected_members: &[],
+            params,
+        };
         check(input, &Analysis::new(history))
     }
 

@@ -59,7 +59,13 @@ mod tests {
     }
 
     fn run(history: &History, final_state: &FinalState) -> Vec<Violation> {
-        let input = CheckInput { history, final_state, views: &[], params: params() };
+        let input = CheckInput {
+            history,
+            final_state,
+            views: &[],
+            expected_members: &[],
+            params: params(),
+        };
         check(input, &Analysis::new(history))
     }
 

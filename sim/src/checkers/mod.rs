@@ -64,8 +64,8 @@ pub struct NodeView {
     pub node: NodeId,
     /// Each member it knows, with the generation and status (as text) it believes.
     pub members: BTreeMap<NodeId, (u64, String)>,
-    /// Peers it believes down.
-    pub down_count: usize,
+    /// Peers it believes down (its driver's report or phi over the threshold), left ones too.
+    pub down: Vec<NodeId>,
     /// Hints it holds for other replicas.
     pub hints_count: usize,
 }
@@ -113,6 +113,9 @@ pub struct CheckInput<'a> {
     pub final_state: &'a FinalState,
     /// Every running node's view of the membership at the end.
     pub views: &'a [NodeView],
+    /// The membership the run should end with: the founding nodes plus those that joined,
+    /// minus those decommissioned or removed.
+    pub expected_members: &'a [NodeId],
     /// The run's parameters.
     pub params: CheckParams,
 }

@@ -74,7 +74,13 @@ mod tests {
         let state =
             FinalKey { live: live.iter().map(|v| bytes(v)).collect(), ..FinalKey::default() };
         let final_state = FinalState::from([(bytes("k"), state)]);
-        let input = CheckInput { history, final_state: &final_state, views: &[], params: params() };
+        let input = CheckInput {
+            history,
+            final_state: &final_state,
+            views: &[],
+            expected_members: &[],
+            params: params(),
+        };
         check(input, &Analysis::new(history))
     }
 

@@ -59,8 +59,13 @@ mod tests {
     use crate::history::{History, OpOutcome};
 
     fn run(history: &History) -> Vec<Violation> {
-        let input =
-            CheckInput { history, final_state: &FinalState::new(), views: &[], params: params() };
+        let input = CheckInput {
+            history,
+            final_state: &FinalState::new(),
+            views: &[],
+            expected_members: &[],
+            params: params(),
+        };
         check(input, &Analysis::new(history))
     }
 
