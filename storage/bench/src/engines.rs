@@ -305,8 +305,9 @@ mod rocks {
 
     use super::BenchEngine;
 
-    /// RocksDB with default options, the shared cache budget and its WAL; `--sync` sets sync
-    /// on every write.
+    /// RocksDB with default options, the shared cache budget, a bloom filter of 10 bits per key
+    /// (as ringkv-storage and fjall have; RocksDB has none by default) and its WAL; `--sync`
+    /// sets sync on every write.
     pub struct Rocks {
         db: rocksdb::DB,
         write_opts: rocksdb::WriteOptions,
@@ -318,6 +319,7 @@ mod rocks {
             opts.create_if_missing(true);
             let mut table = rocksdb::BlockBasedOptions::default();
             table.set_block_cache(&rocksdb::Cache::new_lru_cache(cache_bytes));
+            table.set_bloom_filter(10.0, false);
             opts.set_block_based_table_factory(&table);
             let db = rocksdb::DB::open(&opts, dir).expect("open rocksdb");
             let mut write_opts = rocksdb::WriteOptions::default();
