@@ -3,7 +3,7 @@
 //! ones and shorter phases, and the message prints the minimal scenario as RON with its seed,
 //! ready to save as a file and replay with `ringkv-sim replay FILE --seed N`.
 //!
-//! Cost: 100 generated cases of 0.5..2.5 s of faults and 6 s of healed cluster at 100..300
+//! Cost: 300 generated cases of 0.5..2.5 s of faults and 6 s of healed cluster at 100..300
 //! ops/s, plus one short seed of every library scenario; well under two minutes at opt-level 1.
 // Tests may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
@@ -90,7 +90,7 @@ prop_compose! {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 100,
+        cases: 300,
         // The suite keeps no failure file: a failure prints its seed and minimal scenario.
         failure_persistence: None,
         ..ProptestConfig::default()

@@ -149,6 +149,9 @@ pub struct Analysis {
     pub replaced_by: BTreeMap<Value, Vec<OpIndex>>,
     /// Overwrites (`Set`, mset) that may have applied, per key.
     pub overwrites: BTreeMap<Key, Vec<OpIndex>>,
+    /// Successful reads of each key in invocation order (read-after-write and resurrection
+    /// both walk them).
+    pub(crate) reads: BTreeMap<Key, Vec<read_after_write::KeyRead>>,
 }
 
 impl Analysis {
@@ -177,6 +180,7 @@ impl Analysis {
                 }
             }
         }
+        analysis.reads = read_after_write::reads_by_key(history, &analysis);
         analysis
     }
 

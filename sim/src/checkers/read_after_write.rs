@@ -30,7 +30,7 @@ pub fn check(input: CheckInput<'_>, analysis: &Analysis) -> Vec<Violation> {
         return Vec::new();
     }
     let history = input.history;
-    let reads = reads_by_key(history, analysis);
+    let reads = &analysis.reads;
     let deletes = deletes_by_key(history);
     let mut violations = Vec::new();
     for (index, op) in history.iter().filter(|(_, op)| op.is_ok()) {

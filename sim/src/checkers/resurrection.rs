@@ -6,7 +6,7 @@
 //! merged state holds none of them, whatever the consistency levels: a stale replica must never
 //! win back what a newer clock covers, and a delete is never undone.
 
-use super::read_after_write::{reads_after, reads_by_key, READS_PER_WRITE_MAX};
+use super::read_after_write::{reads_after, READS_PER_WRITE_MAX};
 use super::{Analysis, CheckInput, Violation};
 use crate::history::OpRequest;
 
@@ -15,7 +15,7 @@ const NAME: &str = "resurrection";
 /// Runs the check.
 pub fn check(input: CheckInput<'_>, analysis: &Analysis) -> Vec<Violation> {
     let history = input.history;
-    let reads = reads_by_key(history, analysis);
+    let reads = &analysis.reads;
     let mut violations = Vec::new();
     for (index, op) in history.iter().filter(|(_, op)| op.is_ok()) {
         let (OpRequest::Write { writes, context_from: Some(read), .. }, Some(acked_at)) =
