@@ -1071,8 +1071,15 @@ impl<S: Storage> Node<S> {
         if peers.is_empty() {
             return;
         }
-        let Ok(entries) = self.group_entries(&group) else {
-            return self.counters.storage_errors += 1;
+        self.send_trees(&group, peers);
+    }
+
+    /// Step 1: opens an exchange of `group` with each of `peers` by sending it this node's tree.
+    /// Returns false (and counts a storage error) when the group's entries cannot be read.
+    fn send_trees(&mut self, group: &Group, peers: Vec<NodeId>) -> bool {
+        let Ok(entries) = self.group_entries(group) else {
+            self.counters.storage_errors += 1;
+            return false;
         };
         let tree = Tree::from_entries(&entries);
         for peer in peers {
@@ -1088,6 +1095,7 @@ impl<S: Storage> Node<S> {
                 },
             );
         }
+        true
     }
 
     /// Step 2: answer a tree with the digests of the leaves that differ.
@@ -1199,22 +1207,8 @@ impl<S: Storage> Node<S> {
         }
         self.finish_refill();
         for (group, peers) in wanted {
-            let Ok(entries) = self.group_entries(&group) else {
-                return self.counters.storage_errors += 1;
-            };
-            let tree = Tree::from_entries(&entries);
-            for peer in peers {
-                let session = self.anti_entropy.start(group.clone(), peer);
-                self.counters.repair_exchanges += 1;
-                self.send(
-                    peer,
-                    PeerMessage::AeTree {
-                        session,
-                        group: group.clone(),
-                        root: tree.root(),
-                        leaves: tree.leaves.clone(),
-                    },
-                );
+            if !self.send_trees(&group, peers) {
+                return;
             }
         }
     }

@@ -598,14 +598,15 @@ fn a_rebuilt_node_answers_no_reads_until_every_other_replica_has_refilled_it() {
     assert!(values(&result).contains(&&b"acked"[..]), "n2 was refilled without it: {result:?}");
 }
 
-#[test]
-fn a_tombstone_is_purged_only_after_every_replica_has_it_so_the_value_never_returns() {
-    let mut config = config(3);
+/// A 3-node cluster with a 2 s tombstone grace and a sweep every second, where n1 wrote "old"
+/// to `k` at ALL and then deleted it at QUORUM while `isolated` was cut off (it still holds
+/// "old"; it stays isolated).
+fn delete_while_isolated(mut config: NodeConfig, isolated: NodeId) -> Cluster {
     config.keyspace.tombstone_grace = Duration::from_secs(2);
     config.sweep_interval = Duration::from_secs(1);
     let mut cluster = Cluster::new(config);
     assert!(cluster.call(NodeId(1), put("k", "old", None, Consistency::All)).is_ok());
-    cluster.isolate(NodeId(3));
+    cluster.isolate(isolated);
     let seen = read(cluster.call(NodeId(1), get("k", Consistency::Quorum)));
     let deleted = ClientRequest::Delete {
         key: key("k"),
@@ -613,6 +614,12 @@ fn a_tombstone_is_purged_only_after_every_replica_has_it_so_the_value_never_retu
         consistency: Consistency::Quorum,
     };
     assert!(cluster.call(NodeId(1), deleted).is_ok());
+    cluster
+}
+
+#[test]
+fn a_tombstone_is_purged_only_after_every_replica_has_it_so_the_value_never_returns() {
+    let mut cluster = delete_while_isolated(config(3), NodeId(3));
     cluster.run_for(Duration::from_secs(20));
     assert!(
         cluster.node(NodeId(1)).local_object(b"k").unwrap().is_some(),
@@ -637,19 +644,7 @@ fn a_tombstone_is_purged_only_after_every_replica_has_it_so_the_value_never_retu
 /// the acknowledged write.
 #[test]
 fn a_write_after_a_purge_never_reissues_a_dot_another_replica_has_seen() {
-    let mut config = without_anti_entropy(3);
-    config.keyspace.tombstone_grace = Duration::from_secs(2);
-    config.sweep_interval = Duration::from_secs(1);
-    let mut cluster = Cluster::new(config);
-    assert!(cluster.call(NodeId(1), put("k", "old", None, Consistency::All)).is_ok());
-    cluster.isolate(NodeId(2));
-    let seen = read(cluster.call(NodeId(1), get("k", Consistency::Quorum)));
-    let deleted = ClientRequest::Delete {
-        key: key("k"),
-        context: Some(seen.context),
-        consistency: Consistency::Quorum,
-    };
-    assert!(cluster.call(NodeId(1), deleted).is_ok());
+    let mut cluster = delete_while_isolated(without_anti_entropy(3), NodeId(2));
     cluster.run_for(Duration::from_secs(10));
     assert_eq!(cluster.node(NodeId(1)).local_object(b"k").unwrap(), None, "n1 purged");
     cluster.heal(NodeId(2));
