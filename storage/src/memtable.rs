@@ -5,7 +5,7 @@
 //! a flush job; after that it is never changed.
 
 use std::borrow::Borrow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 
 use bytes::Bytes;
@@ -21,6 +21,13 @@ const ENTRY_OVERHEAD_BYTES: usize = 48;
 #[derive(Debug, Default)]
 pub(crate) struct Memtable {
     map: BTreeMap<MemKey, MemValue>,
+    /// The newest version of every user key in `map`, so that a point lookup at a snapshot
+    /// that sees it (nearly every lookup) and a lookup of a key that is not here cost a hash
+    /// instead of a walk down the tree: the tree walk, through `dyn KeyView` comparisons, was
+    /// 20% of a node's CPU under a GET load. Never iterated, so the hasher's random keys (which
+    /// keep clients from choosing colliding keys) change the speed of a lookup, never a result
+    /// or an order: the engine stays deterministic.
+    newest: HashMap<Bytes, (SeqNo, MemValue)>,
     size_bytes: usize,
     max_seq: SeqNo,
 }
@@ -112,11 +119,22 @@ impl Memtable {
         debug_assert!(seq > self.max_seq, "sequence numbers only grow");
         self.size_bytes += user.len() + value.value.len() + ENTRY_OVERHEAD_BYTES;
         self.max_seq = self.max_seq.max(seq);
+        // Sequence numbers only grow, so this write is the key's newest version.
+        self.newest.insert(user.clone(), (seq, value.clone()));
         self.map.insert(MemKey { user, seq }, value);
     }
 
     /// The newest version of `user` visible at `snapshot`.
     pub fn get(&self, user: &[u8], snapshot: SeqNo) -> Option<Found> {
+        let (newest_seq, newest) = self.newest.get(user)?;
+        if *newest_seq <= snapshot {
+            return Some(Found {
+                seq: *newest_seq,
+                kind: newest.kind,
+                expire_at_ms: newest.expire_at_ms,
+                value: newest.value.clone(),
+            });
+        }
         let probe = Probe { user, seq: snapshot };
         let from: &dyn KeyView = &probe;
         let (k, v) =
