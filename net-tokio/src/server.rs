@@ -450,7 +450,6 @@ impl Ops {
             (Reply::text("node"), Reply::Integer(i64::from(status.id.0))),
             (Reply::text("epoch"), Reply::Integer(i64::from(status.epoch))),
             (Reply::text("ready"), Reply::Integer(i64::from(status.ready))),
-            (Reply::text("rebuilding"), Reply::Integer(i64::from(status.rebuilding))),
             (
                 Reply::text("members"),
                 Reply::Array(
@@ -471,6 +470,9 @@ impl Ops {
                         .collect(),
                 ),
             ),
+            // Last, so that the positions of the fields before it do not move for clients
+            // that read the map as a flat array.
+            (Reply::text("rebuilding"), Reply::Integer(i64::from(status.rebuilding))),
         ])
     }
 
