@@ -28,7 +28,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-target/release/ringkv dev --nodes 3 --base-port "$RINGKV_PORT" --data-dir "$work/ringkv" >"$work/ringkv.log" 2>&1 &
+"${CARGO_TARGET_DIR:-target}"/release/ringkv dev --nodes 3 --base-port "$RINGKV_PORT" --data-dir "$work/ringkv" >"$work/ringkv.log" 2>&1 &
 ringkv_pid=$!
 redis-server --port "$REDIS_PORT" --save "" --appendonly no --dir "$work" >"$work/redis.log" 2>&1 &
 redis_pid=$!

@@ -96,6 +96,10 @@ pub struct Coordinator {
     next_batch: u64,
     batches: BTreeMap<u64, Batch>,
     mode: Option<ConflictMode>,
+    /// How many of `ops` are reads that already replied (kept so that `in_flight`, asked for
+    /// every admitted request, is not a walk over every operation: it was 21% of a node's CPU
+    /// with 800 requests in flight).
+    replied_reads: usize,
 }
 
 #[derive(Debug)]
@@ -103,6 +107,13 @@ struct Op {
     deadline: Instant,
     reply_to: ReplyTo,
     kind: OpKind,
+}
+
+impl Op {
+    /// A read that replied and only waits for stragglers to repair.
+    fn is_replied_read(&self) -> bool {
+        matches!(&self.kind, OpKind::Read(read) if matches!(read.phase, ReadPhase::Replied { .. }))
+    }
 }
 
 #[derive(Debug)]
@@ -185,8 +196,7 @@ impl Coordinator {
 
     /// Requests in flight (reads that already replied and only wait to repair do not count).
     pub fn in_flight(&self) -> usize {
-        self.ops.values().filter(|op| !matches!(&op.kind, OpKind::Read(read) if matches!(read.phase, ReadPhase::Replied { .. }))).count()
-            + self.batches.len()
+        self.ops.len() - self.replied_reads + self.batches.len()
     }
 
     /// The earliest deadline, if any operation is in flight.
@@ -335,6 +345,7 @@ impl Coordinator {
                     actions
                         .push(Action::Deliver { reply_to, outcome: Outcome::Read(merged.clone()) });
                     read.phase = ReadPhase::Replied { merged };
+                    self.replied_reads += 1;
                 }
             }
             ReadPhase::Collecting => {}
@@ -369,11 +380,15 @@ impl Coordinator {
             return Vec::new();
         };
         let reply_to = op.reply_to;
+        let was_replied = op.is_replied_read();
         let outcome = match &mut op.kind {
             OpKind::Write(write) => write_progress(write, from, result),
             OpKind::Read(read) => read_repair_progress(read, from, result),
             OpKind::Forward => None,
         };
+        if !was_replied && op.is_replied_read() {
+            self.replied_reads += 1;
+        }
         let Some(outcome) = outcome else {
             return Vec::new();
         };
@@ -444,6 +459,8 @@ impl Coordinator {
     /// Asserts the invariants of the module doc.
     pub fn check_invariants(&self) {
         assert_eq!(self.ops.len(), self.deadlines.len(), "one deadline per operation");
+        let replied = self.ops.values().filter(|op| op.is_replied_read()).count();
+        assert_eq!(self.replied_reads, replied, "replied reads are counted");
         for (deadline, op_id) in &self.deadlines {
             let op = self.ops.get(op_id).expect("every deadline belongs to an operation");
             assert_eq!(op.deadline, *deadline);
@@ -489,6 +506,9 @@ impl Coordinator {
     fn remove(&mut self, op_id: OpId) -> Option<Op> {
         let op = self.ops.remove(&op_id)?;
         self.deadlines.remove(&(op.deadline, op_id));
+        if op.is_replied_read() {
+            self.replied_reads -= 1;
+        }
         Some(op)
     }
 }

@@ -71,11 +71,15 @@ pub struct LsmStorage<V: Vfs> {
 impl<V: Vfs + Clone> LsmStorage<V> {
     /// Opens (recovering) or creates the node's storage on `vfs`.
     pub fn open(vfs: V) -> Result<Self, StorageError> {
+        Self::open_with(vfs, Self::node_options())
+    }
+
+    /// The engine options a node's storage uses ([`LsmStorage::open`]; a driver passes them to
+    /// [`LsmStorage::open_or_rebuild`]).
+    pub fn node_options() -> Options {
         // Stored objects carry every sibling and a clock, so the engine's own value limit sits
         // well above the client limit; the node enforces the client limit before writing.
-        let options =
-            Options { value_bytes_max: 256 << 20, key_bytes_max: 1 << 20, ..Options::default() };
-        Self::open_with(vfs, options)
+        Options { value_bytes_max: 256 << 20, key_bytes_max: 1 << 20, ..Options::default() }
     }
 
     /// Opens with explicit engine options (tests use small memtables to force flushes).

@@ -95,6 +95,11 @@ pub struct NodeFileConfig {
     /// Rack label.
     #[serde(default = "default_rack")]
     pub rack: String,
+    /// Seconds between two scrubs of the node's storage (every table read back from the disk
+    /// and checked, so damage is found before a client's read meets it); 0 turns scrubs off.
+    /// The node answers nothing while a scrub runs.
+    #[serde(default = "default_scrub_interval_s")]
+    pub scrub_interval_s: u64,
     /// Log filter, as `RUST_LOG` takes it (`info`, `ringkv_net=debug`).
     #[serde(default = "default_log_level")]
     pub log_level: String,
@@ -132,6 +137,10 @@ fn default_datacenter() -> String {
 }
 fn default_rack() -> String {
     "rack1".into()
+}
+fn default_scrub_interval_s() -> u64 {
+    // Daily: bit rot is rare and a scrub reads everything.
+    24 * 60 * 60
 }
 fn default_log_level() -> String {
     "info".into()

@@ -8,6 +8,8 @@ use ringkv_core::storage::{Space, Storage, WriteSeq};
 use ringkv_core::StorageError;
 use ringkv_storage::{DirLock, StdFs};
 
+use crate::driver::StorageHealth;
+
 /// The engine and the lock on its directory.
 #[derive(Debug)]
 pub struct DiskStorage {
@@ -19,6 +21,16 @@ impl DiskStorage {
     /// Pairs an opened engine with the lock taken on its directory.
     pub fn new(engine: LsmStorage<StdFs>, lock: DirLock) -> Self {
         DiskStorage { engine, _lock: lock }
+    }
+}
+
+impl StorageHealth for DiskStorage {
+    fn failure(&self) -> Option<String> {
+        self.engine.failure().map(str::to_string)
+    }
+
+    fn scrub(&mut self) -> Result<(), StorageError> {
+        self.engine.verify()
     }
 }
 

@@ -9,6 +9,13 @@
 //! it with `poll_work`, and the result comes back on a channel to `finish_work`, after which the
 //! node hears `StorageSynced`. While a sync runs the node keeps serving; the writes that arrive
 //! meanwhile are covered by the next sync (group commit). The driver holds no protocol logic.
+//!
+//! Damaged disks: when the storage reports a [`StorageHealth::failure`] (corruption found while
+//! running, or an engine poisoned by a failed fsync) the task drops the node, which fails the
+//! requests it still owed, and reopens it from its data directory with [`Lifecycle::reopen`]
+//! (the start-up policy rebuilds a corrupt disk), keeping its channel, so the listeners and
+//! peer connections carry on. A periodic scrub ([`StorageHealth::scrub`]) finds damage that no
+//! read has touched yet.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,7 +25,7 @@ use ringkv_core::node::NodeCounters;
 use ringkv_core::storage::{Storage, StorageWork};
 use ringkv_core::{
     ClientError, ClientRequest, ClientResponse, Input, Instant, Node, NodeId, Output, PeerMessage,
-    WallTime,
+    StorageError, WallTime,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -80,6 +87,9 @@ pub struct NodeStatus {
     pub epoch: u32,
     /// Whether it coordinates writes.
     pub ready: bool,
+    /// Whether it is blank after its disk was found damaged and waits for the other replicas
+    /// to refill it (it answers no reads meanwhile).
+    pub rebuilding: bool,
     /// Its counters.
     pub counters: NodeCounters,
     /// The ring's members.
@@ -185,34 +195,68 @@ where
     type SendDone = D;
 }
 
+/// The health of a node's storage, as the driver watches it.
+pub trait StorageHealth {
+    /// Why the storage needs its node restarted (corruption found, an engine poisoned by a
+    /// failed fsync), if it does.
+    fn failure(&self) -> Option<String>;
+
+    /// Reads everything the storage holds on disk, so that damage is found now rather than by
+    /// a client's read; the damage found is then reported by [`StorageHealth::failure`].
+    fn scrub(&mut self) -> Result<(), StorageError>;
+}
+
+/// Builds the node afresh from its data directory, as at boot (fresh seed, the start-up
+/// policy that rebuilds a corrupt disk). Called only once the previous node has been dropped,
+/// so its directory lock is free.
+pub type Reopen<S> = Box<dyn FnMut() -> Result<Node<S>, StorageError> + Send>;
+
+/// How the task keeps a node's storage healthy.
+pub struct Lifecycle<S: Storage> {
+    /// How to restart the node when its storage fails; without it a failed node keeps running
+    /// (refusing writes) until an operator restarts it.
+    pub reopen: Option<Reopen<S>>,
+    /// How often to scrub the storage; `None` never does.
+    pub scrub_interval: Option<std::time::Duration>,
+}
+
+impl<S: Storage> Lifecycle<S> {
+    /// No restarts, no scrubs.
+    pub fn none() -> Self {
+        Lifecycle { reopen: None, scrub_interval: None }
+    }
+}
+
+impl<S: Storage> std::fmt::Debug for Lifecycle<S> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Lifecycle")
+            .field("reopen", &self.reopen.is_some())
+            .field("scrub_interval", &self.scrub_interval)
+            .finish()
+    }
+}
+
+/// Longest wait between two attempts to reopen a failed node's storage.
+const REOPEN_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Starts the task that owns `node`. Peer messages go to `peers`.
 /// Storage work runs as soon as it is due, or, with `work_interval`, on that period.
-pub fn spawn<S: DriverStorage, P: PeerSink>(
+pub fn spawn<S: DriverStorage + StorageHealth, P: PeerSink>(
     node: Node<S>,
     peers: P,
     metrics: Arc<Metrics>,
     work_interval: Option<std::time::Duration>,
+    lifecycle: Lifecycle<S>,
 ) -> (NodeHandle, tokio::task::JoinHandle<()>) {
     let (commands, receiver) = mpsc::channel(COMMAND_QUEUE_LEN_MAX);
     let (work_done, work_results) = mpsc::unbounded_channel();
-    let task = NodeTask {
-        node,
-        peers,
-        metrics,
-        pending: BTreeMap::new(),
-        next_request: 1,
-        origin: tokio::time::Instant::now(),
-        work_done,
-        work_in_flight: 0,
-        stopping: None,
-        work_interval,
-        next_work_at: work_interval.map(|interval| tokio::time::Instant::now() + interval),
-    };
+    let task = NodeTask::new(node, peers, metrics, work_done, work_interval, lifecycle);
     let join = tokio::spawn(task.run(receiver, work_results));
     (NodeHandle { commands }, join)
 }
 
-struct NodeTask<S: DriverStorage, P: PeerSink> {
+struct NodeTask<S: DriverStorage + StorageHealth, P: PeerSink> {
     node: Node<S>,
     peers: P,
     metrics: Arc<Metrics>,
@@ -224,19 +268,135 @@ struct NodeTask<S: DriverStorage, P: PeerSink> {
     stopping: Option<oneshot::Sender<()>>,
     work_interval: Option<std::time::Duration>,
     next_work_at: Option<tokio::time::Instant>,
+    lifecycle: Lifecycle<S>,
+    next_scrub_at: Option<tokio::time::Instant>,
 }
 
-impl<S: DriverStorage, P: PeerSink> NodeTask<S, P> {
+/// How one incarnation of the node ended.
+enum Ended {
+    /// Shut down, or every handle dropped.
+    Stopped,
+    /// Its storage failed for this reason; it is to be reopened.
+    Failed(String),
+}
+
+impl<S: DriverStorage + StorageHealth, P: PeerSink> NodeTask<S, P> {
+    fn new(
+        node: Node<S>,
+        peers: P,
+        metrics: Arc<Metrics>,
+        work_done: mpsc::UnboundedSender<S::SendDone>,
+        work_interval: Option<std::time::Duration>,
+        lifecycle: Lifecycle<S>,
+    ) -> Self {
+        let now = tokio::time::Instant::now();
+        NodeTask {
+            node,
+            peers,
+            metrics,
+            pending: BTreeMap::new(),
+            next_request: 1,
+            origin: now,
+            work_done,
+            work_in_flight: 0,
+            stopping: None,
+            work_interval,
+            next_work_at: work_interval.map(|interval| now + interval),
+            next_scrub_at: lifecycle.scrub_interval.map(|interval| now + interval),
+            lifecycle,
+        }
+    }
+
     async fn run(
         mut self,
         mut receiver: mpsc::Receiver<Command>,
         mut work_results: mpsc::UnboundedReceiver<S::SendDone>,
     ) {
+        loop {
+            let reason = match self.run_node(&mut receiver, &mut work_results).await {
+                Ended::Stopped => return,
+                Ended::Failed(reason) => reason,
+            };
+            match self.restart(reason, &mut receiver, &mut work_results).await {
+                Some(task) => self = task,
+                None => return,
+            }
+        }
+    }
+
+    /// Drops the failed node once its storage work has come back, and reopens it (retrying
+    /// with backoff: an I/O error at start is not corruption and may pass). Meanwhile clients
+    /// are told the node is not ready and peer messages are dropped, as if it were down.
+    /// `None` when told to shut down (or every handle dropped) before it could reopen.
+    async fn restart(
+        mut self,
+        reason: String,
+        receiver: &mut mpsc::Receiver<Command>,
+        work_results: &mut mpsc::UnboundedReceiver<S::SendDone>,
+    ) -> Option<Self> {
+        tracing::warn!(%reason, "storage failed: restarting the node from its data directory");
+        // Work in flight still holds the old engine's files; its results are of no use now.
+        while self.work_in_flight > 0 {
+            work_results.recv().await?;
+            self.work_in_flight -= 1;
+        }
+        let NodeTask { node, peers, metrics, work_done, work_interval, mut lifecycle, .. } = self;
+        // Dropping the node drops the replies it owed (clients see "not ready") and releases
+        // the directory lock for the reopen.
+        drop(node);
+        let mut reopen = lifecycle.reopen.take()?;
+        let mut backoff = std::time::Duration::from_millis(100);
+        loop {
+            match tokio::task::block_in_place(&mut reopen) {
+                Ok(node) => {
+                    lifecycle.reopen = Some(reopen);
+                    metrics.node_restarts.inc();
+                    tracing::warn!(epoch = node.actor().epoch, "node restarted");
+                    let mut task =
+                        NodeTask::new(node, peers, metrics, work_done, work_interval, lifecycle);
+                    task.drain_outputs();
+                    return Some(task);
+                }
+                Err(error) => {
+                    tracing::error!(%error, ?backoff, "cannot reopen the node's storage; retrying");
+                }
+            }
+            let retry_at = tokio::time::Instant::now() + backoff;
+            backoff = (backoff * 2).min(REOPEN_BACKOFF_MAX);
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep_until(retry_at) => break,
+                    command = receiver.recv() => match command? {
+                        Command::Client { reply, .. } => {
+                            let _ = reply.send(Err(ClientError::NotReady));
+                        }
+                        Command::Shutdown { reply } => {
+                            let _ = reply.send(());
+                            return None;
+                        }
+                        _ => {}
+                    },
+                }
+            }
+        }
+    }
+
+    /// Runs this node until it stops or its storage fails.
+    async fn run_node(
+        &mut self,
+        receiver: &mut mpsc::Receiver<Command>,
+        work_results: &mut mpsc::UnboundedReceiver<S::SendDone>,
+    ) -> Ended {
         self.drain_outputs();
         loop {
             if self.stopping.is_some() && self.work_in_flight == 0 {
                 self.finish_shutdown();
-                return;
+                return Ended::Stopped;
+            }
+            if self.lifecycle.reopen.is_some() && self.stopping.is_none() {
+                if let Some(reason) = self.node.storage().failure() {
+                    return Ended::Failed(reason);
+                }
             }
             let deadline = self
                 .node
@@ -257,18 +417,28 @@ impl<S: DriverStorage, P: PeerSink> NodeTask<S, P> {
                     None => std::future::pending().await,
                 }
             };
+            let next_scrub_at = self.next_scrub_at;
+            let scrub_tick = async {
+                match next_scrub_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = work_tick => {
                     self.next_work_at = self.work_interval.map(|interval| tokio::time::Instant::now() + interval);
                     self.start_work();
                 }
+                () = scrub_tick, if self.stopping.is_none() => {
+                    self.scrub();
+                }
                 done = work_results.recv() => {
-                    let Some(done) = done else { break };
+                    let Some(done) = done else { return Ended::Stopped };
                     self.work_in_flight -= 1;
                     self.finish_work(done);
                 }
                 command = receiver.recv(), if self.stopping.is_none() => {
-                    let Some(command) = command else { break };
+                    let Some(command) = command else { return Ended::Stopped };
                     self.apply(command);
                     for _ in 0..COMMANDS_PER_WAKE_MAX {
                         if self.stopping.is_some() {
@@ -286,6 +456,21 @@ impl<S: DriverStorage, P: PeerSink> NodeTask<S, P> {
             }
             self.drain_outputs();
         }
+    }
+
+    /// Scrubs the storage. The engine belongs to this task, so the scrub runs here, with
+    /// `block_in_place` handing the worker's other tasks to another thread; the node answers
+    /// nothing meanwhile (a scrub reads every table once, a few seconds per gigabyte).
+    fn scrub(&mut self) {
+        let started = std::time::Instant::now();
+        let result = tokio::task::block_in_place(|| self.node.storage_mut().scrub());
+        self.metrics.storage_scrubs.inc();
+        match result {
+            Ok(()) => tracing::debug!(elapsed = ?started.elapsed(), "scrub found no damage"),
+            Err(error) => tracing::error!(%error, "scrub failed"),
+        }
+        self.next_scrub_at =
+            self.lifecycle.scrub_interval.map(|interval| tokio::time::Instant::now() + interval);
     }
 
     /// Applies one command.
@@ -384,6 +569,7 @@ impl<S: DriverStorage, P: PeerSink> NodeTask<S, P> {
             id: self.node.id(),
             epoch: self.node.actor().epoch,
             ready: self.node.is_ready(),
+            rebuilding: self.node.is_rebuilding(),
             counters: self.node.counters(),
             members: self.node.ring().members().collect(),
             shares: self.node.ring().primary_shares().into_iter().collect(),

@@ -82,36 +82,103 @@ pub enum StartError {
     Storage(#[from] ringkv_core::StorageError),
 }
 
-/// Opens the node's storage in `config.data_dir` (recovering what was synced) and starts it.
-/// The directory is locked while the node runs, so no second node opens it.
+/// Opens the node's storage in `config.data_dir` (recovering what was synced; a corrupt disk is
+/// rebuilt blank, see [`open_disk`]) and starts it. The directory is locked while the node
+/// runs, so no second node opens it. When the storage fails while running the node restarts
+/// from the directory in the same way, keeping its listeners.
 pub async fn start_on_disk(config: &NodeFileConfig) -> Result<RunningNode, StartError> {
-    let directory = config.data_dir.display().to_string();
-    let fs = ringkv_storage::StdFs::new(&config.data_dir)
-        .map_err(|error| ringkv_core::StorageError(format!("cannot open {directory}: {error}")))?;
     // A node stopped a moment ago in this process may still be releasing the lock.
     let mut attempts = 0;
-    let lock = loop {
-        match fs.lock() {
-            Ok(lock) => break lock,
-            Err(error) if attempts < 40 => {
+    let storage = loop {
+        match tokio::task::block_in_place(|| open_disk(config)) {
+            Ok(storage) => break storage,
+            Err(OpenError::Locked(error)) if attempts < 40 => {
                 attempts += 1;
                 tracing::debug!(%error, "waiting for the data directory lock");
                 tokio::time::sleep(StdDuration::from_millis(50)).await;
             }
-            Err(error) => {
-                let reason = format!("cannot lock {directory}: {error}");
-                return Err(ringkv_core::StorageError(reason).into());
-            }
+            Err(OpenError::Locked(error) | OpenError::Storage(error)) => return Err(error.into()),
         }
     };
-    let engine = tokio::task::block_in_place(|| ringkv_core::lsm::LsmStorage::open(fs))?;
-    start(config, disk::DiskStorage::new(engine, lock)).await
+    let reopen_config = config.clone();
+    let lifecycle = driver::Lifecycle {
+        reopen: Some(Box::new(move || {
+            let storage = open_disk(&reopen_config).map_err(OpenError::into_storage_error)?;
+            let id = NodeId(reopen_config.node_id);
+            let members = reopen_config.members.iter().map(|member| NodeId(member.id)).collect();
+            Node::new(
+                node_config(&reopen_config, members),
+                id,
+                seed_for(id),
+                Instant::ZERO,
+                storage,
+            )
+        })),
+        scrub_interval: match config.scrub_interval_s {
+            0 => None,
+            seconds => Some(StdDuration::from_secs(seconds)),
+        },
+    };
+    start_with(config, storage, lifecycle).await
 }
 
-/// Starts a node on `storage` with the settings of `config`.
-pub async fn start<S: driver::DriverStorage>(
+/// Why [`open_disk`] failed.
+#[derive(Debug)]
+pub enum OpenError {
+    /// Another holder has the directory's lock (perhaps a node of this process still stopping).
+    Locked(ringkv_core::StorageError),
+    /// The directory or the engine could not be opened.
+    Storage(ringkv_core::StorageError),
+}
+
+impl OpenError {
+    fn into_storage_error(self) -> ringkv_core::StorageError {
+        match self {
+            OpenError::Locked(error) | OpenError::Storage(error) => error,
+        }
+    }
+}
+
+/// Locks `config.data_dir` and opens the engine in it by the start-up policy
+/// (`LsmStorage::open_or_rebuild`): a disk whose recovery finds corruption, or that was marked
+/// corrupt while running, has its engine files moved aside and starts blank; the node then
+/// draws a new epoch and serves no reads until anti-entropy has refilled it. Blocks on the disk.
+pub fn open_disk(config: &NodeFileConfig) -> Result<disk::DiskStorage, OpenError> {
+    let directory = config.data_dir.display().to_string();
+    let fs = ringkv_storage::StdFs::new(&config.data_dir).map_err(|error| {
+        OpenError::Storage(ringkv_core::StorageError(format!("cannot open {directory}: {error}")))
+    })?;
+    let lock = fs.lock().map_err(|error| {
+        OpenError::Locked(ringkv_core::StorageError(format!("cannot lock {directory}: {error}")))
+    })?;
+    let options = ringkv_core::lsm::LsmStorage::<ringkv_storage::StdFs>::node_options();
+    let (engine, rebuilt) =
+        ringkv_core::lsm::LsmStorage::open_or_rebuild(fs, options).map_err(OpenError::Storage)?;
+    if let Some(reason) = rebuilt {
+        tracing::warn!(
+            %reason,
+            directory,
+            "the disk was damaged: its files were moved aside (quarantine-*) and the node starts \
+             blank, to be refilled by the other replicas"
+        );
+    }
+    Ok(disk::DiskStorage::new(engine, lock))
+}
+
+/// Starts a node on `storage` with the settings of `config`, without restarts or scrubs.
+pub async fn start<S: driver::DriverStorage + driver::StorageHealth>(
     config: &NodeFileConfig,
     storage: S,
+) -> Result<RunningNode, StartError> {
+    start_with(config, storage, driver::Lifecycle::none()).await
+}
+
+/// Starts a node on `storage` with the settings of `config`; `lifecycle` says how the node is
+/// restarted when its storage fails and how often it is scrubbed.
+pub async fn start_with<S: driver::DriverStorage + driver::StorageHealth>(
+    config: &NodeFileConfig,
+    storage: S,
+    lifecycle: driver::Lifecycle<S>,
 ) -> Result<RunningNode, StartError> {
     let id = NodeId(config.node_id);
     let members: Vec<NodeId> = config.members.iter().map(|member| NodeId(member.id)).collect();
@@ -141,7 +208,8 @@ pub async fn start<S: driver::DriverStorage>(
         config::Durability::Fsync => None,
         config::Durability::Interval(interval_ms) => Some(StdDuration::from_millis(interval_ms)),
     };
-    let (handle, node_task) = driver::spawn(node, queues, metrics.clone(), work_interval);
+    let (handle, node_task) =
+        driver::spawn(node, queues, metrics.clone(), work_interval, lifecycle);
     // The dial tasks wait for this handle before they report peer status.
     let _ = handle_slot.set(handle.clone());
     let mut tasks = Vec::new();

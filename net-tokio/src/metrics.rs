@@ -100,6 +100,10 @@ pub struct Metrics {
     pub peer_messages_dropped: Counter,
     /// Storage syncs performed.
     pub storage_syncs: Counter,
+    /// Storage scrubs run.
+    pub storage_scrubs: Counter,
+    /// Restarts of the node after its storage failed.
+    pub node_restarts: Counter,
     /// Peers currently connected (outbound).
     pub peers_up: AtomicU64,
     requests: Mutex<BTreeMap<(&'static str, &'static str, bool), Histogram>>,
@@ -138,6 +142,8 @@ impl Metrics {
             ("ringkv_peer_frames_refused_total", &self.peer_frames_refused),
             ("ringkv_peer_messages_dropped_total", &self.peer_messages_dropped),
             ("ringkv_storage_syncs_total", &self.storage_syncs),
+            ("ringkv_storage_scrubs_total", &self.storage_scrubs),
+            ("ringkv_node_restarts_total", &self.node_restarts),
         ];
         for (name, counter) in counters {
             let _ = writeln!(out, "# TYPE {name} counter\n{name} {}", counter.get());

@@ -429,11 +429,12 @@ impl Ops {
     async fn info(&self) -> Reply {
         let Some(status) = self.node.status().await else { return Reply::err("node stopped") };
         let text = format!(
-            "# Server\r\nredis_version:7.0.0\r\nringkv_version:{}\r\nnode_id:{}\r\nepoch:{}\r\nready:{}\r\n# Cluster\r\nmembers:{}\r\n# Stats\r\nread_repairs_sent:{}\r\npeer_messages_dropped:{}\r\ntombstones_purged:{}\r\nclient_errors:{}\r\n",
+            "# Server\r\nredis_version:7.0.0\r\nringkv_version:{}\r\nnode_id:{}\r\nepoch:{}\r\nready:{}\r\nrebuilding:{}\r\n# Cluster\r\nmembers:{}\r\n# Stats\r\nread_repairs_sent:{}\r\npeer_messages_dropped:{}\r\ntombstones_purged:{}\r\nclient_errors:{}\r\n",
             env!("CARGO_PKG_VERSION"),
             status.id.0,
             status.epoch,
             u8::from(status.ready),
+            u8::from(status.rebuilding),
             status.members.iter().map(|member| member.0.to_string()).collect::<Vec<_>>().join(","),
             status.counters.read_repairs_sent,
             status.counters.peer_messages_dropped,
@@ -469,6 +470,9 @@ impl Ops {
                         .collect(),
                 ),
             ),
+            // Last, so that the positions of the fields before it do not move for clients
+            // that read the map as a flat array.
+            (Reply::text("rebuilding"), Reply::Integer(i64::from(status.rebuilding))),
         ])
     }
 
