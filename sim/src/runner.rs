@@ -837,15 +837,8 @@ impl<D: SimDisk> Runner<D> {
         match kind {
             FaultKind::Partition => self.inject_partition(position),
             FaultKind::Crash => {
-                let running: Vec<usize> = members
-                    .iter()
-                    .copied()
-                    .filter(|index| self.slots[*index].node.is_some())
-                    .collect();
-                if n - running.len() < n / 2 && !running.is_empty() {
-                    let rng = &mut self.fault_rngs[position];
-                    let victim = running[rng.random_range(0..running.len())];
-                    let down_ms = rng.random_range(200..=3_000);
+                if let Some(victim) = self.victim_keeping_majority(&members, position) {
+                    let down_ms = self.fault_rngs[position].random_range(200..=3_000);
                     self.crash(victim);
                     self.schedule(Duration::from_millis(down_ms), Event::Restart { node: victim });
                 }
@@ -894,15 +887,8 @@ impl<D: SimDisk> Runner<D> {
                 }
             }
             FaultKind::CleanRestart => {
-                let running: Vec<usize> = members
-                    .iter()
-                    .copied()
-                    .filter(|index| self.slots[*index].node.is_some())
-                    .collect();
-                if n - running.len() < n / 2 && !running.is_empty() {
-                    let rng = &mut self.fault_rngs[position];
-                    let victim = running[rng.random_range(0..running.len())];
-                    let down_ms = rng.random_range(100..=1_000);
+                if let Some(victim) = self.victim_keeping_majority(&members, position) {
+                    let down_ms = self.fault_rngs[position].random_range(100..=1_000);
                     self.clean_stop(victim);
                     self.schedule(Duration::from_millis(down_ms), Event::Restart { node: victim });
                 }
@@ -956,6 +942,19 @@ impl<D: SimDisk> Runner<D> {
         }
         let delay = self.fault_delay(position, rates[position].1);
         self.schedule(delay, Event::Fault { kind });
+    }
+
+    /// A running member to take down, drawn with the fault's generator, while fewer than
+    /// `n / 2` of the `n` members are down (crashes and restarts keep a majority up).
+    fn victim_keeping_majority(&mut self, members: &[usize], position: usize) -> Option<usize> {
+        let running: Vec<usize> =
+            members.iter().copied().filter(|index| self.slots[*index].node.is_some()).collect();
+        let n = members.len();
+        if running.is_empty() || n - running.len() >= n / 2 {
+            return None;
+        }
+        let rng = &mut self.fault_rngs[position];
+        Some(running[rng.random_range(0..running.len())])
     }
 
     fn inject_partition(&mut self, position: usize) {
