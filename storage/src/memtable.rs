@@ -21,12 +21,6 @@ const ENTRY_OVERHEAD_BYTES: usize = 48;
 #[derive(Debug, Default)]
 pub(crate) struct Memtable {
     map: BTreeMap<MemKey, MemValue>,
-    /// The newest version of every user key in `map`, keyed by the user key alone: a point
-    /// lookup at a snapshot that sees it (nearly every lookup), and one of a key that is not
-    /// here, compare plain byte slices instead of calling through `dyn KeyView` twice per
-    /// comparison (that walk was 20% of a node's CPU under a GET load). A BTreeMap, not a hash
-    /// map: no random hasher in the engine, and no hash a client could aim collisions at.
-    newest: BTreeMap<Bytes, (SeqNo, MemValue)>,
     size_bytes: usize,
     max_seq: SeqNo,
 }
@@ -118,22 +112,11 @@ impl Memtable {
         debug_assert!(seq > self.max_seq, "sequence numbers only grow");
         self.size_bytes += user.len() + value.value.len() + ENTRY_OVERHEAD_BYTES;
         self.max_seq = self.max_seq.max(seq);
-        // Sequence numbers only grow, so this write is the key's newest version.
-        self.newest.insert(user.clone(), (seq, value.clone()));
         self.map.insert(MemKey { user, seq }, value);
     }
 
     /// The newest version of `user` visible at `snapshot`.
     pub fn get(&self, user: &[u8], snapshot: SeqNo) -> Option<Found> {
-        let (newest_seq, newest) = self.newest.get(user)?;
-        if *newest_seq <= snapshot {
-            return Some(Found {
-                seq: *newest_seq,
-                kind: newest.kind,
-                expire_at_ms: newest.expire_at_ms,
-                value: newest.value.clone(),
-            });
-        }
         let probe = Probe { user, seq: snapshot };
         let from: &dyn KeyView = &probe;
         let (k, v) =
