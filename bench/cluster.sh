@@ -4,8 +4,16 @@
 # clients, without and with a pipeline of 16. Prints one JSON object per line, then a table of
 # ratios (ringkv / redis).
 #
+# Both stores run at the same durability, once per mode in DURABILITY (default both):
+#   interval  ringkv `--sync-interval-ms 1000` (acknowledge, fsync every second) against
+#             redis `appendfsync everysec`: a power loss loses up to a second on either;
+#   fsync     ringkv's default (acknowledge after the group-commit fsync) against redis
+#             `appendfsync always`.
+# ringkv keeps three copies (N=3, QUORUM: two must acknowledge); redis keeps one.
+#
 #   bench/cluster.sh                  # 100,000 requests per test
 #   REQUESTS=20000 bench/cluster.sh   # quicker
+#   DURABILITY=fsync bench/cluster.sh # one mode
 #
 # Needs redis-server and redis-benchmark (Debian: redis-server, redis-tools).
 set -euo pipefail
@@ -15,65 +23,86 @@ CLIENTS=${CLIENTS:-50}
 KEYSPACE=${KEYSPACE:-100000}
 RINGKV_PORT=${RINGKV_PORT:-17379}
 REDIS_PORT=${REDIS_PORT:-17400}
+DURABILITY=${DURABILITY:-interval fsync}
 for tool in redis-server redis-benchmark python3; do
   command -v "$tool" >/dev/null || { echo "bench/cluster.sh needs $tool" >&2; exit 1; }
 done
 
 cargo build --release -q -p ringkv-net
 work=$(mktemp -d)
-cleanup() {
+stop_servers() {
   [ -n "${ringkv_pid:-}" ] && kill "$ringkv_pid" 2>/dev/null && wait "$ringkv_pid" 2>/dev/null
   [ -n "${redis_pid:-}" ] && kill "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null
+  ringkv_pid= redis_pid=
+}
+cleanup() {
+  stop_servers
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-"${CARGO_TARGET_DIR:-target}"/release/ringkv dev --nodes 3 --base-port "$RINGKV_PORT" --data-dir "$work/ringkv" >"$work/ringkv.log" 2>&1 &
-ringkv_pid=$!
-redis-server --port "$REDIS_PORT" --save "" --appendonly no --dir "$work" >"$work/redis.log" 2>&1 &
-redis_pid=$!
-for port in "$RINGKV_PORT" "$REDIS_PORT"; do
+start_servers() {
+  local mode=$1 ringkv_args=() redis_fsync
+  case "$mode" in
+    interval) ringkv_args=(--sync-interval-ms 1000) redis_fsync=everysec ;;
+    fsync) redis_fsync=always ;;
+    *) echo "bench/cluster.sh: unknown durability mode $mode (interval or fsync)" >&2; exit 1 ;;
+  esac
+  rm -rf "$work/ringkv" "$work/redis"
+  mkdir -p "$work/redis"
+  "${CARGO_TARGET_DIR:-target}"/release/ringkv dev --nodes 3 --base-port "$RINGKV_PORT" \
+    --data-dir "$work/ringkv" "${ringkv_args[@]}" >"$work/ringkv.log" 2>&1 &
+  ringkv_pid=$!
+  redis-server --port "$REDIS_PORT" --save "" --appendonly yes --appendfsync "$redis_fsync" \
+    --dir "$work/redis" >"$work/redis.log" 2>&1 &
+  redis_pid=$!
+  for port in "$RINGKV_PORT" "$REDIS_PORT"; do
+    for _ in $(seq 100); do
+      redis-cli -p "$port" PING >/dev/null 2>&1 && break
+      sleep 0.1
+    done
+  done
+  # Wait until the ringkv cluster accepts writes at ALL (every peer connected).
   for _ in $(seq 100); do
-    redis-cli -p "$port" PING >/dev/null 2>&1 && break
+    [ "$(redis-cli -p "$RINGKV_PORT" RK.PUT __ready 1 - ALL 2>/dev/null | head -c 1)" != "" ] &&
+      ! redis-cli -p "$RINGKV_PORT" RK.PUT __ready 1 - ALL 2>&1 | grep -q -E 'UNAVAILABLE|TIMEOUT|LOADING' && break
     sleep 0.1
   done
-done
-# Wait until the ringkv cluster accepts writes at ALL (every peer connected).
-for _ in $(seq 100); do
-  [ "$(redis-cli -p "$RINGKV_PORT" RK.PUT __ready 1 - ALL 2>/dev/null | head -c 1)" != "" ] &&
-    ! redis-cli -p "$RINGKV_PORT" RK.PUT __ready 1 - ALL 2>&1 | grep -q -E 'UNAVAILABLE|TIMEOUT|LOADING' && break
-  sleep 0.1
-done
+}
 
 results="$work/results.jsonl"
-for target in ringkv redis; do
-  port=$RINGKV_PORT
-  [ "$target" = redis ] && port=$REDIS_PORT
-  for pipeline in 1 16; do
-    redis-benchmark -h 127.0.0.1 -p "$port" -c "$CLIENTS" -n "$REQUESTS" -P "$pipeline" -r "$KEYSPACE" -d 100 -t set,get --csv 2>/dev/null |
-      python3 -c '
+for mode in $DURABILITY; do
+  start_servers "$mode"
+  for target in ringkv redis; do
+    port=$RINGKV_PORT
+    [ "$target" = redis ] && port=$REDIS_PORT
+    for pipeline in 1 16; do
+      redis-benchmark -h 127.0.0.1 -p "$port" -c "$CLIENTS" -n "$REQUESTS" -P "$pipeline" -r "$KEYSPACE" -d 100 -t set,get --csv 2>/dev/null |
+        python3 -c '
 import csv, json, sys
-target, pipeline = sys.argv[1], int(sys.argv[2])
+target, pipeline, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 rows = list(csv.reader(sys.stdin))
 header = rows[0]
 for row in rows[1:]:
     record = dict(zip(header, row))
     print(json.dumps({"target": target, "test": record["test"], "pipeline": pipeline,
                       "rps": float(record["rps"]), "p50_ms": float(record["p50_latency_ms"]),
-                      "p99_ms": float(record["p99_latency_ms"])}))
-' "$target" "$pipeline" | tee -a "$results"
+                      "p99_ms": float(record["p99_latency_ms"]), "durability": mode}))
+' "$target" "$pipeline" "$mode" | tee -a "$results"
+    done
   done
+  stop_servers
 done
 
 python3 - "$results" <<'PY'
 import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
-by = {(r["target"], r["test"], r["pipeline"]): r for r in rows}
+by = {(r["durability"], r["target"], r["test"], r["pipeline"]): r for r in rows}
 print()
-print(f'{"test":<5} {"pipeline":>8} {"ringkv rps":>12} {"redis rps":>12} {"ratio":>7} {"ringkv p50":>11} {"ringkv p99":>11} {"redis p99":>10}')
-for (target, test, pipeline), r in sorted(by.items()):
-    if target != "ringkv" or ("redis", test, pipeline) not in by:
+print(f'{"durability":<10} {"test":<5} {"pipeline":>8} {"ringkv rps":>12} {"redis rps":>12} {"ratio":>7} {"ringkv p50":>11} {"ringkv p99":>11} {"redis p99":>10}')
+for (mode, target, test, pipeline), r in sorted(by.items(), key=lambda item: (item[0][0] != "interval", item[0][1:])):
+    if target != "ringkv" or (mode, "redis", test, pipeline) not in by:
         continue
-    peer = by[("redis", test, pipeline)]
-    print(f'{test:<5} {pipeline:>8} {r["rps"]:>12.0f} {peer["rps"]:>12.0f} {r["rps"] / peer["rps"]:>7.2f} {r["p50_ms"]:>10.3f}ms {r["p99_ms"]:>10.3f}ms {peer["p99_ms"]:>9.3f}ms')
+    peer = by[(mode, "redis", test, pipeline)]
+    print(f'{mode:<10} {test:<5} {pipeline:>8} {r["rps"]:>12.0f} {peer["rps"]:>12.0f} {r["rps"] / peer["rps"]:>7.2f} {r["p50_ms"]:>10.3f}ms {r["p99_ms"]:>10.3f}ms {peer["p99_ms"]:>9.3f}ms')
 PY

@@ -439,13 +439,18 @@ impl<S: DriverStorage + StorageHealth, P: PeerSink> NodeTask<S, P> {
                 }
                 command = receiver.recv(), if self.stopping.is_none() => {
                     let Some(command) = command else { return Ended::Stopped };
-                    self.apply(command);
+                    // One reading of the clocks serves the whole batch: the commands arrived
+                    // together, and reading both clocks per command cost about 3% of the CPU
+                    // under a pipelined load.
+                    let now = self.now();
+                    self.node.set_wall_clock(wall_clock());
+                    self.apply(now, command);
                     for _ in 0..COMMANDS_PER_WAKE_MAX {
                         if self.stopping.is_some() {
                             break;
                         }
                         let Ok(command) = receiver.try_recv() else { break };
-                        self.apply(command);
+                        self.apply(now, command);
                     }
                 }
                 () = sleep => {
@@ -473,10 +478,8 @@ impl<S: DriverStorage + StorageHealth, P: PeerSink> NodeTask<S, P> {
             self.lifecycle.scrub_interval.map(|interval| tokio::time::Instant::now() + interval);
     }
 
-    /// Applies one command.
-    fn apply(&mut self, command: Command) {
-        let now = self.now();
-        self.node.set_wall_clock(wall_clock());
+    /// Applies one command at `now` (the wall clock already set).
+    fn apply(&mut self, now: Instant, command: Command) {
         match command {
             Command::Client { op, reply } => {
                 let request = self.next_request;

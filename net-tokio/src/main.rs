@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use ringkv_net::config::{MemberAddress, NodeFileConfig};
+use ringkv_net::config::{Durability, MemberAddress, NodeFileConfig};
 use ringkv_net::resp::Reply;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -48,6 +48,11 @@ enum Command {
         /// Where the nodes keep their data (one folder per node inside).
         #[arg(long, default_value = "ringkv-dev-data")]
         data_dir: PathBuf,
+        /// Acknowledge writes before their fsync and sync every this many milliseconds
+        /// (`durability: Interval(MS)`, like Cassandra's periodic commit log or Redis's
+        /// `appendfsync everysec`); without it every write waits for its fsync.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        sync_interval_ms: Option<u64>,
     },
     /// Asks a running node about the cluster.
     Admin {
@@ -90,8 +95,12 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Node { config } => run_node(config).await,
-            Command::Dev { nodes, base_port, replicas, data_dir } => {
-                run_dev(nodes, base_port, replicas, data_dir).await
+            Command::Dev { nodes, base_port, replicas, data_dir, sync_interval_ms } => {
+                let durability = match sync_interval_ms {
+                    Some(interval_ms) => Durability::Interval(interval_ms),
+                    None => Durability::Fsync,
+                };
+                run_dev(nodes, base_port, replicas, data_dir, durability).await
             }
             Command::Admin { addr, action } => run_admin(addr, action).await,
         }
@@ -128,6 +137,7 @@ async fn run_dev(
     base_port: u16,
     replicas: usize,
     data_dir: PathBuf,
+    durability: Durability,
 ) -> Result<(), String> {
     init_logs("warn");
     if nodes == 0 || replicas == 0 || replicas > nodes as usize {
@@ -154,6 +164,7 @@ async fn run_dev(
             members: members.clone(),
             data_dir: data_dir.join(format!("node{id}")),
             replicas_n: replicas,
+            durability,
             ..NodeFileConfig::parse(&dev_template(&members)).map_err(|error| error.to_string())?
         };
         let node = ringkv_net::start_on_disk(&config).await.map_err(|error| error.to_string())?;
@@ -164,7 +175,7 @@ async fn run_dev(
         );
         running.push(node);
     }
-    println!("ringkv dev cluster of {nodes} nodes, N={replicas}; Ctrl-C to stop");
+    println!("ringkv dev cluster of {nodes} nodes, N={replicas}, {durability:?}; Ctrl-C to stop");
     wait_for_signal().await;
     for node in running {
         node.shutdown().await;
