@@ -3,103 +3,118 @@
 //! Keys are internal user keys (keyspace prefix plus key) with the sequence number; the newest
 //! version of a key sorts first. A memtable is frozen into an `Arc` when it is full and handed to
 //! a flush job; after that it is never changed.
+//!
+//! Layout: one `BTreeMap` keyed by user key, each holding that key's versions. A point lookup is
+//! then a plain byte-slice search of the tree followed by a short walk of one key's versions,
+//! instead of a range probe comparing (user, seq) pairs through a trait object; a write still
+//! touches a single structure. A key written once (the common case) keeps its only version
+//! inline, with no allocation beyond the tree's own nodes.
 
-use std::borrow::Borrow;
+use std::collections::btree_map;
 use std::collections::BTreeMap;
+use std::iter::Rev;
 use std::ops::Bound;
+use std::slice;
 
 use bytes::Bytes;
 
-use crate::codec::{cmp_user_seq, Kind, SeqNo};
+use crate::codec::{Kind, SeqNo};
 use crate::iter::{Entry, EntrySource, Found};
 use crate::Result;
 
 /// Per-entry bookkeeping cost counted in the memtable's size, beyond keys and values.
+///
+/// Counted per version, with the user key's length, exactly as when every version had its own
+/// map entry: the memtable's size decides when it is frozen, and keeping the accounting unchanged
+/// keeps flush points (and so the files a seeded run writes) unchanged.
 const ENTRY_OVERHEAD_BYTES: usize = 48;
 
 /// Sorted in-memory writes.
 #[derive(Debug, Default)]
 pub(crate) struct Memtable {
-    map: BTreeMap<MemKey, MemValue>,
+    /// Every user key written to this memtable, with its versions.
+    map: BTreeMap<Bytes, Versions>,
+    /// Number of versions over all keys (not of keys): what a flush will write.
+    len: usize,
     size_bytes: usize,
     max_seq: SeqNo,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct MemKey {
-    pub user: Bytes,
-    pub seq: SeqNo,
+/// One version of a key: its sequence number and what was written.
+type Version = (SeqNo, MemValue);
+
+/// The versions of one user key, never empty, stored oldest first (ascending `seq`) so that a
+/// write, which always carries the highest sequence number so far, is a push at the end. Readers
+/// walk the slice backwards to see them newest first, the internal-key order.
+#[derive(Debug)]
+enum Versions {
+    /// The only version: no heap allocation for a key written once.
+    One(Version),
+    /// Two or more versions, ascending by `seq`.
+    Many(Vec<Version>),
 }
 
-impl Ord for MemKey {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        cmp_user_seq(&self.user, self.seq, &other.user, other.seq)
+impl Versions {
+    /// All versions, oldest first.
+    fn as_slice(&self) -> &[Version] {
+        match self {
+            Versions::One(v) => slice::from_ref(v),
+            Versions::Many(vs) => vs,
+        }
+    }
+
+    /// All versions, newest first.
+    fn newest_first(&self) -> Rev<slice::Iter<'_, Version>> {
+        self.as_slice().iter().rev()
+    }
+
+    /// Adds a version; returns false if it replaced one with the same `seq` instead.
+    fn add(&mut self, seq: SeqNo, value: MemValue) -> bool {
+        match self {
+            Versions::Many(vs) => add_ordered(vs, (seq, value)),
+            Versions::One(only) if only.0 == seq => {
+                // Same (user, seq) twice: the later write wins, as a map entry would be replaced.
+                only.1 = value;
+                false
+            }
+            Versions::One(_) => {
+                // A second version moves the key's versions to the heap. `Vec::new` does not
+                // allocate, so the placeholder costs nothing before it is overwritten.
+                let Versions::One(only) = std::mem::replace(self, Versions::Many(Vec::new()))
+                else {
+                    unreachable!("matched Versions::One above");
+                };
+                let new = (seq, value);
+                let pair = if new.0 > only.0 { vec![only, new] } else { vec![new, only] };
+                *self = Versions::Many(pair);
+                true
+            }
+        }
     }
 }
 
-impl PartialOrd for MemKey {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
+/// Adds `v` to versions sorted ascending by `seq`; returns false if it replaced one with the same
+/// `seq`. New writes carry the highest sequence number so far, so this is a push at the end; the
+/// ordered insert only runs if sequence numbers went backwards, which `Memtable::insert` asserts
+/// against in debug builds but which must not break the order in release builds.
+fn add_ordered(vs: &mut Vec<Version>, v: Version) -> bool {
+    if vs.last().is_none_or(|last| last.0 < v.0) {
+        vs.push(v);
+        return true;
+    }
+    match vs.binary_search_by_key(&v.0, |x| x.0) {
+        Ok(i) => {
+            vs[i] = v;
+            false
+        }
+        Err(i) => {
+            vs.insert(i, v);
+            true
+        }
     }
 }
 
-/// A (user key, seq) pair seen through a trait object, so that a lookup can probe the map with
-/// a borrowed key instead of allocating a `MemKey`.
-pub(crate) trait KeyView {
-    fn user(&self) -> &[u8];
-    fn seq(&self) -> SeqNo;
-}
-
-impl KeyView for MemKey {
-    fn user(&self) -> &[u8] {
-        &self.user
-    }
-    fn seq(&self) -> SeqNo {
-        self.seq
-    }
-}
-
-struct Probe<'a> {
-    user: &'a [u8],
-    seq: SeqNo,
-}
-
-impl KeyView for Probe<'_> {
-    fn user(&self) -> &[u8] {
-        self.user
-    }
-    fn seq(&self) -> SeqNo {
-        self.seq
-    }
-}
-
-impl<'a> Borrow<dyn KeyView + 'a> for MemKey {
-    fn borrow(&self) -> &(dyn KeyView + 'a) {
-        self
-    }
-}
-
-// Must agree with `Ord for MemKey`, as `Borrow` requires.
-impl Ord for dyn KeyView + '_ {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        cmp_user_seq(self.user(), self.seq(), other.user(), other.seq())
-    }
-}
-
-impl PartialOrd for dyn KeyView + '_ {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl PartialEq for dyn KeyView + '_ {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other).is_eq()
-    }
-}
-
-impl Eq for dyn KeyView + '_ {}
-
+/// What one write stored for a key.
 #[derive(Debug, Clone)]
 pub(crate) struct MemValue {
     pub kind: Kind,
@@ -108,77 +123,100 @@ pub(crate) struct MemValue {
 }
 
 impl Memtable {
+    /// Adds version `seq` of `user`. Sequence numbers only grow, so the new version is the key's
+    /// newest.
     pub fn insert(&mut self, user: Bytes, seq: SeqNo, value: MemValue) {
         debug_assert!(seq > self.max_seq, "sequence numbers only grow");
         self.size_bytes += user.len() + value.value.len() + ENTRY_OVERHEAD_BYTES;
         self.max_seq = self.max_seq.max(seq);
-        self.map.insert(MemKey { user, seq }, value);
+        let added = match self.map.entry(user) {
+            btree_map::Entry::Vacant(e) => {
+                e.insert(Versions::One((seq, value)));
+                true
+            }
+            btree_map::Entry::Occupied(mut e) => e.get_mut().add(seq, value),
+        };
+        self.len += usize::from(added);
     }
 
     /// The newest version of `user` visible at `snapshot`.
     pub fn get(&self, user: &[u8], snapshot: SeqNo) -> Option<Found> {
-        let probe = Probe { user, seq: snapshot };
-        let from: &dyn KeyView = &probe;
-        let (k, v) =
-            self.map.range::<dyn KeyView, _>((Bound::Included(from), Bound::Unbounded)).next()?;
-        (k.user[..] == *user).then(|| Found {
-            seq: k.seq,
+        // `Bytes: Borrow<[u8]>`, so the tree is searched by comparing byte slices directly.
+        let (seq, v) = self.map.get(user)?.newest_first().find(|(seq, _)| *seq <= snapshot)?;
+        Some(Found {
+            seq: *seq,
             kind: v.kind,
             expire_at_ms: v.expire_at_ms,
             value: v.value.clone(),
         })
     }
 
+    /// The bytes this memtable accounts for (keys, values and a fixed overhead per version).
     pub fn size_bytes(&self) -> usize {
         self.size_bytes
     }
 
+    /// The number of versions held (over all keys), i.e. the entries a flush writes.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.len
     }
 
+    /// Whether nothing was written.
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
 
+    /// The highest sequence number written (0 when empty).
     pub fn max_seq(&self) -> SeqNo {
         self.max_seq
     }
 
-    /// All entries from the first version of `start` on (or from the beginning).
+    /// All entries from the first version of `start` on (or from the beginning), in internal-key
+    /// order: user key ascending, then newest version first.
     pub fn iter_from(&self, start: Option<&Bytes>) -> MemIter<'_> {
-        let range = match start {
-            Some(user) => self.map.range((
-                Bound::Included(MemKey { user: user.clone(), seq: crate::codec::SEQ_MAX }),
-                Bound::Unbounded,
-            )),
-            None => self.map.range::<MemKey, _>(..),
+        let keys = match start {
+            Some(user) => self.map.range::<[u8], _>((Bound::Included(&user[..]), Bound::Unbounded)),
+            None => self.map.range::<[u8], _>(..),
         };
-        let mut it = MemIter { range, cur: None };
+        let mut it = MemIter { keys, key: None, cur: None };
         it.fill();
         it
     }
 }
 
-fn to_entry(k: &MemKey, v: &MemValue) -> Entry {
-    Entry {
-        user: k.user.clone(),
-        seq: k.seq,
-        kind: v.kind,
-        expire_at_ms: v.expire_at_ms,
-        value: v.value.clone(),
-    }
-}
-
 /// Iterates a memtable in internal-key order.
 pub(crate) struct MemIter<'a> {
-    range: std::collections::btree_map::Range<'a, MemKey, MemValue>,
+    /// The keys not yet started.
+    keys: btree_map::Range<'a, Bytes, Versions>,
+    /// The key being walked, with its versions not yet yielded (newest first).
+    key: Option<(&'a Bytes, Rev<slice::Iter<'a, Version>>)>,
+    /// The next entry, as `peek` shows it.
     cur: Option<Entry>,
 }
 
 impl MemIter<'_> {
     fn fill(&mut self) {
-        self.cur = self.range.next().map(|(k, v)| to_entry(k, v));
+        self.cur = loop {
+            if let Some((user, versions)) = &mut self.key {
+                if let Some((seq, v)) = versions.next() {
+                    break Some(Entry {
+                        user: (*user).clone(),
+                        seq: *seq,
+                        kind: v.kind,
+                        expire_at_ms: v.expire_at_ms,
+                        value: v.value.clone(),
+                    });
+                }
+            }
+            // The current key is done (or none was started): move to the next one.
+            match self.keys.next() {
+                Some((user, versions)) => self.key = Some((user, versions.newest_first())),
+                None => {
+                    self.key = None;
+                    break None;
+                }
+            }
+        };
     }
 }
 
@@ -239,5 +277,133 @@ mod tests {
         assert_eq!(got, want);
         let mut it = m.iter_from(Some(&Bytes::from_static(b"b")));
         assert_eq!(it.next_entry().unwrap().unwrap().seq, 3);
+    }
+
+    /// Every entry from `start` on, as (user, seq, value).
+    fn collect(m: &Memtable, start: Option<&Bytes>) -> Vec<(Bytes, u64, Bytes)> {
+        let mut it = m.iter_from(start);
+        let mut got = Vec::new();
+        while let Some(e) = it.next_entry().unwrap() {
+            got.push((e.user, e.seq, e.value));
+        }
+        got
+    }
+
+    #[test]
+    fn several_versions_per_key_at_snapshots_and_in_iteration() {
+        let mut m = Memtable::default();
+        let (a, b, c) =
+            (Bytes::from_static(b"a"), Bytes::from_static(b"b"), Bytes::from_static(b"c"));
+        // Interleaved writes: b gets three versions, a two, c one.
+        m.insert(b.clone(), 1, put("b1"));
+        m.insert(a.clone(), 2, put("a2"));
+        m.insert(b.clone(), 3, put("b3"));
+        m.insert(c.clone(), 4, put("c4"));
+        m.insert(a.clone(), 5, put("a5"));
+        m.insert(
+            b.clone(),
+            6,
+            MemValue { kind: Kind::Delete, expire_at_ms: None, value: Bytes::new() },
+        );
+        assert_eq!(m.len(), 6, "len counts versions, not keys");
+        assert_eq!(m.max_seq(), 6);
+        assert_eq!(m.size_bytes(), 6 * (1 + 2 + ENTRY_OVERHEAD_BYTES) - 2);
+
+        // Each snapshot sees the newest version at or below it.
+        let at = |k: &Bytes, snap| m.get(k, snap).map(|f| (f.seq, f.kind, f.value));
+        assert_eq!(at(&b, 0), None);
+        assert_eq!(at(&b, 1), Some((1, Kind::Put, Bytes::from_static(b"b1"))));
+        assert_eq!(at(&b, 2), Some((1, Kind::Put, Bytes::from_static(b"b1"))));
+        assert_eq!(at(&b, 5), Some((3, Kind::Put, Bytes::from_static(b"b3"))));
+        assert_eq!(at(&b, 6), Some((6, Kind::Delete, Bytes::new())));
+        assert_eq!(at(&a, 1), None);
+        assert_eq!(at(&a, 4), Some((2, Kind::Put, Bytes::from_static(b"a2"))));
+        assert_eq!(at(&a, crate::codec::SEQ_MAX), Some((5, Kind::Put, Bytes::from_static(b"a5"))));
+        assert_eq!(at(&c, 3), None);
+        assert_eq!(at(&c, 4).map(|f| f.0), Some(4));
+        assert_eq!(m.get(b"ab", 10), None);
+        assert_eq!(m.get(b"", 10), None);
+
+        // Internal-key order: user ascending, newest first within a user.
+        let s = |v: &'static str| Bytes::from_static(v.as_bytes());
+        let all = vec![
+            (a.clone(), 5, s("a5")),
+            (a.clone(), 2, s("a2")),
+            (b.clone(), 6, Bytes::new()),
+            (b.clone(), 3, s("b3")),
+            (b.clone(), 1, s("b1")),
+            (c.clone(), 4, s("c4")),
+        ];
+        assert_eq!(collect(&m, None), all);
+        assert_eq!(collect(&m, Some(&a)), all);
+        assert_eq!(collect(&m, Some(&b)), all[2..]);
+        // A start between keys begins at the next key; past the last key, nothing.
+        assert_eq!(collect(&m, Some(&s("ab"))), all[2..]);
+        assert_eq!(collect(&m, Some(&s("bb"))), all[5..]);
+        assert_eq!(collect(&m, Some(&s("d"))), vec![]);
+        assert!(collect(&Memtable::default(), None).is_empty());
+    }
+
+    #[test]
+    fn versions_stay_ordered_if_sequence_numbers_go_backwards() {
+        // `Memtable::insert` asserts this away in debug builds; `Versions` itself must still keep
+        // its order (and replace an equal seq) so that a release build stays correct.
+        let mut v = Versions::One((5, put("5")));
+        assert!(!v.add(5, put("5b")));
+        assert!(v.add(3, put("3")));
+        assert!(v.add(9, put("9")));
+        assert!(v.add(4, put("4")));
+        assert!(!v.add(9, put("9b")));
+        let seqs: Vec<_> = v.newest_first().map(|(s, v)| (*s, v.value.clone())).collect();
+        let want: Vec<_> = [(9, "9b"), (5, "5b"), (4, "4"), (3, "3")]
+            .into_iter()
+            .map(|(s, v)| (s, Bytes::from_static(v.as_bytes())))
+            .collect();
+        assert_eq!(seqs, want);
+    }
+
+    proptest::proptest! {
+        /// Against the previous layout (one map entry per (user, seq), newest first): the same
+        /// point reads at every snapshot and the same iteration from every start.
+        #[test]
+        fn matches_a_map_of_internal_keys(
+            writes in proptest::collection::vec((0u8..12, 0usize..3), 0..80),
+            probes in proptest::collection::vec((0u8..13, 0u64..90), 0..40),
+        ) {
+            use std::cmp::Reverse;
+            // Keys of different lengths sharing prefixes, so that byte order is exercised.
+            let key = |k: u8| {
+                let mut v = vec![b'k'; usize::from(k % 4)];
+                v.push(k);
+                Bytes::from(v)
+            };
+            let mut m = Memtable::default();
+            let mut model: BTreeMap<(Bytes, Reverse<SeqNo>), Bytes> = BTreeMap::new();
+            for (i, (k, vlen)) in writes.iter().enumerate() {
+                let seq = i as SeqNo + 1;
+                let value = Bytes::from(vec![*k; *vlen]);
+                m.insert(key(*k), seq, MemValue { kind: Kind::Put, expire_at_ms: None, value: value.clone() });
+                model.insert((key(*k), Reverse(seq)), value);
+            }
+            proptest::prop_assert_eq!(m.len(), model.len());
+            for (k, snap) in probes {
+                let k = key(k);
+                let want = model
+                    .range((k.clone(), Reverse(snap))..)
+                    .next()
+                    .filter(|((u, _), _)| *u == k)
+                    .map(|((_, Reverse(s)), v)| (*s, v.clone()));
+                let got = m.get(&k, snap).map(|f| (f.seq, f.value));
+                proptest::prop_assert_eq!(got, want);
+                let want: Vec<_> = model
+                    .range((k.clone(), Reverse(crate::codec::SEQ_MAX))..)
+                    .map(|((u, Reverse(s)), v)| (u.clone(), *s, v.clone()))
+                    .collect();
+                proptest::prop_assert_eq!(collect(&m, Some(&k)), want);
+            }
+            let want: Vec<_> =
+                model.iter().map(|((u, Reverse(s)), v)| (u.clone(), *s, v.clone())).collect();
+            proptest::prop_assert_eq!(collect(&m, None), want);
+        }
     }
 }
