@@ -165,7 +165,8 @@ async fn run_dev(
             data_dir: data_dir.join(format!("node{id}")),
             replicas_n: replicas,
             durability,
-            ..NodeFileConfig::parse(&dev_template(&members)).map_err(|error| error.to_string())?
+            ..NodeFileConfig::parse(&dev_template(&members, replicas))
+                .map_err(|error| error.to_string())?
         };
         let node = ringkv_net::start_on_disk(&config).await.map_err(|error| error.to_string())?;
         println!(
@@ -184,10 +185,12 @@ async fn run_dev(
 }
 
 /// A valid configuration whose per-node fields `run_dev` replaces.
-fn dev_template(members: &[MemberAddress]) -> String {
+// The template carries the replica count: a parsed configuration is validated, and the default
+// N=3 is refused for a cluster of fewer nodes (`ringkv dev --nodes 1 --replicas 1` failed).
+fn dev_template(members: &[MemberAddress], replicas: usize) -> String {
     let first = &members[0];
     format!(
-        "(node_id: {}, cluster: \"dev\", cluster_secret: \"ringkv-dev-cluster-secret\", client_addr: \"127.0.0.1:0\", peer_addr: \"{}\", members: [{}], data_dir: \"unused\")",
+        "(node_id: {}, cluster: \"dev\", cluster_secret: \"ringkv-dev-cluster-secret\", client_addr: \"127.0.0.1:0\", peer_addr: \"{}\", members: [{}], data_dir: \"unused\", replicas_n: {replicas})",
         first.id,
         first.peer_addr,
         members.iter().map(|member| format!("(id: {}, peer_addr: \"{}\")", member.id, member.peer_addr)).collect::<Vec<_>>().join(", ")
