@@ -85,17 +85,34 @@ pub enum FrameError {
 
 /// Encodes a message as one frame.
 pub fn encode(wire: &Wire) -> Result<Vec<u8>, FrameError> {
-    let payload =
-        postcard::to_allocvec(wire).map_err(|error| FrameError::Payload(error.to_string()))?;
-    let length = u32::try_from(payload.len() + HEADER_AFTER_LENGTH_BYTES).map_err(|_| {
-        FrameError::TooLarge { length_bytes: payload.len(), max_bytes: u32::MAX as usize }
-    })?;
-    let mut frame = Vec::with_capacity(4 + length as usize);
-    frame.extend_from_slice(&length.to_le_bytes());
-    frame.push(FRAME_VERSION);
-    frame.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
-    frame.extend_from_slice(&payload);
+    let mut frame = Vec::new();
+    encode_into(wire, &mut frame)?;
     Ok(frame)
+}
+
+/// Appends a message as one frame to `out` and returns the frame's length in bytes. The payload
+/// is encoded in place, behind a header patched afterwards, so a burst of messages costs no
+/// allocation per message (a buffer per frame, then a copy into the writer's buffer, were about
+/// 5% of a node's CPU under a pipelined load). On an error `out` is left empty.
+pub fn encode_into(wire: &Wire, out: &mut Vec<u8>) -> Result<usize, FrameError> {
+    let start = out.len();
+    let payload_start = start + 4 + HEADER_AFTER_LENGTH_BYTES;
+    out.resize(payload_start, 0);
+    let mut buffer = postcard::to_extend(wire, std::mem::take(out))
+        .map_err(|error| FrameError::Payload(error.to_string()))?;
+    let payload_bytes = buffer.len() - payload_start;
+    let Ok(length) = u32::try_from(payload_bytes + HEADER_AFTER_LENGTH_BYTES) else {
+        return Err(FrameError::TooLarge {
+            length_bytes: payload_bytes,
+            max_bytes: u32::MAX as usize,
+        });
+    };
+    let checksum = crc32c::crc32c(&buffer[payload_start..]);
+    buffer[start..start + 4].copy_from_slice(&length.to_le_bytes());
+    buffer[start + 4] = FRAME_VERSION;
+    buffer[start + 5..payload_start].copy_from_slice(&checksum.to_le_bytes());
+    *out = buffer;
+    Ok(out.len() - start)
 }
 
 /// Reads one frame, refusing one longer than `max_bytes`.
@@ -103,14 +120,33 @@ pub async fn read<R: AsyncRead + Unpin>(
     reader: &mut R,
     max_bytes: usize,
 ) -> Result<Wire, FrameError> {
+    read_with(reader, max_bytes, &mut Vec::new()).await
+}
+
+/// Reads one frame into `body`, a buffer kept across frames so a steady stream of messages
+/// allocates none for their bytes.
+pub async fn read_with<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    max_bytes: usize,
+    body: &mut Vec<u8>,
+) -> Result<Wire, FrameError> {
     let length = reader.read_u32_le().await? as usize;
     if length > max_bytes || length < HEADER_AFTER_LENGTH_BYTES {
         return Err(FrameError::TooLarge { length_bytes: length, max_bytes });
     }
-    let mut body = vec![0u8; length];
-    reader.read_exact(&mut body).await?;
-    decode_body(&body)
+    body.clear();
+    body.resize(length, 0);
+    reader.read_exact(body).await?;
+    let wire = decode_body(body);
+    // A rare large frame (a repair stream) must not pin its buffer for the connection's life.
+    if body.capacity() > KEPT_BODY_BYTES_MAX {
+        *body = Vec::new();
+    }
+    wire
 }
+
+/// Largest read buffer kept between frames.
+const KEPT_BODY_BYTES_MAX: usize = 1024 * 1024;
 
 /// Writes one message as a frame.
 pub async fn write<W: AsyncWrite + Unpin>(writer: &mut W, wire: &Wire) -> Result<(), FrameError> {
@@ -196,6 +232,22 @@ mod tests {
         let mut newer = frame.clone();
         newer[4] = FRAME_VERSION + 1;
         assert!(matches!(read(&mut &newer[..], 1024).await, Err(FrameError::Version(_))));
+    }
+
+    #[tokio::test]
+    async fn frames_appended_to_one_buffer_read_back_in_order() {
+        let first = Wire::Proof { proof: vec![7; 300] };
+        let second = Wire::Proof { proof: vec![] };
+        let mut out = Vec::new();
+        let first_bytes = encode_into(&first, &mut out).unwrap();
+        let second_bytes = encode_into(&second, &mut out).unwrap();
+        assert_eq!(first_bytes + second_bytes, out.len());
+        assert_eq!(&out[..first_bytes], &encode(&first).unwrap()[..]);
+        let mut reader = &out[..];
+        let mut body = Vec::new();
+        assert_eq!(read_with(&mut reader, 1024, &mut body).await.unwrap(), first);
+        assert_eq!(read_with(&mut reader, 1024, &mut body).await.unwrap(), second);
+        assert!(reader.is_empty());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use ringkv_core::{NodeId, PeerMessage};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
@@ -189,27 +189,30 @@ async fn pump(
     outbox: &mut mpsc::Receiver<PeerMessage>,
     frame_bytes_max: usize,
 ) -> FrameError {
-    let (mut reader, writer) = stream.into_split();
-    let mut writer = BufWriter::new(writer);
+    let (mut reader, mut writer) = stream.into_split();
+    let mut out = Vec::with_capacity(WRITE_BATCH_BYTES);
     let mut probe = [0u8; 1];
     loop {
         tokio::select! {
             message = outbox.recv() => {
                 let Some(message) = message else { return FrameError::Handshake("outbox closed".into()) };
-                let bytes = match frame::encode(&Wire::Message(message)) {
-                    Ok(bytes) if bytes.len() <= frame_bytes_max => bytes,
-                    Ok(bytes) => return FrameError::TooLarge { length_bytes: bytes.len(), max_bytes: frame_bytes_max },
-                    Err(error) => return error,
-                };
-                if let Err(error) = writer.write_all(&bytes).await {
-                    return error.into();
+                if let Err(error) = append_frame(&mut out, message, frame_bytes_max) {
+                    return error;
                 }
-                // Flush when nothing else is waiting, so a burst goes out in few segments.
-                if outbox.is_empty() {
-                    if let Err(error) = writer.flush().await {
-                        return error.into();
+                // Everything else already queued goes out in the same write (up to a batch), so
+                // a burst costs one system call.
+                while out.len() < WRITE_BATCH_BYTES {
+                    let Ok(message) = outbox.try_recv() else { break };
+                    if let Err(error) = append_frame(&mut out, message, frame_bytes_max) {
+                        return error;
                     }
                 }
+                if let Err(error) = writer.write_all(&out).await {
+                    return error.into();
+                }
+                out.clear();
+                // One huge message must not pin its buffer for the connection's life.
+                out.shrink_to(WRITE_BATCH_BYTES);
             }
             // The acceptor never writes after the handshake: a readable socket means it closed.
             read = reader.read(&mut probe) => {
@@ -220,6 +223,22 @@ async fn pump(
             }
         }
     }
+}
+
+/// Bytes of frames gathered into one write.
+const WRITE_BATCH_BYTES: usize = 64 * 1024;
+
+/// Appends `message` as a frame, refusing one longer than `frame_bytes_max`.
+fn append_frame(
+    out: &mut Vec<u8>,
+    message: PeerMessage,
+    frame_bytes_max: usize,
+) -> Result<(), FrameError> {
+    let frame_bytes = frame::encode_into(&Wire::Message(message), out)?;
+    if frame_bytes > frame_bytes_max {
+        return Err(FrameError::TooLarge { length_bytes: frame_bytes, max_bytes: frame_bytes_max });
+    }
+    Ok(())
 }
 
 /// Accepts peer connections and feeds their messages to the node. Any node that proves it knows
@@ -285,8 +304,9 @@ async fn receive(
         return Err(FrameError::Handshake(format!("{from} does not know the cluster secret")));
     }
     let mut reader = tokio::io::BufReader::new(stream);
+    let mut body = Vec::new();
     loop {
-        match frame::read(&mut reader, settings.frame_bytes_max).await? {
+        match frame::read_with(&mut reader, settings.frame_bytes_max, &mut body).await? {
             Wire::Message(message) => match node.peer_message(from, message) {
                 Delivery::Queued => {}
                 Delivery::Full => tracing::warn!(%from, "node queue full: peer message dropped"),
