@@ -96,6 +96,13 @@ pub trait Storage {
         done: <Self::Work as StorageWork>::Done,
     ) -> Result<WriteSeq, StorageError>;
 
+    /// Whether [`Storage::finish_work`] on `done` itself blocks on the disk (installing a flush
+    /// or compaction syncs the manifest), so that a driver on a thread pool can move its other
+    /// work off the thread first. None does by default.
+    fn finish_blocks(&self, _done: &<Self::Work as StorageWork>::Done) -> bool {
+        false
+    }
+
     /// Counters for operators (flushes, compactions, bytes written), by name; none by default.
     fn stats(&self) -> Vec<(&'static str, u64)> {
         Vec::new()

@@ -71,6 +71,13 @@ impl Storage for DiskStorage {
         self.engine.poll_work()
     }
 
+    fn finish_blocks(
+        &self,
+        done: &<Self::Work as ringkv_core::storage::StorageWork>::Done,
+    ) -> bool {
+        self.engine.finish_blocks(done)
+    }
+
     fn finish_work(
         &mut self,
         done: <Self::Work as ringkv_core::storage::StorageWork>::Done,

@@ -527,7 +527,16 @@ impl<S: DriverStorage + StorageHealth, P: PeerSink> NodeTask<S, P> {
     fn finish_work(&mut self, done: S::SendDone) {
         let now = self.now();
         self.node.set_wall_clock(wall_clock());
-        match self.node.storage_mut().finish_work(done) {
+        // A finish that syncs the manifest blocks this task either way, but under
+        // `block_in_place` the worker's other tasks (connections, peer links, other nodes of a
+        // dev cluster) move to another thread meanwhile. Not for plain WAL syncs: they are many
+        // and cheap to finish, and the hand-off has a cost.
+        let finished = if self.node.storage().finish_blocks(&done) {
+            tokio::task::block_in_place(|| self.node.storage_mut().finish_work(done))
+        } else {
+            self.node.storage_mut().finish_work(done)
+        };
+        match finished {
             Ok(_) => {
                 self.metrics.storage_syncs.inc();
                 self.node.handle(now, Input::StorageSynced);
