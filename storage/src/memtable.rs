@@ -9,9 +9,17 @@
 //! instead of a range probe comparing (user, seq) pairs through a trait object; a write still
 //! touches a single structure. A key written once (the common case) keeps its only version
 //! inline, with no allocation beyond the tree's own nodes.
+//!
+//! Short user keys (the common case: an 8-byte keyspace prefix plus a key of up to 22 bytes) are
+//! stored inline in the tree's key type, [`MemKey`]. A tree search compares the probe with up to
+//! eleven keys per node; with heap keys each of those comparisons was a pointer chase and usually
+//! a cache miss, while inline keys sit contiguously in the node being searched.
 
+use std::borrow::Borrow;
+use std::cmp::Ordering;
 use std::collections::btree_map;
 use std::collections::BTreeMap;
+use std::fmt;
 use std::iter::Rev;
 use std::ops::Bound;
 use std::slice;
@@ -33,11 +41,101 @@ const ENTRY_OVERHEAD_BYTES: usize = 48;
 #[derive(Debug, Default)]
 pub(crate) struct Memtable {
     /// Every user key written to this memtable, with its versions.
-    map: BTreeMap<Bytes, Versions>,
+    map: BTreeMap<MemKey, Versions>,
     /// Number of versions over all keys (not of keys): what a flush will write.
     len: usize,
     size_bytes: usize,
     max_seq: SeqNo,
+}
+
+/// The longest user key [`MemKey`] stores inline: with its length byte and the enum's tag this
+/// fills the 32 bytes a `Bytes` took as the tree's key before.
+const INLINE_KEY_MAX: usize = 30;
+
+/// A user key as the memtable's tree holds it: short keys inline, longer ones on the heap.
+///
+/// Compared, ordered and looked up (through `Borrow<[u8]>`) by its bytes alone, so `map.get`
+/// takes a `&[u8]` without building a key. Which form holds a key depends only on its length, so
+/// equal keys always have the same form; the comparisons do not rely on that.
+///
+/// The heap form is a `Box<[u8]>` rather than a `Bytes`: a `Bytes` beside the inline form would
+/// make the key 40 bytes (more node memory for every search to walk), and a boxed `Bytes` would be
+/// two pointer chases per comparison instead of one. Converting the engine's `Bytes` into a box
+/// reuses its allocation when it is the only owner (it is on the write path), and a long key is
+/// copied back into a `Bytes` only when iterated, once per key.
+#[derive(Clone)]
+enum MemKey {
+    /// `bytes[..len]` is the key; `len <= INLINE_KEY_MAX`.
+    Inline { len: u8, bytes: [u8; INLINE_KEY_MAX] },
+    /// A key longer than `INLINE_KEY_MAX`.
+    Heap(Box<[u8]>),
+}
+
+// The point of the inline form is keeping the tree's nodes as compact as with `Bytes` keys.
+const _: () = assert!(size_of::<MemKey>() <= size_of::<Bytes>());
+
+impl MemKey {
+    /// The key's bytes.
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            MemKey::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            MemKey::Heap(b) => b,
+        }
+    }
+
+    /// The key as a `Bytes`, for entries handed out by iteration (a copy: the tree keeps its own).
+    fn to_bytes(&self) -> Bytes {
+        Bytes::copy_from_slice(self.as_slice())
+    }
+}
+
+impl From<Bytes> for MemKey {
+    fn from(user: Bytes) -> Self {
+        match u8::try_from(user.len()) {
+            Ok(len) if usize::from(len) <= INLINE_KEY_MAX => {
+                let mut bytes = [0; INLINE_KEY_MAX];
+                bytes[..user.len()].copy_from_slice(&user);
+                MemKey::Inline { len, bytes }
+            }
+            // `Vec::from(Bytes)` takes over a uniquely owned buffer without copying, and a buffer
+            // built to size (as the engine's internal keys are) boxes without reallocating.
+            _ => MemKey::Heap(Vec::from(user).into_boxed_slice()),
+        }
+    }
+}
+
+impl Borrow<[u8]> for MemKey {
+    fn borrow(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl PartialEq for MemKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for MemKey {}
+
+impl PartialOrd for MemKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for MemKey {
+    /// Byte order, as `[u8]` (and so `Bytes`) orders: `Borrow<[u8]>` requires they agree.
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.as_slice().cmp(other.as_slice())
+    }
+}
+
+impl fmt::Debug for MemKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // As `Bytes` prints: escaped bytes in a byte-string literal.
+        fmt::Debug::fmt(&Bytes::copy_from_slice(self.as_slice()), f)
+    }
 }
 
 /// One version of a key: its sequence number and what was written.
@@ -129,7 +227,7 @@ impl Memtable {
         debug_assert!(seq > self.max_seq, "sequence numbers only grow");
         self.size_bytes += user.len() + value.value.len() + ENTRY_OVERHEAD_BYTES;
         self.max_seq = self.max_seq.max(seq);
-        let added = match self.map.entry(user) {
+        let added = match self.map.entry(MemKey::from(user)) {
             btree_map::Entry::Vacant(e) => {
                 e.insert(Versions::One((seq, value)));
                 true
@@ -141,7 +239,7 @@ impl Memtable {
 
     /// The newest version of `user` visible at `snapshot`.
     pub fn get(&self, user: &[u8], snapshot: SeqNo) -> Option<Found> {
-        // `Bytes: Borrow<[u8]>`, so the tree is searched by comparing byte slices directly.
+        // `MemKey: Borrow<[u8]>`, so the tree is searched with the slice itself, no key built.
         let (seq, v) = self.map.get(user)?.newest_first().find(|(seq, _)| *seq <= snapshot)?;
         Some(Found {
             seq: *seq,
@@ -187,9 +285,10 @@ impl Memtable {
 /// Iterates a memtable in internal-key order.
 pub(crate) struct MemIter<'a> {
     /// The keys not yet started.
-    keys: btree_map::Range<'a, Bytes, Versions>,
-    /// The key being walked, with its versions not yet yielded (newest first).
-    key: Option<(&'a Bytes, Rev<slice::Iter<'a, Version>>)>,
+    keys: btree_map::Range<'a, MemKey, Versions>,
+    /// The key being walked, as a `Bytes` made once for all its versions, with its versions not
+    /// yet yielded (newest first).
+    key: Option<(Bytes, Rev<slice::Iter<'a, Version>>)>,
     /// The next entry, as `peek` shows it.
     cur: Option<Entry>,
 }
@@ -199,8 +298,13 @@ impl MemIter<'_> {
         self.cur = loop {
             if let Some((user, versions)) = &mut self.key {
                 if let Some((seq, v)) = versions.next() {
+                    // The key's last version takes the `Bytes` itself: most keys have one
+                    // version, and this spares them a refcount (and a shared header on the first
+                    // clone of a freshly copied `Bytes`).
+                    let user =
+                        if versions.len() == 0 { std::mem::take(user) } else { user.clone() };
                     break Some(Entry {
-                        user: (*user).clone(),
+                        user,
                         seq: *seq,
                         kind: v.kind,
                         expire_at_ms: v.expire_at_ms,
@@ -210,7 +314,9 @@ impl MemIter<'_> {
             }
             // The current key is done (or none was started): move to the next one.
             match self.keys.next() {
-                Some((user, versions)) => self.key = Some((user, versions.newest_first())),
+                Some((user, versions)) => {
+                    self.key = Some((user.to_bytes(), versions.newest_first()));
+                }
                 None => {
                     self.key = None;
                     break None;
@@ -362,6 +468,88 @@ mod tests {
         assert_eq!(seqs, want);
     }
 
+    #[test]
+    fn keys_at_the_inline_limit_are_stored_read_and_iterated() {
+        // The form follows the length: up to the limit inline, past it on the heap.
+        let key = |len: usize| Bytes::from(vec![b'x'; len]);
+        for len in [0, 1, INLINE_KEY_MAX - 1, INLINE_KEY_MAX] {
+            assert!(matches!(MemKey::from(key(len)), MemKey::Inline { .. }), "len {len}");
+        }
+        for len in [INLINE_KEY_MAX + 1, INLINE_KEY_MAX + 2, 255, 256, 1000] {
+            assert!(matches!(MemKey::from(key(len)), MemKey::Heap(_)), "len {len}");
+        }
+        let mut m = Memtable::default();
+        let lens = [INLINE_KEY_MAX - 1, INLINE_KEY_MAX, INLINE_KEY_MAX + 1, 256];
+        // Two versions each: seqs 1..=4 ("one"), then 11..=14 ("two").
+        for (seq, value) in [(1, "one"), (11, "two")] {
+            for (i, len) in lens.into_iter().enumerate() {
+                m.insert(key(len), seq + i as SeqNo, put(value));
+            }
+        }
+        assert_eq!(m.len(), 8);
+        let size = lens.iter().map(|len| 2 * (len + 3 + ENTRY_OVERHEAD_BYTES)).sum::<usize>();
+        assert_eq!(m.size_bytes(), size, "accounting does not depend on the key's form");
+        for (i, len) in lens.into_iter().enumerate() {
+            let seq = i as SeqNo + 1;
+            assert_eq!(m.get(&key(len), seq).map(|f| f.value), Some(Bytes::from_static(b"one")));
+            assert_eq!(
+                m.get(&key(len), 99).map(|f| (f.seq, f.value)),
+                Some((seq + 10, put("two").value))
+            );
+        }
+        assert!(m.get(&key(INLINE_KEY_MAX + 2), 99).is_none());
+        assert!(m.get(&key(INLINE_KEY_MAX - 2), 99).is_none());
+        // Iteration hands out each key's exact bytes, newest version first.
+        let got: Vec<_> = collect(&m, None).into_iter().map(|(u, s, _)| (u.len(), s)).collect();
+        let want: Vec<_> = lens
+            .into_iter()
+            .enumerate()
+            .flat_map(|(i, l)| [(l, i as u64 + 11), (l, i as u64 + 1)])
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(collect(&m, Some(&key(INLINE_KEY_MAX + 1)))[0].0, key(INLINE_KEY_MAX + 1));
+    }
+
+    #[test]
+    fn inline_and_heap_keys_order_by_their_bytes() {
+        // A key at the limit (inline) and its one-byte extension (heap) sort as their bytes do,
+        // as do a short inline key and a long heap key it precedes or follows.
+        let at_limit = Bytes::from(vec![b'm'; INLINE_KEY_MAX]);
+        let mut ext = at_limit.to_vec();
+        ext.push(0);
+        let extended = Bytes::from(ext);
+        let (short_lo, short_hi) = (Bytes::from_static(b"a"), Bytes::from_static(b"z"));
+        let long_lo = Bytes::from(vec![b'b'; INLINE_KEY_MAX + 10]);
+
+        let (a, b) = (MemKey::from(at_limit.clone()), MemKey::from(extended.clone()));
+        assert!(matches!(a, MemKey::Inline { .. }) && matches!(b, MemKey::Heap(_)));
+        assert_eq!((a.cmp(&b), b.cmp(&a)), (Ordering::Less, Ordering::Greater));
+        assert_ne!(a, b);
+        assert_eq!(MemKey::from(short_hi.clone()).cmp(&b), Ordering::Greater);
+        assert_eq!(
+            MemKey::from(short_lo.clone()).cmp(&MemKey::from(long_lo.clone())),
+            Ordering::Less
+        );
+        // The same bytes in either form are equal (the form is never chosen otherwise, but the
+        // order must not depend on it).
+        let forced = MemKey::Heap(at_limit.to_vec().into_boxed_slice());
+        assert_eq!(forced.cmp(&a), Ordering::Equal);
+        assert_eq!(forced, a);
+
+        let mut m = Memtable::default();
+        for (seq, k) in
+            [&extended, &short_hi, &long_lo, &at_limit, &short_lo].into_iter().enumerate()
+        {
+            m.insert(k.clone(), seq as SeqNo + 1, put("v"));
+        }
+        let users: Vec<_> = collect(&m, None).into_iter().map(|(u, _, _)| u).collect();
+        assert_eq!(users, vec![short_lo, long_lo, at_limit.clone(), extended.clone(), short_hi]);
+        // A scan from the shorter key includes its extension; from the extension, not the key.
+        assert_eq!(collect(&m, Some(&at_limit))[1].0, extended);
+        assert_eq!(collect(&m, Some(&extended))[0].0, extended);
+        assert_eq!(format!("{a:?}"), format!("{at_limit:?}"));
+    }
+
     proptest::proptest! {
         /// Against the previous layout (one map entry per (user, seq), newest first): the same
         /// point reads at every snapshot and the same iteration from every start.
@@ -371,9 +559,11 @@ mod tests {
             probes in proptest::collection::vec((0u8..13, 0u64..90), 0..40),
         ) {
             use std::cmp::Reverse;
-            // Keys of different lengths sharing prefixes, so that byte order is exercised.
+            // Keys of different lengths sharing prefixes, so that byte order is exercised, short
+            // ones and ones on either side of the inline limit (`MemKey`'s two forms).
             let key = |k: u8| {
-                let mut v = vec![b'k'; usize::from(k % 4)];
+                let pad = [0, 1, 2, 3, INLINE_KEY_MAX - 2, INLINE_KEY_MAX - 1, INLINE_KEY_MAX, 40];
+                let mut v = vec![b'k'; pad[usize::from(k % 8)]];
                 v.push(k);
                 Bytes::from(v)
             };
