@@ -162,15 +162,20 @@ impl Connection {
                 executed += 1;
                 // A data command on keys no earlier in-flight command touches runs concurrently;
                 // anything else waits for those before it, so each key sees commands in order.
-                let keys = data_command_keys(&args);
+                // The command's name, upper-cased once per request (it was three allocations).
+                let command = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
+                let keys = data_command_keys(&command, &args);
                 match keys {
                     Some(keys)
                         if self.authenticated
                             && keys.iter().all(|key| !in_flight_keys.contains(key)) =>
                     {
                         in_flight_keys.extend(keys);
-                        in_flight
-                            .push_back(self.ops.clone().dispatch_timed(args, self.metrics.clone()));
+                        in_flight.push_back(self.ops.clone().dispatch_timed(
+                            command,
+                            args,
+                            self.metrics.clone(),
+                        ));
                     }
                     _ => {
                         drain(&mut in_flight, &mut in_flight_keys, self.protocol, &mut out).await;
@@ -222,7 +227,7 @@ impl Connection {
             "CLIENT" => self.client(&args),
             "COMMAND" => Reply::Array(Vec::new()),
             "INFO" => self.ops.info().await,
-            _ if data_command_keys(&args).is_some() || is_data_command(&command) => {
+            _ if data_command_keys(&command, &args).is_some() || is_data_command(&command) => {
                 return (self.ops.clone().dispatch(&command, &args).await, Flow::Continue);
             }
             "RK.CONSISTENCY" => self.set_consistency(&args),
@@ -379,20 +384,23 @@ impl Connection {
 
 impl Ops {
     /// Runs a data command and records its latency.
-    fn dispatch_timed(self, args: Vec<Bytes>, metrics: Arc<Metrics>) -> ReplyFuture {
+    fn dispatch_timed(
+        self,
+        command: String,
+        args: Vec<Bytes>,
+        metrics: Arc<Metrics>,
+    ) -> ReplyFuture {
         Box::pin(async move {
             let started = WallInstant::now();
-            let command = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
             let reads = matches!(
                 command.as_str(),
                 "GET" | "MGET" | "EXISTS" | "TTL" | "PTTL" | "RK.GETALL"
             );
             let consistency = if reads { self.read_consistency } else { self.write_consistency };
             let reply = self.dispatch(&command, &args).await;
-            let level = format!("{consistency:?}").to_ascii_uppercase();
             metrics.observe_request(
                 &command,
-                &level,
+                consistency_label(consistency),
                 !matches!(reply, Reply::Error(_)),
                 started.elapsed().as_micros() as u64,
             );
@@ -805,16 +813,28 @@ fn is_data_command(command: &str) -> bool {
 
 /// The keys a well-formed data command touches, or `None` for any other command (which then
 /// runs alone, in order).
-fn data_command_keys(args: &[Bytes]) -> Option<Vec<Bytes>> {
-    let command = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
-    if !is_data_command(&command) || args.len() < 2 {
+fn data_command_keys(command: &str, args: &[Bytes]) -> Option<Vec<Bytes>> {
+    if !is_data_command(command) || args.len() < 2 {
         return None;
     }
-    Some(match command.as_str() {
+    Some(match command {
         "DEL" | "UNLINK" | "EXISTS" | "MGET" => args[1..].to_vec(),
         "MSET" => args[1..].iter().step_by(2).cloned().collect(),
         _ => vec![args[1].clone()],
     })
+}
+
+/// The metrics label of a consistency level (upper case, as clients write it).
+fn consistency_label(consistency: Consistency) -> &'static str {
+    match consistency {
+        Consistency::One => "ONE",
+        Consistency::Two => "TWO",
+        Consistency::Three => "THREE",
+        Consistency::Quorum => "QUORUM",
+        Consistency::All => "ALL",
+        // A level added to core later is counted apart until it gets a label.
+        _ => "OTHER",
+    }
 }
 
 /// Waits for every in-flight command and appends their replies in order.
