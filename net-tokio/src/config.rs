@@ -100,10 +100,22 @@ pub struct NodeFileConfig {
     /// The node answers nothing while a scrub runs.
     #[serde(default = "default_scrub_interval_s")]
     pub scrub_interval_s: u64,
+    /// Bytes of writes a memtable holds before it is frozen and flushed to a table (at least
+    /// 4 KiB). Memory per node is about four times this (frozen memtables wait for their flush)
+    /// plus the block cache.
+    #[serde(default = "default_memtable_bytes_max")]
+    pub memtable_bytes_max: usize,
     /// Log filter, as `RUST_LOG` takes it (`info`, `ringkv_net=debug`).
     #[serde(default = "default_log_level")]
     pub log_level: String,
 }
+
+fn default_memtable_bytes_max() -> usize {
+    16 << 20
+}
+
+/// Smallest memtable accepted: smaller ones flush a table every few writes.
+const MEMTABLE_BYTES_MIN: usize = 4 << 10;
 
 fn default_durability() -> Durability {
     Durability::Fsync
@@ -243,6 +255,12 @@ impl NodeFileConfig {
                 "Interval needs a positive number of milliseconds".into(),
             );
         }
+        if self.memtable_bytes_max < MEMTABLE_BYTES_MIN {
+            return invalid(
+                "memtable_bytes_max",
+                format!("{} bytes; use at least {MEMTABLE_BYTES_MIN}", self.memtable_bytes_max),
+            );
+        }
         if self.vnodes == 0 {
             return invalid("vnodes", "must be at least 1".into());
         }
@@ -295,6 +313,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(zero.starts_with("field `durability`"), "{zero}");
+        assert_eq!(config.memtable_bytes_max, 16 << 20);
+        let tiny = NodeFileConfig::parse(
+            &GOOD.replace("durability: Interval(20),", "memtable_bytes_max: 100,"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(tiny.starts_with("field `memtable_bytes_max`"), "{tiny}");
     }
 
     #[test]

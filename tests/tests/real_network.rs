@@ -417,3 +417,31 @@ async fn interval_durability_acknowledges_before_sync_and_a_clean_restart_keeps_
     }
     shutdown(nodes).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_that_fill_many_memtables_are_flushed_and_all_read_back() {
+    // Memtables of 32 KiB, so a few thousand writes freeze and flush several: finishing a
+    // flush syncs the manifest under `block_in_place` on the node's task.
+    let data = tempfile::tempdir().unwrap();
+    let mut configs = cluster_configs(3, data.path());
+    for config in &mut configs {
+        config.memtable_bytes_max = 32 << 10;
+    }
+    let (nodes, mut connection) = running(&configs).await;
+    let value = "v".repeat(200);
+    for index in 0..1500 {
+        let () = connection.set(format!("key-{index}"), &value).await.unwrap();
+    }
+    for node in &nodes {
+        let status = node.handle.status().await.unwrap();
+        let flushes =
+            status.storage.iter().find(|(name, _)| *name == "storage_flushes_total").unwrap().1;
+        assert!(flushes >= 3, "node {} flushed {flushes} memtables", node.id);
+    }
+    let mut reader = connect(nodes[2].client_addr).await;
+    for index in 0..1500 {
+        let read: Option<String> = reader.get(format!("key-{index}")).await.unwrap();
+        assert_eq!(read.as_deref(), Some(value.as_str()), "key-{index}");
+    }
+    shutdown(nodes).await;
+}
