@@ -1939,7 +1939,9 @@ impl<S: Storage> Node<S> {
         }
         let object = read_object(&mut self.storage, key)?;
         if let Some(object) = &object {
-            self.objects.insert(key, object.clone());
+            if self.objects.admit(key) {
+                self.objects.insert(key, object.clone());
+            }
         }
         Ok(object)
     }
@@ -2251,9 +2253,15 @@ fn recover_epoch<S: Storage>(
 /// keys paid a cache miss per comparison (about 5% of a node's CPU at 100,000 keys). The
 /// hasher's keys come from the node's seed, so clients cannot aim keys at one bucket, and the
 /// simulator stays deterministic (nothing iterates the map).
+///
+/// A read that misses caches its key only on its second miss (a doorkeeper, as in TinyLFU): a
+/// stream of keys read once each, like random reads over a keyspace larger than the cache, would
+/// otherwise pay a copy and an insert per read and evict the keys that are read often.
 #[derive(Debug)]
 struct ObjectCache {
     objects: hashbrown::HashMap<Bytes, Versioned, ahash::RandomState>,
+    /// The hash of the key that last missed in each slot.
+    missed: Vec<u64>,
 }
 
 impl ObjectCache {
@@ -2264,7 +2272,25 @@ impl ObjectCache {
             child_seed(seed, b"cache-2"),
             child_seed(seed, b"cache-3"),
         );
-        ObjectCache { objects: hashbrown::HashMap::with_hasher(hasher) }
+        ObjectCache {
+            objects: hashbrown::HashMap::with_hasher(hasher),
+            missed: vec![0; Self::MISSED_SLOTS],
+        }
+    }
+
+    /// Slots of the doorkeeper.
+    const MISSED_SLOTS: usize = 4096;
+
+    /// Whether a key read from storage is to be cached: yes if it missed recently, else it is
+    /// remembered as missed.
+    fn admit(&mut self, key: &[u8]) -> bool {
+        let hash = self.objects.hasher().hash_one(key);
+        let slot = &mut self.missed[(hash % Self::MISSED_SLOTS as u64) as usize];
+        if *slot == hash {
+            return true;
+        }
+        *slot = hash;
+        false
     }
 
     /// Keys kept before the cache starts over. Clearing everything at once keeps it simple and
