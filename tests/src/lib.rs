@@ -1,5 +1,5 @@
 //! ringkv-tests: cross-crate tests live in `tests/tests/`; this library holds what they share:
-//! starting a local cluster of real nodes on loopback ports.
+//! starting a local cluster of real nodes on loopback ports and connecting a Redis client.
 #![forbid(unsafe_code)]
 
 use std::net::{SocketAddr, TcpListener};
@@ -36,4 +36,16 @@ pub fn cluster_configs(nodes: u32, data_root: &std::path::Path) -> Vec<NodeFileC
 /// Starts one node of a cluster on its data directory.
 pub async fn start_node(config: &NodeFileConfig) -> RunningNode {
     ringkv_net::start_on_disk(config).await.expect("node starts")
+}
+
+/// A Redis client connection to `address`, retried for up to 5 s while the node starts.
+pub async fn connect(address: SocketAddr) -> redis::aio::MultiplexedConnection {
+    let client = redis::Client::open(format!("redis://{address}/")).expect("valid url");
+    for _ in 0..50 {
+        if let Ok(connection) = client.get_multiplexed_async_connection().await {
+            return connection;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("cannot connect to {address}");
 }

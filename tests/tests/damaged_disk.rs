@@ -13,20 +13,9 @@ use ringkv_core::lsm::LsmStorage;
 use ringkv_net::config::NodeFileConfig;
 use ringkv_net::RunningNode;
 use ringkv_storage::{Engine, StdFs, Vfs};
-use ringkv_tests::{cluster_configs, start_node};
+use ringkv_tests::{cluster_configs, connect, start_node};
 
 const KEYS: usize = 200;
-
-async fn connect(address: std::net::SocketAddr) -> redis::aio::MultiplexedConnection {
-    let client = redis::Client::open(format!("redis://{address}/")).expect("valid url");
-    for _ in 0..50 {
-        if let Ok(connection) = client.get_multiplexed_async_connection().await {
-            return connection;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("cannot connect to {address}");
-}
 
 /// Starts every node, writes `KEYS` keys at ALL (so every replica holds all of them) and stops
 /// the cluster cleanly.

@@ -6,19 +6,8 @@
 use std::time::Duration;
 
 use redis::AsyncCommands;
-use ringkv_tests::{cluster_configs, start_node};
+use ringkv_tests::{cluster_configs, connect, start_node};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-async fn connect(address: std::net::SocketAddr) -> redis::aio::MultiplexedConnection {
-    let client = redis::Client::open(format!("redis://{address}/")).expect("valid url");
-    for _ in 0..50 {
-        if let Ok(connection) = client.get_multiplexed_async_connection().await {
-            return connection;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("cannot connect to {address}");
-}
 
 /// Starts every node of `configs` and returns them with a connection to the first, once the
 /// cluster accepts writes at ALL.
