@@ -34,8 +34,11 @@ use crate::gossip::{Gossip, GossipConfig, GossipMessage, MemberState, MemberStat
 use crate::hints::{decode_hint, encode_hint, hint_key, split_hint_key, Hint, Replays};
 use crate::hlc::HybridClock;
 use crate::message::{ClientRequest, ClientResponse, OpId, PeerMessage, RequestId};
-use crate::ring::{Ring, VNODES_PER_WEIGHT_DEFAULT};
-use crate::storage::{Space, Storage, WriteSeq, META_REBUILDING_KEY};
+use crate::ring::{token_intervals, Ring, Token, VNODES_PER_WEIGHT_DEFAULT};
+use crate::storage::{
+    data_key, data_scan_after, split_data_key, Space, Storage, WriteSeq, DATA_KEY_TOKEN_BYTES,
+    DATA_LAYOUT_TOKEN_ORDERED, META_DATA_LAYOUT_KEY, META_REBUILDING_KEY,
+};
 use crate::streaming::{Arc, ChunkSeq, StreamId, Streams};
 use crate::time::{Duration, Instant, WallTime};
 use crate::types::{Consistency, Key, KeyspaceConfig, Limits, NodeId, Value};
@@ -54,6 +57,8 @@ const ANTI_ENTROPY_SESSIONS_MAX: usize = 64;
 const STREAM_ARCS_MAX: usize = 65_536;
 /// Keys read per storage scan page.
 const SCAN_PAGE_KEYS: usize = 1_000;
+/// Stored objects a client SCAN step reads at most (live or not).
+const SCAN_EXAMINED_MAX: usize = 10_000;
 /// Most forwarded writes remembered for duplicate detection.
 const FORWARDS_REMEMBERED_MAX: usize = 100_000;
 const META_CLEAN_KEY: &[u8] = b"clean-shutdown";
@@ -385,6 +390,7 @@ impl<S: Storage> Node<S> {
     ) -> Result<Self, StorageError> {
         assert!(config.keyspace.replicas_n >= 1, "a keyspace needs at least one replica");
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        order_data_by_token(&mut storage)?;
         let (epoch, epoch_kept) = recover_epoch(&mut storage, &mut rng)?;
         let dots_issued_max = if epoch_kept {
             storage
@@ -1287,37 +1293,56 @@ impl<S: Storage> Node<S> {
         }
     }
 
-    /// Every key of a replica group on this node with its entry hash, in key order.
+    /// Every key of a replica group on this node with its entry hash, in key order. Only the
+    /// group's arcs are read.
     fn group_entries(&mut self, group: &Group) -> Result<Vec<(Bytes, u64)>, StorageError> {
-        let replicas_n = self.config.keyspace.replicas_n;
+        let intervals: Vec<(Token, Token)> = self
+            .ring
+            .ranges(self.config.keyspace.replicas_n)
+            .into_iter()
+            .filter(|range| {
+                let mut replicas = range.after.clone();
+                replicas.sort();
+                replicas == *group
+            })
+            .flat_map(|range| token_intervals(range.start_exclusive, range.end_inclusive))
+            .collect();
         let mut entries = Vec::new();
-        let mut after: Option<Bytes> = None;
-        loop {
-            let page = self.storage.scan(Space::Data, after.as_deref(), SCAN_PAGE_KEYS)?;
-            let full = page.len() == SCAN_PAGE_KEYS;
-            after = page.last().map(|(key, _)| key.clone());
-            for (key, bytes) in page {
-                if group_of(&self.ring, Ring::key_token(&key), replicas_n) == *group {
-                    let hash = entry_hash(&key, &bytes);
-                    entries.push((key, hash));
-                }
-            }
-            if !full {
-                return Ok(entries);
-            }
+        for (low, high) in intervals {
+            visit_data(&mut self.storage, low, high, |_, key, bytes| {
+                let hash = entry_hash(&key, &bytes);
+                entries.push((key, hash));
+                true
+            })?;
         }
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Ok(entries)
     }
 
-    /// Starts a scan step: the interval from the cursor to the end of its arc, answered by the
-    /// first replica of that arc believed up.
+    /// Starts a scan step from the cursor over the run of arcs that one replica holds: this node
+    /// when it holds the cursor's arc and serves reads (no hop), else the first other replica
+    /// believed up.
     fn start_scan(&mut self, now: Instant, cursor: u64, count: usize, reply_to: ReplyTo) {
+        let replicas_n = self.config.keyspace.replicas_n;
         let low = if cursor == 0 { 0 } else { cursor.saturating_add(1) };
-        let high = self.ring.arc_end_from(low).unwrap_or(u64::MAX);
-        let replicas = self.ring.preference_list_for_token(low, self.config.keyspace.replicas_n);
-        let Some(replica) = replicas.iter().copied().find(|node| !self.is_down(*node)) else {
+        let replicas = self.ring.preference_list_for_token(low, replicas_n);
+        let replica = if replicas.contains(&self.id) && self.refill.is_none() {
+            Some(self.id)
+        } else {
+            replicas.iter().copied().find(|node| *node != self.id && !self.is_down(*node))
+        };
+        let Some(replica) = replica else {
             let error = ClientError::Unavailable { required: 1, alive: 0 };
             return self.deliver(now, reply_to, Outcome::Failed(error));
         };
+        // Extend the step over the following arcs the same replica holds, so that a page fills up
+        // to `count` keys instead of ending at every arc boundary.
+        let mut high = self.ring.arc_end_from(low).unwrap_or(u64::MAX);
+        while high < u64::MAX
+            && self.ring.preference_list_for_token(high + 1, replicas_n).contains(&replica)
+        {
+            high = self.ring.arc_end_from(high + 1).unwrap_or(u64::MAX);
+        }
         if replica == self.id {
             let result = self.scan_tokens(low, high, count);
             return self.deliver(now, reply_to, Outcome::Forwarded(result));
@@ -1326,47 +1351,40 @@ impl<S: Storage> Node<S> {
         self.send(replica, PeerMessage::ScanRequest { forward, low, high, count });
     }
 
-    /// This node's live keys with tokens in `[low, high]`, by token, at most `count`, and the
-    /// cursor that continues after them.
+    /// This node's live keys with tokens in `[low, high]`, in token order, at most `count`, and
+    /// the cursor that continues after them (0 when the ring is done). At most
+    /// [`SCAN_EXAMINED_MAX`] stored objects are read per step, so that a stretch of tombstones
+    /// cannot hold the node for long: the page then comes back short with a cursor to go on from.
     fn scan_tokens(
         &mut self,
         low: u64,
         high: u64,
         count: usize,
     ) -> Result<ClientResponse, ClientError> {
-        let mut found: Vec<(u64, Bytes)> = Vec::new();
-        let mut after: Option<Bytes> = None;
-        loop {
-            let page = self.storage.scan(Space::Data, after.as_deref(), SCAN_PAGE_KEYS)?;
-            let full = page.len() == SCAN_PAGE_KEYS;
-            after = page.last().map(|(key, _)| key.clone());
-            for (key, bytes) in page {
-                let token = Ring::key_token(&key);
-                if token < low || token > high {
-                    continue;
-                }
-                if decode_object(&bytes)
-                    .is_ok_and(|object| !object.live_values(self.wall).is_empty())
-                {
-                    found.push((token, key));
-                }
+        let count = count.max(1);
+        let wall = self.wall;
+        let mut keys: Vec<Bytes> = Vec::new();
+        let mut examined = 0usize;
+        let mut last_token = None;
+        let mut stopped = false;
+        visit_data(&mut self.storage, low, high, |token, key, bytes| {
+            if keys.len() == count || examined == SCAN_EXAMINED_MAX {
+                stopped = true;
+                return false;
             }
-            if !full {
-                break;
+            examined += 1;
+            last_token = Some(token);
+            if decode_object(&bytes).is_ok_and(|object| !object.live_values(wall).is_empty()) {
+                keys.push(key);
             }
-        }
-        found.sort();
-        let more = found.len() > count;
-        found.truncate(count.max(1));
-        let cursor = match (more, found.last()) {
-            (true, Some((token, _))) => *token,
+            true
+        })?;
+        let cursor = match last_token {
+            Some(token) if stopped => token,
             _ if high == u64::MAX => 0,
             _ => high,
         };
-        Ok(ClientResponse::Scanned {
-            keys: found.into_iter().map(|(_, key)| key).collect(),
-            cursor,
-        })
+        Ok(ClientResponse::Scanned { keys, cursor })
     }
 
     /// This node's membership status.
@@ -1663,10 +1681,11 @@ impl<S: Storage> Node<S> {
         let exhausted = page.len() < SCAN_PAGE_KEYS;
         let mut objects = Vec::new();
         let mut last_seen = None;
-        for (key, bytes) in page {
-            last_seen = Some(key.clone());
-            if arcs.iter().any(|arc| arc.contains(Ring::key_token(&key))) {
-                objects.push((key, decode_object(&bytes)?));
+        for (stored, bytes) in page {
+            last_seen = Some(stored.clone());
+            let Some((token, _)) = split_data_key(&stored) else { continue };
+            if arcs.iter().any(|arc| arc.contains(token)) {
+                objects.push((stored.slice(DATA_KEY_TOKEN_BYTES..), decode_object(&bytes)?));
                 if objects.len() == self.config.stream_chunk_keys_max {
                     return Ok((objects, last_seen));
                 }
@@ -2125,12 +2144,13 @@ impl<S: Storage> Node<S> {
         } else {
             entries.last().map(|(key, _)| key.clone())
         };
-        for (key, bytes) in entries {
+        for (stored, bytes) in entries {
+            let Some((_, key)) = split_data_key(&stored) else { continue };
             let purgeable = decode_object(&bytes).is_ok_and(|object| {
-                object.is_purgeable(self.wall, grace_ms) && self.repaired_since_death(&key, &object)
+                object.is_purgeable(self.wall, grace_ms) && self.repaired_since_death(key, &object)
             });
-            self.objects.forget(&key);
-            if purgeable && self.storage.write(Space::Data, key, None).is_ok() {
+            self.objects.forget(key);
+            if purgeable && self.storage.write(Space::Data, stored, None).is_ok() {
                 self.counters.tombstones_purged += 1;
             }
         }
@@ -2328,7 +2348,76 @@ impl ObjectCache {
 }
 
 fn read_object<S: Storage>(storage: &mut S, key: &[u8]) -> Result<Option<Versioned>, StorageError> {
-    storage.get(Space::Data, key)?.map(|bytes| decode_object(&bytes)).transpose()
+    storage.get(Space::Data, &data_key(key))?.map(|bytes| decode_object(&bytes)).transpose()
+}
+
+/// Reads the stored objects with tokens in `[low, high]` in token order, handing each to
+/// `visit` as (token, key, encoded object) until it returns false. Pages start small and grow,
+/// so that a short range does not read far past its end.
+fn visit_data<S: Storage>(
+    storage: &mut S,
+    low: Token,
+    high: Token,
+    mut visit: impl FnMut(Token, Bytes, Bytes) -> bool,
+) -> Result<(), StorageError> {
+    let mut after = data_scan_after(low);
+    let mut page_keys = 16;
+    loop {
+        let page = storage.scan(Space::Data, after.as_deref(), page_keys)?;
+        let full = page.len() == page_keys;
+        after = page.last().map(|(stored, _)| stored.clone());
+        for (stored, bytes) in page {
+            let Some((token, _)) = split_data_key(&stored) else {
+                return Err(StorageError(format!("malformed data key of {} bytes", stored.len())));
+            };
+            if token > high || !visit(token, stored.slice(DATA_KEY_TOKEN_BYTES..), bytes) {
+                return Ok(());
+            }
+        }
+        if !full {
+            return Ok(());
+        }
+        page_keys = (page_keys * 2).min(SCAN_PAGE_KEYS);
+    }
+}
+
+/// Moves data stored by a build that kept [`Space::Data`] in key order under token-ordered keys
+/// ([`data_key`]), then records the layout; nothing to do once it is recorded. Idempotent if
+/// interrupted: a key that already carries its own token is left alone, and the layout is
+/// recorded after every move in the write order, so it survives a crash only if they do.
+fn order_data_by_token<S: Storage>(storage: &mut S) -> Result<(), StorageError> {
+    match storage.get(Space::Meta, META_DATA_LAYOUT_KEY)? {
+        Some(layout) if layout == DATA_LAYOUT_TOKEN_ORDERED => return Ok(()),
+        Some(layout) => {
+            return Err(StorageError(format!(
+                "unknown data layout {:?} (written by a newer ringkv?)",
+                String::from_utf8_lossy(&layout)
+            )))
+        }
+        None => {}
+    }
+    let mut after: Option<Bytes> = None;
+    loop {
+        let page = storage.scan(Space::Data, after.as_deref(), SCAN_PAGE_KEYS)?;
+        let full = page.len() == SCAN_PAGE_KEYS;
+        after = page.last().map(|(key, _)| key.clone());
+        for (key, value) in page {
+            if split_data_key(&key).is_some() {
+                continue;
+            }
+            storage.write(Space::Data, data_key(&key), Some(value))?;
+            storage.write(Space::Data, key, None)?;
+        }
+        if !full {
+            break;
+        }
+    }
+    storage.write(
+        Space::Meta,
+        Bytes::from_static(META_DATA_LAYOUT_KEY),
+        Some(Bytes::from_static(DATA_LAYOUT_TOKEN_ORDERED)),
+    )?;
+    Ok(())
 }
 
 fn write_object<S: Storage>(
@@ -2343,11 +2432,94 @@ fn write_object<S: Storage>(
     let capacity = 8 + values_bytes + 48 * object.siblings.len() + 24 * object.clock.len();
     let bytes = postcard::to_extend(object, Vec::with_capacity(capacity))
         .map_err(|error| StorageError(format!("encode: {error}")))?;
-    storage.write(Space::Data, Bytes::copy_from_slice(key), Some(Bytes::from(bytes)))
+    storage.write(Space::Data, data_key(key), Some(Bytes::from(bytes)))
 }
 
 fn decode_object(bytes: &[u8]) -> Result<Versioned, StorageError> {
     let object: Versioned = postcard::from_bytes(bytes)
         .map_err(|error| StorageError(format!("corrupt stored object: {error}")))?;
     Ok(object)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::MemStorage;
+
+    fn stored_data(storage: &mut MemStorage) -> Vec<(Bytes, Bytes)> {
+        storage.scan(Space::Data, None, usize::MAX).expect("memory does not fail")
+    }
+
+    #[test]
+    fn data_stored_by_key_is_moved_under_token_ordered_keys_once_and_nothing_is_lost() {
+        let mut storage = MemStorage::new();
+        // 2,500 keys in the old layout (more than a scan page), and one already moved, as after
+        // an interrupted move.
+        let old: Vec<(Bytes, Bytes)> = (0..2_500)
+            .map(|i| (Bytes::from(format!("key{i:05}")), Bytes::from(format!("value{i}"))))
+            .collect();
+        for (key, value) in &old {
+            storage.write(Space::Data, key.clone(), Some(value.clone())).unwrap();
+        }
+        storage.write(Space::Data, data_key(b"moved"), Some(Bytes::from_static(b"m"))).unwrap();
+
+        order_data_by_token(&mut storage).unwrap();
+
+        let mut expected: Vec<(Bytes, Bytes)> =
+            old.iter().map(|(key, value)| (data_key(key), value.clone())).collect();
+        expected.push((data_key(b"moved"), Bytes::from_static(b"m")));
+        expected.sort();
+        let stored = stored_data(&mut storage);
+        assert_eq!(stored, expected);
+        let tokens: Vec<Token> =
+            stored.iter().map(|(key, _)| split_data_key(key).expect("token-ordered").0).collect();
+        assert!(tokens.windows(2).all(|pair| pair[0] <= pair[1]), "not in token order");
+        assert_eq!(
+            storage.get(Space::Meta, META_DATA_LAYOUT_KEY).unwrap().as_deref(),
+            Some(DATA_LAYOUT_TOKEN_ORDERED)
+        );
+
+        // Once recorded, the layout is trusted: a key that looks old is left as it is.
+        storage.write(Space::Data, Bytes::from_static(b"late"), Some(Bytes::new())).unwrap();
+        order_data_by_token(&mut storage).unwrap();
+        assert_eq!(stored_data(&mut storage).len(), expected.len() + 1);
+    }
+
+    #[test]
+    fn an_unknown_data_layout_is_refused_and_the_data_left_alone() {
+        let mut storage = MemStorage::new();
+        storage.write(Space::Data, Bytes::from_static(b"a"), Some(Bytes::new())).unwrap();
+        let layout = Some(Bytes::from_static(b"from-the-future"));
+        storage.write(Space::Meta, Bytes::from_static(META_DATA_LAYOUT_KEY), layout).unwrap();
+        let error = order_data_by_token(&mut storage).unwrap_err();
+        assert!(error.0.contains("unknown data layout \"from-the-future\""), "{error}");
+        assert_eq!(stored_data(&mut storage), vec![(Bytes::from_static(b"a"), Bytes::new())]);
+    }
+
+    #[test]
+    fn visiting_a_token_range_reads_its_keys_in_token_order_and_stops_at_its_end() {
+        let mut storage = MemStorage::new();
+        let mut tokens: Vec<(Token, Bytes)> = (0..200)
+            .map(|i| {
+                let key = Bytes::from(format!("k{i}"));
+                (Ring::key_token(&key), key)
+            })
+            .collect();
+        for (_, key) in &tokens {
+            storage.write(Space::Data, data_key(key), Some(key.clone())).unwrap();
+        }
+        tokens.sort();
+        let (low, high) = (tokens[50].0, tokens[149].0);
+        let mut visited = Vec::new();
+        visit_data(&mut storage, low, high, |token, key, value| {
+            assert_eq!(key, value, "the key comes back without its token");
+            visited.push((token, key));
+            true
+        })
+        .unwrap();
+        assert_eq!(visited, tokens[50..150].to_vec());
+        // A wrapping arc is two intervals, in token order.
+        let wrapped = token_intervals(tokens[190].0, tokens[9].0);
+        assert_eq!(wrapped, vec![(0, tokens[9].0), (tokens[190].0 + 1, Token::MAX)]);
+    }
 }

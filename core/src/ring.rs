@@ -232,6 +232,20 @@ fn arcs(boundaries: &[Token]) -> impl Iterator<Item = (Token, Token)> + '_ {
     })
 }
 
+/// The tokens of the arc `(start_exclusive, end_inclusive]` as inclusive intervals in token
+/// order: one, or two when the arc wraps past the top of the ring (a start equal to the end is
+/// the whole circle).
+pub fn token_intervals(start_exclusive: Token, end_inclusive: Token) -> Vec<(Token, Token)> {
+    if start_exclusive < end_inclusive {
+        return vec![(start_exclusive + 1, end_inclusive)];
+    }
+    let mut intervals = vec![(0, end_inclusive)];
+    if start_exclusive < Token::MAX {
+        intervals.push((start_exclusive + 1, Token::MAX));
+    }
+    intervals
+}
+
 fn arc_contains(start_exclusive: Token, end_inclusive: Token, token: Token) -> bool {
     if start_exclusive < end_inclusive {
         token > start_exclusive && token <= end_inclusive

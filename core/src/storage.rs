@@ -19,11 +19,15 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 
 use crate::error::StorageError;
+use crate::ring::{Ring, Token};
 
 /// The keyspaces a node keeps apart in its storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Space {
-    /// Client data: key to encoded [`crate::version::Versioned`].
+    /// Client data: [`data_key`] (the key's ring token, then the key) to encoded
+    /// [`crate::version::Versioned`]. Data is kept in token order so that a token range (a
+    /// client SCAN page, an anti-entropy group, a stream) is read by seeking to its start
+    /// instead of filtering every key the node holds.
     Data,
     /// Hints held for unreachable replicas.
     Hints,
@@ -40,6 +44,43 @@ impl Space {
 /// anti-entropy has refilled it: while it is present the node answers no reads, so a blank
 /// replica never breaks the overlap of read and write quorums.
 pub const META_REBUILDING_KEY: &[u8] = b"rebuilding";
+
+/// Meta key recording how [`Space::Data`] keys are laid out; its value is
+/// [`DATA_LAYOUT_TOKEN_ORDERED`] once every key is stored under its [`data_key`].
+pub const META_DATA_LAYOUT_KEY: &[u8] = b"data-layout";
+
+/// The value of [`META_DATA_LAYOUT_KEY`] for token-ordered data keys.
+pub const DATA_LAYOUT_TOKEN_ORDERED: &[u8] = b"token-ordered";
+
+/// Bytes of the token in front of every stored data key.
+pub const DATA_KEY_TOKEN_BYTES: usize = 8;
+
+/// The key a client key is stored under in [`Space::Data`]: its ring token, big-endian so that
+/// byte order is token order, then the key itself.
+pub fn data_key(key: &[u8]) -> Bytes {
+    let mut stored = Vec::with_capacity(DATA_KEY_TOKEN_BYTES + key.len());
+    stored.extend_from_slice(&Ring::key_token(key).to_be_bytes());
+    stored.extend_from_slice(key);
+    Bytes::from(stored)
+}
+
+/// The token and client key of a stored data key; `None` if it is not one (too short, or the
+/// token is not the key's).
+pub fn split_data_key(stored: &[u8]) -> Option<(Token, &[u8])> {
+    if stored.len() <= DATA_KEY_TOKEN_BYTES {
+        return None;
+    }
+    let (token, key) = stored.split_at(DATA_KEY_TOKEN_BYTES);
+    let token = Token::from_be_bytes(token.try_into().ok()?);
+    (Ring::key_token(key) == token).then_some((token, key))
+}
+
+/// The `after` position for [`Storage::scan`] of [`Space::Data`] that starts at the first key
+/// with a token of at least `token`: stored keys are longer than their token, and client keys
+/// are never empty, so the bare token sorts before every key that carries it.
+pub fn data_scan_after(token: Token) -> Option<Bytes> {
+    (token > 0).then(|| Bytes::copy_from_slice(&token.to_be_bytes()))
+}
 
 /// Position of a write in the storage's write order; higher is later.
 pub type WriteSeq = u64;

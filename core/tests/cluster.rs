@@ -970,3 +970,29 @@ fn a_full_scan_lists_every_live_key_once_across_arcs_and_skips_deleted_ones() {
     let too_many = ClientRequest::Scan { cursor: 0, count: 5_000 };
     assert!(matches!(cluster.call(NodeId(1), too_many), Err(ClientError::BatchTooLarge { .. })));
 }
+
+#[test]
+fn a_scan_on_a_node_that_holds_every_key_fills_each_page() {
+    let mut cluster = Cluster::new(config(3));
+    for key in keys(300) {
+        assert!(cluster.call(NodeId(1), put(&key, "v", None, Consistency::All)).is_ok());
+    }
+    let (mut cursor, mut pages) = (0, Vec::new());
+    loop {
+        let reply = cluster.call(NodeId(3), ClientRequest::Scan { cursor, count: 17 });
+        let Ok(ClientResponse::Scanned { keys, cursor: next }) = reply else { panic!("{reply:?}") };
+        pages.push(keys);
+        assert!(pages.len() <= 18, "more pages than 300 keys need at 17 a page");
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
+    assert_eq!(sizes, [vec![17; 17], vec![300 - 17 * 17]].concat());
+    let mut listed: Vec<Bytes> = pages.into_iter().flatten().collect();
+    listed.sort();
+    let mut expected: Vec<Bytes> = keys(300).into_iter().map(Bytes::from).collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+}

@@ -500,7 +500,7 @@ impl Ops {
         )
     }
 
-    /// `SCAN cursor [MATCH pattern] [COUNT n] [TYPE type]`: one arc of the ring per call; MATCH
+    /// `SCAN cursor [MATCH pattern] [COUNT n] [TYPE type]`: a run of arcs per call; MATCH
     /// filters the keys found (so a call may return none while the cursor moves on), as in Redis.
     async fn scan(&self, args: &[Bytes]) -> Reply {
         let Some(cursor) =
