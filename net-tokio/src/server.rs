@@ -152,7 +152,9 @@ impl Connection {
                         self.metrics.protocol_errors.inc();
                         drain(&mut in_flight, &mut in_flight_keys, self.protocol, &mut out).await;
                         Reply::Error(format!("ERR {error}")).encode(self.protocol, &mut out);
-                        let _ = stream.write_all(&out).await;
+                        if stream.write_all(&out).await.is_ok() {
+                            close_after_error(stream).await;
+                        }
                         return;
                     }
                 };
@@ -835,6 +837,25 @@ fn consistency_label(consistency: Consistency) -> &'static str {
         // A level added to core later is counted apart until it gets a label.
         _ => "OTHER",
     }
+}
+
+/// How long a connection closed for a protocol error keeps reading what the client still sends.
+const ERROR_LINGER: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Closes a connection after the error reply to a protocol error without resetting it. The
+/// client may still be sending the rest of the command (an oversized value), and closing a socket
+/// with unread input makes the kernel answer with a reset, which can discard the reply before the
+/// client reads it ("connection reset by peer" instead of the reason). So the write half is shut
+/// and the input read and dropped until the client closes, or for [`ERROR_LINGER`] at most.
+async fn close_after_error(mut stream: TcpStream) {
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let mut discard = vec![0u8; 64 * 1024];
+    let _ = tokio::time::timeout(ERROR_LINGER, async {
+        while matches!(stream.read(&mut discard).await, Ok(read) if read > 0) {}
+    })
+    .await;
 }
 
 /// Waits for every in-flight command and appends their replies in order.

@@ -164,6 +164,12 @@ async fn malformed_resp_oversized_values_and_garbage_peer_frames_crash_nothing()
     let oversized: redis::RedisResult<()> = connection.set("big", vec![b'x'; 1025]).await;
     let error = oversized.unwrap_err().to_string();
     assert!(error.contains("value too large") || error.contains("bulk length"), "{error}");
+    // Far over the limit (more than the socket buffers hold): the client is still sending when
+    // the server refuses it, and must read the refusal rather than a connection reset.
+    let mut huge_sender = connect(nodes[0].client_addr).await;
+    let huge: redis::RedisResult<()> = huge_sender.set("huge", vec![b'x'; 8 << 20]).await;
+    let error = huge.unwrap_err().to_string();
+    assert!(error.contains("invalid bulk length 8388608"), "{error}");
 
     let mut raw = tokio::net::TcpStream::connect(nodes[0].client_addr).await.unwrap();
     raw.write_all(b"*1\r\n$abc\r\n").await.unwrap();
