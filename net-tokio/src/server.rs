@@ -418,8 +418,19 @@ impl Ops {
             "ECHO" if args.len() == 2 => Reply::Bulk(args[1].clone()),
             "GET" if args.len() == 2 => self.get(args[1].clone()).await,
             "SET" if args.len() >= 3 => self.set(args).await,
+            "SETNX" if args.len() == 3 => self.set_if_absent(args).await,
+            "SETEX" | "PSETEX" if args.len() == 4 => self.set_expiring(args, command).await,
+            "GETSET" if args.len() == 3 => {
+                let options = SetOptions { return_old: true, ..SetOptions::default() };
+                match self.set_with(args[1].clone(), args[2].clone(), &options).await {
+                    Ok((_, old)) => old.map_or(Reply::Null, Reply::Bulk),
+                    Err(reply) => reply,
+                }
+            }
+            "GETDEL" if args.len() == 2 => self.get_delete(args[1].clone()).await,
+            "STRLEN" | "TYPE" if args.len() == 2 => self.describe(args[1].clone(), command).await,
             "DEL" | "UNLINK" if args.len() >= 2 => self.delete(&args[1..]).await,
-            "EXISTS" if args.len() >= 2 => self.exists(&args[1..]).await,
+            "EXISTS" | "TOUCH" if args.len() >= 2 => self.exists(&args[1..]).await,
             "MGET" if args.len() >= 2 => self.mget(&args[1..]).await,
             "MSET" if args.len() >= 3 && !args.len().is_multiple_of(2) => {
                 self.mset(&args[1..]).await
@@ -581,33 +592,100 @@ impl Ops {
             Ok(options) => options,
             Err(reply) => return reply,
         };
-        let key = args[1].clone();
-        let value = args[2].clone();
-        if options.only_if_absent || options.only_if_present {
-            let current = match self.read(key.clone(), self.read_consistency).await {
-                Ok(current) => current,
-                Err(reply) => return reply,
-            };
-            let exists = !current.values.is_empty();
-            if (options.only_if_absent && exists) || (options.only_if_present && !exists) {
-                return Reply::Null;
-            }
-            let request = ClientRequest::Put {
+        match self.set_with(args[1].clone(), args[2].clone(), &options).await {
+            Ok((_, old)) if options.return_old => old.map_or(Reply::Null, Reply::Bulk),
+            Ok((true, _)) => Reply::ok(),
+            Ok((false, _)) => Reply::Null,
+            Err(reply) => reply,
+        }
+    }
+
+    /// Writes `value` under `key` unless a NX/XX condition fails. Returns whether it wrote and
+    /// the value read before (always `None` without a condition or GET, which write without
+    /// reading). The read and the write are two steps: another client's write in between becomes
+    /// a sibling, it is not refused.
+    async fn set_with(
+        &self,
+        key: Bytes,
+        value: Bytes,
+        options: &SetOptions,
+    ) -> Result<(bool, Option<Bytes>), Reply> {
+        if !(options.only_if_absent || options.only_if_present || options.return_old) {
+            let request = ClientRequest::Set {
                 key,
                 value,
-                context: Some(current.context),
                 ttl: options.ttl,
                 consistency: self.write_consistency,
             };
-            return self.write(request).await.map_or_else(|reply| reply, |()| Reply::ok());
+            return self.write(request).await.map(|()| (true, None));
         }
-        let request = ClientRequest::Set {
+        let current = self.read(key.clone(), self.read_consistency).await?;
+        let old = current.values.last().cloned();
+        if (options.only_if_absent && old.is_some()) || (options.only_if_present && old.is_none()) {
+            return Ok((false, old));
+        }
+        let request = ClientRequest::Put {
             key,
             value,
+            context: Some(current.context),
             ttl: options.ttl,
             consistency: self.write_consistency,
         };
+        self.write(request).await.map(|()| (true, old))
+    }
+
+    /// `SETNX key value`: 1 if it was set, 0 if the key existed.
+    async fn set_if_absent(&self, args: &[Bytes]) -> Reply {
+        let options = SetOptions { only_if_absent: true, ..SetOptions::default() };
+        match self.set_with(args[1].clone(), args[2].clone(), &options).await {
+            Ok((written, _)) => Reply::Integer(i64::from(written)),
+            Err(reply) => reply,
+        }
+    }
+
+    /// `SETEX key seconds value` and `PSETEX key milliseconds value`.
+    async fn set_expiring(&self, args: &[Bytes], command: &str) -> Reply {
+        let Some(ttl) =
+            parse_i64(&args[2]).and_then(|amount| positive_ttl(amount, command == "SETEX"))
+        else {
+            let name = command.to_ascii_lowercase();
+            return Reply::err(format!("invalid expire time in '{name}' command"));
+        };
+        let request = ClientRequest::Set {
+            key: args[1].clone(),
+            value: args[3].clone(),
+            ttl: Some(ttl),
+            consistency: self.write_consistency,
+        };
         self.write(request).await.map_or_else(|reply| reply, |()| Reply::ok())
+    }
+
+    /// `GETDEL key`: the value, deleted (the delete carries the read's context).
+    async fn get_delete(&self, key: Bytes) -> Reply {
+        let current = match self.read(key.clone(), self.read_consistency).await {
+            Ok(current) => current,
+            Err(reply) => return reply,
+        };
+        let Some(value) = current.values.last().cloned() else { return Reply::Null };
+        let request = ClientRequest::Delete {
+            key,
+            context: Some(current.context),
+            consistency: self.write_consistency,
+        };
+        self.write(request).await.map_or_else(|reply| reply, |()| Reply::Bulk(value))
+    }
+
+    /// `STRLEN key` (0 when absent) and `TYPE key` (`string` or `none`).
+    async fn describe(&self, key: Bytes, command: &str) -> Reply {
+        let current = match self.read(key, self.read_consistency).await {
+            Ok(current) => current,
+            Err(reply) => return reply,
+        };
+        let value = current.values.last();
+        match command {
+            "STRLEN" => Reply::Integer(value.map_or(0, |value| value.len() as i64)),
+            _ => Reply::Simple(if value.is_some() { "string" } else { "none" }.into()),
+        }
     }
 
     async fn delete(&self, keys: &[Bytes]) -> Reply {
@@ -676,13 +754,17 @@ impl Ops {
         let Some(amount) = parse_i64(&args[2]) else {
             return Reply::err("value is not an integer or out of range");
         };
-        let ttl_ms = if millis { amount } else { amount.saturating_mul(1_000) };
+        let ttl = positive_ttl(amount, !millis);
+        if amount > 0 && ttl.is_none() {
+            let name = if millis { "pexpire" } else { "expire" };
+            return Reply::err(format!("invalid expire time in '{name}' command"));
+        }
         let current = match self.read(args[1].clone(), self.read_consistency).await {
             Ok(current) => current,
             Err(reply) => return reply,
         };
         let Some(value) = current.values.last().cloned() else { return Reply::Integer(0) };
-        if ttl_ms <= 0 {
+        if ttl.is_none() {
             let request = ClientRequest::Delete {
                 key: args[1].clone(),
                 context: Some(current.context),
@@ -690,7 +772,6 @@ impl Ops {
             };
             return self.write(request).await.map_or_else(|reply| reply, |()| Reply::Integer(1));
         }
-        let ttl = Some(Duration::from_millis(ttl_ms as u64));
         let request = ClientRequest::Put {
             key: args[1].clone(),
             value,
@@ -757,10 +838,11 @@ impl Ops {
         let mut rest = &args[4..];
         while let Some(first) = rest.first() {
             if first.eq_ignore_ascii_case(b"PX") && rest.len() >= 2 {
-                let Some(ms) = parse_i64(&rest[1]).filter(|ms| *ms > 0) else {
+                let Some(parsed) = parse_i64(&rest[1]).and_then(|ms| positive_ttl(ms, false))
+                else {
                     return Reply::err("invalid expire time in 'rk.put' command");
                 };
-                ttl = Some(Duration::from_millis(ms as u64));
+                ttl = Some(parsed);
                 rest = &rest[2..];
             } else {
                 consistency = match parse_consistency(first) {
@@ -808,6 +890,14 @@ fn is_data_command(command: &str) -> bool {
         command,
         "GET"
             | "SET"
+            | "SETNX"
+            | "SETEX"
+            | "PSETEX"
+            | "GETSET"
+            | "GETDEL"
+            | "STRLEN"
+            | "TYPE"
+            | "TOUCH"
             | "DEL"
             | "UNLINK"
             | "EXISTS"
@@ -831,7 +921,7 @@ fn data_command_keys(command: &str, args: &[Bytes]) -> Option<Vec<Bytes>> {
         return None;
     }
     Some(match command {
-        "DEL" | "UNLINK" | "EXISTS" | "MGET" => args[1..].to_vec(),
+        "DEL" | "UNLINK" | "EXISTS" | "TOUCH" | "MGET" => args[1..].to_vec(),
         "MSET" => args[1..].iter().step_by(2).cloned().collect(),
         _ => vec![args[1].clone()],
     })
@@ -882,34 +972,37 @@ async fn drain(
     keys.clear();
 }
 
+#[derive(Default)]
 struct SetOptions {
     ttl: Option<Duration>,
     only_if_absent: bool,
     only_if_present: bool,
+    /// `GET`: reply with the value before the write.
+    return_old: bool,
 }
 
 impl SetOptions {
     fn parse(options: &[Bytes]) -> Result<SetOptions, Reply> {
-        let mut parsed = SetOptions { ttl: None, only_if_absent: false, only_if_present: false };
+        let mut parsed = SetOptions::default();
         let mut index = 0;
         while index < options.len() {
             let option = String::from_utf8_lossy(&options[index]).to_ascii_uppercase();
             match option.as_str() {
                 "NX" => parsed.only_if_absent = true,
                 "XX" => parsed.only_if_present = true,
+                "GET" => parsed.return_old = true,
                 "EX" | "PX" => {
-                    let amount = options
+                    let ttl = options
                         .get(index + 1)
                         .and_then(|text| parse_i64(text))
-                        .filter(|amount| *amount > 0);
-                    let Some(amount) = amount else {
+                        .and_then(|amount| positive_ttl(amount, option == "EX"));
+                    let Some(ttl) = ttl else {
                         return Err(Reply::err("invalid expire time in 'set' command"));
                     };
-                    let ttl_ms = if option == "EX" { amount.saturating_mul(1_000) } else { amount };
                     if parsed.ttl.is_some() {
                         return Err(Reply::err("syntax error"));
                     }
-                    parsed.ttl = Some(Duration::from_millis(ttl_ms as u64));
+                    parsed.ttl = Some(ttl);
                     index += 1;
                 }
                 _ => return Err(Reply::err("syntax error")),
@@ -1047,6 +1140,18 @@ fn parse_i64(text: &[u8]) -> Option<i64> {
     std::str::from_utf8(text).ok()?.parse().ok()
 }
 
+/// The longest time to live accepted, in milliseconds: 400 years, so that the expiry time (the
+/// wall clock plus the TTL, in nanoseconds since 1970 in a `u64`) cannot overflow. Redis refuses
+/// an overflowing expiry the same way.
+const TTL_MS_MAX: i64 = 400 * 365 * 24 * 3_600 * 1_000;
+
+/// A positive time to live in seconds (`in_seconds`) or milliseconds, if within
+/// [`TTL_MS_MAX`].
+fn positive_ttl(amount: i64, in_seconds: bool) -> Option<Duration> {
+    let ms = if in_seconds { amount.checked_mul(1_000)? } else { amount };
+    (1..=TTL_MS_MAX).contains(&ms).then(|| Duration::from_millis(ms as u64))
+}
+
 fn parse_consistency(text: &[u8]) -> Result<Consistency, Reply> {
     String::from_utf8_lossy(text).parse::<Consistency>().map_err(Reply::err)
 }
@@ -1093,6 +1198,10 @@ mod tests {
         assert!(options(&["EX", "0"]).is_err());
         assert!(options(&["EX", "5", "PX", "5"]).is_err());
         assert!(options(&["BOGUS"]).is_err());
+        assert!(options(&["NX", "GET"]).ok().is_some_and(|parsed| parsed.return_old));
+        assert!(options(&["PX", &TTL_MS_MAX.to_string()]).is_ok());
+        assert!(options(&["PX", &(TTL_MS_MAX + 1).to_string()]).is_err());
+        assert!(options(&["EX", &(i64::MAX / 1_000 + 1).to_string()]).is_err());
     }
 
     fn glob(pattern: &[u8], text: &[u8]) -> bool {

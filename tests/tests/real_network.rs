@@ -152,6 +152,80 @@ async fn siblings_and_contexts_are_reachable_through_extension_commands() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_other_string_commands_clients_use_behave_as_in_redis() {
+    let data = tempfile::tempdir().unwrap();
+    let configs = cluster_configs(3, data.path());
+    let (nodes, mut first) = running(&configs).await;
+    let mut second = connect(nodes[1].client_addr).await;
+
+    let set: bool = first.set_nx("nx", "one").await.unwrap();
+    let again: bool = first.set_nx("nx", "two").await.unwrap();
+    assert!(set && !again, "SETNX set {set}, then {again}");
+    let value: Option<String> = second.get("nx").await.unwrap();
+    assert_eq!(value.as_deref(), Some("one"));
+
+    let () = first.set_ex("ex", "v", 100).await.unwrap();
+    let ttl: i64 = second.ttl("ex").await.unwrap();
+    assert!((99..=100).contains(&ttl), "SETEX left a TTL of {ttl}");
+    let () = first.pset_ex("pex", "v", 100_000).await.unwrap();
+    let pttl: i64 = second.pttl("pex").await.unwrap();
+    assert!((90_000..=100_000).contains(&pttl), "PSETEX left a PTTL of {pttl}");
+    let zero: redis::RedisResult<()> = first.set_ex("ex", "v", 0).await;
+    assert!(zero.unwrap_err().to_string().contains("invalid expire time in 'setex'"));
+
+    let old: Option<String> = first.getset("nx", "three").await.unwrap();
+    assert_eq!(old.as_deref(), Some("one"));
+    let old: Option<String> =
+        redis::cmd("SET").arg("nx").arg("four").arg("GET").query_async(&mut first).await.unwrap();
+    assert_eq!(old.as_deref(), Some("three"));
+    let kept: Option<String> = redis::cmd("SET")
+        .arg("nx")
+        .arg("five")
+        .arg("NX")
+        .arg("GET")
+        .query_async(&mut first)
+        .await
+        .unwrap();
+    assert_eq!(kept.as_deref(), Some("four"), "SET NX GET on an existing key returns it");
+    let length: i64 = second.strlen("nx").await.unwrap();
+    assert_eq!(length, 4, "the NX write must not have happened");
+
+    let kind: String = redis::cmd("TYPE").arg("nx").query_async(&mut second).await.unwrap();
+    let none: String = redis::cmd("TYPE").arg("absent").query_async(&mut second).await.unwrap();
+    assert_eq!((kind.as_str(), none.as_str()), ("string", "none"));
+    let touched: i64 = redis::cmd("TOUCH")
+        .arg("nx")
+        .arg("ex")
+        .arg("absent")
+        .query_async(&mut second)
+        .await
+        .unwrap();
+    assert_eq!(touched, 2);
+
+    let taken: Option<String> = first.get_del("nx").await.unwrap();
+    assert_eq!(taken.as_deref(), Some("four"));
+    let gone: Option<String> = second.get("nx").await.unwrap();
+    assert_eq!(gone, None);
+    let nothing: Option<String> = first.get_del("nx").await.unwrap();
+    assert_eq!(nothing, None);
+
+    // An expiry that would overflow the clock is refused, as Redis refuses it.
+    let huge: redis::RedisResult<bool> = first.expire("ex", i64::MAX / 1_000).await;
+    assert!(huge.unwrap_err().to_string().contains("invalid expire time in 'expire'"));
+    let huge: redis::RedisResult<()> = redis::cmd("SET")
+        .arg("big-ttl")
+        .arg("v")
+        .arg("PX")
+        .arg(i64::MAX)
+        .query_async(&mut first)
+        .await;
+    assert!(huge.unwrap_err().to_string().contains("invalid expire time in 'set'"));
+    let ttl: i64 = second.ttl("ex").await.unwrap();
+    assert!((99..=100).contains(&ttl), "a refused EXPIRE changed the TTL to {ttl}");
+    shutdown(nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_resp_oversized_values_and_garbage_peer_frames_crash_nothing() {
     let data = tempfile::tempdir().unwrap();
     let mut configs = cluster_configs(3, data.path());
