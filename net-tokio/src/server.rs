@@ -91,6 +91,8 @@ pub async fn serve(
 }
 
 struct Connection {
+    /// Unique in this process, as `CLIENT ID` and `HELLO` report it.
+    id: u64,
     ops: Ops,
     settings: Arc<ServerSettings>,
     metrics: Arc<Metrics>,
@@ -98,6 +100,9 @@ struct Connection {
     authenticated: bool,
     name: Option<Bytes>,
 }
+
+/// The next connection's id.
+static NEXT_CONNECTION_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// What a data command needs: cheap to clone, so pipelined commands run concurrently.
 #[derive(Clone)]
@@ -129,6 +134,7 @@ impl Connection {
             metrics,
             protocol: 2,
             name: None,
+            id: NEXT_CONNECTION_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -303,7 +309,10 @@ impl Connection {
             (Reply::text("server"), Reply::text("ringkv")),
             (Reply::text("version"), Reply::text(env!("CARGO_PKG_VERSION"))),
             (Reply::text("proto"), Reply::Integer(i64::from(self.protocol))),
-            (Reply::text("mode"), Reply::text("cluster")),
+            (Reply::text("id"), Reply::Integer(self.id as i64)),
+            // Not Redis Cluster: any node serves any key, with no slots and no redirects, which
+            // is what a client expects of a standalone server.
+            (Reply::text("mode"), Reply::text("standalone")),
             (Reply::text("role"), Reply::text("master")),
             (Reply::text("modules"), Reply::Array(Vec::new())),
         ])
@@ -340,6 +349,7 @@ impl Connection {
                 Reply::ok()
             }
             ("GETNAME", 2) => self.name.clone().map_or(Reply::Null, Reply::Bulk),
+            ("ID", 2) => Reply::Integer(self.id as i64),
             ("SETINFO", 4) => Reply::ok(),
             _ => Reply::err(format!("unsupported CLIENT subcommand '{sub}'")),
         }

@@ -158,6 +158,17 @@ async fn the_other_string_commands_clients_use_behave_as_in_redis() {
     let (nodes, mut first) = running(&configs).await;
     let mut second = connect(nodes[1].client_addr).await;
 
+    // HELLO 2 answers a flat list of field names and values, with this connection's id in it.
+    let hello: Vec<redis::Value> =
+        redis::cmd("HELLO").arg(2).query_async(&mut first).await.unwrap();
+    let field = |name: &str| {
+        let at = hello.iter().position(|value| *value == redis::Value::BulkString(name.into()));
+        hello[at.unwrap_or_else(|| panic!("no {name} in {hello:?}")) + 1].clone()
+    };
+    let id: i64 = redis::cmd("CLIENT").arg("ID").query_async(&mut first).await.unwrap();
+    assert_eq!(field("id"), redis::Value::Int(id));
+    assert_eq!(field("mode"), redis::Value::BulkString(b"standalone".to_vec()));
+
     let set: bool = first.set_nx("nx", "one").await.unwrap();
     let again: bool = first.set_nx("nx", "two").await.unwrap();
     assert!(set && !again, "SETNX set {set}, then {again}");
@@ -512,5 +523,74 @@ async fn writes_that_fill_many_memtables_are_flushed_and_all_read_back() {
         let read: Option<String> = reader.get(format!("key-{index}")).await.unwrap();
         assert_eq!(read.as_deref(), Some(value.as_str()), "key-{index}");
     }
+    shutdown(nodes).await;
+}
+
+/// Waits until `node`'s ring holds exactly `expected` (sorted ids).
+async fn wait_for_ring(node: &ringkv_net::RunningNode, expected: &[u32]) {
+    for _ in 0..300 {
+        let status = node.handle.status().await.expect("node runs");
+        let members: Vec<u32> = status.members.iter().map(|member| member.0).collect();
+        if members == expected {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = node.handle.status().await.expect("node runs");
+    panic!("node {} never saw the ring {expected:?}: {:?}", node.id.0, status.membership);
+}
+
+/// Reads every `key{i}` at ALL through `connection` and checks its value.
+async fn read_all_at_all(connection: &mut redis::aio::MultiplexedConnection, keys: usize) {
+    let () =
+        redis::cmd("RK.CONSISTENCY").arg("READ").arg("ALL").query_async(connection).await.unwrap();
+    for index in 0..keys {
+        let value: Option<String> = connection.get(format!("key{index}")).await.unwrap();
+        assert_eq!(value, Some(format!("value{index}")), "key{index}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_joins_and_another_decommissions_over_real_sockets_and_every_key_stays_readable() {
+    let data = tempfile::tempdir().unwrap();
+    let mut configs = cluster_configs(4, data.path());
+    // Nodes 1-3 form the cluster; node 4 joins it, naming them.
+    for config in &mut configs {
+        config.members.truncate(3);
+    }
+    configs[3].join = true;
+    let (mut nodes, mut first) = running(&configs[..3]).await;
+    for index in 0..300 {
+        let () = first.set(format!("key{index}"), format!("value{index}")).await.unwrap();
+    }
+
+    nodes.push(start_node(&configs[3]).await);
+    for node in &nodes {
+        wait_for_ring(node, &[1, 2, 3, 4]).await;
+    }
+    // Node 4 became a replica of about 3/4 of the keys; they were streamed to it before it
+    // owned them.
+    let mut streamed = 0;
+    for node in &nodes[..3] {
+        streamed += node.handle.status().await.unwrap().counters.stream_keys_sent;
+    }
+    assert!(streamed >= 150, "only {streamed} keys streamed to the joining node");
+    let mut joined = connect(nodes[3].client_addr).await;
+    read_all_at_all(&mut joined, 300).await;
+    let sent_before = nodes[0].handle.status().await.unwrap().counters.stream_keys_sent;
+
+    let decommissioned: String =
+        redis::cmd("RK.DECOMMISSION").query_async(&mut first).await.unwrap();
+    assert_eq!(decommissioned, "OK");
+    for node in &nodes[1..] {
+        wait_for_ring(node, &[2, 3, 4]).await;
+    }
+    let sent = nodes[0].handle.status().await.unwrap().counters.stream_keys_sent - sent_before;
+    assert!(sent >= 150, "the leaving node streamed only {sent} keys");
+    // N=3 on the three nodes left: ALL reads need every one of them, so node 4 must hold what
+    // node 1 streamed to it.
+    read_all_at_all(&mut joined, 300).await;
+    let mut second = connect(nodes[1].client_addr).await;
+    read_all_at_all(&mut second, 300).await;
     shutdown(nodes).await;
 }
