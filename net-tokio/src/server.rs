@@ -264,7 +264,15 @@ impl Connection {
                 }
             }
             "ECHO" | "SELECT" | "SCAN" => wrong_arity(&command.to_ascii_lowercase()),
-            _ => Reply::err(format!("unknown command '{}'", String::from_utf8_lossy(&args[0]))),
+            _ => match unsupported_reason(&command) {
+                Some(reason) => Reply::err(format!(
+                    "'{}' is not supported by ringkv: {reason}",
+                    command.to_ascii_lowercase()
+                )),
+                None => {
+                    Reply::err(format!("unknown command '{}'", String::from_utf8_lossy(&args[0])))
+                }
+            },
         };
         self.metrics.observe_request(
             &command,
@@ -1142,6 +1150,34 @@ fn glob_matches(tokens: &[GlobToken<'_>], text: &[u8], steps: &mut u64) -> Optio
     Some(tokens[at_token..].iter().all(|token| *token == GlobToken::Star))
 }
 
+/// Why a well-known Redis command is refused, for the ones clients commonly send: a reason
+/// helps more than "unknown command".
+fn unsupported_reason(command: &str) -> Option<&'static str> {
+    Some(match command {
+        "INCR" | "DECR" | "INCRBY" | "DECRBY" | "INCRBYFLOAT" | "APPEND" | "SETRANGE" | "GETEX"
+        | "MSETNX" => {
+            "it needs an atomic read-modify-write, and compare-and-set is not implemented yet \
+             (concurrent writers would leave siblings, not a sum)"
+        }
+        "MULTI" | "EXEC" | "DISCARD" | "WATCH" | "UNWATCH" => "there are no transactions",
+        "KEYS" => "it would list the whole cluster in one reply; use SCAN",
+        "DBSIZE" | "RANDOMKEY" => "the cluster keeps no key count; use SCAN",
+        "FLUSHALL" | "FLUSHDB" | "SWAPDB" | "MOVE" | "COPY" | "RENAME" | "RENAMENX" => {
+            "it is not implemented"
+        }
+        "HSET" | "HGET" | "HMSET" | "HMGET" | "HGETALL" | "HDEL" | "HINCRBY" | "LPUSH"
+        | "RPUSH" | "LPOP" | "RPOP" | "LRANGE" | "SADD" | "SREM" | "SMEMBERS" | "SISMEMBER"
+        | "ZADD" | "ZRANGE" | "ZREM" | "ZSCORE" | "XADD" | "XREAD" | "PFADD" | "SETBIT"
+        | "GETBIT" => "values are strings only",
+        "SUBSCRIBE" | "PSUBSCRIBE" | "PUBLISH" | "UNSUBSCRIBE" => "there is no publish/subscribe",
+        "EVAL" | "EVALSHA" | "SCRIPT" | "FUNCTION" | "FCALL" => "there is no scripting",
+        "CLUSTER" | "READONLY" | "READWRITE" => {
+            "ringkv is not Redis Cluster: any node serves any key, without slots"
+        }
+        _ => return None,
+    })
+}
+
 fn wrong_arity(command: &str) -> Reply {
     Reply::err(format!("wrong number of arguments for '{command}' command"))
 }
@@ -1305,6 +1341,16 @@ mod tests {
         assert!(GLOB_STEPS_MAX - steps < 100_000, "{} steps", GLOB_STEPS_MAX - steps);
         let mut few_steps = 10;
         assert_eq!(glob_matches(&tokens, &text, &mut few_steps), None);
+    }
+
+    #[test]
+    fn common_redis_commands_ringkv_lacks_are_refused_with_a_reason() {
+        let reason = unsupported_reason("INCR").expect("INCR has a reason");
+        assert!(reason.contains("compare-and-set"), "{reason}");
+        assert!(unsupported_reason("KEYS").is_some_and(|reason| reason.contains("SCAN")));
+        assert!(unsupported_reason("HSET").is_some_and(|reason| reason.contains("strings")));
+        assert_eq!(unsupported_reason("GET"), None);
+        assert_eq!(unsupported_reason("NOSUCHCOMMAND"), None);
     }
 
     #[test]
