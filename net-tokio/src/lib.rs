@@ -5,6 +5,7 @@
 //! is entirely in `ringkv-core`; nothing here decides anything about data.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod config;
 pub mod disk;
 pub mod driver;

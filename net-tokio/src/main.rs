@@ -4,9 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use ringkv_net::admin::AdminRequest;
 use ringkv_net::config::{Durability, MemberAddress, NodeFileConfig};
-use ringkv_net::resp::Reply;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 // The request path allocates small, short-lived buffers on every worker thread (frames, replies,
 // versioned objects); glibc's malloc spent about 10% of the CPU of a 3-node dev cluster under
@@ -59,6 +58,9 @@ enum Command {
         /// A node's client address.
         #[arg(long, default_value = "127.0.0.1:7379")]
         addr: SocketAddr,
+        /// The node's client password, if it has one (`password` in its configuration).
+        #[arg(long, env = "RINGKV_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
         /// What to do.
         #[command(subcommand)]
         action: AdminAction,
@@ -102,7 +104,7 @@ fn main() -> std::process::ExitCode {
                 };
                 run_dev(nodes, base_port, replicas, data_dir, durability).await
             }
-            Command::Admin { addr, action } => run_admin(addr, action).await,
+            Command::Admin { addr, password, action } => run_admin(addr, password, action).await,
         }
     });
     match result {
@@ -197,49 +199,27 @@ fn dev_template(members: &[MemberAddress], replicas: usize) -> String {
     )
 }
 
-async fn run_admin(addr: SocketAddr, action: AdminAction) -> Result<(), String> {
-    match action {
-        AdminAction::Status => {
-            let reply = resp_call(addr, &["RK.STATUS"]).await?;
-            println!("{reply}");
-            Ok(())
-        }
-        AdminAction::Ring => {
-            let reply = resp_call(addr, &["RK.RING"]).await?;
-            println!("{reply}");
-            Ok(())
-        }
-        AdminAction::Decommission => {
-            println!("{}", resp_call(addr, &["RK.DECOMMISSION"]).await?);
-            Ok(())
-        }
-        AdminAction::Remove { node } => {
-            println!("{}", resp_call(addr, &["RK.REMOVE", &node.to_string()]).await?);
-            Ok(())
-        }
+async fn run_admin(
+    addr: SocketAddr,
+    password: Option<String>,
+    action: AdminAction,
+) -> Result<(), String> {
+    let request = match action {
+        AdminAction::Status => AdminRequest::Status,
+        AdminAction::Ring => AdminRequest::Ring,
+        AdminAction::Decommission => AdminRequest::Decommission,
+        AdminAction::Remove { node } => AdminRequest::Remove { node },
         AdminAction::Join => {
-            Err("a node joins by starting it with `join: true` and `members` naming running nodes \
-             in its configuration (see README.md); it streams its ranges, then turns normal. \
-             `ringkv admin status` on it shows its progress."
-                .into())
+            return Err(
+                "a node joins by starting it with `join: true` and `members` naming \
+                        running nodes in its configuration (see README.md); it streams its \
+                        ranges, then turns normal. `ringkv admin status` on it shows its progress."
+                    .into(),
+            )
         }
-    }
-}
-
-/// Sends one command and returns the raw reply text.
-async fn resp_call(addr: SocketAddr, words: &[&str]) -> Result<String, String> {
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|error| format!("cannot connect to {addr}: {error}"))?;
-    let mut out = Vec::new();
-    Reply::Array(words.iter().map(|word| Reply::text(*word)).collect()).encode(2, &mut out);
-    stream.write_all(&out).await.map_err(|error| error.to_string())?;
-    let mut buffer = vec![0u8; 64 * 1024];
-    let read = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buffer))
-        .await
-        .map_err(|_| "no reply within 5 s".to_string())?
-        .map_err(|error| error.to_string())?;
-    Ok(String::from_utf8_lossy(&buffer[..read]).replace("\r\n", " "))
+    };
+    println!("{}", ringkv_net::admin::run(addr, password, request).await?);
+    Ok(())
 }
 
 async fn wait_for_signal() {

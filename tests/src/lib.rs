@@ -7,10 +7,34 @@ use std::net::{SocketAddr, TcpListener};
 use ringkv_net::config::{MemberAddress, NodeFileConfig};
 use ringkv_net::RunningNode;
 
-/// A free loopback port, found by binding port 0 and letting it go.
+/// Lowest port [`free_address`] hands out; with [`PORTS_COUNT`], below Linux's ephemeral range
+/// (32768 and up).
+const PORTS_FIRST: u16 = 20_000;
+/// How many ports [`free_address`] cycles through.
+const PORTS_COUNT: u16 = 12_000;
+
+/// A free loopback port, checked by binding it and letting it go. Ports come from below the
+/// kernel's ephemeral range: a port from binding port 0 is an ephemeral one, which an outgoing
+/// connection of another test may take before the node binds it (seen: a node started late in a
+/// test failed with "address in use"). Each call in a process moves to the next port from a
+/// start that differs per process, so parallel tests do not pick the same one.
 pub fn free_address() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("loopback is available");
-    listener.local_addr().expect("a bound listener has an address")
+    static NEXT: std::sync::OnceLock<std::sync::atomic::AtomicU32> = std::sync::OnceLock::new();
+    let next = NEXT.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.subsec_nanos());
+        std::sync::atomic::AtomicU32::new(std::process::id().wrapping_mul(7_919) ^ nanos)
+    });
+    for _ in 0..PORTS_COUNT {
+        let offset =
+            next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % u32::from(PORTS_COUNT);
+        let port = PORTS_FIRST + offset as u16;
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            return listener.local_addr().expect("a bound listener has an address");
+        }
+    }
+    panic!("no free loopback port in {PORTS_FIRST}..{}", PORTS_FIRST + PORTS_COUNT);
 }
 
 /// Configurations for a cluster of `nodes` on free loopback ports, with data under `data_root`.

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use redis::AsyncCommands;
+use ringkv_net::admin::{self, AdminRequest};
 use ringkv_tests::{cluster_configs, connect, start_node};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -577,11 +578,13 @@ async fn a_node_joins_and_another_decommissions_over_real_sockets_and_every_key_
     assert!(streamed >= 150, "only {streamed} keys streamed to the joining node");
     let mut joined = connect(nodes[3].client_addr).await;
     read_all_at_all(&mut joined, 300).await;
+    let status = admin::run(nodes[3].client_addr, None, AdminRequest::Status).await.unwrap();
+    assert!(status.starts_with("node 4 (epoch "), "{status}");
+    assert!(status.contains("ready, not rebuilding\nring members: 1, 2, 3, 4"), "{status}");
     let sent_before = nodes[0].handle.status().await.unwrap().counters.stream_keys_sent;
 
-    let decommissioned: String =
-        redis::cmd("RK.DECOMMISSION").query_async(&mut first).await.unwrap();
-    assert_eq!(decommissioned, "OK");
+    let leaving = admin::run(nodes[0].client_addr, None, AdminRequest::Decommission).await;
+    assert!(leaving.as_ref().is_ok_and(|text| text.contains("is leaving")), "{leaving:?}");
     for node in &nodes[1..] {
         wait_for_ring(node, &[2, 3, 4]).await;
     }
@@ -593,4 +596,46 @@ async fn a_node_joins_and_another_decommissions_over_real_sockets_and_every_key_
     let mut second = connect(nodes[1].client_addr).await;
     read_all_at_all(&mut second, 300).await;
     shutdown(nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_reads_status_and_ring_as_text_and_asks_for_the_password_a_node_requires() {
+    let data = tempfile::tempdir().unwrap();
+    let mut configs = cluster_configs(3, data.path());
+    for config in &mut configs {
+        config.password = Some("admin-test-password".into());
+    }
+    let mut nodes = Vec::new();
+    for config in &configs {
+        nodes.push(start_node(config).await);
+    }
+    let address = nodes[1].client_addr;
+    let refused = admin::run(address, None, AdminRequest::Status).await.unwrap_err();
+    assert!(refused.contains("NOAUTH") && refused.contains("--password"), "{refused}");
+    let wrong = admin::run(address, Some("nope".into()), AdminRequest::Status).await.unwrap_err();
+    assert!(wrong.contains("--password"), "{wrong}");
+
+    let password = Some("admin-test-password".to_string());
+    let status = admin::run(address, password.clone(), AdminRequest::Status).await.unwrap();
+    assert!(status.starts_with("node 2 (epoch "), "{status}");
+    assert!(status.contains("\nring members: 1, 2, 3\n"), "{status}");
+    let ring = admin::run(address, password, AdminRequest::Ring).await.unwrap();
+    let lines: Vec<&str> = ring.lines().collect();
+    assert_eq!(lines.len(), 4, "{ring}");
+    assert_eq!(lines[0], "node  primary share");
+    let total: f64 = lines[1..]
+        .iter()
+        .map(|line| line.split_whitespace().nth(1).unwrap().trim_end_matches('%').parse::<f64>())
+        .map(Result::unwrap)
+        .sum();
+    assert!((99.5..=100.5).contains(&total), "shares add up to {total}%: {ring}");
+
+    let nobody = tests_free_address();
+    let error = admin::run(nobody, None, AdminRequest::Status).await.unwrap_err();
+    assert!(error.contains("cannot connect"), "{error}");
+    shutdown(nodes).await;
+}
+
+fn tests_free_address() -> std::net::SocketAddr {
+    ringkv_tests::free_address()
 }

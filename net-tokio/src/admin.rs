@@ -1,0 +1,206 @@
+//! `ringkv admin`: asks a running node over its client port (RESP, through the `redis` client)
+//! and turns the reply into text for an operator.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use redis::Value;
+
+/// What `ringkv admin` asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminRequest {
+    /// The node's id, epoch, readiness and the members it knows.
+    Status,
+    /// Each member's share of the ring as primary replica.
+    Ring,
+    /// The node leaves: it streams its ranges to their next owners.
+    Decommission,
+    /// A dead node is declared removed.
+    Remove {
+        /// The dead node's id.
+        node: u32,
+    },
+}
+
+/// How long a node has to answer.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Sends `request` to the node whose client port is `addr` (authenticating with `password` if
+/// given) and returns what to print, or an error that says what went wrong.
+pub async fn run(
+    addr: SocketAddr,
+    password: Option<String>,
+    request: AdminRequest,
+) -> Result<String, String> {
+    let info = redis::ConnectionInfo {
+        addr: redis::ConnectionAddr::Tcp(addr.ip().to_string(), addr.port()),
+        redis: redis::RedisConnectionInfo { password, ..Default::default() },
+    };
+    let client = redis::Client::open(info).map_err(|error| error.to_string())?;
+    let exchange = async {
+        let mut connection = client.get_multiplexed_async_connection().await?;
+        let command = match request {
+            AdminRequest::Status => redis::cmd("RK.STATUS"),
+            AdminRequest::Ring => redis::cmd("RK.RING"),
+            AdminRequest::Decommission => redis::cmd("RK.DECOMMISSION"),
+            AdminRequest::Remove { node } => {
+                let mut command = redis::cmd("RK.REMOVE");
+                command.arg(node);
+                command
+            }
+        };
+        command.query_async::<Value>(&mut connection).await
+    };
+    let reply = tokio::time::timeout(REPLY_TIMEOUT, exchange)
+        .await
+        .map_err(|_| format!("{addr} did not answer within {} s", REPLY_TIMEOUT.as_secs()))?
+        .map_err(|error| explain(addr, &error))?;
+    match request {
+        AdminRequest::Status => status_text(&reply),
+        AdminRequest::Ring => ring_text(&reply),
+        AdminRequest::Decommission => Ok(format!(
+            "node at {addr} is leaving: it streams its ranges to their next owners, then leaves \
+             the ring (`ringkv admin --addr {addr} status` shows it as leaving, then left)"
+        )),
+        AdminRequest::Remove { node } => Ok(format!(
+            "node {node} is removed: its ranges are rebuilt on their new owners by anti-entropy"
+        )),
+    }
+}
+
+/// An operator's reading of a client error.
+fn explain(addr: SocketAddr, error: &redis::RedisError) -> String {
+    let text = error.to_string();
+    if text.contains("NOAUTH")
+        || text.contains("WRONGPASS")
+        || error.kind() == redis::ErrorKind::AuthenticationFailed
+    {
+        format!("{addr} refused: {text} (give the node's password with --password)")
+    } else if error.is_connection_refusal() {
+        format!("cannot connect to {addr}: no node listens there ({text})")
+    } else {
+        format!("{addr}: {text}")
+    }
+}
+
+fn text_of(value: &Value) -> Option<String> {
+    match value {
+        Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
+        Value::SimpleString(text) => Some(text.clone()),
+        Value::Int(number) => Some(number.to_string()),
+        _ => None,
+    }
+}
+
+/// The fields of a map reply, which RESP2 sends as a flat list of names and values.
+fn fields(reply: &Value) -> Result<Vec<(String, &Value)>, String> {
+    let pairs: Vec<(&Value, &Value)> = match reply {
+        Value::Map(pairs) => pairs.iter().map(|(name, value)| (name, value)).collect(),
+        Value::Array(items) if items.len() % 2 == 0 => {
+            items.chunks(2).map(|pair| (&pair[0], &pair[1])).collect()
+        }
+        other => return Err(format!("unexpected status reply {other:?}")),
+    };
+    pairs
+        .into_iter()
+        .map(|(name, value)| {
+            text_of(name).map(|name| (name, value)).ok_or_else(|| format!("bad field {name:?}"))
+        })
+        .collect()
+}
+
+fn list_of(value: &Value) -> Vec<String> {
+    match value {
+        Value::Array(items) | Value::Set(items) => items.iter().filter_map(text_of).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `RK.STATUS` as lines of text.
+fn status_text(reply: &Value) -> Result<String, String> {
+    let fields = fields(reply)?;
+    let field = |name: &str| fields.iter().find(|(field, _)| field == name).map(|(_, v)| *v);
+    let scalar = |name: &str| field(name).and_then(text_of).unwrap_or_else(|| "?".into());
+    let flag = |name: &str, yes: &str, no: &str| match scalar(name).as_str() {
+        "1" => yes.to_string(),
+        "0" => no.to_string(),
+        other => format!("{name} {other}"),
+    };
+    let members = field("members").map(list_of).unwrap_or_default();
+    let membership: Vec<String> = field("membership")
+        .map(list_of)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|entry| entry.replacen(':', " ", 1))
+        .collect();
+    Ok(format!(
+        "node {} (epoch {}): {}, {}\nring members: {}\nmembership (gossip): {}",
+        scalar("node"),
+        scalar("epoch"),
+        flag("ready", "ready", "not ready (starting)"),
+        flag("rebuilding", "rebuilding (answers no reads until refilled)", "not rebuilding"),
+        if members.is_empty() { "none".into() } else { members.join(", ") },
+        if membership.is_empty() { "none".into() } else { membership.join(", ") },
+    ))
+}
+
+/// `RK.RING` as a table of primary shares.
+fn ring_text(reply: &Value) -> Result<String, String> {
+    let Value::Array(rows) = reply else { return Err(format!("unexpected ring reply {reply:?}")) };
+    let mut text = String::from("node  primary share");
+    for row in rows {
+        let cells = list_of(row);
+        let [node, share] = cells.as_slice() else {
+            return Err(format!("unexpected ring row {row:?}"));
+        };
+        let percent = share.parse::<f64>().map(|share| share * 100.0).unwrap_or(f64::NAN);
+        text.push_str(&format!("\n{node:<5} {percent:>12.1}%"));
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(text: &str) -> Value {
+        Value::BulkString(text.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn a_status_reply_reads_as_text() {
+        let reply = Value::Array(vec![
+            bulk("node"),
+            Value::Int(2),
+            bulk("epoch"),
+            Value::Int(77),
+            bulk("ready"),
+            Value::Int(1),
+            bulk("members"),
+            Value::Array(vec![Value::Int(1), Value::Int(2), Value::Int(3)]),
+            bulk("membership"),
+            Value::Array(vec![bulk("1:normal"), bulk("2:normal"), bulk("3:leaving")]),
+            bulk("rebuilding"),
+            Value::Int(0),
+        ]);
+        assert_eq!(
+            status_text(&reply).unwrap(),
+            "node 2 (epoch 77): ready, not rebuilding\nring members: 1, 2, 3\n\
+             membership (gossip): 1 normal, 2 normal, 3 leaving"
+        );
+        assert!(status_text(&Value::Int(3)).is_err());
+    }
+
+    #[test]
+    fn a_ring_reply_reads_as_a_table_of_percentages() {
+        let reply = Value::Array(vec![
+            Value::Array(vec![Value::Int(1), bulk("0.3831")]),
+            Value::Array(vec![Value::Int(2), bulk("0.6169")]),
+        ]);
+        assert_eq!(
+            ring_text(&reply).unwrap(),
+            "node  primary share\n1             38.3%\n2             61.7%"
+        );
+        assert!(ring_text(&Value::Array(vec![Value::Int(1)])).is_err());
+    }
+}
