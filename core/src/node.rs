@@ -754,7 +754,8 @@ impl<S: Storage> Node<S> {
                 keys.iter().try_for_each(|key| limits.check_key(key))?;
                 consistency.required(replicas_n)?;
             }
-            ClientRequest::Scan { count, .. } => limits.check_batch(*count)?,
+            // COUNT is a hint, as in Redis: a larger one is served at the batch limit.
+            ClientRequest::Scan { .. } => {}
             ClientRequest::MSet { entries, consistency } => {
                 limits.check_batch(entries.len())?;
                 for (key, value) in entries {
@@ -1323,6 +1324,7 @@ impl<S: Storage> Node<S> {
     /// when it holds the cursor's arc and serves reads (no hop), else the first other replica
     /// believed up.
     fn start_scan(&mut self, now: Instant, cursor: u64, count: usize, reply_to: ReplyTo) {
+        let count = count.clamp(1, self.config.limits.batch_keys_max);
         let replicas_n = self.config.keyspace.replicas_n;
         let low = if cursor == 0 { 0 } else { cursor.saturating_add(1) };
         let replicas = self.ring.preference_list_for_token(low, replicas_n);
