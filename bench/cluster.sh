@@ -14,6 +14,9 @@
 #   bench/cluster.sh                  # 100,000 requests per test
 #   REQUESTS=20000 bench/cluster.sh   # quicker
 #   DURABILITY=fsync bench/cluster.sh # one mode
+#   ROUNDS=3 bench/cluster.sh         # three rounds per mode, ringkv and redis alternating
+#                                     # test by test; the table shows medians and the range
+#                                     # of the per-round ratios
 #
 # Needs redis-server and redis-benchmark (Debian: redis-server, redis-tools).
 set -euo pipefail
@@ -24,6 +27,7 @@ KEYSPACE=${KEYSPACE:-100000}
 RINGKV_PORT=${RINGKV_PORT:-17379}
 REDIS_PORT=${REDIS_PORT:-17400}
 DURABILITY=${DURABILITY:-interval fsync}
+ROUNDS=${ROUNDS:-1}
 for tool in redis-server redis-benchmark python3; do
   command -v "$tool" >/dev/null || { echo "bench/cluster.sh needs $tool" >&2; exit 1; }
 done
@@ -73,22 +77,27 @@ start_servers() {
 results="$work/results.jsonl"
 for mode in $DURABILITY; do
   start_servers "$mode"
-  for target in ringkv redis; do
-    port=$RINGKV_PORT
-    [ "$target" = redis ] && port=$REDIS_PORT
+  for round in $(seq "$ROUNDS"); do
+    # ringkv and redis take turns test by test, so that a change in the machine's load between
+    # rounds shifts both sides of each ratio alike.
     for pipeline in 1 16; do
-      redis-benchmark -h 127.0.0.1 -p "$port" -c "$CLIENTS" -n "$REQUESTS" -P "$pipeline" -r "$KEYSPACE" -d 100 -t set,get --csv 2>/dev/null |
-        python3 -c '
+      for target in ringkv redis; do
+        port=$RINGKV_PORT
+        [ "$target" = redis ] && port=$REDIS_PORT
+        redis-benchmark -h 127.0.0.1 -p "$port" -c "$CLIENTS" -n "$REQUESTS" -P "$pipeline" -r "$KEYSPACE" -d 100 -t set,get --csv 2>/dev/null |
+          python3 -c '
 import csv, json, sys
-target, pipeline, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+target, pipeline, mode, round_number = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 rows = list(csv.reader(sys.stdin))
 header = rows[0]
 for row in rows[1:]:
     record = dict(zip(header, row))
     print(json.dumps({"target": target, "test": record["test"], "pipeline": pipeline,
                       "rps": float(record["rps"]), "p50_ms": float(record["p50_latency_ms"]),
-                      "p99_ms": float(record["p99_latency_ms"]), "durability": mode}))
-' "$target" "$pipeline" "$mode" | tee -a "$results"
+                      "p99_ms": float(record["p99_latency_ms"]), "durability": mode,
+                      "round": round_number}))
+' "$target" "$pipeline" "$mode" "$round" | tee -a "$results"
+      done
     done
   done
   stop_servers
@@ -96,13 +105,21 @@ done
 
 python3 - "$results" <<'PY'
 import json, sys
+from collections import defaultdict
+from statistics import median
 rows = [json.loads(line) for line in open(sys.argv[1])]
-by = {(r["durability"], r["target"], r["test"], r["pipeline"]): r for r in rows}
+runs = defaultdict(dict)  # (durability, target, test, pipeline) -> round -> row
+for r in rows:
+    runs[(r["durability"], r["target"], r["test"], r["pipeline"])][r["round"]] = r
 print()
-print(f'{"durability":<10} {"test":<5} {"pipeline":>8} {"ringkv rps":>12} {"redis rps":>12} {"ratio":>7} {"ringkv p50":>11} {"ringkv p99":>11} {"redis p99":>10}')
-for (mode, target, test, pipeline), r in sorted(by.items(), key=lambda item: (item[0][0] != "interval", item[0][1:])):
-    if target != "ringkv" or (mode, "redis", test, pipeline) not in by:
+print(f'{"durability":<10} {"test":<5} {"pipeline":>8} {"ringkv rps":>12} {"redis rps":>12} {"ratio":>7} {"range":>11} {"ringkv p50":>11} {"ringkv p99":>11} {"redis p99":>10}')
+for (mode, target, test, pipeline), ours in sorted(runs.items(), key=lambda item: (item[0][0] != "interval", item[0][1:])):
+    theirs = runs.get((mode, "redis", test, pipeline))
+    if target != "ringkv" or not theirs:
         continue
-    peer = by[(mode, "redis", test, pipeline)]
-    print(f'{mode:<10} {test:<5} {pipeline:>8} {r["rps"]:>12.0f} {peer["rps"]:>12.0f} {r["rps"] / peer["rps"]:>7.2f} {r["p50_ms"]:>10.3f}ms {r["p99_ms"]:>10.3f}ms {peer["p99_ms"]:>9.3f}ms')
+    rounds = sorted(set(ours) & set(theirs))
+    ratios = [ours[n]["rps"] / theirs[n]["rps"] for n in rounds]
+    spread = f"{min(ratios):.2f}-{max(ratios):.2f}" if len(ratios) > 1 else "-"
+    pick = lambda side, field: median(side[n][field] for n in rounds)
+    print(f'{mode:<10} {test:<5} {pipeline:>8} {pick(ours, "rps"):>12.0f} {pick(theirs, "rps"):>12.0f} {median(ratios):>7.2f} {spread:>11} {pick(ours, "p50_ms"):>10.3f}ms {pick(ours, "p99_ms"):>10.3f}ms {pick(theirs, "p99_ms"):>9.3f}ms')
 PY

@@ -69,11 +69,17 @@ pub fn leaf_of(key: &[u8]) -> usize {
 
 /// The hash of one key's object, as leaves and digests use it.
 pub fn entry_hash(key: &[u8], encoded_object: &[u8]) -> u64 {
-    let mut bytes = Vec::with_capacity(key.len() + encoded_object.len() + 4);
-    bytes.extend_from_slice(&(key.len() as u32).to_le_bytes());
-    bytes.extend_from_slice(key);
-    bytes.extend_from_slice(encoded_object);
-    xxh3_64(&bytes)
+    entry_hash_in(&mut Vec::new(), key, encoded_object)
+}
+
+/// [`entry_hash`] with a buffer the caller reuses across keys: a tree build hashes every key of
+/// a group, and a fresh buffer per key was a tenth of that time.
+pub fn entry_hash_in(buffer: &mut Vec<u8>, key: &[u8], encoded_object: &[u8]) -> u64 {
+    buffer.clear();
+    buffer.extend_from_slice(&(key.len() as u32).to_le_bytes());
+    buffer.extend_from_slice(key);
+    buffer.extend_from_slice(encoded_object);
+    xxh3_64(buffer)
 }
 
 /// A tree under construction or complete.
@@ -122,12 +128,27 @@ impl Tree {
     }
 }
 
+/// A group's keys with their entry hashes, as one tree build read them; shared by the exchanges
+/// that build opened with each peer.
+pub type GroupEntries = std::sync::Arc<Vec<(bytes::Bytes, u64)>>;
+
+/// An exchange this node opened.
+#[derive(Debug)]
+struct Session {
+    group: Group,
+    peer: NodeId,
+    /// When this node read the entries its tree was built from.
+    started: WallTime,
+    /// Those entries: step 3 compares against them instead of reading the group again.
+    entries: GroupEntries,
+}
+
 /// The anti-entropy state of a node.
 #[derive(Debug, Default)]
 pub struct AntiEntropy {
     next_group: usize,
     next_session: u64,
-    sessions: BTreeMap<u64, (Group, NodeId)>,
+    sessions: BTreeMap<u64, Session>,
     completed: BTreeMap<(Group, NodeId), WallTime>,
     sessions_max: usize,
 }
@@ -150,27 +171,41 @@ impl AntiEntropy {
         Some(group)
     }
 
-    /// Starts an exchange with `peer` over `group`; `None` when too many are in flight (the
-    /// oldest are forgotten first, as their peers may never answer).
-    pub fn start(&mut self, group: Group, peer: NodeId) -> u64 {
+    /// Starts an exchange with `peer` over `group`, from `entries` read at `started`, and
+    /// returns its session. The oldest exchanges are forgotten first when too many are in
+    /// flight, as their peers may never answer, and so is an earlier one with the same peer over
+    /// the same group (superseded), so that at most one read of each group is held per peer.
+    pub fn start(
+        &mut self,
+        group: Group,
+        peer: NodeId,
+        started: WallTime,
+        entries: GroupEntries,
+    ) -> u64 {
+        self.sessions.retain(|_, open| !(open.group == group && open.peer == peer));
         while self.sessions.len() >= self.sessions_max.max(1) {
             let Some(oldest) = self.sessions.keys().next().copied() else { break };
             self.sessions.remove(&oldest);
         }
         self.next_session += 1;
-        self.sessions.insert(self.next_session, (group, peer));
+        self.sessions.insert(self.next_session, Session { group, peer, started, entries });
         self.next_session
     }
 
-    /// The exchange `session` with `peer`, if this node started it.
-    pub fn session(&self, session: u64, peer: NodeId) -> Option<&Group> {
-        self.sessions.get(&session).filter(|(_, with)| *with == peer).map(|(group, _)| group)
+    /// The group and entries of the exchange `session` with `peer`, if this node started it.
+    pub fn session(&self, session: u64, peer: NodeId) -> Option<(&Group, &GroupEntries)> {
+        self.sessions
+            .get(&session)
+            .filter(|open| open.peer == peer)
+            .map(|open| (&open.group, &open.entries))
     }
 
-    /// Marks an exchange complete at `wall`.
-    pub fn complete(&mut self, session: u64, wall: WallTime) {
-        if let Some((group, peer)) = self.sessions.remove(&session) {
-            self.completed.insert((group, peer), wall);
+    /// Marks an exchange complete. It counts from when its entries were read, not from now: a
+    /// write (a delete) after that read may not have been compared, so the exchange must not
+    /// open the tombstone purge gate for it.
+    pub fn complete(&mut self, session: u64) {
+        if let Some(open) = self.sessions.remove(&session) {
+            self.completed.insert((open.group, open.peer), open.started);
         }
     }
 
@@ -233,17 +268,31 @@ mod tests {
     fn repair_is_recorded_per_group_and_peer() {
         let mut state = AntiEntropy::new(4, 0);
         let group = vec![NodeId(1), NodeId(2), NodeId(3)];
-        let first = state.start(group.clone(), NodeId(2));
-        assert_eq!(state.session(first, NodeId(2)), Some(&group));
-        assert_eq!(state.session(first, NodeId(3)), None, "a session belongs to its peer");
-        state.complete(first, WallTime::from_millis(100));
-        assert!(
-            !state.repaired_since(&group, NodeId(1), WallTime::from_millis(50)),
-            "n3 has not exchanged"
-        );
-        let second = state.start(group.clone(), NodeId(3));
-        state.complete(second, WallTime::from_millis(200));
-        assert!(state.repaired_since(&group, NodeId(1), WallTime::from_millis(100)));
-        assert!(!state.repaired_since(&group, NodeId(1), WallTime::from_millis(150)));
+        let entries = GroupEntries::default();
+        let at = WallTime::from_millis;
+        let first = state.start(group.clone(), NodeId(2), at(100), entries.clone());
+        assert_eq!(state.session(first, NodeId(2)).map(|(group, _)| group), Some(&group));
+        assert!(state.session(first, NodeId(3)).is_none(), "a session belongs to its peer");
+        state.complete(first);
+        assert!(!state.repaired_since(&group, NodeId(1), at(50)), "n3 has not exchanged");
+        let second = state.start(group.clone(), NodeId(3), at(200), entries.clone());
+        state.complete(second);
+        assert!(state.repaired_since(&group, NodeId(1), at(100)));
+        assert!(!state.repaired_since(&group, NodeId(1), at(150)));
+    }
+
+    #[test]
+    fn an_exchange_counts_from_when_its_entries_were_read_and_a_new_one_supersedes_the_old() {
+        let mut state = AntiEntropy::new(8, 0);
+        let group = vec![NodeId(1), NodeId(2)];
+        let at = WallTime::from_millis;
+        let old = state.start(group.clone(), NodeId(2), at(100), GroupEntries::default());
+        let new = state.start(group.clone(), NodeId(2), at(300), GroupEntries::default());
+        assert!(state.session(old, NodeId(2)).is_none(), "superseded");
+        assert_eq!(state.in_flight(), 1);
+        state.complete(new);
+        // Completed later than 300 (whenever the answer came), it still counts from 300.
+        assert!(state.repaired_since(&group, NodeId(1), at(300)));
+        assert!(!state.repaired_since(&group, NodeId(1), at(301)));
     }
 }

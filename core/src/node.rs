@@ -25,7 +25,9 @@ use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::anti_entropy::{entry_hash, group_of, groups_of, leaf_of, AntiEntropy, Group, Tree};
+use crate::anti_entropy::{
+    entry_hash_in, group_of, groups_of, leaf_of, AntiEntropy, Group, GroupEntries, Tree,
+};
 use crate::coordinator::{read_result, Action, Coordinator, Outcome, ReadSpec, ReplyTo};
 use crate::error::{ClientError, StorageError};
 use crate::failure_detector::{DetectorConfig, FailureDetector};
@@ -36,8 +38,8 @@ use crate::hlc::HybridClock;
 use crate::message::{ClientRequest, ClientResponse, OpId, PeerMessage, RequestId};
 use crate::ring::{token_intervals, Ring, Token, VNODES_PER_WEIGHT_DEFAULT};
 use crate::storage::{
-    data_key, data_scan_after, split_data_key, Space, Storage, WriteSeq, DATA_KEY_TOKEN_BYTES,
-    DATA_LAYOUT_TOKEN_ORDERED, META_DATA_LAYOUT_KEY, META_REBUILDING_KEY,
+    data_key, data_key_token, data_scan_after, split_data_key, Space, Storage, WriteSeq,
+    DATA_KEY_TOKEN_BYTES, DATA_LAYOUT_TOKEN_ORDERED, META_DATA_LAYOUT_KEY, META_REBUILDING_KEY,
 };
 use crate::streaming::{Arc, ChunkSeq, StreamId, Streams};
 use crate::time::{Duration, Instant, WallTime};
@@ -1089,8 +1091,9 @@ impl<S: Storage> Node<S> {
             return false;
         };
         let tree = Tree::from_entries(&entries);
+        let entries = GroupEntries::new(entries);
         for peer in peers {
-            let session = self.anti_entropy.start(group.clone(), peer);
+            let session = self.anti_entropy.start(group.clone(), peer, self.wall, entries.clone());
             self.counters.repair_exchanges += 1;
             self.send(
                 peer,
@@ -1147,14 +1150,15 @@ impl<S: Storage> Node<S> {
         digests: Vec<(Bytes, u64)>,
         truncated: bool,
     ) {
-        let Some(group) = self.anti_entropy.session(session, from).cloned() else { return };
-        let Ok(entries) = self.group_entries(&group) else {
-            return self.counters.storage_errors += 1;
-        };
+        // Against the entries the tree was built from: reading the group again cost as much as
+        // building it, in the same step of the node.
+        let Some((group, entries)) = self.anti_entropy.session(session, from) else { return };
+        let (group, entries) = (group.clone(), entries.clone());
         let leaves: std::collections::BTreeSet<u32> = leaves.into_iter().collect();
         let mine: BTreeMap<Bytes, u64> = entries
-            .into_iter()
+            .iter()
             .filter(|(key, _)| leaves.contains(&(leaf_of(key) as u32)))
+            .cloned()
             .collect();
         let theirs: BTreeMap<Bytes, u64> =
             digests.into_iter().take(self.config.anti_entropy_keys_max).collect();
@@ -1182,7 +1186,7 @@ impl<S: Storage> Node<S> {
             self.send(from, PeerMessage::AeFetch { keys: fetch });
         }
         if complete {
-            self.anti_entropy.complete(session, self.wall);
+            self.anti_entropy.complete(session);
             if let Some(refill) = self.refill.as_mut() {
                 let fetched: BTreeSet<Bytes> = fetch_keys.into_iter().collect();
                 if fetched.is_empty() {
@@ -1294,8 +1298,10 @@ impl<S: Storage> Node<S> {
         }
     }
 
-    /// Every key of a replica group on this node with its entry hash, in key order. Only the
-    /// group's arcs are read.
+    /// Every key of a replica group on this node with its entry hash, in token order (arc by
+    /// arc). Only the group's arcs are read. Each exchange reads this once or more on each side,
+    /// in one step of the node: at 155,000 keys that held the node 100-270 ms (see
+    /// ARCHITECTURE.md, "Anti-entropy").
     fn group_entries(&mut self, group: &Group) -> Result<Vec<(Bytes, u64)>, StorageError> {
         let intervals: Vec<(Token, Token)> = self
             .ring
@@ -1309,14 +1315,14 @@ impl<S: Storage> Node<S> {
             .flat_map(|range| token_intervals(range.start_exclusive, range.end_inclusive))
             .collect();
         let mut entries = Vec::new();
+        let mut buffer = Vec::new();
         for (low, high) in intervals {
             visit_data(&mut self.storage, low, high, |_, key, bytes| {
-                let hash = entry_hash(&key, &bytes);
+                let hash = entry_hash_in(&mut buffer, &key, &bytes);
                 entries.push((key, hash));
                 true
             })?;
         }
-        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         Ok(entries)
     }
 
@@ -2369,7 +2375,9 @@ fn visit_data<S: Storage>(
         let full = page.len() == page_keys;
         after = page.last().map(|(stored, _)| stored.clone());
         for (stored, bytes) in page {
-            let Some((token, _)) = split_data_key(&stored) else {
+            // The token is read, not checked against the key: checking hashed every key of a
+            // scan once more (the start-up conversion checks them all).
+            let Some(token) = data_key_token(&stored) else {
                 return Err(StorageError(format!("malformed data key of {} bytes", stored.len())));
             };
             if token > high || !visit(token, stored.slice(DATA_KEY_TOKEN_BYTES..), bytes) {

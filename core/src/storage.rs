@@ -75,6 +75,14 @@ pub fn split_data_key(stored: &[u8]) -> Option<(Token, &[u8])> {
     (Ring::key_token(key) == token).then_some((token, key))
 }
 
+/// The token in front of a stored data key, unchecked; `None` if the key is too short.
+pub fn data_key_token(stored: &[u8]) -> Option<Token> {
+    if stored.len() <= DATA_KEY_TOKEN_BYTES {
+        return None;
+    }
+    Some(Token::from_be_bytes(stored[..DATA_KEY_TOKEN_BYTES].try_into().ok()?))
+}
+
 /// The `after` position for [`Storage::scan`] of [`Space::Data`] that starts at the first key
 /// with a token of at least `token`: stored keys are longer than their token, and client keys
 /// are never empty, so the bare token sorts before every key that carries it.
