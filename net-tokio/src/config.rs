@@ -105,6 +105,12 @@ pub struct NodeFileConfig {
     /// plus the block cache.
     #[serde(default = "default_memtable_bytes_max")]
     pub memtable_bytes_max: usize,
+    /// Seconds between this node's anti-entropy exchanges (at least 1). Each compares one
+    /// replica group with its other replicas and reads every key of the group in one step of
+    /// the node, so a short interval costs a large node dearly (ARCHITECTURE.md,
+    /// "Anti-entropy"); hinted handoff and read repair mend most misses long before.
+    #[serde(default = "default_anti_entropy_interval_s")]
+    pub anti_entropy_interval_s: u64,
     /// Log filter, as `RUST_LOG` takes it (`info`, `ringkv_net=debug`).
     #[serde(default = "default_log_level")]
     pub log_level: String,
@@ -150,6 +156,10 @@ fn default_datacenter() -> String {
 fn default_rack() -> String {
     "rack1".into()
 }
+fn default_anti_entropy_interval_s() -> u64 {
+    60
+}
+
 fn default_scrub_interval_s() -> u64 {
     // Daily: bit rot is rare and a scrub reads everything.
     24 * 60 * 60
@@ -264,6 +274,10 @@ impl NodeFileConfig {
         if self.vnodes == 0 {
             return invalid("vnodes", "must be at least 1".into());
         }
+        if self.anti_entropy_interval_s == 0 {
+            // Without anti-entropy a node rebuilt after disk damage would answer reads blank.
+            return invalid("anti_entropy_interval_s", "must be at least 1 second".into());
+        }
         if self.request_timeout_ms == 0 {
             return invalid("request_timeout_ms", "must be positive".into());
         }
@@ -320,6 +334,13 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(tiny.starts_with("field `memtable_bytes_max`"), "{tiny}");
+        assert_eq!(config.anti_entropy_interval_s, 60);
+        let never = NodeFileConfig::parse(
+            &GOOD.replace("durability: Interval(20),", "anti_entropy_interval_s: 0,"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(never.starts_with("field `anti_entropy_interval_s`"), "{never}");
     }
 
     #[test]

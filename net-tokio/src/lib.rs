@@ -304,6 +304,7 @@ fn node_config(config: &NodeFileConfig, members: Vec<NodeId>) -> NodeConfig {
         ..Limits::default()
     };
     node.request_timeout = Duration::from_millis(config.request_timeout_ms);
+    node.anti_entropy_interval = Duration::from_secs(config.anti_entropy_interval_s);
     node
 }
 
