@@ -630,12 +630,8 @@ async fn admin_reads_status_and_ring_as_text_and_asks_for_the_password_a_node_re
         .sum();
     assert!((99.5..=100.5).contains(&total), "shares add up to {total}%: {ring}");
 
-    let nobody = tests_free_address();
+    let nobody = ringkv_tests::free_address();
     let error = admin::run(nobody, None, AdminRequest::Status).await.unwrap_err();
     assert!(error.contains("cannot connect"), "{error}");
     shutdown(nodes).await;
-}
-
-fn tests_free_address() -> std::net::SocketAddr {
-    ringkv_tests::free_address()
 }
