@@ -114,6 +114,8 @@ pub struct Metrics {
     pub node_restarts: Counter,
     /// Peers currently connected (outbound).
     pub peers_up: AtomicU64,
+    /// Client connections open now.
+    pub client_connections_open: AtomicU64,
     requests: Mutex<BTreeMap<(&'static str, &'static str, bool), Histogram>>,
     node_gauges: Mutex<BTreeMap<String, u64>>,
 }
@@ -160,6 +162,11 @@ impl Metrics {
             out,
             "# TYPE ringkv_peers_up gauge\nringkv_peers_up {}",
             self.peers_up.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE ringkv_client_connections_open gauge\nringkv_client_connections_open {}",
+            self.client_connections_open.load(Ordering::Relaxed)
         );
         if let Ok(gauges) = self.node_gauges.lock() {
             for (name, value) in gauges.iter() {

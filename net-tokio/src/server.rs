@@ -82,9 +82,12 @@ pub async fn serve(
             continue;
         };
         metrics.connections_accepted.inc();
+        metrics.client_connections_open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let connection = Connection::new(node.clone(), settings.clone(), metrics.clone());
+        let open = metrics.clone();
         connections.spawn(async move {
             connection.run(stream).await;
+            open.client_connections_open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             drop(permit);
         });
     }
@@ -234,7 +237,11 @@ impl Connection {
             }
             "CLIENT" => self.client(&args),
             "COMMAND" => Reply::Array(Vec::new()),
-            "INFO" => self.ops.info().await,
+            "INFO" => {
+                let open =
+                    self.metrics.client_connections_open.load(std::sync::atomic::Ordering::Relaxed);
+                self.ops.info(open).await
+            }
             _ if data_command_keys(&command, &args).is_some() || is_data_command(&command) => {
                 return (self.ops.clone().dispatch(&command, &args).await, Flow::Continue);
             }
@@ -465,15 +472,18 @@ impl Ops {
         }
     }
 
-    async fn info(&self) -> Reply {
+    /// `INFO`, with `connected_clients` (the node's open client connections) as monitoring
+    /// tools read it from Redis.
+    async fn info(&self, connected_clients: u64) -> Reply {
         let Some(status) = self.node.status().await else { return Reply::err("node stopped") };
         let text = format!(
-            "# Server\r\nredis_version:7.0.0\r\nringkv_version:{}\r\nnode_id:{}\r\nepoch:{}\r\nready:{}\r\nrebuilding:{}\r\n# Cluster\r\nmembers:{}\r\n# Stats\r\nread_repairs_sent:{}\r\npeer_messages_dropped:{}\r\ntombstones_purged:{}\r\nclient_errors:{}\r\n",
+            "# Server\r\nredis_version:7.0.0\r\nredis_mode:standalone\r\nringkv_version:{}\r\nnode_id:{}\r\nepoch:{}\r\nready:{}\r\nrebuilding:{}\r\n# Clients\r\nconnected_clients:{}\r\n# Cluster\r\nmembers:{}\r\n# Stats\r\nread_repairs_sent:{}\r\npeer_messages_dropped:{}\r\ntombstones_purged:{}\r\nclient_errors:{}\r\n",
             env!("CARGO_PKG_VERSION"),
             status.id.0,
             status.epoch,
             u8::from(status.ready),
             u8::from(status.rebuilding),
+            connected_clients,
             status.members.iter().map(|member| member.0.to_string()).collect::<Vec<_>>().join(","),
             status.counters.read_repairs_sent,
             status.counters.peer_messages_dropped,

@@ -465,9 +465,15 @@ async fn metrics_are_served_in_prometheus_text_with_request_storage_and_gossip_f
         "ringkv_node_storage_compactions_total",
         "ringkv_node_storage_flushes_total",
         "ringkv_peers_up 2",
+        // The test's own connection is open.
+        "ringkv_client_connections_open 1",
     ] {
         assert!(body.contains(metric), "missing {metric} in\n{body}");
     }
+    let mut second = connect(nodes[0].client_addr).await;
+    let info: String = redis::cmd("INFO").query_async(&mut second).await.unwrap();
+    assert!(info.contains("\r\nconnected_clients:2\r\n"), "{info}");
+    assert!(info.contains("\r\nredis_mode:standalone\r\n"), "{info}");
     shutdown(nodes).await;
 }
 
