@@ -67,14 +67,10 @@ pub fn leaf_of(key: &[u8]) -> usize {
     (Ring::key_token(key) % LEAVES as u64) as usize
 }
 
-/// The hash of one key's object, as leaves and digests use it.
-pub fn entry_hash(key: &[u8], encoded_object: &[u8]) -> u64 {
-    entry_hash_in(&mut Vec::new(), key, encoded_object)
-}
-
-/// [`entry_hash`] with a buffer the caller reuses across keys: a tree build hashes every key of
-/// a group, and a fresh buffer per key was a tenth of that time.
-pub fn entry_hash_in(buffer: &mut Vec<u8>, key: &[u8], encoded_object: &[u8]) -> u64 {
+/// The hash of one key's object, as leaves and digests use it. `buffer` is scratch the caller
+/// reuses across keys: a tree build hashes every key of a group, and a fresh buffer per key was
+/// a tenth of that time.
+pub fn entry_hash(buffer: &mut Vec<u8>, key: &[u8], encoded_object: &[u8]) -> u64 {
     buffer.clear();
     buffer.extend_from_slice(&(key.len() as u32).to_le_bytes());
     buffer.extend_from_slice(key);

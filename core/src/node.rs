@@ -26,7 +26,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::anti_entropy::{
-    entry_hash_in, group_of, groups_of, leaf_of, AntiEntropy, Group, GroupEntries, Tree,
+    entry_hash, group_of, groups_of, leaf_of, AntiEntropy, Group, GroupEntries, Tree,
 };
 use crate::coordinator::{read_result, Action, Coordinator, Outcome, ReadSpec, ReplyTo};
 use crate::error::{ClientError, StorageError};
@@ -1318,7 +1318,7 @@ impl<S: Storage> Node<S> {
         let mut buffer = Vec::new();
         for (low, high) in intervals {
             visit_data(&mut self.storage, low, high, |_, key, bytes| {
-                let hash = entry_hash_in(&mut buffer, &key, &bytes);
+                let hash = entry_hash(&mut buffer, &key, &bytes);
                 entries.push((key, hash));
                 true
             })?;
