@@ -111,10 +111,24 @@ pub struct NodeFileConfig {
     /// "Anti-entropy"); hinted handoff and read repair mend most misses long before.
     #[serde(default = "default_anti_entropy_interval_s")]
     pub anti_entropy_interval_s: u64,
+    /// Threads of the node's tokio runtime (1 to 1024). The node's logic is one task either
+    /// way; with 1 its connections and peer links share that thread and hand requests to it
+    /// without a cross-thread wake-up, which measured fastest on a 2-core machine
+    /// (ARCHITECTURE.md, "Runtime"). More threads spread the parsing and encoding of many busy
+    /// connections over more cores.
+    #[serde(default = "default_worker_threads")]
+    pub worker_threads: usize,
     /// Log filter, as `RUST_LOG` takes it (`info`, `ringkv_net=debug`).
     #[serde(default = "default_log_level")]
     pub log_level: String,
 }
+
+fn default_worker_threads() -> usize {
+    1
+}
+
+/// Most runtime threads accepted.
+const WORKER_THREADS_MAX: usize = 1024;
 
 fn default_memtable_bytes_max() -> usize {
     16 << 20
@@ -278,6 +292,12 @@ impl NodeFileConfig {
             // Without anti-entropy a node rebuilt after disk damage would answer reads blank.
             return invalid("anti_entropy_interval_s", "must be at least 1 second".into());
         }
+        if self.worker_threads == 0 || self.worker_threads > WORKER_THREADS_MAX {
+            return invalid(
+                "worker_threads",
+                format!("{} threads; use 1 to {WORKER_THREADS_MAX}", self.worker_threads),
+            );
+        }
         if self.request_timeout_ms == 0 {
             return invalid("request_timeout_ms", "must be positive".into());
         }
@@ -335,6 +355,12 @@ mod tests {
         .to_string();
         assert!(tiny.starts_with("field `memtable_bytes_max`"), "{tiny}");
         assert_eq!(config.anti_entropy_interval_s, 60);
+        assert_eq!(config.worker_threads, 1);
+        let no_threads =
+            NodeFileConfig::parse(&GOOD.replace("durability: Interval(20),", "worker_threads: 0,"))
+                .unwrap_err()
+                .to_string();
+        assert!(no_threads.starts_with("field `worker_threads`"), "{no_threads}");
         let never = NodeFileConfig::parse(
             &GOOD.replace("durability: Interval(20),", "anti_entropy_interval_s: 0,"),
         )

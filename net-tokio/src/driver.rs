@@ -347,7 +347,7 @@ impl<S: DriverStorage + StorageHealth, P: PeerSink> NodeTask<S, P> {
         let mut reopen = lifecycle.reopen.take()?;
         let mut backoff = std::time::Duration::from_millis(100);
         loop {
-            match tokio::task::block_in_place(&mut reopen) {
+            match run_blocking(&mut reopen) {
                 Ok(node) => {
                     lifecycle.reopen = Some(reopen);
                     metrics.node_restarts.inc();
@@ -468,7 +468,7 @@ impl<S: DriverStorage + StorageHealth, P: PeerSink> NodeTask<S, P> {
     /// nothing meanwhile (a scrub reads every table once, a few seconds per gigabyte).
     fn scrub(&mut self) {
         let started = std::time::Instant::now();
-        let result = tokio::task::block_in_place(|| self.node.storage_mut().scrub());
+        let result = run_blocking(|| self.node.storage_mut().scrub());
         self.metrics.storage_scrubs.inc();
         match result {
             Ok(()) => tracing::debug!(elapsed = ?started.elapsed(), "scrub found no damage"),
@@ -504,7 +504,7 @@ impl<S: DriverStorage + StorageHealth, P: PeerSink> NodeTask<S, P> {
         if let Err(error) = self.node.shutdown() {
             tracing::error!(%error, "could not mark the shutdown clean");
         }
-        let synced = tokio::task::block_in_place(|| self.node.storage_mut().sync());
+        let synced = run_blocking(|| self.node.storage_mut().sync());
         if let Err(error) = synced {
             tracing::error!(%error, "final sync failed");
         }
@@ -532,7 +532,7 @@ impl<S: DriverStorage + StorageHealth, P: PeerSink> NodeTask<S, P> {
         // dev cluster) move to another thread meanwhile. Not for plain WAL syncs: they are many
         // and cheap to finish, and the hand-off has a cost.
         let finished = if self.node.storage().finish_blocks(&done) {
-            tokio::task::block_in_place(|| self.node.storage_mut().finish_work(done))
+            run_blocking(|| self.node.storage_mut().finish_work(done))
         } else {
             self.node.storage_mut().finish_work(done)
         };
@@ -605,4 +605,15 @@ pub fn wall_clock() -> WallTime {
     let since_epoch =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     WallTime::from_millis(since_epoch.as_millis() as u64)
+}
+
+/// Runs blocking storage work on the node task. On a multi-threaded runtime `block_in_place`
+/// first hands the worker's other tasks to another thread; a current-thread runtime (one per
+/// node in a dev cluster) has no other worker, and its other tasks serve this node alone, which
+/// waits for the work either way.
+fn run_blocking<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::current().runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::CurrentThread => work(),
+        _ => tokio::task::block_in_place(work),
+    }
 }

@@ -81,6 +81,95 @@ pub enum StartError {
     /// Storage failed while the node recovered.
     #[error("storage: {0}")]
     Storage(#[from] ringkv_core::StorageError),
+    /// The node's thread or runtime could not be started.
+    #[error("cannot start the node's runtime: {0}")]
+    Runtime(String),
+}
+
+/// A node running on a thread of its own, with a tokio runtime of `worker_threads` threads
+/// (a current-thread runtime for 1). A dev cluster runs each node this way, as separate machines
+/// would: nodes sharing one work-stealing runtime bounced each other's tasks and data between
+/// the cores (ARCHITECTURE.md, "Runtime").
+#[derive(Debug)]
+pub struct NodeThread {
+    /// The node's id.
+    pub id: NodeId,
+    /// Where clients connect.
+    pub client_addr: SocketAddr,
+    /// Where peers connect.
+    pub peer_addr: SocketAddr,
+    /// Where metrics are served.
+    pub metrics_addr: Option<SocketAddr>,
+    /// The node task's handle (usable from any runtime).
+    pub handle: NodeHandle,
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl NodeThread {
+    /// Starts the node of `config` on its data directory ([`start_on_disk`]) on a new thread and
+    /// returns once it listens. Blocks the calling thread meanwhile.
+    pub fn start(config: NodeFileConfig) -> Result<NodeThread, StartError> {
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(format!("ringkv-node-{}", config.node_id))
+            .spawn(move || {
+                let runtime = match node_runtime(config.worker_threads) {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        let _ = started_tx.send(Err(StartError::Runtime(error.to_string())));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    match start_on_disk(&config).await {
+                        Ok(node) => {
+                            let addresses = (
+                                node.id,
+                                node.client_addr,
+                                node.peer_addr,
+                                node.metrics_addr,
+                                node.handle.clone(),
+                            );
+                            let _ = started_tx.send(Ok(addresses));
+                            // A dropped sender (the handle dropped) stops the node as well.
+                            let _ = stop_rx.await;
+                            node.shutdown().await;
+                        }
+                        Err(error) => {
+                            let _ = started_tx.send(Err(error));
+                        }
+                    }
+                });
+            })
+            .map_err(|error| StartError::Runtime(error.to_string()))?;
+        let (id, client_addr, peer_addr, metrics_addr, handle) =
+            started_rx.recv().map_err(|_| {
+                StartError::Runtime("the node's thread stopped while starting".into())
+            })??;
+        Ok(NodeThread { id, client_addr, peer_addr, metrics_addr, handle, stop, thread })
+    }
+
+    /// Shuts the node down cleanly ([`RunningNode::shutdown`]) and waits for its thread.
+    pub fn shutdown(self) {
+        let _ = self.stop.send(());
+        if self.thread.join().is_err() {
+            tracing::error!(node = %self.id, "the node's thread panicked");
+        }
+    }
+}
+
+/// The runtime one node runs on: current-thread for one thread, else multi-threaded.
+pub fn node_runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = if worker_threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(worker_threads);
+        builder
+    };
+    builder.enable_all().build()
 }
 
 /// Opens the node's storage in `config.data_dir` (recovering what was synced; a corrupt disk is
@@ -91,7 +180,12 @@ pub async fn start_on_disk(config: &NodeFileConfig) -> Result<RunningNode, Start
     // A node stopped a moment ago in this process may still be releasing the lock.
     let mut attempts = 0;
     let storage = loop {
-        match tokio::task::block_in_place(|| open_disk(config)) {
+        let open_config = config.clone();
+        let opened = tokio::task::spawn_blocking(move || open_disk(&open_config)).await;
+        let opened = opened.unwrap_or_else(|error| {
+            Err(OpenError::Storage(ringkv_core::StorageError(format!("open task failed: {error}"))))
+        });
+        match opened {
             Ok(storage) => break storage,
             Err(OpenError::Locked(error)) if attempts < 40 => {
                 attempts += 1;

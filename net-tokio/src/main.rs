@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use ringkv_net::admin::AdminRequest;
 use ringkv_net::config::{Durability, MemberAddress, NodeFileConfig};
+use ringkv_net::NodeThread;
 
 // The request path allocates small, short-lived buffers on every worker thread (frames, replies,
 // versioned objects); glibc's malloc spent about 10% of the CPU of a 3-node dev cluster under
@@ -33,7 +34,8 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Runs a local cluster in this process and prints its client ports.
+    /// Runs a local cluster in this process (each node on a thread of its own) and prints its
+    /// client ports.
     Dev {
         /// Number of nodes.
         #[arg(long, default_value_t = 3)]
@@ -52,6 +54,9 @@ enum Command {
         /// `appendfsync everysec`); without it every write waits for its fsync.
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         sync_interval_ms: Option<u64>,
+        /// Threads of each node's runtime (`worker_threads` in a node's configuration).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
+        worker_threads: u16,
     },
     /// Asks a running node about the cluster.
     Admin {
@@ -87,26 +92,19 @@ enum AdminAction {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("ringkv: cannot start the runtime: {error}");
-            return std::process::ExitCode::from(1);
+    let result = match cli.command {
+        Command::Node { config } => run_node(config),
+        Command::Dev { nodes, base_port, replicas, data_dir, sync_interval_ms, worker_threads } => {
+            let durability = match sync_interval_ms {
+                Some(interval_ms) => Durability::Interval(interval_ms),
+                None => Durability::Fsync,
+            };
+            run_dev(nodes, base_port, replicas, data_dir, durability, usize::from(worker_threads))
+        }
+        Command::Admin { addr, password, action } => {
+            on_small_runtime(run_admin(addr, password, action)).and_then(|result| result)
         }
     };
-    let result = runtime.block_on(async move {
-        match cli.command {
-            Command::Node { config } => run_node(config).await,
-            Command::Dev { nodes, base_port, replicas, data_dir, sync_interval_ms } => {
-                let durability = match sync_interval_ms {
-                    Some(interval_ms) => Durability::Interval(interval_ms),
-                    None => Durability::Fsync,
-                };
-                run_dev(nodes, base_port, replicas, data_dir, durability).await
-            }
-            Command::Admin { addr, password, action } => run_admin(addr, password, action).await,
-        }
-    });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(message) => {
@@ -116,6 +114,15 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Runs `future` on a current-thread runtime (admin commands, waiting for a signal).
+fn on_small_runtime<T>(future: impl std::future::Future<Output = T>) -> Result<T, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start the runtime: {error}"))?;
+    Ok(runtime.block_on(future))
+}
+
 fn init_logs(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
@@ -123,23 +130,24 @@ fn init_logs(filter: &str) {
         tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
-async fn run_node(path: PathBuf) -> Result<(), String> {
+fn run_node(path: PathBuf) -> Result<(), String> {
     let config = NodeFileConfig::load(&path).map_err(|error| error.to_string())?;
     init_logs(&config.log_level);
-    let node = ringkv_net::start_on_disk(&config).await.map_err(|error| error.to_string())?;
+    let node = NodeThread::start(config).map_err(|error| error.to_string())?;
     tracing::info!(id = %node.id, client = %node.client_addr, peer = %node.peer_addr, "node started");
-    wait_for_signal().await;
+    let waited = on_small_runtime(wait_for_signal());
     tracing::info!("shutting down");
-    node.shutdown().await;
-    Ok(())
+    node.shutdown();
+    waited
 }
 
-async fn run_dev(
+fn run_dev(
     nodes: u32,
     base_port: u16,
     replicas: usize,
     data_dir: PathBuf,
     durability: Durability,
+    worker_threads: usize,
 ) -> Result<(), String> {
     init_logs("warn");
     if nodes == 0 || replicas == 0 || replicas > nodes as usize {
@@ -167,10 +175,11 @@ async fn run_dev(
             data_dir: data_dir.join(format!("node{id}")),
             replicas_n: replicas,
             durability,
+            worker_threads,
             ..NodeFileConfig::parse(&dev_template(&members, replicas))
                 .map_err(|error| error.to_string())?
         };
-        let node = ringkv_net::start_on_disk(&config).await.map_err(|error| error.to_string())?;
+        let node = NodeThread::start(config).map_err(|error| error.to_string())?;
         println!(
             "node {id}: redis-cli -p {}  (metrics http://{}/metrics)",
             node.client_addr.port(),
@@ -179,11 +188,11 @@ async fn run_dev(
         running.push(node);
     }
     println!("ringkv dev cluster of {nodes} nodes, N={replicas}, {durability:?}; Ctrl-C to stop");
-    wait_for_signal().await;
+    let waited = on_small_runtime(wait_for_signal());
     for node in running {
-        node.shutdown().await;
+        node.shutdown();
     }
-    Ok(())
+    waited
 }
 
 /// A valid configuration whose per-node fields `run_dev` replaces.

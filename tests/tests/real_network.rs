@@ -533,6 +533,56 @@ async fn writes_that_fill_many_memtables_are_flushed_and_all_read_back() {
     shutdown(nodes).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_on_threads_of_their_own_flush_restart_and_read_everything_back() {
+    // As `ringkv dev` and `ringkv node` run them: each node on its own runtime, two on a
+    // current-thread runtime (storage work finished on the node's only thread) and one on a
+    // runtime of two threads. Small memtables, so the writes freeze and flush several.
+    let data = tempfile::tempdir().unwrap();
+    let mut configs = cluster_configs(3, data.path());
+    for (config, worker_threads) in configs.iter_mut().zip([1, 1, 2]) {
+        config.memtable_bytes_max = 32 << 10;
+        config.worker_threads = worker_threads;
+    }
+    let start_all = |configs: Vec<ringkv_net::config::NodeFileConfig>| async move {
+        tokio::task::spawn_blocking(move || {
+            configs
+                .into_iter()
+                .map(|config| ringkv_net::NodeThread::start(config).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap()
+    };
+    let stop_all = |nodes: Vec<ringkv_net::NodeThread>| async move {
+        tokio::task::spawn_blocking(move || nodes.into_iter().for_each(|node| node.shutdown()))
+            .await
+            .unwrap()
+    };
+    let nodes = start_all(configs.clone()).await;
+    let mut connection = connect(nodes[0].client_addr).await;
+    wait_until_writable(&mut connection).await;
+    let value = "v".repeat(200);
+    for index in 0..1500 {
+        let () = connection.set(format!("key-{index}"), &value).await.unwrap();
+    }
+    for node in &nodes {
+        let status = node.handle.status().await.unwrap();
+        let flushes =
+            status.storage.iter().find(|(name, _)| *name == "storage_flushes_total").unwrap().1;
+        assert!(flushes >= 3, "node {} flushed {flushes} memtables", node.id);
+    }
+    stop_all(nodes).await;
+    let nodes = start_all(configs).await;
+    let mut reader = connect(nodes[2].client_addr).await;
+    wait_until_writable(&mut reader).await;
+    for index in 0..1500 {
+        let read: Option<String> = reader.get(format!("key-{index}")).await.unwrap();
+        assert_eq!(read.as_deref(), Some(value.as_str()), "key-{index}");
+    }
+    stop_all(nodes).await;
+}
+
 /// Waits until `node`'s ring holds exactly `expected` (sorted ids).
 async fn wait_for_ring(node: &ringkv_net::RunningNode, expected: &[u32]) {
     for _ in 0..300 {
