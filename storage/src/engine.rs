@@ -46,6 +46,10 @@ const LOOKUP_STACK_BYTES: usize = 256;
 /// Longest keyspace name.
 const KEYSPACE_NAME_BYTES_MAX: usize = 255;
 
+/// A memtable is frozen once the write-ahead log behind it holds this many times
+/// `memtable_bytes_max`, however little it holds itself (overwrites replace versions).
+const WAL_BYTES_PER_MEMTABLE_MAX: usize = 4;
+
 /// Engine configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
@@ -609,6 +613,8 @@ impl<V: Vfs> Engine<V> {
         if self.wal.buf.len() >= self.opts.wal_buffer_bytes_max && self.sync_in_flight.is_none() {
             self.append_wal_buffer()?;
         }
+        // Older versions in the memtable are kept only for a snapshot that may read them.
+        let keep_older = !self.snapshots.is_empty();
         for (i, op) in batch.ops().iter().enumerate() {
             let seq = first + i as u64;
             let (ks, key, value) = match op {
@@ -623,14 +629,14 @@ impl<V: Vfs> Engine<V> {
                     MemValue { kind: Kind::Delete, expire_at_ms: None, value: Bytes::new() },
                 ),
             };
-            self.mem.insert(internal_user_key(ks, key), seq, value);
+            self.mem.insert(internal_user_key(ks, key), seq, value, keep_older);
         }
         self.last_seq = last;
         self.stats.user_bytes_written += batch.payload_bytes() as u64;
         if self.sync_in_flight.is_none() && self.buggify_fires(Site::EarlyWalAppend) {
             self.append_wal_buffer()?;
         }
-        let full = self.mem.size_bytes() >= self.opts.memtable_bytes_max;
+        let full = self.memtable_full();
         let early = self.frozen.len() < self.opts.frozen_memtables_max
             && self.buggify_fires(Site::EarlyRotate);
         if (full || early) && self.sync_in_flight.is_none() {
@@ -699,7 +705,7 @@ impl<V: Vfs> Engine<V> {
         }
         self.durable_seq = self.durable_seq.max(result.upto);
         self.remove_obsolete_wals()?;
-        if self.poisoned.is_none() && self.mem.size_bytes() >= self.opts.memtable_bytes_max {
+        if self.poisoned.is_none() && self.memtable_full() {
             self.rotate()?;
         }
         self.check_invariants();
@@ -1218,6 +1224,16 @@ impl<V: Vfs> Engine<V> {
             || version::pick(&self.version, &self.opts.compaction, &mut cursor).is_some()
     }
 
+    /// Whether the memtable is to be frozen: it holds `memtable_bytes_max`, or its write-ahead
+    /// log has grown to `WAL_BYTES_PER_MEMTABLE_MAX` times that (a few hot keys overwritten
+    /// again and again keep the memtable small, and the log must not grow without bound: it is
+    /// replayed at every start).
+    fn memtable_full(&self) -> bool {
+        let max = self.opts.memtable_bytes_max;
+        self.mem.size_bytes() >= max
+            || self.mem.written_bytes() >= max.saturating_mul(WAL_BYTES_PER_MEMTABLE_MAX)
+    }
+
     fn smallest_snapshot(&self) -> SeqNo {
         self.snapshots.keys().next().copied().unwrap_or(self.last_seq)
     }
@@ -1401,7 +1417,8 @@ fn replay_wals<V: Vfs>(
             for (i, op) in ops.into_iter().enumerate() {
                 let value =
                     MemValue { kind: op.kind, expire_at_ms: op.expire_at_ms, value: op.value };
-                mem.insert(internal_user_key(op.keyspace, &op.key), first + i as u64, value);
+                let key = internal_user_key(op.keyspace, &op.key);
+                mem.insert(key, first + i as u64, value, false);
             }
             report.last_seq = last;
             report.records_replayed += 1;
@@ -1578,6 +1595,42 @@ mod tests {
         e.request_full_compaction();
         e.run_pending().unwrap();
         assert_eq!(e.scan::<&[u8]>(ks, .., None).unwrap().count(), 150);
+    }
+
+    #[test]
+    fn overwrites_hold_one_version_per_key_and_the_log_still_freezes_the_memtable() {
+        let fs = SimFs::new(5);
+        let (mut e, ks) = open(&fs);
+        let value = |i: u32, round: u32| format!("{i}-{round}-{}", "x".repeat(80)).into_bytes();
+        // 20 keys of about 150 accounted bytes each: 3 KB held, against a memtable of 8 KiB.
+        for round in 0..6 {
+            for i in 0..20 {
+                e.put(ks, &key(i), &value(i, round)).unwrap();
+                e.run_pending().unwrap();
+            }
+        }
+        // 18 KB written: with every version kept this froze two memtables.
+        assert_eq!(e.stats().flushes, 0, "overwrites replaced their older versions");
+        assert_eq!(e.mem.len(), 20);
+        // The log is bounded all the same: at four times the memtable's size it freezes.
+        for round in 6..40 {
+            for i in 0..20 {
+                e.put(ks, &key(i), &value(i, round)).unwrap();
+                e.run_pending().unwrap();
+            }
+        }
+        let flushes = e.stats().flushes;
+        assert!((2..=6).contains(&flushes), "{flushes} flushes for 120 KB of log");
+        for i in 0..20 {
+            assert_eq!(e.get(ks, &key(i)).unwrap(), Some(Bytes::from(value(i, 39))));
+        }
+        drop(e);
+        fs.crash(CrashMode::DropUnsynced);
+        let (e, ks) = open(&fs);
+        for i in 0..20 {
+            let read = e.get(ks, &key(i)).unwrap().expect("synced by the flushes or the WAL");
+            assert!(read.starts_with(format!("{i}-").as_bytes()));
+        }
     }
 
     #[test]

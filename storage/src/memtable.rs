@@ -32,10 +32,13 @@ use crate::Result;
 
 /// Per-entry bookkeeping cost counted in the memtable's size, beyond keys and values.
 ///
-/// Counted per version, with the user key's length, exactly as when every version had its own
-/// map entry: the memtable's size decides when it is frozen, and keeping the accounting unchanged
-/// keeps flush points (and so the files a seeded run writes) unchanged.
+/// Counted per version, with the user key's length, as when every version had its own map entry.
 const ENTRY_OVERHEAD_BYTES: usize = 48;
+
+/// The bytes one version of a key accounts for.
+fn version_bytes(user_len: usize, value: &MemValue) -> usize {
+    user_len + value.value.len() + ENTRY_OVERHEAD_BYTES
+}
 
 /// Sorted in-memory writes.
 #[derive(Debug, Default)]
@@ -44,7 +47,11 @@ pub(crate) struct Memtable {
     map: BTreeMap<MemKey, Versions>,
     /// Number of versions over all keys (not of keys): what a flush will write.
     len: usize,
+    /// The bytes of the versions held.
     size_bytes: usize,
+    /// The bytes of every version ever inserted, replaced ones included: what this memtable's
+    /// write-ahead log holds.
+    written_bytes: usize,
     max_seq: SeqNo,
 }
 
@@ -222,19 +229,38 @@ pub(crate) struct MemValue {
 
 impl Memtable {
     /// Adds version `seq` of `user`. Sequence numbers only grow, so the new version is the key's
-    /// newest.
-    pub fn insert(&mut self, user: Bytes, seq: SeqNo, value: MemValue) {
+    /// newest. Unless `keep_older` (a snapshot may still read them), the key's older versions are
+    /// dropped: no read can see them any more, and an overwritten key then costs the memtable
+    /// one version instead of one per write, so it holds more keys before it fills.
+    pub fn insert(&mut self, user: Bytes, seq: SeqNo, value: MemValue, keep_older: bool) {
         debug_assert!(seq > self.max_seq, "sequence numbers only grow");
-        self.size_bytes += user.len() + value.value.len() + ENTRY_OVERHEAD_BYTES;
+        let user_len = user.len();
+        let new_bytes = version_bytes(user_len, &value);
+        self.size_bytes += new_bytes;
+        self.written_bytes += new_bytes;
         self.max_seq = self.max_seq.max(seq);
-        let added = match self.map.entry(MemKey::from(user)) {
+        match self.map.entry(MemKey::from(user)) {
             btree_map::Entry::Vacant(e) => {
                 e.insert(Versions::One((seq, value)));
-                true
+                self.len += 1;
             }
-            btree_map::Entry::Occupied(mut e) => e.get_mut().add(seq, value),
-        };
-        self.len += usize::from(added);
+            btree_map::Entry::Occupied(mut e) => {
+                let newest = e.get().as_slice().last().map_or(0, |(newest, _)| *newest);
+                // Only a version newer than every one held replaces them; sequence numbers
+                // that went backwards (asserted against above) keep the ordered insert.
+                if keep_older || seq <= newest {
+                    let added = e.get_mut().add(seq, value);
+                    self.len += usize::from(added);
+                } else {
+                    let replaced = std::mem::replace(e.get_mut(), Versions::One((seq, value)));
+                    let replaced = replaced.as_slice();
+                    let replaced_bytes: usize =
+                        replaced.iter().map(|(_, old)| version_bytes(user_len, old)).sum();
+                    self.size_bytes -= replaced_bytes;
+                    self.len = self.len + 1 - replaced.len();
+                }
+            }
+        }
     }
 
     /// The newest version of `user` visible at `snapshot`.
@@ -249,9 +275,15 @@ impl Memtable {
         })
     }
 
-    /// The bytes this memtable accounts for (keys, values and a fixed overhead per version).
+    /// The bytes this memtable accounts for (keys, values and a fixed overhead per version held).
     pub fn size_bytes(&self) -> usize {
         self.size_bytes
+    }
+
+    /// The bytes of every version inserted, dropped ones included, counted as `size_bytes`
+    /// counts them: a measure of this memtable's write-ahead log.
+    pub fn written_bytes(&self) -> usize {
+        self.written_bytes
     }
 
     /// The number of versions held (over all keys), i.e. the entries a flush writes.
@@ -351,12 +383,36 @@ mod tests {
     }
 
     #[test]
+    fn an_overwrite_without_snapshots_replaces_the_older_versions() {
+        let mut m = Memtable::default();
+        let k = Bytes::from_static(b"k");
+        m.insert(k.clone(), 1, put("a"), true);
+        m.insert(k.clone(), 2, put("b"), true);
+        assert_eq!((m.len(), m.size_bytes()), (2, 2 * (1 + 1 + ENTRY_OVERHEAD_BYTES)));
+        // No snapshot needs "a" or "b" any more: both go, and so do their bytes.
+        m.insert(k.clone(), 3, put("ccc"), false);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m.size_bytes(), 1 + 3 + ENTRY_OVERHEAD_BYTES);
+        assert_eq!(
+            m.written_bytes(),
+            2 * (1 + 1 + ENTRY_OVERHEAD_BYTES) + 1 + 3 + ENTRY_OVERHEAD_BYTES
+        );
+        assert_eq!(
+            m.get(&k, crate::codec::SEQ_MAX).map(|f| (f.seq, f.value)),
+            Some((3, Bytes::from_static(b"ccc")))
+        );
+        assert_eq!(m.get(&k, 2), None, "the replaced versions are gone");
+        let all: Vec<_> = collect(&m, None);
+        assert_eq!(all, vec![(k.clone(), 3, Bytes::from_static(b"ccc"))]);
+    }
+
+    #[test]
     fn get_returns_newest_version_visible_at_the_snapshot() {
         let mut m = Memtable::default();
         let k = Bytes::from_static(b"k");
-        m.insert(k.clone(), 1, put("a"));
-        m.insert(k.clone(), 5, put("b"));
-        m.insert(Bytes::from_static(b"j"), 6, put("x"));
+        m.insert(k.clone(), 1, put("a"), true);
+        m.insert(k.clone(), 5, put("b"), true);
+        m.insert(Bytes::from_static(b"j"), 6, put("x"), true);
         assert_eq!(&m.get(&k, 10).unwrap().value[..], b"b");
         assert_eq!(&m.get(&k, 4).unwrap().value[..], b"a");
         assert!(m.get(&k, 0).is_none());
@@ -367,9 +423,9 @@ mod tests {
     #[test]
     fn iteration_is_in_internal_key_order() {
         let mut m = Memtable::default();
-        m.insert(Bytes::from_static(b"b"), 1, put("1"));
-        m.insert(Bytes::from_static(b"a"), 2, put("2"));
-        m.insert(Bytes::from_static(b"b"), 3, put("3"));
+        m.insert(Bytes::from_static(b"b"), 1, put("1"), true);
+        m.insert(Bytes::from_static(b"a"), 2, put("2"), true);
+        m.insert(Bytes::from_static(b"b"), 3, put("3"), true);
         let mut it = m.iter_from(None);
         let mut got = Vec::new();
         while let Some(e) = it.next_entry().unwrap() {
@@ -401,15 +457,16 @@ mod tests {
         let (a, b, c) =
             (Bytes::from_static(b"a"), Bytes::from_static(b"b"), Bytes::from_static(b"c"));
         // Interleaved writes: b gets three versions, a two, c one.
-        m.insert(b.clone(), 1, put("b1"));
-        m.insert(a.clone(), 2, put("a2"));
-        m.insert(b.clone(), 3, put("b3"));
-        m.insert(c.clone(), 4, put("c4"));
-        m.insert(a.clone(), 5, put("a5"));
+        m.insert(b.clone(), 1, put("b1"), true);
+        m.insert(a.clone(), 2, put("a2"), true);
+        m.insert(b.clone(), 3, put("b3"), true);
+        m.insert(c.clone(), 4, put("c4"), true);
+        m.insert(a.clone(), 5, put("a5"), true);
         m.insert(
             b.clone(),
             6,
             MemValue { kind: Kind::Delete, expire_at_ms: None, value: Bytes::new() },
+            true,
         );
         assert_eq!(m.len(), 6, "len counts versions, not keys");
         assert_eq!(m.max_seq(), 6);
@@ -483,7 +540,7 @@ mod tests {
         // Two versions each: seqs 1..=4 ("one"), then 11..=14 ("two").
         for (seq, value) in [(1, "one"), (11, "two")] {
             for (i, len) in lens.into_iter().enumerate() {
-                m.insert(key(len), seq + i as SeqNo, put(value));
+                m.insert(key(len), seq + i as SeqNo, put(value), true);
             }
         }
         assert_eq!(m.len(), 8);
@@ -540,7 +597,7 @@ mod tests {
         for (seq, k) in
             [&extended, &short_hi, &long_lo, &at_limit, &short_lo].into_iter().enumerate()
         {
-            m.insert(k.clone(), seq as SeqNo + 1, put("v"));
+            m.insert(k.clone(), seq as SeqNo + 1, put("v"), true);
         }
         let users: Vec<_> = collect(&m, None).into_iter().map(|(u, _, _)| u).collect();
         assert_eq!(users, vec![short_lo, long_lo, at_limit.clone(), extended.clone(), short_hi]);
@@ -572,7 +629,7 @@ mod tests {
             for (i, (k, vlen)) in writes.iter().enumerate() {
                 let seq = i as SeqNo + 1;
                 let value = Bytes::from(vec![*k; *vlen]);
-                m.insert(key(*k), seq, MemValue { kind: Kind::Put, expire_at_ms: None, value: value.clone() });
+                m.insert(key(*k), seq, MemValue { kind: Kind::Put, expire_at_ms: None, value: value.clone() }, true);
                 model.insert((key(*k), Reverse(seq)), value);
             }
             proptest::prop_assert_eq!(m.len(), model.len());
