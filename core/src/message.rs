@@ -202,16 +202,28 @@ pub enum PeerMessage {
         /// The fallback's id for the replay.
         replay: u64,
     },
-    /// Anti-entropy step 1: the initiator's hash tree of a replica group.
+    /// Anti-entropy step 1: the initiator's hash tree of one slice of a replica group.
     AeTree {
         /// The initiator's id for the exchange.
         session: u64,
         /// The replica group (sorted node ids).
         group: Vec<crate::types::NodeId>,
+        /// The slice's first token.
+        low: crate::ring::Token,
+        /// The slice's last token (inclusive).
+        high: crate::ring::Token,
         /// Root hash.
         root: u64,
         /// Leaf hashes.
         leaves: Vec<u64>,
+    },
+    /// Anti-entropy step 2, instead of digests: the responder holds too many keys in the slice
+    /// to read at once; the initiator is to send the tree of the slice cut at `high`.
+    AeNarrow {
+        /// The initiator's id for the exchange.
+        session: u64,
+        /// The last token the responder read.
+        high: crate::ring::Token,
     },
     /// Anti-entropy step 2: per-key hashes of the leaves that differ.
     AeDigests {

@@ -85,11 +85,16 @@ pub struct NodeConfig {
     pub sweep_interval: Duration,
     /// Most keys the sweep examines per run.
     pub sweep_keys_max: usize,
-    /// How often anti-entropy exchanges one replica group with its other replicas; zero turns
-    /// anti-entropy off (and tombstones are then purged on grace alone).
+    /// How often anti-entropy goes through one replica group with its other replicas (a cycle
+    /// of slices); zero turns anti-entropy off (and tombstones are then purged on grace alone).
     pub anti_entropy_interval: Duration,
     /// Most keys compared or streamed per anti-entropy exchange.
     pub anti_entropy_keys_max: usize,
+    /// Keys an anti-entropy slice holds: what one step of the node reads to build a tree (a
+    /// responder reads at most twice this before it asks for a narrower slice).
+    pub anti_entropy_slice_keys: usize,
+    /// The pause between two slices of a cycle.
+    pub anti_entropy_slice_pause: Duration,
     /// Acknowledge replica writes as soon as they are written, before storage syncs them (the
     /// driver then syncs on a timer). A crash can lose the writes of the last interval.
     pub acknowledge_before_sync: bool,
@@ -130,6 +135,8 @@ impl NodeConfig {
             sweep_keys_max: 1_000,
             anti_entropy_interval: Duration::from_secs(10),
             anti_entropy_keys_max: 1_000,
+            anti_entropy_slice_keys: 10_000,
+            anti_entropy_slice_pause: Duration::from_millis(100),
             acknowledge_before_sync: false,
             join: false,
             join_settle_rounds: 3,
@@ -313,7 +320,15 @@ enum AckTarget {
 #[derive(Debug, Default)]
 struct Refill {
     refilled: BTreeSet<(Group, NodeId)>,
-    waiting: BTreeMap<(Group, NodeId), BTreeSet<Bytes>>,
+    pending: BTreeMap<(Group, NodeId), RefillPair>,
+}
+
+/// A (group, peer) pair's refill in progress: the keys fetched in its current cycle that have
+/// not arrived, and whether every slice of the cycle completed.
+#[derive(Debug, Default)]
+struct RefillPair {
+    waiting: BTreeSet<Bytes>,
+    cycled: bool,
 }
 
 /// A ringkv node over storage `S`.
@@ -623,8 +638,13 @@ impl<S: Storage> Node<S> {
                     now + self.config.anti_entropy_interval.min(REFILL_INTERVAL);
                 self.start_refill();
             } else {
-                self.next_anti_entropy = now + self.config.anti_entropy_interval;
-                self.start_anti_entropy();
+                let cycle_ended = self.start_anti_entropy();
+                self.next_anti_entropy = now
+                    + if cycle_ended {
+                        self.config.anti_entropy_interval
+                    } else {
+                        self.config.anti_entropy_slice_pause
+                    };
             }
         }
         if now >= self.next_hint_tick {
@@ -1047,7 +1067,17 @@ impl<S: Storage> Node<S> {
         };
         self.hint_cursor =
             if entries.len() < limit { None } else { entries.last().map(|(key, _)| key.clone()) };
-        let window_ms = self.config.keyspace.hint_window.as_millis();
+        // A hint older than the tombstone grace may predate a delete that every replica has
+        // purged by now: replayed, it would bring the deleted value back (found by the
+        // sliced-repair scenario: grace 4 s, a hint replayed 9 s after the write it held). So
+        // a hint lives at most the shorter of the window and the grace, as Cassandra caps a
+        // hint's life at gc_grace_seconds.
+        let window_ms = self
+            .config
+            .keyspace
+            .hint_window
+            .as_millis()
+            .min(self.config.keyspace.tombstone_grace.as_millis());
         for (stored_key, bytes) in entries {
             let parsed = split_hint_key(&stored_key).zip(decode_hint(&bytes));
             let Some(((owner, key), hint)) = parsed else {
@@ -1071,62 +1101,86 @@ impl<S: Storage> Node<S> {
         }
     }
 
-    /// Starts exchanges for the next replica group with each of its other replicas that is up.
-    fn start_anti_entropy(&mut self) {
+    /// Starts exchanges of the next slice of a replica group with each of its other replicas
+    /// that is up; returns whether that ended the group's cycle (the timer then waits a whole
+    /// interval, else only the pause between slices).
+    fn start_anti_entropy(&mut self) -> bool {
         let groups = groups_of(&self.ring, self.id, self.config.keyspace.replicas_n);
-        let Some(group) = self.anti_entropy.next_group(&groups) else { return };
+        let Some((group, low)) = self.anti_entropy.next_slice(&groups) else { return true };
         let peers: Vec<NodeId> =
             group.iter().copied().filter(|peer| *peer != self.id && !self.is_down(*peer)).collect();
-        if peers.is_empty() {
-            return;
-        }
-        self.send_trees(&group, peers);
+        let high = if peers.is_empty() {
+            // Nobody to compare with: the group's cycle is skipped.
+            Token::MAX
+        } else {
+            // A failed read ends the cycle; the next one starts over.
+            self.send_trees(&group, low, peers).unwrap_or(Token::MAX)
+        };
+        self.anti_entropy.sent_slice(&group, high)
     }
 
-    /// Step 1: opens an exchange of `group` with each of `peers` by sending it this node's tree.
-    /// Returns false (and counts a storage error) when the group's entries cannot be read.
-    fn send_trees(&mut self, group: &Group, peers: Vec<NodeId>) -> bool {
-        let Ok(entries) = self.group_entries(group) else {
+    /// Step 1: opens an exchange of the slice of `group` from `low` with each of `peers` by
+    /// sending it this node's tree, and returns the slice's last token. `None` (and a storage
+    /// error counted) when the group's entries cannot be read.
+    fn send_trees(&mut self, group: &Group, low: Token, peers: Vec<NodeId>) -> Option<Token> {
+        let budget = self.config.anti_entropy_slice_keys.max(1);
+        let Ok((entries, high, _)) = self.slice_entries(group, low, Token::MAX, budget) else {
             self.counters.storage_errors += 1;
-            return false;
+            return None;
         };
         let tree = Tree::from_entries(&entries);
         let entries = GroupEntries::new(entries);
         for peer in peers {
-            let session = self.anti_entropy.start(group.clone(), peer, self.wall, entries.clone());
+            let session = self.anti_entropy.start(
+                group.clone(),
+                peer,
+                (low, high),
+                self.wall,
+                entries.clone(),
+            );
             self.counters.repair_exchanges += 1;
             self.send(
                 peer,
                 PeerMessage::AeTree {
                     session,
                     group: group.clone(),
+                    low,
+                    high,
                     root: tree.root(),
                     leaves: tree.leaves.clone(),
                 },
             );
         }
-        true
+        Some(high)
     }
 
-    /// Step 2: answer a tree with the digests of the leaves that differ.
+    /// Step 2: answer a tree with the digests of the leaves that differ, or with a narrower
+    /// slice when this node holds too many keys in this one to read at once.
     fn answer_tree(
         &mut self,
         from: NodeId,
         session: u64,
         group: Group,
-        root: u64,
-        leaves: Vec<u64>,
+        slice: (Token, Token),
+        tree: (u64, Vec<u64>),
     ) {
+        let ((low, high), (root, leaves)) = (slice, tree);
         if !group.contains(&self.id)
             || !group.contains(&from)
             || group.len() > self.ring.members_count()
+            || low > high
         {
             self.counters.peer_messages_dropped += 1;
             return;
         }
-        let Ok(entries) = self.group_entries(&group) else {
+        let budget = self.config.anti_entropy_slice_keys.max(1).saturating_mul(2);
+        let Ok((entries, read_to, cut)) = self.slice_entries(&group, low, high, budget) else {
             return self.counters.storage_errors += 1;
         };
+        if cut {
+            self.send(from, PeerMessage::AeNarrow { session, high: read_to });
+            return;
+        }
         let tree = Tree::from_entries(&entries);
         let differing =
             if tree.root() == root { Vec::new() } else { tree.differing_leaves(&leaves) };
@@ -1141,6 +1195,25 @@ impl<S: Storage> Node<S> {
         self.send(from, PeerMessage::AeDigests { session, leaves: differing, digests, truncated });
     }
 
+    /// Step 2 answered with a narrower slice: send the tree of the slice cut there.
+    fn narrow_tree(&mut self, from: NodeId, session: u64, high: Token) {
+        let Some(narrowed) = self.anti_entropy.narrow(session, from, high) else {
+            return self.counters.peer_messages_dropped += 1;
+        };
+        let tree = Tree::from_entries(narrowed.entries.iter());
+        self.send(
+            from,
+            PeerMessage::AeTree {
+                session,
+                group: narrowed.group,
+                low: narrowed.low,
+                high: narrowed.high,
+                root: tree.root(),
+                leaves: tree.leaves,
+            },
+        );
+    }
+
     /// Step 3: push what the peer lacks, fetch what this node lacks.
     fn reconcile(
         &mut self,
@@ -1152,8 +1225,8 @@ impl<S: Storage> Node<S> {
     ) {
         // Against the entries the tree was built from: reading the group again cost as much as
         // building it, in the same step of the node.
-        let Some((group, entries)) = self.anti_entropy.session(session, from) else { return };
-        let (group, entries) = (group.clone(), entries.clone());
+        let Some(open) = self.anti_entropy.session(session, from) else { return };
+        let (entries, first_slice) = (open.entries.clone(), open.low == 0);
         let leaves: std::collections::BTreeSet<u32> = leaves.into_iter().collect();
         let mine: BTreeMap<Bytes, u64> = entries
             .iter()
@@ -1185,40 +1258,55 @@ impl<S: Storage> Node<S> {
         if !fetch.is_empty() {
             self.send(from, PeerMessage::AeFetch { keys: fetch });
         }
-        if complete {
-            self.anti_entropy.complete(session);
-            if let Some(refill) = self.refill.as_mut() {
-                let fetched: BTreeSet<Bytes> = fetch_keys.into_iter().collect();
-                if fetched.is_empty() {
-                    refill.refilled.insert((group, from));
-                } else {
-                    refill.waiting.insert((group, from), fetched);
-                }
-                self.finish_refill();
+        if !complete {
+            return;
+        }
+        let Some((group, _, cycle_done)) = self.anti_entropy.complete(session) else { return };
+        if let Some(refill) = self.refill.as_mut() {
+            let pair = (group, from);
+            let progress = refill.pending.entry(pair.clone()).or_default();
+            if first_slice {
+                // A new cycle: what an earlier one fetched is asked for again if still missing.
+                *progress = RefillPair::default();
             }
+            progress.waiting.extend(fetch_keys);
+            progress.cycled |= cycle_done;
+            if progress.cycled && progress.waiting.is_empty() {
+                refill.pending.remove(&pair);
+                refill.refilled.insert(pair);
+            } else if !cycle_done {
+                // The refill goes on with the pair's next slice at once, not at the next tick.
+                let (group, peer) = pair;
+                let low = self.anti_entropy.cycle_next_low(&group, peer);
+                if low != 0 {
+                    let _ = self.send_trees(&group, low, vec![peer]);
+                }
+            }
+            self.finish_refill();
         }
     }
 
-    /// While rebuilding: starts an exchange for every (group, peer) pair that has not refilled
-    /// this node yet and is up; finishes the rebuild when none is left.
+    /// While rebuilding: starts an exchange of the next slice for every (group, peer) pair that
+    /// has not refilled this node yet and is up; finishes the rebuild when none is left.
     fn start_refill(&mut self) {
         let Some(refill) = self.refill.as_ref() else { return };
         let groups = groups_of(&self.ring, self.id, self.config.keyspace.replicas_n);
-        let mut wanted: Vec<(Group, Vec<NodeId>)> = Vec::new();
+        let mut wanted: Vec<(Group, NodeId)> = Vec::new();
         for group in groups {
-            let peers: Vec<NodeId> = group
-                .iter()
-                .copied()
-                .filter(|peer| *peer != self.id && !self.is_down(*peer))
-                .filter(|peer| !refill.refilled.contains(&(group.clone(), *peer)))
-                .collect();
-            if !peers.is_empty() {
-                wanted.push((group, peers));
+            for peer in group.iter().copied() {
+                if peer != self.id
+                    && !self.is_down(peer)
+                    && !refill.refilled.contains(&(group.clone(), peer))
+                {
+                    wanted.push((group.clone(), peer));
+                }
             }
         }
         self.finish_refill();
-        for (group, peers) in wanted {
-            if !self.send_trees(&group, peers) {
+        for (group, peer) in wanted {
+            // Each pair goes on from its own cycle: a blank node's slices are cheap to read.
+            let low = self.anti_entropy.cycle_next_low(&group, peer);
+            if self.send_trees(&group, low, vec![peer]).is_none() {
                 return;
             }
         }
@@ -1228,16 +1316,16 @@ impl<S: Storage> Node<S> {
     fn refill_arrived(&mut self, from: NodeId, merged: &BTreeSet<Bytes>) {
         let Some(refill) = self.refill.as_mut() else { return };
         let mut done = Vec::new();
-        for ((group, peer), keys) in
-            refill.waiting.iter_mut().filter(|((_, peer), _)| *peer == from)
+        for ((group, peer), progress) in
+            refill.pending.iter_mut().filter(|((_, peer), _)| *peer == from)
         {
-            keys.retain(|key| !merged.contains(key));
-            if keys.is_empty() {
+            progress.waiting.retain(|key| !merged.contains(key));
+            if progress.cycled && progress.waiting.is_empty() {
                 done.push((group.clone(), *peer));
             }
         }
         for pair in done {
-            refill.waiting.remove(&pair);
+            refill.pending.remove(&pair);
             refill.refilled.insert(pair);
         }
         self.finish_refill();
@@ -1263,6 +1351,7 @@ impl<S: Storage> Node<S> {
             self.storage.write(Space::Meta, Bytes::from_static(META_REBUILDING_KEY), None);
         if let Ok(seq) = unmarked {
             self.refill = None;
+            self.anti_entropy.forget_repairs();
             // Synced soon (after_handler asks for it), with every refilled object before it.
             self.rebuilt_at_seq = Some(seq);
             self.counters.rebuilds_completed += 1;
@@ -1298,12 +1387,18 @@ impl<S: Storage> Node<S> {
         }
     }
 
-    /// Every key of a replica group on this node with its entry hash, in token order (arc by
-    /// arc). Only the group's arcs are read. Each exchange reads this once or more on each side,
-    /// in one step of the node: at 155,000 keys that held the node 100-270 ms (see
-    /// ARCHITECTURE.md, "Anti-entropy").
-    fn group_entries(&mut self, group: &Group) -> Result<Vec<(Bytes, u64)>, StorageError> {
-        let intervals: Vec<(Token, Token)> = self
+    /// The keys of a replica group on this node with tokens from `low` to at most `high`, with
+    /// their entry hashes, in token order: up to `budget` keys and every key sharing the last
+    /// one's token. Returns them with the last token covered (`high` when the keys ran out
+    /// first) and whether keys were left out. Only the group's arcs are read.
+    fn slice_entries(
+        &mut self,
+        group: &Group,
+        low: Token,
+        high: Token,
+        budget: usize,
+    ) -> Result<SliceRead, StorageError> {
+        let mut intervals: Vec<(Token, Token)> = self
             .ring
             .ranges(self.config.keyspace.replicas_n)
             .into_iter()
@@ -1313,17 +1408,36 @@ impl<S: Storage> Node<S> {
                 replicas == *group
             })
             .flat_map(|range| token_intervals(range.start_exclusive, range.end_inclusive))
+            .filter(|&(start, end)| start <= high && end >= low)
+            .map(|(start, end)| (start.max(low), end.min(high)))
             .collect();
+        intervals.sort_unstable();
         let mut entries = Vec::new();
         let mut buffer = Vec::new();
-        for (low, high) in intervals {
-            visit_data(&mut self.storage, low, high, |_, key, bytes| {
-                let hash = entry_hash(&mut buffer, &key, &bytes);
-                entries.push((key, hash));
+        // Once the budget is reached: the token to finish, and whether a later key was seen.
+        let mut last_token: Option<Token> = None;
+        let mut cut = false;
+        for (start, end) in intervals {
+            visit_data(&mut self.storage, start, end, |token, key, bytes| {
+                if last_token.is_some_and(|last| token != last) {
+                    cut = true;
+                    return false;
+                }
+                entries.push((key.clone(), entry_hash(&mut buffer, &key, &bytes)));
+                if entries.len() >= budget && last_token.is_none() {
+                    last_token = Some(token);
+                }
                 true
             })?;
+            if cut {
+                break;
+            }
         }
-        Ok(entries)
+        let covered = match last_token {
+            Some(last) if cut => last,
+            _ => high,
+        };
+        Ok((entries, covered, cut))
     }
 
     /// Starts a scan step from the cursor over the run of arcs that one replica holds: this node
@@ -1798,9 +1912,10 @@ impl<S: Storage> Node<S> {
                 }
             }
             PeerMessage::HintReplayAck { replay } => self.hint_delivered(replay),
-            PeerMessage::AeTree { session, group, root, leaves } => {
-                self.answer_tree(from, session, group, root, leaves)
+            PeerMessage::AeTree { session, group, low, high, root, leaves } => {
+                self.answer_tree(from, session, group, (low, high), (root, leaves))
             }
+            PeerMessage::AeNarrow { session, high } => self.narrow_tree(from, session, high),
             PeerMessage::AeDigests { session, leaves, digests, truncated } => {
                 self.reconcile(from, session, leaves, digests, truncated)
             }
@@ -2171,6 +2286,13 @@ impl<S: Storage> Node<S> {
         if self.config.anti_entropy_interval == Duration::ZERO {
             return true;
         }
+        if self.refill.is_some() {
+            // A store being refilled may not hold every tombstone yet, and the exchanges that
+            // refill it read it blank: they prove nothing about what its peers hold. Found by
+            // the sliced-repair scenario (seed 65): a rebuilt node purged a tombstone while
+            // still refilling, and a replica that had missed the delete served the old value.
+            return false;
+        }
         let Some(died) = object.dead_since(self.wall) else { return false };
         let group = group_of(&self.ring, Ring::key_token(key), self.config.keyspace.replicas_n);
         self.anti_entropy.repaired_since(&group, self.id, died)
@@ -2354,6 +2476,10 @@ impl ObjectCache {
         self.objects.remove(key);
     }
 }
+
+/// What [`Node::slice_entries`] read: the keys with their entry hashes, the last token covered,
+/// and whether keys were left out.
+type SliceRead = (Vec<(Bytes, u64)>, Token, bool);
 
 fn read_object<S: Storage>(storage: &mut S, key: &[u8]) -> Result<Option<Versioned>, StorageError> {
     storage.get(Space::Data, &data_key(key))?.map(|bytes| decode_object(&bytes)).transpose()

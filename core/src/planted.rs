@@ -50,11 +50,14 @@ pub enum PlantedBug {
     /// A node whose store was rebuilt blank after corruption answers reads before anti-entropy
     /// has refilled it (node.rs).
     RebuildServesReads,
+    /// Every completed anti-entropy slice counts as a whole cycle, so a rebuild ends and the
+    /// tombstone purge gate opens after one slice (anti_entropy.rs).
+    SliceEndsCycle,
 }
 
 impl PlantedBug {
     /// Every planted bug.
-    pub const ALL: [PlantedBug; 15] = [
+    pub const ALL: [PlantedBug; 16] = [
         PlantedBug::QuorumOffByOne,
         PlantedBug::MergeDropsTheirSiblings,
         PlantedBug::UpdateIgnoresContext,
@@ -70,6 +73,7 @@ impl PlantedBug {
         PlantedBug::ReadRepairDropsSibling,
         PlantedBug::MergeKeepsOneSibling,
         PlantedBug::RebuildServesReads,
+        PlantedBug::SliceEndsCycle,
     ];
 
     /// The bug's name, in kebab case.
@@ -90,6 +94,7 @@ impl PlantedBug {
             PlantedBug::ReadRepairDropsSibling => "read-repair-drops-sibling",
             PlantedBug::MergeKeepsOneSibling => "merge-keeps-one-sibling",
             PlantedBug::RebuildServesReads => "rebuild-serves-reads",
+            PlantedBug::SliceEndsCycle => "slice-ends-cycle",
         }
     }
 }

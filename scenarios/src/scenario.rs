@@ -65,6 +65,10 @@ pub struct ClusterSpec {
     pub anti_entropy_ms: u64,
     /// How often each node sweeps its store for purgeable tombstones, in milliseconds.
     pub tombstone_sweep_ms: u64,
+    /// Keys per anti-entropy slice (small: every exchange runs in many slices).
+    pub anti_entropy_slice_keys: usize,
+    /// The pause between two anti-entropy slices, in milliseconds.
+    pub anti_entropy_slice_pause_ms: u64,
 }
 
 impl Default for ClusterSpec {
@@ -75,6 +79,8 @@ impl Default for ClusterSpec {
             vnodes: 64,
             anti_entropy_ms: node.anti_entropy_interval.as_millis(),
             tombstone_sweep_ms: node.sweep_interval.as_millis(),
+            anti_entropy_slice_keys: node.anti_entropy_slice_keys,
+            anti_entropy_slice_pause_ms: node.anti_entropy_slice_pause.as_millis(),
         }
     }
 }
@@ -604,6 +610,9 @@ impl Scenario {
         };
         config.node.anti_entropy_interval = Duration::from_millis(self.cluster.anti_entropy_ms);
         config.node.sweep_interval = Duration::from_millis(self.cluster.tombstone_sweep_ms);
+        config.node.anti_entropy_slice_keys = self.cluster.anti_entropy_slice_keys;
+        config.node.anti_entropy_slice_pause =
+            Duration::from_millis(self.cluster.anti_entropy_slice_pause_ms);
         config.faults = self.faults.fault_config();
         config.schedule = self.schedule.iter().map(TimedEventSpec::timed_event).collect();
         config.workload = self.workload_config();
