@@ -105,10 +105,10 @@ pub struct NodeFileConfig {
     /// plus the block cache.
     #[serde(default = "default_memtable_bytes_max")]
     pub memtable_bytes_max: usize,
-    /// Seconds between this node's anti-entropy exchanges (at least 1). Each compares one
-    /// replica group with its other replicas and reads every key of the group in one step of
-    /// the node, so a short interval costs a large node dearly (ARCHITECTURE.md,
-    /// "Anti-entropy"); hinted handoff and read repair mend most misses long before.
+    /// Seconds between two cycles of anti-entropy (at least 1). A cycle compares one replica
+    /// group with its other replicas in slices of about 10,000 keys, one slice every 100 ms
+    /// (ARCHITECTURE.md, "Repair"); hinted handoff and read repair mend most misses long
+    /// before.
     #[serde(default = "default_anti_entropy_interval_s")]
     pub anti_entropy_interval_s: u64,
     /// Threads of the node's tokio runtime (1 to 1024). The node's logic is one task either
