@@ -505,6 +505,25 @@ async fn interval_durability_acknowledges_before_sync_and_a_clean_restart_keeps_
     shutdown(nodes).await;
 }
 
+/// Writes 1,500 keys of 200 bytes through `connection` and checks that every node flushed at
+/// least three memtables (of 32 KiB); returns the value written.
+async fn fill_memtables(
+    connection: &mut redis::aio::MultiplexedConnection,
+    nodes: Vec<(ringkv_core::NodeId, ringkv_net::driver::NodeHandle)>,
+) -> String {
+    let value = "v".repeat(200);
+    for index in 0..1500 {
+        let () = connection.set(format!("key-{index}"), &value).await.unwrap();
+    }
+    for (id, handle) in nodes {
+        let status = handle.status().await.unwrap();
+        let flushes =
+            status.storage.iter().find(|(name, _)| *name == "storage_flushes_total").unwrap().1;
+        assert!(flushes >= 3, "node {id} flushed {flushes} memtables");
+    }
+    value
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_that_fill_many_memtables_are_flushed_and_all_read_back() {
     // Memtables of 32 KiB, so a few thousand writes freeze and flush several: finishing a
@@ -515,16 +534,8 @@ async fn writes_that_fill_many_memtables_are_flushed_and_all_read_back() {
         config.memtable_bytes_max = 32 << 10;
     }
     let (nodes, mut connection) = running(&configs).await;
-    let value = "v".repeat(200);
-    for index in 0..1500 {
-        let () = connection.set(format!("key-{index}"), &value).await.unwrap();
-    }
-    for node in &nodes {
-        let status = node.handle.status().await.unwrap();
-        let flushes =
-            status.storage.iter().find(|(name, _)| *name == "storage_flushes_total").unwrap().1;
-        assert!(flushes >= 3, "node {} flushed {flushes} memtables", node.id);
-    }
+    let handles = nodes.iter().map(|node| (node.id, node.handle.clone())).collect();
+    let value = fill_memtables(&mut connection, handles).await;
     let mut reader = connect(nodes[2].client_addr).await;
     for index in 0..1500 {
         let read: Option<String> = reader.get(format!("key-{index}")).await.unwrap();
@@ -562,16 +573,8 @@ async fn nodes_on_threads_of_their_own_flush_restart_and_read_everything_back() 
     let nodes = start_all(configs.clone()).await;
     let mut connection = connect(nodes[0].client_addr).await;
     wait_until_writable(&mut connection).await;
-    let value = "v".repeat(200);
-    for index in 0..1500 {
-        let () = connection.set(format!("key-{index}"), &value).await.unwrap();
-    }
-    for node in &nodes {
-        let status = node.handle.status().await.unwrap();
-        let flushes =
-            status.storage.iter().find(|(name, _)| *name == "storage_flushes_total").unwrap().1;
-        assert!(flushes >= 3, "node {} flushed {flushes} memtables", node.id);
-    }
+    let handles = nodes.iter().map(|node| (node.id, node.handle.clone())).collect();
+    let value = fill_memtables(&mut connection, handles).await;
     stop_all(nodes).await;
     let nodes = start_all(configs).await;
     let mut reader = connect(nodes[2].client_addr).await;
