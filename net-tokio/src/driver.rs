@@ -463,9 +463,9 @@ impl<S: DriverStorage + StorageHealth, P: PeerSink> NodeTask<S, P> {
         }
     }
 
-    /// Scrubs the storage. The engine belongs to this task, so the scrub runs here, with
-    /// `block_in_place` handing the worker's other tasks to another thread; the node answers
-    /// nothing meanwhile (a scrub reads every table once, a few seconds per gigabyte).
+    /// Scrubs the storage. The engine belongs to this task, so the scrub runs here, through
+    /// [`run_blocking`]; the node answers nothing meanwhile (a scrub reads every table once, a
+    /// few seconds per gigabyte).
     fn scrub(&mut self) {
         let started = std::time::Instant::now();
         let result = run_blocking(|| self.node.storage_mut().scrub());
@@ -527,10 +527,10 @@ impl<S: DriverStorage + StorageHealth, P: PeerSink> NodeTask<S, P> {
     fn finish_work(&mut self, done: S::SendDone) {
         let now = self.now();
         self.node.set_wall_clock(wall_clock());
-        // A finish that syncs the manifest blocks this task either way, but under
-        // `block_in_place` the worker's other tasks (connections, peer links, other nodes of a
-        // dev cluster) move to another thread meanwhile. Not for plain WAL syncs: they are many
-        // and cheap to finish, and the hand-off has a cost.
+        // A finish that syncs the manifest blocks this task either way; on a multi-threaded
+        // runtime `run_blocking` moves the worker's other tasks (connections, peer links) to
+        // another thread meanwhile. Not for plain WAL syncs: they are many and cheap to finish,
+        // and the hand-off has a cost.
         let finished = if self.node.storage().finish_blocks(&done) {
             run_blocking(|| self.node.storage_mut().finish_work(done))
         } else {
