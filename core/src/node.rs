@@ -263,6 +263,8 @@ pub struct NodeCounters {
     pub repair_keys_compared: u64,
     /// Objects sent by anti-entropy.
     pub repair_keys_streamed: u64,
+    /// Anti-entropy slices this node cut short because a peer held too many keys in them.
+    pub repair_slices_narrowed: u64,
     /// Objects sent in range streams (join, decommission).
     pub stream_keys_sent: u64,
     /// Stream requests repeated because the stream was silent (lost messages, a restarted or
@@ -1200,6 +1202,7 @@ impl<S: Storage> Node<S> {
         let Some(narrowed) = self.anti_entropy.narrow(session, from, high) else {
             return self.counters.peer_messages_dropped += 1;
         };
+        self.counters.repair_slices_narrowed += 1;
         let tree = Tree::from_entries(narrowed.entries.iter());
         self.send(
             from,

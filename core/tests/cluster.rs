@@ -1034,6 +1034,8 @@ fn sliced_anti_entropy_repairs_keys_in_every_slice() {
     let exchanges: u64 =
         (1..=3).map(|node| cluster.node(NodeId(node)).counters().repair_exchanges).sum();
     assert!(exchanges >= 30, "only {exchanges} exchanges for 60 keys in slices of 4");
+    let narrowed = cluster.node(NodeId(3)).counters().repair_slices_narrowed;
+    assert!(narrowed >= 1, "no slice of the empty n3 was narrowed by its fuller peers");
 }
 
 #[test]

@@ -161,7 +161,7 @@ impl NodeThread {
 }
 
 /// The runtime one node runs on: current-thread for one thread, else multi-threaded.
-pub fn node_runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+fn node_runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
     let mut builder = if worker_threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {
@@ -378,6 +378,7 @@ async fn export_node_counters(node: NodeHandle, metrics: Arc<Metrics>) {
             ("repair_exchanges_total".to_string(), counters.repair_exchanges),
             ("repair_keys_compared_total".to_string(), counters.repair_keys_compared),
             ("repair_keys_streamed_total".to_string(), counters.repair_keys_streamed),
+            ("repair_slices_narrowed_total".to_string(), counters.repair_slices_narrowed),
             ("epoch".to_string(), u64::from(status.epoch)),
         ]);
     }
