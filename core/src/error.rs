@@ -84,6 +84,31 @@ pub enum ClientError {
     /// The node is starting and cannot coordinate writes yet.
     #[error("not ready: the node is still starting")]
     NotReady,
+    /// A serial increment met a value that is not a 64-bit decimal integer (Redis's message).
+    #[error("value is not an integer or out of range")]
+    NotAnInteger,
+    /// A serial increment would overflow a 64-bit integer; nothing was written.
+    #[error("increment or decrement would overflow")]
+    IncrementOverflow,
+    /// A serial float increment met a value (or an increment) that is not a float.
+    #[error("value is not a valid float")]
+    NotAFloat,
+    /// A serial float increment would produce NaN or an infinity; nothing was written.
+    #[error("increment would produce NaN or Infinity")]
+    FloatOverflow,
+    /// A serial operation found no Paxos quorum before its deadline and never proposed, so
+    /// nothing was applied (a partition, or contention from other proposers).
+    #[error(
+        "no paxos quorum: {promised} of {required} required replicas promised after {attempts} rounds; nothing was applied"
+    )]
+    NoPaxosQuorum {
+        /// Promises needed.
+        required: usize,
+        /// Most promises gathered in one round.
+        promised: usize,
+        /// Rounds tried.
+        attempts: u32,
+    },
     /// The node's storage failed; the node no longer accepts writes.
     #[error("storage failure: {reason}")]
     Storage {

@@ -12,6 +12,7 @@
 
 pub mod anti_entropy;
 pub mod buggify;
+pub mod cas;
 pub mod coordinator;
 pub mod error;
 pub mod failure_detector;
@@ -23,6 +24,7 @@ pub mod hlc;
 pub mod lsm;
 pub mod message;
 pub mod node;
+pub mod paxos;
 pub mod planted;
 pub mod ring;
 pub mod storage;

@@ -5,7 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::cas::{CasOp, CasReply};
 use crate::error::ClientError;
+use crate::paxos::{Ballot, Promise};
 use crate::time::{Duration, WallTime};
 use crate::types::{Consistency, Key, Value};
 use crate::version::{Context, Versioned};
@@ -86,15 +88,26 @@ pub enum ClientRequest {
         /// Acknowledgements needed per key.
         consistency: Consistency,
     },
+    /// A serial (linearizable) read-modify-write of one key, run as a round of Paxos among the
+    /// key's replicas: compare-and-set, increments, appends, serial reads.
+    Cas {
+        /// The key.
+        key: Key,
+        /// What to do.
+        op: CasOp,
+    },
 }
 
 impl ClientRequest {
     /// Whether the request writes.
     pub fn is_write(&self) -> bool {
-        matches!(
-            self,
-            ClientRequest::Put { .. } | ClientRequest::Delete { .. } | ClientRequest::MSet { .. }
-        )
+        match self {
+            ClientRequest::Put { .. }
+            | ClientRequest::Delete { .. }
+            | ClientRequest::MSet { .. } => true,
+            ClientRequest::Cas { op, .. } => op.may_write(),
+            _ => false,
+        }
     }
 }
 
@@ -125,6 +138,8 @@ pub enum ClientResponse {
     },
     /// Reply to `MSet`.
     WrittenMany,
+    /// Reply to `Cas`.
+    Cas(CasReply),
     /// Reply to `Scan`.
     Scanned {
         /// Keys found, by token.
@@ -281,6 +296,63 @@ pub enum PeerMessage {
         high: u64,
         /// Most keys.
         count: usize,
+    },
+    /// Paxos phase 1: a proposer asks a replica to promise `ballot` for `key`.
+    PaxosPrepare {
+        /// The proposer's operation.
+        op: OpId,
+        /// The key.
+        key: Key,
+        /// The ballot.
+        ballot: Ballot,
+    },
+    /// A replica's answer to `PaxosPrepare`: its promise (with what it accepted, what it
+    /// committed last and its copy of the key), or the higher ballot it has promised.
+    PaxosPromise {
+        /// The proposer's operation.
+        op: OpId,
+        /// The ballot prepared.
+        ballot: Ballot,
+        /// The promise, or the higher ballot that refused it.
+        result: Result<Promise, Ballot>,
+    },
+    /// Paxos phase 2: a proposer asks a replica to accept `object` at `ballot`.
+    PaxosPropose {
+        /// The proposer's operation.
+        op: OpId,
+        /// The key.
+        key: Key,
+        /// The ballot.
+        ballot: Ballot,
+        /// The proposed object (the key's next version).
+        object: Versioned,
+    },
+    /// A replica's answer to `PaxosPropose`.
+    PaxosAccepted {
+        /// The proposer's operation.
+        op: OpId,
+        /// The ballot proposed.
+        ballot: Ballot,
+        /// `Ok` when accepted, else the higher ballot that refused it.
+        result: Result<(), Ballot>,
+    },
+    /// Paxos commit: the proposal chosen at `ballot` is to be applied to the key.
+    PaxosCommit {
+        /// The proposer's operation.
+        op: OpId,
+        /// The key.
+        key: Key,
+        /// The ballot chosen.
+        ballot: Ballot,
+        /// The chosen object.
+        object: Versioned,
+    },
+    /// A replica has durably applied a `PaxosCommit`.
+    PaxosCommitted {
+        /// The proposer's operation.
+        op: OpId,
+        /// The ballot committed.
+        ballot: Ballot,
     },
     /// Membership gossip.
     Gossip(crate::gossip::GossipMessage),

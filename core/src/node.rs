@@ -28,6 +28,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::anti_entropy::{
     entry_hash, group_of, groups_of, leaf_of, AntiEntropy, Group, GroupEntries, Tree,
 };
+use crate::cas::CasOp;
 use crate::coordinator::{read_result, Action, Coordinator, Outcome, ReadSpec, ReplyTo};
 use crate::error::{ClientError, StorageError};
 use crate::failure_detector::{DetectorConfig, FailureDetector};
@@ -36,6 +37,7 @@ use crate::gossip::{Gossip, GossipConfig, GossipMessage, MemberState, MemberStat
 use crate::hints::{decode_hint, encode_hint, hint_key, split_hint_key, Hint, Replays};
 use crate::hlc::HybridClock;
 use crate::message::{ClientRequest, ClientResponse, OpId, PeerMessage, RequestId};
+use crate::paxos::{AcceptorState, PaxosConfig, Proposer, ProposerEnv, ProposerOutput};
 use crate::ring::{token_intervals, Ring, Token, VNODES_PER_WEIGHT_DEFAULT};
 use crate::storage::{
     data_key, data_key_token, data_scan_after, split_data_key, Space, Storage, WriteSeq,
@@ -67,6 +69,8 @@ const META_CLEAN_KEY: &[u8] = b"clean-shutdown";
 const META_GENERATION_KEY: &[u8] = b"generation";
 /// The membership status the node reached (`joined`, `left`), so a restart resumes from it.
 const META_STATUS_KEY: &[u8] = b"status";
+/// In front of each key's Paxos acceptor state in the meta space.
+const PAXOS_KEY_PREFIX: &[u8] = b"paxos/";
 
 /// A node's configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -121,6 +125,8 @@ pub struct NodeConfig {
     pub datacenter: String,
     /// This node's rack.
     pub rack: String,
+    /// Settings of the Paxos proposer behind serial operations.
+    pub paxos: PaxosConfig,
 }
 
 impl NodeConfig {
@@ -149,6 +155,7 @@ impl NodeConfig {
             address: String::new(),
             datacenter: "dc1".into(),
             rack: "rack1".into(),
+            paxos: PaxosConfig::default(),
             members,
         }
     }
@@ -232,6 +239,8 @@ pub enum TimerKind {
     HintReplay,
     /// An anti-entropy exchange.
     AntiEntropy,
+    /// A Paxos phase deadline or back-off.
+    Paxos,
 }
 
 /// Counters operators watch.
@@ -282,6 +291,10 @@ pub struct NodeCounters {
     pub rebuild_reads_refused: u64,
     /// Rebuilds completed (every other replica of every group refilled this node).
     pub rebuilds_completed: u64,
+    /// Paxos prepares, proposals and commits this node answered as a replica.
+    pub paxos_messages_answered: u64,
+    /// Paxos prepares and proposals this node refused for a higher ballot.
+    pub paxos_refusals: u64,
 }
 
 /// One key write on its way to a coordinator: a put (`value: Some`) or a delete.
@@ -383,6 +396,11 @@ pub struct Node<S: Storage> {
     next_hint_tick: Instant,
     hint_cursor: Option<Bytes>,
     coordinator: Coordinator,
+    /// The proposer of the serial operations this node coordinates.
+    paxos: Proposer,
+    /// Acceptor answers waiting for the state they report to be durable: (write, to, answer);
+    /// `to` may be this node, whose proposer then takes the answer.
+    paxos_replies: VecDeque<(WriteSeq, NodeId, PeerMessage)>,
     pending_acks: VecDeque<(WriteSeq, AckTarget)>,
     forwards: ForwardLog,
     last_write_seq: WriteSeq,
@@ -447,6 +465,16 @@ impl<S: Storage> Node<S> {
         let mut node = Node {
             id,
             coordinator: Coordinator::starting_at(config.keyspace.conflict_mode, id_bases[0]),
+            // Seeds of their own (not draws from `rng`), so that nodes which never see a
+            // serial operation make exactly the random choices they made before Paxos existed.
+            paxos: Proposer::new(
+                id,
+                generation,
+                config.paxos,
+                child_seed(seed, b"paxos"),
+                child_seed(seed, b"paxos-ops"),
+            ),
+            paxos_replies: VecDeque::new(),
             next_sweep: now + config.sweep_interval,
             config,
             ring,
@@ -655,6 +683,18 @@ impl<S: Storage> Node<S> {
             self.replay_hints(now);
         }
         self.ask_again_for_stalled_streams(now);
+        if self.paxos.poll_timeout().is_some_and(|due| now >= due) {
+            self.last_timeout_reason = Some(TimerKind::Paxos);
+            let mut env = proposer_env(
+                self.actor,
+                &mut self.dots_issued_max,
+                &mut self.clock,
+                self.wall,
+                &self.config,
+            );
+            self.paxos.handle_timeout(now, &mut env);
+            self.pump_paxos(now);
+        }
         if now >= self.gossip.poll_timeout() {
             self.last_timeout_reason = Some(TimerKind::Gossip);
             let detector = &self.detector;
@@ -698,6 +738,7 @@ impl<S: Storage> Node<S> {
             Some(self.gossip.poll_timeout()),
             self.coordinator.next_deadline(),
             self.streams.next_retry(self.stream_retry()),
+            self.paxos.poll_timeout(),
         ];
         timers.into_iter().flatten().min()
     }
@@ -747,13 +788,204 @@ impl<S: Storage> Node<S> {
                     self.start_put(now, write, consistency, ReplyTo::Batch { batch, index });
                 }
             }
+            ClientRequest::Cas { key, op } => self.start_cas(now, request, key, op),
         }
+    }
+
+    /// Starts a serial operation: a Paxos round among the key's replicas, a quorum per phase.
+    fn start_cas(&mut self, now: Instant, request: RequestId, key: Key, op: CasOp) {
+        let (replicas, required) = match self.replicas_and_required(&key, Consistency::Quorum) {
+            Ok(found) => found,
+            Err(error) => return self.reply(request, Err(error)),
+        };
+        let deadline = now + self.config.request_timeout;
+        let mut env = proposer_env(
+            self.actor,
+            &mut self.dots_issued_max,
+            &mut self.clock,
+            self.wall,
+            &self.config,
+        );
+        self.paxos.start(now, &mut env, request, key, op, replicas, required, deadline);
+        self.pump_paxos(now);
+    }
+
+    /// Carries out what the proposer asked for: messages (to this node's own acceptor too) and
+    /// replies.
+    fn pump_paxos(&mut self, now: Instant) {
+        while let Some(output) = self.paxos.poll_output() {
+            match output {
+                ProposerOutput::Send { to, message } if to == self.id => {
+                    self.answer_paxos(now, to, message)
+                }
+                ProposerOutput::Send { to, message } => self.send(to, message),
+                ProposerOutput::Reply { request, result } => {
+                    self.reply(request, result.map(ClientResponse::Cas))
+                }
+            }
+        }
+    }
+
+    /// The acceptor: applies a prepare, proposal or commit to the key's stored Paxos state and
+    /// answers once that state is durable (a refusal changes nothing and is answered at once).
+    fn answer_paxos(&mut self, now: Instant, from: NodeId, message: PeerMessage) {
+        let key = match &message {
+            PeerMessage::PaxosPrepare { key, .. }
+            | PeerMessage::PaxosPropose { key, .. }
+            | PeerMessage::PaxosCommit { key, .. } => key.clone(),
+            _ => return,
+        };
+        if key.is_empty() || key.len() > self.config.limits.key_bytes_max {
+            return self.counters.peer_messages_dropped += 1;
+        }
+        // A blank store being refilled, or a range inherited from a removed node, holds neither
+        // the data nor the promises of the replica it replaces: silence, as from a failed one.
+        if self.refill.is_some() || self.is_inheriting(&key) {
+            return self.counters.rebuild_reads_refused += 1;
+        }
+        let Ok(mut state) = self.load_acceptor(&key) else {
+            return self.counters.storage_errors += 1;
+        };
+        self.counters.paxos_messages_answered += 1;
+        match message {
+            PeerMessage::PaxosPrepare { op, ballot, .. } => {
+                self.clock.observe(ballot.timestamp);
+                if let Err(promised) = state.prepare(ballot) {
+                    self.counters.paxos_refusals += 1;
+                    let result = Err(promised);
+                    return self.paxos_answer(
+                        now,
+                        from,
+                        PeerMessage::PaxosPromise { op, ballot, result },
+                    );
+                }
+                let Ok(object) = self.load_object(&key) else {
+                    return self.counters.storage_errors += 1;
+                };
+                let result = Ok(state.promise(object));
+                self.store_acceptor(
+                    &key,
+                    &state,
+                    from,
+                    PeerMessage::PaxosPromise { op, ballot, result },
+                );
+            }
+            PeerMessage::PaxosPropose { op, ballot, object, .. } => {
+                if is_malformed(&object) {
+                    return self.counters.peer_messages_dropped += 1;
+                }
+                if let Err(higher) = state.accept(ballot, object) {
+                    self.counters.paxos_refusals += 1;
+                    let result = Err(higher);
+                    return self.paxos_answer(
+                        now,
+                        from,
+                        PeerMessage::PaxosAccepted { op, ballot, result },
+                    );
+                }
+                let answer = PeerMessage::PaxosAccepted { op, ballot, result: Ok(()) };
+                self.store_acceptor(&key, &state, from, answer);
+            }
+            PeerMessage::PaxosCommit { op, ballot, object, .. } => {
+                if self.merge_local(&key, &object).is_err() {
+                    return self.counters.peer_messages_dropped += 1;
+                }
+                state.commit(ballot);
+                self.store_acceptor(&key, &state, from, PeerMessage::PaxosCommitted { op, ballot });
+            }
+            _ => {}
+        }
+    }
+
+    /// Hands an acceptor's answer to its proposer: this node's, or a peer's.
+    fn paxos_answer(&mut self, now: Instant, to: NodeId, message: PeerMessage) {
+        if to == self.id {
+            self.paxos_answered(now, to, message);
+        } else {
+            self.send(to, message);
+        }
+    }
+
+    /// The proposer takes an acceptor's answer.
+    fn paxos_answered(&mut self, now: Instant, from: NodeId, message: PeerMessage) {
+        let mut env = proposer_env(
+            self.actor,
+            &mut self.dots_issued_max,
+            &mut self.clock,
+            self.wall,
+            &self.config,
+        );
+        match message {
+            PeerMessage::PaxosPromise { op, ballot, result } => {
+                self.paxos.on_promise(now, &mut env, from, op, ballot, result)
+            }
+            PeerMessage::PaxosAccepted { op, ballot, result } => {
+                self.paxos.on_accepted(now, &mut env, from, op, ballot, result)
+            }
+            PeerMessage::PaxosCommitted { op, ballot } => {
+                self.paxos.on_committed(now, &mut env, from, op, ballot)
+            }
+            _ => {}
+        }
+    }
+
+    /// The key's acceptor state (a fresh one when none is stored).
+    fn load_acceptor(&mut self, key: &[u8]) -> Result<AcceptorState, StorageError> {
+        match self.storage.get(Space::Meta, &paxos_key(key))? {
+            None => Ok(AcceptorState::default()),
+            Some(bytes) => AcceptorState::decode(&bytes)
+                .ok_or_else(|| StorageError("damaged paxos state".into())),
+        }
+    }
+
+    /// Writes the key's acceptor state and queues `answer` for when it is durable.
+    fn store_acceptor(
+        &mut self,
+        key: &[u8],
+        state: &AcceptorState,
+        to: NodeId,
+        answer: PeerMessage,
+    ) {
+        let Some(bytes) = state.encode() else {
+            return self.counters.storage_errors += 1;
+        };
+        match self.storage.write(Space::Meta, paxos_key(key), Some(Bytes::from(bytes))) {
+            Ok(seq) => {
+                self.last_write_seq = seq;
+                self.paxos_replies.push_back((seq, to, answer));
+            }
+            Err(_) => self.counters.storage_errors += 1,
+        }
+    }
+
+    /// Sends (or takes) the acceptor answers whose state is durable; returns whether any was for
+    /// this node's own proposer (which may then have written more).
+    fn release_paxos_replies(&mut self) -> bool {
+        if self.storage_failure.is_some() {
+            return false;
+        }
+        let acknowledgeable =
+            if self.config.acknowledge_before_sync || crate::planted!(AckBeforeSync) {
+                WriteSeq::MAX
+            } else {
+                self.storage.durable_seq()
+            };
+        let mut local = false;
+        while self.paxos_replies.front().is_some_and(|(seq, _, _)| *seq <= acknowledgeable) {
+            let Some((_, to, answer)) = self.paxos_replies.pop_front() else { break };
+            local |= to == self.id;
+            self.paxos_answer(self.now, to, answer);
+        }
+        if local {
+            self.pump_paxos(self.now);
+        }
+        local
     }
 
     /// Checks limits before anything happens, so a refused request changes nothing.
     fn admit(&self, op: &ClientRequest) -> Result<(), ClientError> {
         let limits = &self.config.limits;
-        let in_flight = self.coordinator.in_flight();
+        let in_flight = self.coordinator.in_flight() + self.paxos.in_flight();
         if in_flight >= limits.requests_in_flight_max {
             return Err(ClientError::Overloaded { in_flight, max: limits.requests_in_flight_max });
         }
@@ -788,8 +1020,18 @@ impl<S: Storage> Node<S> {
                 }
                 consistency.required(replicas_n)?;
             }
+            ClientRequest::Cas { key, op } => {
+                limits.check_key(key)?;
+                let len_bytes = op.carried_value_bytes();
+                if len_bytes > limits.value_bytes_max {
+                    let max_bytes = limits.value_bytes_max;
+                    return Err(ClientError::ValueTooLarge { len_bytes, max_bytes });
+                }
+            }
         }
-        if op.is_write() && !self.is_ready() {
+        // A serial read writes too: its promises are acceptor state.
+        let writes = op.is_write() || matches!(op, ClientRequest::Cas { .. });
+        if writes && !self.is_ready() {
             return Err(match &self.storage_failure {
                 Some(reason) => ClientError::Storage { reason: reason.clone() },
                 None => ClientError::NotReady,
@@ -1969,6 +2211,15 @@ impl<S: Storage> Node<S> {
                 }
                 self.send_gossip();
             }
+            message @ (PeerMessage::PaxosPrepare { .. }
+            | PeerMessage::PaxosPropose { .. }
+            | PeerMessage::PaxosCommit { .. }) => self.answer_paxos(now, from, message),
+            message @ (PeerMessage::PaxosPromise { .. }
+            | PeerMessage::PaxosAccepted { .. }
+            | PeerMessage::PaxosCommitted { .. }) => {
+                self.paxos_answered(now, from, message);
+                self.pump_paxos(now);
+            }
             PeerMessage::Forward { forward, request } => {
                 self.handle_forward(now, from, forward, request)
             }
@@ -2199,7 +2450,9 @@ impl<S: Storage> Node<S> {
     fn after_handler(&mut self) {
         self.pump_streams();
         self.release_durable_acks();
+        while self.release_paxos_replies() {}
         let waiting = !self.pending_acks.is_empty()
+            || !self.paxos_replies.is_empty()
             || self.ready_at_seq.is_some()
             || self.rebuilt_at_seq.is_some();
         if waiting && !self.sync_requested && self.storage_failure.is_none() {
@@ -2308,6 +2561,12 @@ impl<S: Storage> Node<S> {
         self.detector.check_invariants();
         self.streams.check_invariants();
         self.replays.check_invariants();
+        self.paxos.check_invariants();
+        let paxos_seqs: Vec<WriteSeq> = self.paxos_replies.iter().map(|(seq, _, _)| *seq).collect();
+        assert!(
+            paxos_seqs.windows(2).all(|pair| pair[0] <= pair[1]),
+            "paxos answers out of write order: {paxos_seqs:?}"
+        );
         let seqs: Vec<WriteSeq> = self.pending_acks.iter().map(|(seq, _)| *seq).collect();
         assert!(
             seqs.windows(2).all(|pair| pair[0] <= pair[1]),
@@ -2373,6 +2632,38 @@ fn id_base(rng: &mut ChaCha8Rng) -> u64 {
 }
 
 /// A child seed for a sub-machine, so its draws never shift another's.
+/// Where a key's Paxos acceptor state is stored, in [`Space::Meta`].
+fn paxos_key(key: &[u8]) -> Bytes {
+    let mut stored = Vec::with_capacity(PAXOS_KEY_PREFIX.len() + key.len());
+    stored.extend_from_slice(PAXOS_KEY_PREFIX);
+    stored.extend_from_slice(key);
+    Bytes::from(stored)
+}
+
+/// Whether a peer's object names a sibling outside its own clock (it would break the merge).
+fn is_malformed(object: &Versioned) -> bool {
+    object.siblings.iter().any(|sibling| !object.clock.covers(sibling.dot))
+}
+
+/// The proposer's view of the node, from disjoint fields so that the proposer can be called
+/// while the node is borrowed elsewhere.
+fn proposer_env<'a>(
+    actor: Actor,
+    dots_issued_max: &'a mut u64,
+    clock: &'a mut HybridClock,
+    wall: WallTime,
+    config: &NodeConfig,
+) -> ProposerEnv<'a> {
+    ProposerEnv {
+        actor,
+        dots_issued_max,
+        clock,
+        wall,
+        mode: config.keyspace.conflict_mode,
+        value_bytes_max: config.limits.value_bytes_max,
+    }
+}
+
 fn child_seed(seed: u64, label: &[u8]) -> u64 {
     let mut bytes = seed.to_le_bytes().to_vec();
     bytes.extend_from_slice(label);

@@ -53,11 +53,21 @@ pub enum PlantedBug {
     /// Every completed anti-entropy slice counts as a whole cycle, so a rebuild ends and the
     /// tombstone purge gate opens after one slice (anti_entropy.rs).
     SliceEndsCycle,
+    /// A Paxos acceptor accepts a proposal whatever ballot it promised (paxos.rs).
+    PaxosAcceptIgnoresPromise,
+    /// A Paxos acceptor grants a prepare whose ballot is not above the one it promised, and
+    /// lowers its promise to it (paxos.rs).
+    PaxosPromiseStaleBallot,
+    /// A Paxos proposer ignores an accepted, uncommitted proposal it finds at prepare instead
+    /// of completing it first (paxos.rs).
+    PaxosInProgressIgnored,
+    /// A Paxos proposer commits after the first acceptance instead of a quorum's (paxos.rs).
+    PaxosCommitBeforeQuorum,
 }
 
 impl PlantedBug {
     /// Every planted bug.
-    pub const ALL: [PlantedBug; 16] = [
+    pub const ALL: [PlantedBug; 20] = [
         PlantedBug::QuorumOffByOne,
         PlantedBug::MergeDropsTheirSiblings,
         PlantedBug::UpdateIgnoresContext,
@@ -74,6 +84,10 @@ impl PlantedBug {
         PlantedBug::MergeKeepsOneSibling,
         PlantedBug::RebuildServesReads,
         PlantedBug::SliceEndsCycle,
+        PlantedBug::PaxosAcceptIgnoresPromise,
+        PlantedBug::PaxosPromiseStaleBallot,
+        PlantedBug::PaxosInProgressIgnored,
+        PlantedBug::PaxosCommitBeforeQuorum,
     ];
 
     /// The bug's name, in kebab case.
@@ -95,6 +109,10 @@ impl PlantedBug {
             PlantedBug::MergeKeepsOneSibling => "merge-keeps-one-sibling",
             PlantedBug::RebuildServesReads => "rebuild-serves-reads",
             PlantedBug::SliceEndsCycle => "slice-ends-cycle",
+            PlantedBug::PaxosAcceptIgnoresPromise => "paxos-accept-ignores-promise",
+            PlantedBug::PaxosPromiseStaleBallot => "paxos-promise-stale-ballot",
+            PlantedBug::PaxosInProgressIgnored => "paxos-in-progress-ignored",
+            PlantedBug::PaxosCommitBeforeQuorum => "paxos-commit-before-quorum",
         }
     }
 }

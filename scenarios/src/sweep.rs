@@ -114,7 +114,8 @@ pub fn lww_lost_writes(history: &History) -> u64 {
                     writer_of.insert(value, op);
                 }
             }
-            OpRequest::Read { .. } => {}
+            // Serial operations go through Paxos, not last-write-wins.
+            OpRequest::Read { .. } | OpRequest::Cas { .. } => {}
         }
     }
     let mut lost = 0;

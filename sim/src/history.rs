@@ -10,6 +10,7 @@
 //!
 //! Invariant: an operation completes at most once, never before it was invoked.
 
+use ringkv_core::cas::{CasOp, CasReply};
 use ringkv_core::{ClientError, Consistency, Instant, Key, NodeId, Value};
 
 /// Position of an operation in the history.
@@ -37,6 +38,13 @@ pub enum OpRequest {
         /// Write consistency.
         consistency: Consistency,
     },
+    /// A serial (Paxos) operation on one key.
+    Cas {
+        /// The key.
+        key: Key,
+        /// What it asked for.
+        op: CasOp,
+    },
 }
 
 /// How an operation ended.
@@ -49,6 +57,8 @@ pub enum OpOutcome {
         /// Values read per key (empty for writes).
         reads: Vec<Vec<Value>>,
     },
+    /// A serial operation succeeded with this reply.
+    Serial(CasReply),
     /// Certainly had no effect.
     Failed(String),
     /// May or may not have had an effect.
@@ -77,7 +87,7 @@ pub struct OpRecord {
 impl OpRecord {
     /// Whether the operation succeeded.
     pub fn is_ok(&self) -> bool {
-        matches!(self.outcome, OpOutcome::Ok { .. })
+        matches!(self.outcome, OpOutcome::Ok { .. } | OpOutcome::Serial(_))
     }
 
     /// Whether the operation may have had an effect (succeeded, unknown or still pending).
@@ -91,6 +101,8 @@ impl OpRecord {
             OpRequest::Read { consistency, .. } | OpRequest::Write { consistency, .. } => {
                 *consistency
             }
+            // A serial operation needs a quorum of the replicas at every phase.
+            OpRequest::Cas { .. } => Consistency::Quorum,
         }
     }
 

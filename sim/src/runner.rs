@@ -760,6 +760,7 @@ impl<D: SimDisk> Runner<D> {
             Ok(ClientResponse::ReadMany(reads)) => {
                 (OpOutcome::Ok { reads: reads.into_iter().map(|read| read.values).collect() }, None)
             }
+            Ok(ClientResponse::Cas(reply)) => (OpOutcome::Serial(reply), None),
             Ok(_) => (OpOutcome::Ok { reads: Vec::new() }, None),
             Err(error) => (outcome_of_error(&error, self.batch_writes.contains(&op)), None),
         };
@@ -769,7 +770,7 @@ impl<D: SimDisk> Runner<D> {
     fn complete(&mut self, op: OpIndex, outcome: OpOutcome, context: Option<Context>) {
         let ok = matches!(outcome, OpOutcome::Ok { .. });
         let code = match &outcome {
-            OpOutcome::Ok { .. } => 0,
+            OpOutcome::Ok { .. } | OpOutcome::Serial(_) => 0,
             OpOutcome::Failed(_) => 1,
             _ => 2,
         };
@@ -792,7 +793,7 @@ impl<D: SimDisk> Runner<D> {
         let client = record.client;
         let read_key = match &record.request {
             OpRequest::Read { keys, .. } => keys.first().cloned(),
-            OpRequest::Write { .. } => None,
+            OpRequest::Write { .. } | OpRequest::Cas { .. } => None,
         };
         let state = &mut self.clients[client];
         state.in_flight = None;
@@ -1193,7 +1194,8 @@ impl<D: SimDisk> Runner<D> {
             .iter()
             .filter_map(|(_, op)| match &op.request {
                 OpRequest::Write { writes, .. } => Some(writes.iter().map(|(key, _)| key.clone())),
-                OpRequest::Read { .. } => None,
+                // Serial keys are judged by the linearizability checker, not the final pass.
+                OpRequest::Read { .. } | OpRequest::Cas { .. } => None,
             })
             .flatten()
             .collect();
@@ -1252,7 +1254,7 @@ impl<D: SimDisk> Runner<D> {
         let mut outcomes = OutcomeCounts::default();
         for (_, op) in self.history.iter().filter(|(_, op)| !op.final_pass) {
             match op.outcome {
-                OpOutcome::Ok { .. } => outcomes.ok += 1,
+                OpOutcome::Ok { .. } | OpOutcome::Serial(_) => outcomes.ok += 1,
                 OpOutcome::Failed(_) => outcomes.failed += 1,
                 OpOutcome::Unknown(_) => outcomes.unknown += 1,
                 OpOutcome::Pending => outcomes.pending += 1,
@@ -1314,7 +1316,7 @@ impl<D: SimDisk> Runner<D> {
             .filter(|(_, op)| op.final_pass)
             .filter_map(|(_, op)| match &op.request {
                 OpRequest::Read { keys, .. } => keys.first().cloned(),
-                OpRequest::Write { .. } => None,
+                OpRequest::Write { .. } | OpRequest::Cas { .. } => None,
             })
             .collect();
         for (index, slot) in self.slots.iter().enumerate() {

@@ -1,0 +1,632 @@
+//! Per-key Paxos: the sub-machine behind compare-and-set, counters and serial reads.
+//!
+//! Owns: the proposer side of every serial operation this node coordinates ([`Proposer`]), and
+//! the acceptor rules a replica applies to its stored per-key state ([`AcceptorState`]). The
+//! node composes them: it routes `Paxos*` peer messages here, persists acceptor state in its
+//! storage (in the write-ahead log, so it survives a crash) and sends an acceptor's answer only
+//! once that state is durable.
+//!
+//! A round, as Cassandra's lightweight transactions run it:
+//! 1. **Prepare**: the proposer picks a ballot above everything it has seen (its hybrid logical
+//!    clock, then its node id and generation, so ballots are unique and a node whose clock is
+//!    behind catches up as soon as a refusal shows it a higher ballot) and asks every replica of
+//!    the key to promise it. Each promise carries the replica's accepted-but-maybe-uncommitted
+//!    proposal, the ballot it last committed, and its copy of the key: the read of phase 1.
+//! 2. **In-progress repair**: if a quorum's promises show a proposal accepted at a ballot above
+//!    every commit they report, it may have been chosen; the proposer re-proposes it under its
+//!    own ballot, commits it, and starts over with a fresh ballot.
+//! 3. **Evaluate**: the merge of the quorum's copies is the current value; [`crate::cas`]
+//!    computes the operation's result. A read or a failed condition needs no write: the quorum
+//!    of promises already orders it after every chosen value.
+//! 4. **Propose / accept**, then **commit** at a quorum; the commit is a merge of the proposed
+//!    object into each replica's copy, and the client's reply waits for a quorum of commits.
+//!
+//! A refused prepare, or a prepare that hears too few promises in time, backs off for a random
+//! pause (growing with the attempt) and starts over with a higher ballot. A proposal is retried
+//! only when every replica refused it: one that some replica may have accepted can still be
+//! chosen later (by another proposer's repair), so re-running the operation could apply it
+//! twice. Such an operation starts over only to look for its own proposal among the in-progress
+//! ones (and then completes it and replies with its result); if it is not there, the outcome is
+//! unknown and the client is told so (Cassandra's rule for partially accepted proposals). A
+//! proposal accepted by a quorum is chosen: if its commits are slow, the round replies anyway,
+//! since every later prepare quorum sees it and completes it.
+//!
+//! Inputs: [`Proposer::start`], the `on_*` handlers for replica answers, and
+//! [`Proposer::handle_timeout`]. Outputs: [`ProposerOutput`]s from [`Proposer::poll_output`]
+//! (messages for replicas, this node included, and replies). Timers: each round's request
+//! deadline, its phase deadline, and its back-off; [`Proposer::poll_timeout`] gives the earliest.
+//!
+//! Invariants: a round's ballot only grows; a round in its propose or commit phase has gathered a
+//! quorum of promises for its ballot; a round replies exactly once, then is forgotten.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::cas::{evaluate, CasOp, CasReply, CasTtl};
+use crate::error::ClientError;
+use crate::hlc::{HlcTimestamp, HybridClock};
+use crate::message::{OpId, PeerMessage, RequestId};
+use crate::time::{Duration, Instant, WallTime};
+use crate::types::{ConflictMode, Key, NodeId};
+use crate::version::{Actor, NewWrite, Versioned};
+
+/// A Paxos ballot: totally ordered, unique per proposer start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Ballot {
+    /// The proposer's hybrid-logical-clock reading.
+    pub timestamp: HlcTimestamp,
+    /// The proposer.
+    pub node: NodeId,
+    /// The proposer's gossip generation, so a restarted node whose clock went back never
+    /// repeats a ballot of its earlier life.
+    pub generation: u64,
+}
+
+impl Ballot {
+    /// Below every real ballot.
+    pub const ZERO: Ballot = Ballot { timestamp: HlcTimestamp(0), node: NodeId(0), generation: 0 };
+}
+
+/// A replica's answer to a prepare it granted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Promise {
+    /// The proposal it accepted last and has not seen committed, if any.
+    pub accepted: Option<(Ballot, Versioned)>,
+    /// The ballot of the last commit it applied.
+    pub committed: Ballot,
+    /// Its copy of the key (`None`: it has none).
+    pub object: Option<Versioned>,
+}
+
+/// What a replica remembers of a key's Paxos: stored beside the data, durable before answering.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcceptorState {
+    /// The highest ballot promised.
+    pub promised: Ballot,
+    /// The last proposal accepted and not yet known committed.
+    pub accepted: Option<(Ballot, Versioned)>,
+    /// The ballot of the last commit applied.
+    pub committed: Ballot,
+}
+
+impl Default for AcceptorState {
+    fn default() -> Self {
+        AcceptorState { promised: Ballot::ZERO, accepted: None, committed: Ballot::ZERO }
+    }
+}
+
+impl AcceptorState {
+    /// Decodes stored state; `None` when damaged.
+    pub fn decode(bytes: &[u8]) -> Option<AcceptorState> {
+        postcard::from_bytes(bytes).ok()
+    }
+
+    /// Encodes for storage.
+    pub fn encode(&self) -> Option<Vec<u8>> {
+        postcard::to_allocvec(self).ok()
+    }
+
+    /// Phase 1: promises `ballot` if it is above every ballot promised; else returns the
+    /// promised one.
+    pub fn prepare(&mut self, ballot: Ballot) -> Result<(), Ballot> {
+        if ballot <= self.promised && !crate::planted!(PaxosPromiseStaleBallot) {
+            return Err(self.promised);
+        }
+        self.promised = ballot;
+        Ok(())
+    }
+
+    /// Phase 2: accepts `object` at `ballot` unless a higher ballot was promised, or a commit at
+    /// or above it was applied (the proposal would be of an older instance).
+    pub fn accept(&mut self, ballot: Ballot, object: Versioned) -> Result<(), Ballot> {
+        let refused = ballot < self.promised || ballot <= self.committed;
+        if refused && !crate::planted!(PaxosAcceptIgnoresPromise) {
+            return Err(self.promised.max(self.committed));
+        }
+        self.promised = self.promised.max(ballot);
+        self.accepted = Some((ballot, object));
+        Ok(())
+    }
+
+    /// Records a commit at `ballot` (the object itself is merged into the data by the node).
+    /// The accepted proposal it covers is dropped: its value now lives in the data.
+    pub fn commit(&mut self, ballot: Ballot) {
+        self.committed = self.committed.max(ballot);
+        self.promised = self.promised.max(ballot);
+        if self.accepted.as_ref().is_some_and(|(accepted, _)| *accepted <= self.committed) {
+            self.accepted = None;
+        }
+    }
+
+    /// What a granted prepare answers.
+    pub fn promise(&self, object: Option<Versioned>) -> Promise {
+        Promise { accepted: self.accepted.clone(), committed: self.committed, object }
+    }
+}
+
+/// Proposer settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PaxosConfig {
+    /// How long a phase waits for a quorum of answers before the round starts over.
+    pub phase_timeout: Duration,
+    /// The longest first back-off after a refusal; later ones grow up to 8 times this.
+    pub backoff_max: Duration,
+    /// Most rounds (prepares) one operation runs before it gives up.
+    pub attempts_max: u32,
+}
+
+impl Default for PaxosConfig {
+    fn default() -> Self {
+        PaxosConfig {
+            phase_timeout: Duration::from_millis(250),
+            backoff_max: Duration::from_millis(20),
+            attempts_max: 12,
+        }
+    }
+}
+
+/// What the proposer needs from its node to mint ballots and versions.
+#[derive(Debug)]
+pub struct ProposerEnv<'a> {
+    /// This node's actor, for the dots of proposals.
+    pub actor: Actor,
+    /// The highest dot counter the actor has issued (raised by each proposal).
+    pub dots_issued_max: &'a mut u64,
+    /// The node's hybrid logical clock.
+    pub clock: &'a mut HybridClock,
+    /// The node's wall clock.
+    pub wall: WallTime,
+    /// The keyspace's conflict mode.
+    pub mode: ConflictMode,
+    /// The largest value a proposal may hold.
+    pub value_bytes_max: usize,
+}
+
+/// Something the proposer wants done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProposerOutput {
+    /// Send a message to a replica (possibly this node).
+    Send {
+        /// The replica.
+        to: NodeId,
+        /// The message.
+        message: PeerMessage,
+    },
+    /// Reply to the client.
+    Reply {
+        /// The driver's id of the request.
+        request: RequestId,
+        /// The outcome.
+        result: Result<CasReply, ClientError>,
+    },
+}
+
+/// What a round replies once its commit is in.
+type Reply = Result<CasReply, ClientError>;
+
+/// Which phase a round is in.
+#[derive(Debug, Clone)]
+enum Phase {
+    Preparing {
+        promises: BTreeMap<NodeId, Promise>,
+    },
+    /// `reply: None` is the repair of an in-progress proposal; the round starts over after it.
+    Proposing {
+        object: Versioned,
+        accepts: BTreeSet<NodeId>,
+        refusals: BTreeSet<NodeId>,
+        reply: Option<Reply>,
+    },
+    Committing {
+        acks: BTreeSet<NodeId>,
+        reply: Option<Reply>,
+    },
+    Waiting {
+        retry_at: Instant,
+    },
+}
+
+/// One serial operation in progress.
+#[derive(Debug, Clone)]
+struct Round {
+    request: RequestId,
+    key: Key,
+    op: CasOp,
+    replicas: Vec<NodeId>,
+    required: usize,
+    deadline: Instant,
+    ballot: Ballot,
+    attempts: u32,
+    phase: Phase,
+    phase_deadline: Instant,
+    /// The ballot of each proposal made for this operation, with the reply it stands for.
+    proposals: Vec<(Ballot, Reply)>,
+    /// Whether a proposal of this operation may have been accepted somewhere and not seen
+    /// chosen: a failure is then unknown.
+    uncertain: bool,
+    /// Most promises or acceptances gathered in one phase, for the error message.
+    answers_max: usize,
+}
+
+/// The proposer: every serial operation this node coordinates.
+#[derive(Debug)]
+pub struct Proposer {
+    id: NodeId,
+    generation: u64,
+    config: PaxosConfig,
+    rng: ChaCha8Rng,
+    rounds: BTreeMap<OpId, Round>,
+    next_op: OpId,
+    outbox: VecDeque<ProposerOutput>,
+}
+
+impl Proposer {
+    /// A proposer for node `id` in its `generation`, drawing back-offs from `seed`; operation
+    /// ids start at `op_base` (random per start, so a late answer to a previous life's round
+    /// does not match a new one).
+    pub fn new(id: NodeId, generation: u64, config: PaxosConfig, seed: u64, op_base: OpId) -> Self {
+        Proposer {
+            id,
+            generation,
+            config,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            rounds: BTreeMap::new(),
+            next_op: op_base,
+            outbox: VecDeque::new(),
+        }
+    }
+
+    // ---- getters ----
+
+    /// Serial operations in progress.
+    pub fn in_flight(&self) -> usize {
+        self.rounds.len()
+    }
+
+    /// The earliest instant at which [`Proposer::handle_timeout`] has work.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.rounds
+            .values()
+            .map(|round| match round.phase {
+                Phase::Waiting { retry_at } => retry_at.min(round.deadline),
+                _ => round.phase_deadline.min(round.deadline),
+            })
+            .min()
+    }
+
+    /// The next output, until `None`.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<ProposerOutput> {
+        self.outbox.pop_front()
+    }
+
+    // ---- inputs ----
+
+    /// Starts a serial operation on `key` among `replicas`, of which `required` must answer each
+    /// phase, to reply to `request` by `deadline`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start(
+        &mut self,
+        now: Instant,
+        env: &mut ProposerEnv<'_>,
+        request: RequestId,
+        key: Key,
+        op: CasOp,
+        replicas: Vec<NodeId>,
+        required: usize,
+        deadline: Instant,
+    ) {
+        assert!(required >= 1 && required <= replicas.len(), "a quorum is part of the replicas");
+        let id = self.next_op;
+        self.next_op = self.next_op.wrapping_add(1);
+        let round = Round {
+            request,
+            key,
+            op,
+            replicas,
+            required,
+            deadline,
+            ballot: Ballot::ZERO,
+            attempts: 0,
+            phase: Phase::Waiting { retry_at: now },
+            phase_deadline: now,
+            proposals: Vec::new(),
+            uncertain: false,
+            answers_max: 0,
+        };
+        self.rounds.insert(id, round);
+        self.prepare(id, now, env);
+    }
+
+    /// A replica's answer to a prepare.
+    pub fn on_promise(
+        &mut self,
+        now: Instant,
+        env: &mut ProposerEnv<'_>,
+        from: NodeId,
+        op: OpId,
+        ballot: Ballot,
+        result: Result<Promise, Ballot>,
+    ) {
+        let Some(round) = self.rounds.get_mut(&op) else { return };
+        if round.ballot != ballot || !round.replicas.contains(&from) {
+            return;
+        }
+        let Phase::Preparing { promises } = &mut round.phase else { return };
+        let promise = match result {
+            Ok(promise) => promise,
+            Err(higher) => {
+                env.clock.observe(higher.timestamp);
+                return self.back_off(op, now);
+            }
+        };
+        promises.insert(from, promise);
+        round.answers_max = round.answers_max.max(promises.len());
+        if promises.len() >= round.required {
+            self.promised(op, now, env);
+        }
+    }
+
+    /// A replica's answer to a proposal.
+    pub fn on_accepted(
+        &mut self,
+        now: Instant,
+        env: &mut ProposerEnv<'_>,
+        from: NodeId,
+        op: OpId,
+        ballot: Ballot,
+        result: Result<(), Ballot>,
+    ) {
+        let Some(round) = self.rounds.get_mut(&op) else { return };
+        if round.ballot != ballot || !round.replicas.contains(&from) {
+            return;
+        }
+        let Phase::Proposing { object, accepts, refusals, reply } = &mut round.phase else {
+            return;
+        };
+        if let Err(higher) = result {
+            env.clock.observe(higher.timestamp);
+            refusals.insert(from);
+            if accepts.is_empty() && refusals.len() == round.replicas.len() {
+                // Accepted nowhere, so it can never be chosen: the operation may run again.
+                if reply.is_some() {
+                    round.uncertain = false;
+                }
+                return self.back_off(op, now);
+            }
+            if round.replicas.len() - refusals.len() < round.required {
+                // Not chosen at this ballot, but maybe accepted somewhere: look for it.
+                return self.back_off(op, now);
+            }
+            return;
+        }
+        accepts.insert(from);
+        let required = if crate::planted!(PaxosCommitBeforeQuorum) { 1 } else { round.required };
+        if accepts.len() < required {
+            return;
+        }
+        // Chosen: commit at every replica.
+        let object = std::mem::take(object);
+        let reply = reply.take();
+        round.phase = Phase::Committing { acks: BTreeSet::new(), reply };
+        round.phase_deadline = now + self.config.phase_timeout;
+        for to in round.replicas.clone() {
+            let message = PeerMessage::PaxosCommit {
+                op,
+                key: round.key.clone(),
+                ballot,
+                object: object.clone(),
+            };
+            self.outbox.push_back(ProposerOutput::Send { to, message });
+        }
+    }
+
+    /// A replica durably applied a commit.
+    pub fn on_committed(
+        &mut self,
+        now: Instant,
+        env: &mut ProposerEnv<'_>,
+        from: NodeId,
+        op: OpId,
+        ballot: Ballot,
+    ) {
+        let Some(round) = self.rounds.get_mut(&op) else { return };
+        if round.ballot != ballot || !round.replicas.contains(&from) {
+            return;
+        }
+        let Phase::Committing { acks, reply } = &mut round.phase else { return };
+        acks.insert(from);
+        if acks.len() < round.required {
+            return;
+        }
+        match reply.take() {
+            Some(reply) => self.finish(op, reply),
+            // The in-progress proposal is committed; now run this operation's own round.
+            None => self.prepare(op, now, env),
+        }
+    }
+
+    /// Fires due deadlines and back-offs. Safe to call early or twice.
+    pub fn handle_timeout(&mut self, now: Instant, env: &mut ProposerEnv<'_>) {
+        let due: Vec<OpId> = self
+            .rounds
+            .iter()
+            .filter(|(_, round)| {
+                now >= round.deadline
+                    || match round.phase {
+                        Phase::Waiting { retry_at } => now >= retry_at,
+                        _ => now >= round.phase_deadline,
+                    }
+            })
+            .map(|(op, _)| *op)
+            .collect();
+        for op in due {
+            let Some(round) = self.rounds.get(&op) else { continue };
+            if now >= round.deadline {
+                let error = round.give_up_error();
+                self.finish(op, Err(error));
+            } else if matches!(round.phase, Phase::Waiting { .. }) {
+                self.prepare(op, now, env);
+            } else if let Phase::Committing { reply: Some(reply), .. } = &round.phase {
+                // Chosen at a quorum: every later prepare completes it, so it is decided.
+                let reply = reply.clone();
+                self.finish(op, reply);
+            } else {
+                self.back_off(op, now);
+            }
+        }
+    }
+
+    // ---- helpers ----
+
+    /// Starts a new round of `op` with a fresh ballot.
+    fn prepare(&mut self, op: OpId, now: Instant, env: &mut ProposerEnv<'_>) {
+        let Some(round) = self.rounds.get_mut(&op) else { return };
+        if round.attempts >= self.config.attempts_max {
+            let error = round.give_up_error();
+            return self.finish(op, Err(error));
+        }
+        round.attempts += 1;
+        let ballot = Ballot {
+            timestamp: env.clock.tick(env.wall),
+            node: self.id,
+            generation: self.generation,
+        };
+        debug_assert!(ballot > round.ballot, "a round's ballot only grows");
+        round.ballot = ballot;
+        round.phase = Phase::Preparing { promises: BTreeMap::new() };
+        round.phase_deadline = now + self.config.phase_timeout;
+        for to in round.replicas.clone() {
+            let message = PeerMessage::PaxosPrepare { op, key: round.key.clone(), ballot };
+            self.outbox.push_back(ProposerOutput::Send { to, message });
+        }
+    }
+
+    /// A quorum promised: repair an in-progress proposal, or evaluate and propose.
+    fn promised(&mut self, op: OpId, now: Instant, env: &mut ProposerEnv<'_>) {
+        let Some(round) = self.rounds.get_mut(&op) else { return };
+        let Phase::Preparing { promises } = &round.phase else { return };
+        let committed_max =
+            promises.values().map(|promise| promise.committed).max().unwrap_or(Ballot::ZERO);
+        let in_progress = promises
+            .values()
+            .filter_map(|promise| promise.accepted.as_ref())
+            .filter(|(accepted, _)| *accepted > committed_max)
+            .max_by_key(|(accepted, _)| *accepted)
+            .cloned()
+            .filter(|_| !crate::planted!(PaxosInProgressIgnored));
+        let mut current = Versioned::empty();
+        for object in promises.values().filter_map(|promise| promise.object.as_ref()) {
+            current.merge(object, env.mode);
+        }
+        if let Some((accepted, object)) = in_progress {
+            // Complete it first. When it is one of this operation's own proposals, its result is
+            // this operation's: reply with it once it is committed.
+            let own = round.proposals.iter().find(|(ballot, _)| *ballot == accepted);
+            let reply = own.map(|(_, reply)| reply.clone());
+            return self.propose(op, now, object, reply);
+        }
+        if round.uncertain {
+            // An earlier proposal may have been accepted, and it is not in progress here: it
+            // was either lost or chosen and committed. Running the operation again could apply
+            // it twice, so its outcome is unknown.
+            let error = round.give_up_error();
+            return self.finish(op, Err(error));
+        }
+        let live = current.live_values(env.wall);
+        let evaluated = match evaluate(&round.op, live.last(), env.value_bytes_max) {
+            Ok(evaluated) => evaluated,
+            Err(error) => return self.finish(op, Err(error)),
+        };
+        let Some(write) = evaluated.write else {
+            // A read, or a condition that failed: the quorum of promises orders it after every
+            // chosen value, and it changes nothing.
+            return self.finish(op, Ok(evaluated.reply));
+        };
+        let expire_at = match write.ttl {
+            CasTtl::Clear => None,
+            CasTtl::Keep => current.expire_at(env.wall),
+            CasTtl::Set(ttl) => {
+                Some(WallTime::from_millis(env.wall.as_millis().saturating_add(ttl.as_millis())))
+            }
+        };
+        let mut object = current.clone();
+        let timestamp = env.clock.tick(env.wall);
+        let dot = object.update_above(
+            &current.clock,
+            NewWrite { value: write.value, timestamp, expire_at },
+            env.actor,
+            env.mode,
+            *env.dots_issued_max,
+        );
+        *env.dots_issued_max = dot.counter;
+        round.proposals.push((round.ballot, Ok(evaluated.reply.clone())));
+        round.uncertain = true;
+        self.propose(op, now, object, Some(Ok(evaluated.reply)));
+    }
+
+    fn propose(&mut self, op: OpId, now: Instant, object: Versioned, reply: Option<Reply>) {
+        let Some(round) = self.rounds.get_mut(&op) else { return };
+        let ballot = round.ballot;
+        for to in round.replicas.clone() {
+            let message = PeerMessage::PaxosPropose {
+                op,
+                key: round.key.clone(),
+                ballot,
+                object: object.clone(),
+            };
+            self.outbox.push_back(ProposerOutput::Send { to, message });
+        }
+        round.phase =
+            Phase::Proposing { object, accepts: BTreeSet::new(), refusals: BTreeSet::new(), reply };
+        round.phase_deadline = now + self.config.phase_timeout;
+    }
+
+    /// Pauses a contended or silent round for a random, growing while, then starts over.
+    fn back_off(&mut self, op: OpId, now: Instant) {
+        let Some(round) = self.rounds.get_mut(&op) else { return };
+        if let Phase::Proposing { accepts, .. } = &round.phase {
+            round.answers_max = round.answers_max.max(accepts.len());
+        }
+        let ceiling_ms = self.config.backoff_max.as_millis().max(1) << round.attempts.min(3);
+        let pause_ms = self.rng.random_range(1..=ceiling_ms);
+        round.phase = Phase::Waiting { retry_at: now + Duration::from_millis(pause_ms) };
+    }
+
+    fn finish(&mut self, op: OpId, result: Result<CasReply, ClientError>) {
+        if let Some(round) = self.rounds.remove(&op) {
+            self.outbox.push_back(ProposerOutput::Reply { request: round.request, result });
+        }
+    }
+
+    /// Asserts the invariants of the module doc.
+    pub fn check_invariants(&self) {
+        for round in self.rounds.values() {
+            assert!(round.required >= 1 && round.required <= round.replicas.len());
+            assert!(round.attempts <= self.config.attempts_max);
+            if !matches!(round.phase, Phase::Waiting { .. }) {
+                assert!(round.ballot > Ballot::ZERO, "a round in a phase has a ballot");
+            }
+        }
+    }
+}
+
+impl Round {
+    /// The error of a round that ran out of time or attempts: unknown once a proposal may have
+    /// been accepted, else a clean failure.
+    fn give_up_error(&self) -> ClientError {
+        if self.uncertain {
+            ClientError::Timeout { required: self.required, acked: self.answers_max }
+        } else {
+            ClientError::NoPaxosQuorum {
+                required: self.required,
+                promised: self.answers_max,
+                attempts: self.attempts,
+            }
+        }
+    }
+}
