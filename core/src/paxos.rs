@@ -398,13 +398,19 @@ impl Proposer {
                 }
                 return self.back_off(op, now);
             }
-            if round.replicas.len() - refusals.len() < round.required {
-                // Not chosen at this ballot, but maybe accepted somewhere: look for it.
+            if round.replicas.len() - refusals.len() < round.required && !accepts.is_empty() {
+                // Not chosen at this ballot, but accepted somewhere: look for it.
                 return self.back_off(op, now);
             }
+            // Refused by a majority and accepted nowhere so far: wait for the other answers
+            // (until the phase deadline), since a refusal by every replica makes the operation
+            // certain again, where backing off now would leave its outcome unknown.
             return;
         }
         accepts.insert(from);
+        if round.replicas.len() - refusals.len() < round.required {
+            return self.back_off(op, now);
+        }
         let required = if crate::planted!(PaxosCommitBeforeQuorum) { 1 } else { round.required };
         if accepts.len() < required {
             return;

@@ -73,10 +73,19 @@ const COMMAND_LABELS: &[&str] = &[
     "RK.RING",
     "RK.DECOMMISSION",
     "RK.REMOVE",
+    "INCR",
+    "DECR",
+    "INCRBY",
+    "DECRBY",
+    "INCRBYFLOAT",
+    "APPEND",
+    "SETRANGE",
+    "RK.CAS",
+    "RK.SERIALGET",
 ];
 
-/// Consistency labels; `-` for commands that have none.
-const CONSISTENCY_LABELS: &[&str] = &["ONE", "TWO", "THREE", "QUORUM", "ALL", "-"];
+/// Consistency labels; `SERIAL` for serial (Paxos) commands, `-` for commands that have none.
+const CONSISTENCY_LABELS: &[&str] = &["ONE", "TWO", "THREE", "QUORUM", "ALL", "SERIAL", "-"];
 
 fn label(text: &str, known: &[&'static str]) -> &'static str {
     known.iter().copied().find(|candidate| *candidate == text).unwrap_or("OTHER")

@@ -174,6 +174,14 @@ pub struct MixSpec {
     pub mset: u32,
     /// Read then context write.
     pub read_modify_write: u32,
+    /// Serial compare-and-set on the serial keys.
+    pub cas: u32,
+    /// Serial increments on the serial keys.
+    pub incr: u32,
+    /// Serial reads of the serial keys.
+    pub serial_get: u32,
+    /// Serial deletes of the serial keys.
+    pub serial_delete: u32,
 }
 
 impl Default for MixSpec {
@@ -187,6 +195,10 @@ impl Default for MixSpec {
             mget: mix.mget,
             mset: mix.mset,
             read_modify_write: mix.read_modify_write,
+            cas: mix.cas,
+            incr: mix.incr,
+            serial_get: mix.serial_get,
+            serial_delete: mix.serial_delete,
         }
     }
 }
@@ -203,6 +215,8 @@ pub struct WorkloadSpec {
     pub mix: MixSpec,
     /// Number of distinct keys.
     pub keys: usize,
+    /// Number of serial keys, used only by the serial operations of the mix.
+    pub serial_keys: usize,
     /// How keys are picked.
     pub distribution: DistributionSpec,
     /// Size of every written value, in bytes.
@@ -220,6 +234,7 @@ impl Default for WorkloadSpec {
             clients: 10,
             mix: MixSpec::default(),
             keys: 100,
+            serial_keys: WorkloadConfig::default().serial_keys_count,
             distribution: DistributionSpec::Zipfian { exponent: 1.0 },
             value_bytes: 16,
             read: ConsistencySpec::Quorum,
@@ -635,6 +650,10 @@ impl Scenario {
                 mget: mix.mget,
                 mset: mix.mset,
                 read_modify_write: mix.read_modify_write,
+                cas: mix.cas,
+                incr: mix.incr,
+                serial_get: mix.serial_get,
+                serial_delete: mix.serial_delete,
             },
             keys_count: spec.keys,
             key_distribution: match spec.distribution {
@@ -643,6 +662,7 @@ impl Scenario {
                 DistributionSpec::HotKey { hot_share } => KeyDistribution::HotKey { hot_share },
             },
             value_bytes: spec.value_bytes,
+            serial_keys_count: spec.serial_keys,
             read_consistency: consistency(spec.read),
             write_consistency: consistency(spec.write),
             ..WorkloadConfig::default()

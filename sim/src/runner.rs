@@ -797,6 +797,11 @@ impl<D: SimDisk> Runner<D> {
         };
         let state = &mut self.clients[client];
         state.in_flight = None;
+        if let (OpRequest::Cas { key, .. }, OpOutcome::Serial(reply)) =
+            (&record.request, &record.outcome)
+        {
+            state.observe_serial(key, reply.current.clone());
+        }
         match (state.follow_up.take(), ok, context, read_key) {
             (Some(kind), true, Some(context), Some(key)) => {
                 self.owed[client] = Some(OwedWrite { key, context, read: op, kind });

@@ -10,12 +10,20 @@
 //! A read-modify-write and a delete are two steps: a read, then a write carrying the read's
 //! causal context (the delete replaces exactly what the read saw).
 //!
+//! Serial operations (compare-and-set, increments, serial reads and deletes) use their own few
+//! keys ([`serial_key_name`]), which plain operations never touch: the linearizability checker
+//! judges those keys, the other checkers the plain ones. A compare-and-set expects the value the
+//! client last saw on the key, so under contention some apply and some do not.
+//!
 //! Invariant: a client has at most one operation in flight (Jepsen-style clients), so its
 //! operations are totally ordered and each follow-up write knows which read it continues.
+
+use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
+use ringkv_core::cas::{CasCondition, CasOp, CasTtl};
 use ringkv_core::{ClientRequest, Consistency, Context, Duration, Key, Value};
 
 use crate::history::{OpIndex, OpRequest};
@@ -37,11 +45,39 @@ pub struct OpMix {
     pub mset: u32,
     /// A read, then a write carrying its context.
     pub read_modify_write: u32,
+    /// Serial compare-and-set of a serial key: a set conditioned on the value the client last
+    /// saw there (or, one time in four, on the key being absent: `SET NX`).
+    pub cas: u32,
+    /// Serial increments of a serial key by 1 to 3.
+    pub incr: u32,
+    /// Serial reads of a serial key.
+    pub serial_get: u32,
+    /// Serial unconditional deletes of a serial key (`GETDEL`).
+    pub serial_delete: u32,
+}
+
+impl OpMix {
+    /// Whether any serial operation is in the mix.
+    pub fn has_serial(&self) -> bool {
+        self.cas + self.incr + self.serial_get + self.serial_delete > 0
+    }
 }
 
 impl Default for OpMix {
     fn default() -> Self {
-        OpMix { get: 30, put: 10, set: 10, delete: 5, mget: 5, mset: 5, read_modify_write: 35 }
+        OpMix {
+            get: 30,
+            put: 10,
+            set: 10,
+            delete: 5,
+            mget: 5,
+            mset: 5,
+            read_modify_write: 35,
+            cas: 0,
+            incr: 0,
+            serial_get: 0,
+            serial_delete: 0,
+        }
     }
 }
 
@@ -85,6 +121,9 @@ pub struct WorkloadConfig {
     pub write_consistency: Consistency,
     /// How long a client waits for a reply before recording the outcome as unknown.
     pub op_timeout: Duration,
+    /// Number of serial keys (named by [`serial_key_name`], apart from the plain keys): the
+    /// serial operations of the mix use only these, and plain operations never touch them.
+    pub serial_keys_count: usize,
 }
 
 impl Default for WorkloadConfig {
@@ -100,6 +139,7 @@ impl Default for WorkloadConfig {
             read_consistency: Consistency::Quorum,
             write_consistency: Consistency::Quorum,
             op_timeout: Duration::from_secs(2),
+            serial_keys_count: 3,
         }
     }
 }
@@ -107,6 +147,11 @@ impl Default for WorkloadConfig {
 /// The name of key number `index`.
 pub fn key_name(index: usize) -> Key {
     Bytes::from(format!("key{index:05}"))
+}
+
+/// The name of serial key number `index`.
+pub fn serial_key_name(index: usize) -> Key {
+    Bytes::from(format!("serial{index:03}"))
 }
 
 /// Picks keys by a distribution; the Zipfian table is built once.
@@ -175,12 +220,27 @@ pub struct ClientState {
     pub in_flight: Option<OpIndex>,
     /// The write owed after the read in flight succeeds.
     pub follow_up: Option<FollowUp>,
+    /// The value this client last saw on each serial key (`None`: absent), which its next
+    /// compare-and-set expects.
+    serial_seen: BTreeMap<Key, Option<Value>>,
 }
 
 impl ClientState {
     /// Client `id` drawing from `rng`.
     pub fn new(id: usize, rng: ChaCha8Rng) -> Self {
-        ClientState { id, rng, seq: 0, in_flight: None, follow_up: None }
+        ClientState {
+            id,
+            rng,
+            seq: 0,
+            in_flight: None,
+            follow_up: None,
+            serial_seen: BTreeMap::new(),
+        }
+    }
+
+    /// Notes the value a serial operation reported on `key`, for the next compare-and-set.
+    pub fn observe_serial(&mut self, key: &Key, current: Option<Value>) {
+        self.serial_seen.insert(key.clone(), current);
     }
 
     /// The client's generator (for think times and coordinator choice).
@@ -197,8 +257,20 @@ impl ClientState {
         keys: &KeyChooser,
     ) -> (ClientRequest, OpRequest, Option<FollowUp>) {
         let mix = config.mix;
-        let weights =
-            [mix.get, mix.put, mix.delete, mix.mget, mix.mset, mix.read_modify_write, mix.set];
+        // Kinds added later go at the end, so that mixes without them draw as they always did.
+        let weights = [
+            mix.get,
+            mix.put,
+            mix.delete,
+            mix.mget,
+            mix.mset,
+            mix.read_modify_write,
+            mix.set,
+            mix.cas,
+            mix.incr,
+            mix.serial_get,
+            mix.serial_delete,
+        ];
         let total: u32 = weights.iter().sum();
         assert!(total > 0, "the operation mix is empty");
         let mut pick = self.rng.random_range(0..total);
@@ -214,6 +286,11 @@ impl ClientState {
             .unwrap_or(0);
         let read_consistency = config.read_consistency;
         let write_consistency = config.write_consistency;
+        if kind >= 7 {
+            let (key, op) = self.serial_op(config, kind);
+            let request = ClientRequest::Cas { key: key.clone(), op: op.clone() };
+            return (request, OpRequest::Cas { key, op }, None);
+        }
         match kind {
             1 => {
                 let key = key_name(keys.choose(&mut self.rng));
@@ -336,6 +413,29 @@ impl ClientState {
                 )
             }
         }
+    }
+
+    /// A serial operation of kind `kind` (7 and up, in the order of the mix's weights).
+    fn serial_op(&mut self, config: &WorkloadConfig, kind: usize) -> (Key, CasOp) {
+        let key = serial_key_name(self.rng.random_range(0..config.serial_keys_count.max(1)));
+        let op = match kind {
+            7 => {
+                // Decimal integers, unique per client and sequence, so increments apply to them.
+                self.seq += 1;
+                let value =
+                    Bytes::from(((self.id as u64 + 1) * 1_000_000_000 + self.seq).to_string());
+                let condition = if self.rng.random_range(0..4) == 0 {
+                    CasCondition::Absent
+                } else {
+                    CasCondition::Matches(self.serial_seen.get(&key).cloned().flatten())
+                };
+                CasOp::Set { value, condition, ttl: CasTtl::Clear }
+            }
+            8 => CasOp::IncrBy { delta: self.rng.random_range(1..=3) },
+            9 => CasOp::Read,
+            _ => CasOp::Delete { condition: CasCondition::Always },
+        };
+        (key, op)
     }
 
     fn unique_value(&mut self, value_bytes: usize) -> Value {

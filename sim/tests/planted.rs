@@ -84,8 +84,16 @@ impl SimDisk for AmnesiacDisk {
 
 fn scenario(seed: u64) -> SimConfig {
     let faults = FaultConfig { crashes_per_sec: Knob::Fixed(1.0), ..FaultConfig::none() };
-    let mix =
-        OpMix { get: 30, put: 20, set: 30, delete: 0, mget: 0, mset: 0, read_modify_write: 20 };
+    let mix = OpMix {
+        get: 30,
+        put: 20,
+        set: 30,
+        delete: 0,
+        mget: 0,
+        mset: 0,
+        read_modify_write: 20,
+        ..OpMix::default()
+    };
     let workload = WorkloadConfig { keys_count: 5, mix, ..WorkloadConfig::default() };
     Simulation::builder()
         .seed(seed)
