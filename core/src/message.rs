@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cas::{CasOp, CasReply};
 use crate::error::ClientError;
-use crate::paxos::{Ballot, Promise};
+use crate::paxos::{Ballot, Promise, Refusal};
 use crate::time::{Duration, WallTime};
 use crate::types::{Consistency, Key, Value};
 use crate::version::{Context, Versioned};
@@ -333,8 +333,8 @@ pub enum PeerMessage {
         op: OpId,
         /// The ballot proposed.
         ballot: Ballot,
-        /// `Ok` when accepted, else the higher ballot that refused it.
-        result: Result<(), Ballot>,
+        /// `Ok` when accepted, else the refusal.
+        result: Result<(), Refusal>,
     },
     /// Paxos commit: the proposal chosen at `ballot` is to be applied to the key.
     PaxosCommit {

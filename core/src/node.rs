@@ -874,9 +874,9 @@ impl<S: Storage> Node<S> {
                 if is_malformed(&object) {
                     return self.counters.peer_messages_dropped += 1;
                 }
-                if let Err(higher) = state.accept(ballot, object) {
+                if let Err(refusal) = state.accept(ballot, object) {
                     self.counters.paxos_refusals += 1;
-                    let result = Err(higher);
+                    let result = Err(refusal);
                     return self.paxos_answer(
                         now,
                         from,

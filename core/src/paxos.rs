@@ -81,6 +81,16 @@ pub struct Promise {
     pub object: Option<Versioned>,
 }
 
+/// A replica's refusal of a proposal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// The ballot it promised or committed, above the proposal's.
+    pub higher: Ballot,
+    /// Whether it may have accepted this very proposal earlier: the refusal then answers a
+    /// re-delivered copy and says nothing of whether the proposal was accepted.
+    pub accepted_before: bool,
+}
+
 /// What a replica remembers of a key's Paxos: stored beside the data, durable before answering.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AcceptorState {
@@ -112,6 +122,11 @@ impl AcceptorState {
     /// Phase 1: promises `ballot` if it is above every ballot promised; else returns the
     /// promised one.
     pub fn prepare(&mut self, ballot: Ballot) -> Result<(), Ballot> {
+        if ballot == self.promised && ballot > Ballot::ZERO {
+            // A re-delivered copy of the prepare it granted: granting it again promises nothing
+            // new, where a refusal would send its proposer into a needless back-off.
+            return Ok(());
+        }
         if ballot <= self.promised && !crate::planted!(PaxosPromiseStaleBallot) {
             return Err(self.promised);
         }
@@ -121,10 +136,19 @@ impl AcceptorState {
 
     /// Phase 2: accepts `object` at `ballot` unless a higher ballot was promised, or a commit at
     /// or above it was applied (the proposal would be of an older instance).
-    pub fn accept(&mut self, ballot: Ballot, object: Versioned) -> Result<(), Ballot> {
+    pub fn accept(&mut self, ballot: Ballot, object: Versioned) -> Result<(), Refusal> {
+        if self.accepted.as_ref().is_some_and(|(accepted, _)| *accepted == ballot) {
+            // A re-delivered copy of the proposal it accepted (a ballot carries one proposal).
+            return Ok(());
+        }
         let refused = ballot < self.promised || ballot <= self.committed;
         if refused && !crate::planted!(PaxosAcceptIgnoresPromise) {
-            return Err(self.promised.max(self.committed));
+            // The accepted ballot only grows until a commit at or above it clears it, so this
+            // replica can have accepted `ballot` before only if it holds a higher accepted
+            // ballot now, or committed at or above it.
+            let accepted_before = self.committed >= ballot
+                || self.accepted.as_ref().is_some_and(|(accepted, _)| *accepted > ballot);
+            return Err(Refusal { higher: self.promised.max(self.committed), accepted_before });
         }
         self.promised = self.promised.max(ballot);
         self.accepted = Some((ballot, object));
@@ -218,6 +242,8 @@ enum Phase {
         object: Versioned,
         accepts: BTreeSet<NodeId>,
         refusals: BTreeSet<NodeId>,
+        /// Some refusal came from a replica that may have accepted the proposal before.
+        refused_after_accepting: bool,
         reply: Option<Reply>,
     },
     Committing {
@@ -379,26 +405,34 @@ impl Proposer {
         from: NodeId,
         op: OpId,
         ballot: Ballot,
-        result: Result<(), Ballot>,
+        result: Result<(), Refusal>,
     ) {
         let Some(round) = self.rounds.get_mut(&op) else { return };
         if round.ballot != ballot || !round.replicas.contains(&from) {
             return;
         }
-        let Phase::Proposing { object, accepts, refusals, reply } = &mut round.phase else {
+        let Phase::Proposing { object, accepts, refusals, refused_after_accepting, reply } =
+            &mut round.phase
+        else {
             return;
         };
-        if let Err(higher) = result {
-            env.clock.observe(higher.timestamp);
+        if let Err(refusal) = result {
+            env.clock.observe(refusal.higher.timestamp);
             refusals.insert(from);
-            if accepts.is_empty() && refusals.len() == round.replicas.len() {
-                // Accepted nowhere, so it can never be chosen: the operation may run again.
-                if reply.is_some() {
+            *refused_after_accepting |= refusal.accepted_before;
+            let accepted_nowhere = accepts.is_empty() && !*refused_after_accepting;
+            if accepted_nowhere && refusals.len() == round.replicas.len() {
+                // Accepted nowhere, so it can never be chosen: the operation may run again, but
+                // only when this is a fresh proposal. A re-proposal of one of its own in-progress
+                // proposals refused everywhere says nothing of the original, which was accepted
+                // somewhere and may have been completed by another proposer's repair.
+                let fresh = round.proposals.last().is_some_and(|(own, _)| *own == round.ballot);
+                if fresh {
                     round.uncertain = false;
                 }
                 return self.back_off(op, now);
             }
-            if round.replicas.len() - refusals.len() < round.required && !accepts.is_empty() {
+            if round.replicas.len() - refusals.len() < round.required && !accepted_nowhere {
                 // Not chosen at this ballot, but accepted somewhere: look for it.
                 return self.back_off(op, now);
             }
@@ -587,8 +621,13 @@ impl Proposer {
             };
             self.outbox.push_back(ProposerOutput::Send { to, message });
         }
-        round.phase =
-            Phase::Proposing { object, accepts: BTreeSet::new(), refusals: BTreeSet::new(), reply };
+        round.phase = Phase::Proposing {
+            object,
+            accepts: BTreeSet::new(),
+            refusals: BTreeSet::new(),
+            refused_after_accepting: false,
+            reply,
+        };
         round.phase_deadline = now + self.config.phase_timeout;
     }
 

@@ -90,6 +90,11 @@ impl OpRecord {
         matches!(self.outcome, OpOutcome::Ok { .. } | OpOutcome::Serial(_))
     }
 
+    /// Whether it is a serial (Paxos) operation.
+    pub fn is_serial(&self) -> bool {
+        matches!(self.request, OpRequest::Cas { .. })
+    }
+
     /// Whether the operation may have had an effect (succeeded, unknown or still pending).
     pub fn may_have_applied(&self) -> bool {
         !matches!(self.outcome, OpOutcome::Failed(_))

@@ -4,10 +4,20 @@
 //! healed, nodes restarted and told every peer is up, plus a warm-up longer than a request
 //! timeout), at least `liveness_success_min` (99% by default) succeed; and every operation of
 //! the final read pass succeeds.
+//!
+//! Serial (Paxos) operations are measured apart, against [`SERIAL_SUCCESS_MIN`]: Paxos promises
+//! no progress under contention, and a proposal that a rival preempts after a minority accepted
+//! it has an unknown outcome (Cassandra's rule, which the proposer follows so that an increment
+//! is never applied twice). Ten clients on three serial keys leave some 5-12% of them unknown
+//! with every fault healed; the bound still catches a proposer that stops making progress.
 
 use super::{Analysis, CheckInput, Violation};
 
 const NAME: &str = "liveness";
+
+/// Least share of serial operations, invoked after the liveness measurement starts, that must
+/// succeed.
+pub const SERIAL_SUCCESS_MIN: f64 = 0.75;
 
 /// Runs the check.
 pub fn check(input: CheckInput<'_>, _analysis: &Analysis) -> Vec<Violation> {
@@ -15,27 +25,35 @@ pub fn check(input: CheckInput<'_>, _analysis: &Analysis) -> Vec<Violation> {
         return Vec::new();
     };
     let mut violations = Vec::new();
-    let measured = input.history.iter().filter(|(_, op)| !op.final_pass && op.invoked_at >= from);
-    let (mut total_count, mut ok_count) = (0usize, 0usize);
-    let mut first_failure = None;
-    for (index, op) in measured {
-        total_count += 1;
-        if op.is_ok() {
-            ok_count += 1;
-        } else if first_failure.is_none() {
-            first_failure = Some((index, op.outcome.clone()));
+    let measured: Vec<_> =
+        input.history.iter().filter(|(_, op)| !op.final_pass && op.invoked_at >= from).collect();
+    let groups = [
+        ("operations", input.params.liveness_success_min, false),
+        ("serial operations", SERIAL_SUCCESS_MIN, true),
+    ];
+    for (what, bound, serial) in groups {
+        let (mut total_count, mut ok_count) = (0usize, 0usize);
+        let mut first_failure = None;
+        for (index, op) in measured.iter().filter(|(_, op)| op.is_serial() == serial) {
+            total_count += 1;
+            if op.is_ok() {
+                ok_count += 1;
+            } else if first_failure.is_none() {
+                first_failure = Some((*index, op.outcome.clone()));
+            }
         }
-    }
-    if total_count > 0 {
+        if total_count == 0 {
+            continue;
+        }
         let share = ok_count as f64 / total_count as f64;
-        if share < input.params.liveness_success_min {
+        if share < bound {
             violations.push(Violation {
                 checker: NAME,
                 message: format!(
-                    "{ok_count} of {total_count} operations invoked after {from} succeeded \
+                    "{ok_count} of {total_count} {what} invoked after {from} succeeded \
                      ({:.2}%, the bound is {:.2}%); first failure: {first_failure:?}",
                     share * 100.0,
-                    input.params.liveness_success_min * 100.0
+                    bound * 100.0
                 ),
             });
         }

@@ -12,6 +12,7 @@
 pub mod bounds;
 pub mod convergence;
 pub mod hints;
+pub mod linearizable;
 pub mod liveness;
 pub mod lost_writes;
 pub mod membership;
@@ -123,7 +124,7 @@ pub struct CheckInput<'a> {
 /// Runs every checker.
 pub fn check_all(input: CheckInput<'_>) -> Vec<Violation> {
     let analysis = Analysis::new(input.history);
-    let checks: [fn(CheckInput<'_>, &Analysis) -> Vec<Violation>; 9] = [
+    let checks: [fn(CheckInput<'_>, &Analysis) -> Vec<Violation>; 10] = [
         values_written::check,
         lost_writes::check,
         read_after_write::check,
@@ -133,6 +134,7 @@ pub fn check_all(input: CheckInput<'_>) -> Vec<Violation> {
         bounds::check,
         membership::check,
         hints::check,
+        linearizable::check,
     ];
     checks
         .iter()

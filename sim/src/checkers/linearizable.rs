@@ -1,0 +1,508 @@
+//! Checker: serial operations are linearizable, key by key.
+//!
+//! Every serial (Paxos) operation on a key must take effect at one instant between its
+//! invocation and its reply, in an order that a single register evaluating
+//! [`ringkv_core::cas::evaluate`] would produce: each acknowledged reply (applied or not, the
+//! value before and after) must be exactly what the register returns at that point.
+//! Linearizability is compositional, so each key is searched alone.
+//!
+//! The search is Wing and Gong's, with the memo of Lowe's variant: depth first over which
+//! pending operation takes effect next, remembering each (set of operations taken, register
+//! value) already explored so that no configuration is expanded twice. Outcomes shape it:
+//!
+//! - a *failed* operation had no effect and is left out;
+//! - an *unknown* (or pending) operation may have taken effect at any instant after its
+//!   invocation, or never: it is optional, constrains no other operation's real-time order,
+//!   and is tried only where it would change the value (taking it where it changes nothing is
+//!   the same as leaving it out). Identical unknown operations are interchangeable, so only the
+//!   earliest-invoked of each is a candidate, which keeps a pile of unknown increments from
+//!   multiplying the search;
+//! - an unknown serial read is left out (it changes nothing).
+//!
+//! A key whose search exceeds [`SEARCH_STATES_MAX`] is reported as inconclusive in no
+//! violation: a bounded checker must not turn a slow search into a false alarm. Plain reads
+//! and writes never touch serial keys (the workload keeps them apart), so only serial
+//! operations are searched.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ringkv_core::cas::{self, CasOp, CasReply};
+use ringkv_core::{Instant, Key, Value};
+
+use super::{Analysis, CheckInput, Violation};
+use crate::history::{History, OpIndex, OpOutcome, OpRequest};
+
+const NAME: &str = "linearizable";
+
+/// Most configurations one key's search may expand before it gives up as inconclusive.
+pub const SEARCH_STATES_MAX: usize = 2_000_000;
+
+/// Operations the violation message lists from where the search got stuck.
+const STUCK_OPS_SHOWN_MAX: usize = 4;
+
+/// Runs the check.
+pub fn check(input: CheckInput<'_>, _analysis: &Analysis) -> Vec<Violation> {
+    check_history(input.history)
+        .into_iter()
+        .filter_map(|(key, verdict)| match verdict {
+            Verdict::Linearizable | Verdict::Inconclusive => None,
+            Verdict::Violation(message) => Some(Violation {
+                checker: NAME,
+                message: format!("serial key {}: {message}", String::from_utf8_lossy(&key)),
+            }),
+        })
+        .collect()
+}
+
+/// What the search concluded for one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Some order explains every reply.
+    Linearizable,
+    /// No order does; the message tells where the longest attempt got stuck.
+    Violation(String),
+    /// The search exceeded [`SEARCH_STATES_MAX`].
+    Inconclusive,
+}
+
+/// Searches every key that serial operations touched, in key order.
+pub fn check_history(history: &History) -> Vec<(Key, Verdict)> {
+    let mut per_key: BTreeMap<Key, Vec<SerialOp>> = BTreeMap::new();
+    for (index, record) in history.iter() {
+        let OpRequest::Cas { key, op } = &record.request else { continue };
+        let reply = match &record.outcome {
+            OpOutcome::Serial(reply) => Some(reply.clone()),
+            OpOutcome::Unknown(_) | OpOutcome::Pending => None,
+            OpOutcome::Failed(_) | OpOutcome::Ok { .. } => continue,
+        };
+        if reply.is_none() && !op.may_write() {
+            continue;
+        }
+        per_key.entry(key.clone()).or_default().push(SerialOp {
+            index,
+            client: record.client,
+            invoked_at: record.invoked_at,
+            completed_at: if reply.is_some() { record.completed_at } else { None },
+            op: op.clone(),
+            reply,
+        });
+    }
+    per_key
+        .into_iter()
+        .map(|(key, mut ops)| {
+            ops.sort_by_key(|op| (op.invoked_at, op.index));
+            (key, Search::new(ops).run())
+        })
+        .collect()
+}
+
+/// One serial operation of a key's history.
+#[derive(Debug, Clone)]
+struct SerialOp {
+    index: OpIndex,
+    client: usize,
+    invoked_at: Instant,
+    /// `None`: unknown outcome, which bounds nothing.
+    completed_at: Option<Instant>,
+    op: CasOp,
+    /// `None`: unknown outcome (optional, any reply).
+    reply: Option<CasReply>,
+}
+
+impl SerialOp {
+    fn describe(&self) -> String {
+        let outcome = match &self.reply {
+            Some(reply) => format!(
+                "replied applied={} previous={} current={}",
+                reply.applied,
+                show(reply.previous.as_ref()),
+                show(reply.current.as_ref())
+            ),
+            None => "outcome unknown".to_string(),
+        };
+        format!("op {} (client {}) {:?}: {outcome}", self.index, self.client, self.op)
+    }
+}
+
+fn show(value: Option<&Value>) -> String {
+    match value {
+        Some(value) => format!("{:?}", String::from_utf8_lossy(value)),
+        None => "absent".to_string(),
+    }
+}
+
+/// A deterministic 64-bit mix (splitmix64), for the memo's hashes.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+fn value_hash(value: Option<&Value>) -> u128 {
+    let Some(value) = value else { return 0 };
+    let mut high = mix(value.len() as u64 ^ 0x5151);
+    let mut low = mix(value.len() as u64);
+    for chunk in value.chunks(8) {
+        let mut word = [0u8; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        let word = u64::from_le_bytes(word);
+        high = mix(high ^ word);
+        low = mix(low.rotate_left(17) ^ word ^ 0xa5a5);
+    }
+    (u128::from(high) << 64 | u128::from(low)) | 1
+}
+
+/// One frame of the depth-first search: the candidates at that point and which comes next.
+struct Frame {
+    candidates: Vec<usize>,
+    next: usize,
+    /// The candidate this frame took (to undo), with the value before it.
+    taken: Option<(usize, Option<Value>)>,
+}
+
+struct Search {
+    ops: Vec<SerialOp>,
+    /// For each unknown op, the next unknown op identical to it (same request), if any.
+    next_twin: Vec<Option<usize>>,
+    /// Whether each unknown op waits for an identical, earlier-invoked twin to be taken first.
+    has_earlier_twin: Vec<bool>,
+    zobrist: Vec<u128>,
+    taken: Vec<bool>,
+    taken_hash: u128,
+    value: Option<Value>,
+    acked_left: usize,
+    seen: BTreeSet<u128>,
+    /// The deepest point reached: acknowledged ops taken, the value there, its candidates.
+    deepest: (usize, Option<Value>, Vec<usize>),
+}
+
+impl Search {
+    fn new(ops: Vec<SerialOp>) -> Self {
+        let mut next_twin = vec![None; ops.len()];
+        let mut has_earlier_twin = vec![false; ops.len()];
+        let mut last_of_kind: BTreeMap<String, usize> = BTreeMap::new();
+        for (position, op) in ops.iter().enumerate() {
+            if op.reply.is_some() {
+                continue;
+            }
+            let kind = format!("{:?}", op.op);
+            if let Some(earlier) = last_of_kind.insert(kind, position) {
+                next_twin[earlier] = Some(position);
+                has_earlier_twin[position] = true;
+            }
+        }
+        let zobrist = (0..ops.len() as u64)
+            .map(|position| {
+                u128::from(mix(position.wrapping_mul(2))) << 64
+                    | u128::from(mix(position.wrapping_mul(2) + 1))
+            })
+            .collect();
+        let acked_left = ops.iter().filter(|op| op.reply.is_some()).count();
+        Search {
+            taken: vec![false; ops.len()],
+            next_twin,
+            has_earlier_twin,
+            zobrist,
+            taken_hash: 0,
+            value: None,
+            acked_left,
+            seen: BTreeSet::new(),
+            deepest: (0, None, Vec::new()),
+            ops,
+        }
+    }
+
+    /// The ops that may take effect next: not taken, invoked no later than the earliest reply
+    /// among the acknowledged ops not taken (which must come after them otherwise).
+    fn candidates(&self) -> Vec<usize> {
+        let mut deadline: Option<Instant> = None;
+        let mut candidates = Vec::new();
+        for (position, op) in self.ops.iter().enumerate() {
+            if self.taken[position] {
+                continue;
+            }
+            if deadline.is_some_and(|deadline| op.invoked_at > deadline) {
+                break;
+            }
+            if let Some(completed_at) = op.completed_at {
+                deadline = Some(deadline.map_or(completed_at, |d| d.min(completed_at)));
+            }
+            if !self.has_earlier_twin[position] {
+                candidates.push(position);
+            }
+        }
+        // Acknowledged ops first: a correct history is usually explained greedily.
+        candidates.sort_by_key(|&position| self.ops[position].reply.is_none());
+        candidates
+    }
+
+    /// The value after taking op `position` now, or `None` when it cannot be taken here.
+    fn step(&self, position: usize) -> Option<Option<Value>> {
+        let op = &self.ops[position];
+        let evaluated = cas::evaluate(&op.op, self.value.as_ref(), usize::MAX);
+        match (&op.reply, evaluated) {
+            (Some(reply), Ok(evaluated)) => {
+                if &evaluated.reply != reply {
+                    return None;
+                }
+                Some(match evaluated.write {
+                    Some(write) => write.value,
+                    None => self.value.clone(),
+                })
+            }
+            // An acknowledged op the register would have refused does not fit here.
+            (Some(_), Err(_)) => None,
+            // An unknown op is tried only where it changes the value.
+            (None, Ok(evaluated)) => {
+                let after = evaluated.write?.value;
+                (after != self.value).then_some(after)
+            }
+            (None, Err(_)) => None,
+        }
+    }
+
+    fn take(&mut self, position: usize, after: Option<Value>) -> Option<Value> {
+        self.taken[position] = true;
+        self.taken_hash ^= self.zobrist[position];
+        if self.ops[position].reply.is_some() {
+            self.acked_left -= 1;
+        }
+        if let Some(twin) = self.next_twin[position] {
+            self.has_earlier_twin[twin] = false;
+        }
+        std::mem::replace(&mut self.value, after)
+    }
+
+    fn untake(&mut self, position: usize, before: Option<Value>) {
+        self.taken[position] = false;
+        self.taken_hash ^= self.zobrist[position];
+        if self.ops[position].reply.is_some() {
+            self.acked_left += 1;
+        }
+        if let Some(twin) = self.next_twin[position] {
+            self.has_earlier_twin[twin] = true;
+        }
+        self.value = before;
+    }
+
+    fn note_depth(&mut self, candidates: &[usize]) {
+        let acked_total = self.ops.iter().filter(|op| op.reply.is_some()).count();
+        let depth = acked_total - self.acked_left;
+        if depth > self.deepest.0 || self.deepest.2.is_empty() {
+            self.deepest = (depth, self.value.clone(), candidates.to_vec());
+        }
+    }
+
+    fn run(mut self) -> Verdict {
+        if self.acked_left == 0 {
+            return Verdict::Linearizable;
+        }
+        let first = self.candidates();
+        self.note_depth(&first);
+        let mut stack = vec![Frame { candidates: first, next: 0, taken: None }];
+        while let Some(frame) = stack.last_mut() {
+            if let Some((position, before)) = frame.taken.take() {
+                self.untake(position, before);
+            }
+            let frame = stack.last_mut().expect("the frame just read");
+            let mut advanced = None;
+            while frame.next < frame.candidates.len() {
+                let position = frame.candidates[frame.next];
+                frame.next += 1;
+                let Some(after) = self.step(position) else { continue };
+                let key = self.taken_hash ^ self.zobrist[position] ^ value_hash(after.as_ref());
+                if !self.seen.insert(key) {
+                    continue;
+                }
+                advanced = Some((position, after));
+                break;
+            }
+            let Some((position, after)) = advanced else {
+                stack.pop();
+                continue;
+            };
+            let before = self.take(position, after);
+            stack.last_mut().expect("the frame just advanced").taken = Some((position, before));
+            if self.acked_left == 0 {
+                return Verdict::Linearizable;
+            }
+            if self.seen.len() > SEARCH_STATES_MAX {
+                return Verdict::Inconclusive;
+            }
+            let candidates = self.candidates();
+            self.note_depth(&candidates);
+            stack.push(Frame { candidates, next: 0, taken: None });
+        }
+        Verdict::Violation(self.describe_failure())
+    }
+
+    fn describe_failure(&self) -> String {
+        let acked_total = self.ops.iter().filter(|op| op.reply.is_some()).count();
+        let (depth, value, candidates) = &self.deepest;
+        let stuck: Vec<String> = candidates
+            .iter()
+            .filter(|&&position| self.ops[position].reply.is_some())
+            .take(STUCK_OPS_SHOWN_MAX)
+            .map(|&position| self.ops[position].describe())
+            .collect();
+        format!(
+            "no linearization of {} serial ops ({acked_total} acknowledged); the longest order \
+             explains {depth} acknowledged ops and leaves the value {}, where none of the next \
+             ones fits: {}",
+            self.ops.len(),
+            show(value.as_ref()),
+            stuck.join("; ")
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ringkv_core::cas::{CasCondition, CasTtl};
+    use ringkv_core::NodeId;
+
+    use super::*;
+    use crate::checkers::fixtures::{at, bytes};
+
+    fn value(text: &str) -> Option<Value> {
+        Some(bytes(text))
+    }
+
+    fn reply(applied: bool, previous: Option<Value>, current: Option<Value>) -> OpOutcome {
+        OpOutcome::Serial(CasReply { applied, previous, current })
+    }
+
+    fn serial(
+        history: &mut History,
+        client: usize,
+        op: CasOp,
+        span: (u64, u64),
+        outcome: OpOutcome,
+    ) {
+        let request = OpRequest::Cas { key: bytes("k"), op };
+        let index = history.invoke(client, NodeId(1), request, at(span.0), false);
+        history.complete(index, at(span.1), outcome);
+    }
+
+    fn incr() -> CasOp {
+        CasOp::IncrBy { delta: 1 }
+    }
+
+    fn cas(expected: Option<&str>, new: &str) -> CasOp {
+        CasOp::Set {
+            value: bytes(new),
+            condition: CasCondition::Matches(expected.map(bytes)),
+            ttl: CasTtl::Clear,
+        }
+    }
+
+    fn verdict(history: &History) -> Verdict {
+        let verdicts = check_history(history);
+        assert_eq!(verdicts.len(), 1, "one serial key");
+        verdicts[0].1.clone()
+    }
+
+    #[test]
+    fn sequential_increments_are_linearizable() {
+        let mut history = History::new();
+        for step in 0..20u64 {
+            let after = (step + 1).to_string();
+            let before = (step > 0).then(|| bytes(&step.to_string()));
+            serial(
+                &mut history,
+                0,
+                incr(),
+                (step * 10, step * 10 + 5),
+                reply(true, before, value(&after)),
+            );
+        }
+        assert_eq!(verdict(&history), Verdict::Linearizable);
+    }
+
+    #[test]
+    fn concurrent_ops_may_take_either_order() {
+        let mut history = History::new();
+        // Both overlap: the second-invoked one took effect first.
+        serial(&mut history, 0, incr(), (0, 10), reply(true, value("1"), value("2")));
+        serial(&mut history, 1, incr(), (1, 9), reply(true, None, value("1")));
+        assert_eq!(verdict(&history), Verdict::Linearizable);
+    }
+
+    #[test]
+    fn real_time_order_is_enforced() {
+        let mut history = History::new();
+        // The second op began after the first replied, yet it claims to have come first.
+        serial(&mut history, 0, incr(), (0, 5), reply(true, value("1"), value("2")));
+        serial(&mut history, 1, incr(), (6, 9), reply(true, None, value("1")));
+        let Verdict::Violation(message) = verdict(&history) else { panic!("must be caught") };
+        assert!(message.contains("2 acknowledged"), "{message}");
+    }
+
+    #[test]
+    fn duplicate_increment_is_caught() {
+        let mut history = History::new();
+        // Two sequential increments that both saw the same value: one was applied twice over.
+        serial(&mut history, 0, incr(), (0, 5), reply(true, None, value("1")));
+        serial(&mut history, 1, incr(), (6, 9), reply(true, None, value("1")));
+        assert!(matches!(verdict(&history), Verdict::Violation(_)));
+    }
+
+    #[test]
+    fn lost_cas_is_caught_by_a_later_serial_read() {
+        let mut history = History::new();
+        serial(&mut history, 0, cas(None, "a"), (0, 5), reply(true, None, value("a")));
+        serial(&mut history, 1, CasOp::Read, (6, 9), reply(true, None, None));
+        assert!(matches!(verdict(&history), Verdict::Violation(_)));
+    }
+
+    #[test]
+    fn two_winning_cas_on_the_same_value_are_caught() {
+        let mut history = History::new();
+        serial(&mut history, 0, cas(None, "a"), (0, 10), reply(true, None, value("a")));
+        serial(&mut history, 1, cas(None, "b"), (0, 10), reply(true, None, value("b")));
+        assert!(matches!(verdict(&history), Verdict::Violation(_)));
+    }
+
+    #[test]
+    fn unknown_ops_may_or_may_not_have_applied() {
+        let mut history = History::new();
+        // Unknown increments, then a read that saw two of the three applied.
+        for client in 0..3 {
+            serial(&mut history, client, incr(), (0, 5), OpOutcome::Unknown("timeout".into()));
+        }
+        serial(&mut history, 3, CasOp::Read, (10, 12), reply(true, value("2"), value("2")));
+        assert_eq!(verdict(&history), Verdict::Linearizable);
+        // A later read that saw the count go down is not explainable.
+        serial(&mut history, 3, CasOp::Read, (20, 22), reply(true, value("1"), value("1")));
+        assert!(matches!(verdict(&history), Verdict::Violation(_)));
+    }
+
+    #[test]
+    fn an_unknown_op_takes_effect_only_after_its_invocation() {
+        let mut history = History::new();
+        serial(&mut history, 0, CasOp::Read, (0, 5), reply(true, value("x"), value("x")));
+        serial(&mut history, 1, cas(None, "x"), (10, 12), OpOutcome::Unknown("timeout".into()));
+        assert!(matches!(verdict(&history), Verdict::Violation(_)));
+    }
+
+    #[test]
+    fn failed_ops_had_no_effect() {
+        let mut history = History::new();
+        serial(&mut history, 0, cas(None, "a"), (0, 5), OpOutcome::Failed("no quorum".into()));
+        serial(&mut history, 1, CasOp::Read, (6, 9), reply(true, value("a"), value("a")));
+        assert!(matches!(verdict(&history), Verdict::Violation(_)));
+    }
+
+    #[test]
+    fn many_unknown_increments_do_not_blow_up_the_search() {
+        let mut history = History::new();
+        // 40 unknown increments beside a correct count, then a read showing a count no subset
+        // reaches: the search must exhaust (not give up) and report a violation.
+        for client in 0..40 {
+            serial(&mut history, client, incr(), (0, 100), OpOutcome::Unknown("timeout".into()));
+        }
+        serial(&mut history, 41, CasOp::Read, (200, 201), reply(true, value("41"), value("41")));
+        assert!(matches!(verdict(&history), Verdict::Violation(_)));
+    }
+}
