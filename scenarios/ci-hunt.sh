@@ -9,3 +9,6 @@ cd "$(dirname "$0")/.."
 cargo build --release -p ringkv-scenarios --bin ringkv-sim --features planted-bugs
 bin="${CARGO_TARGET_DIR:-target}/release/ringkv-sim"
 "$bin" hunt --seeds 0..1000 --seconds-max 1200
+# One test per planted Paxos bug: the history it produces is rejected by the linearizability
+# checker, with the smallest failing window named, and the unarmed seed's history is accepted.
+cargo test --release -p ringkv-scenarios --features planted-bugs --test planted_paxos

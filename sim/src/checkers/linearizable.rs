@@ -19,6 +19,13 @@
 //!   multiplying the search;
 //! - an unknown serial read is left out (it changes nothing).
 //!
+//! On a violation the message also gives the smallest window of the key's history that is
+//! non-linearizable on its own, narrowed from both ends by binary search: the earliest reply
+//! after which the history up to it fails (ops still in flight then count as unknown), then
+//! the latest start from which that stretch still fails whatever value the key held there (ops
+//! done before it dropped, ops in flight at it optional). Either cut only relaxes the
+//! constraints, so a window that fails proves the whole history does.
+//!
 //! A key whose search exceeds [`SEARCH_STATES_MAX`] is reported as inconclusive in no
 //! violation: a bounded checker must not turn a slow search into a false alarm. Plain reads
 //! and writes never touch serial keys (the workload keeps them apart), so only serial
@@ -85,15 +92,145 @@ pub fn check_history(history: &History) -> Vec<(Key, Verdict)> {
             completed_at: if reply.is_some() { record.completed_at } else { None },
             op: op.clone(),
             reply,
+            optional: false,
         });
     }
     per_key
         .into_iter()
         .map(|(key, mut ops)| {
             ops.sort_by_key(|op| (op.invoked_at, op.index));
-            (key, Search::new(ops).run())
+            let verdict = match Search::new(ops.clone(), Start::Absent, SEARCH_STATES_MAX).run() {
+                Verdict::Violation(message) => {
+                    Verdict::Violation(format!("{message}; {}", describe_window(&ops)))
+                }
+                other => other,
+            };
+            (key, verdict)
         })
         .collect()
+}
+
+/// Most configurations each search of the window narrowing may expand: narrowing runs only on
+/// a violation and makes about twenty searches, each of a part of the history.
+const WINDOW_STATES_MAX: usize = 200_000;
+
+/// Operations of the smallest window the violation message lists.
+const WINDOW_OPS_SHOWN_MAX: usize = 12;
+
+/// A key's ops as of `until`: those invoked by then, with the ones still in flight then made
+/// unknown (each may or may not have taken effect by then). If the whole history has a
+/// linearization, its ops placed by `until` are one for this prefix, so a prefix that has none
+/// proves the history has none; and a later prefix only adds constraints.
+fn prefix(ops: &[SerialOp], until: Instant) -> Vec<SerialOp> {
+    ops.iter()
+        .filter(|op| op.invoked_at <= until)
+        .filter_map(|op| {
+            let mut op = op.clone();
+            if op.completed_at.is_some_and(|completed_at| completed_at > until) {
+                op.reply = None;
+                op.completed_at = None;
+                if !op.op.may_write() {
+                    return None;
+                }
+            }
+            Some(op)
+        })
+        .collect()
+}
+
+/// A key's ops from `from` on, searched from any start value: the ops that completed before
+/// `from` took effect before every op invoked since and are left out (the free start value
+/// stands for their effect), and acknowledged ops in flight at `from` become optional. Again
+/// a linearization of the whole gives one of the window, so a window that has none is a proof.
+fn suffix(ops: &[SerialOp], from: Instant) -> Vec<SerialOp> {
+    ops.iter()
+        .filter(|op| op.completed_at.is_none_or(|completed_at| completed_at >= from))
+        .map(|op| {
+            let mut op = op.clone();
+            if op.invoked_at < from && op.reply.is_some() {
+                op.optional = true;
+            }
+            op
+        })
+        .collect()
+}
+
+fn window_fails(ops: Vec<SerialOp>, start: Start) -> bool {
+    matches!(Search::new(ops, start, WINDOW_STATES_MAX).run(), Verdict::Violation(_))
+}
+
+/// Narrows a key's non-linearizable history (sorted by invocation) to a short stretch that is
+/// non-linearizable on its own: first the earliest reply after which the prefix fails, then
+/// the latest start from which that prefix still fails whatever value the key held there.
+/// Both are binary searches, as failing is monotone in each bound; a bounded search that gives
+/// up counts as not failing, so every window returned was itself found to fail.
+fn smallest_window(ops: &[SerialOp]) -> Option<(Vec<SerialOp>, Start)> {
+    let mut untils: Vec<Instant> = ops.iter().filter_map(|op| op.completed_at).collect();
+    untils.sort_unstable();
+    untils.dedup();
+    let (mut low, mut high) = (0, untils.len());
+    while low < high {
+        let middle = (low + high) / 2;
+        if window_fails(prefix(ops, untils[middle]), Start::Absent) {
+            high = middle;
+        } else {
+            low = middle + 1;
+        }
+    }
+    let failing_prefix = prefix(ops, *untils.get(low)?);
+    let mut froms: Vec<Instant> = failing_prefix.iter().map(|op| op.invoked_at).collect();
+    froms.dedup();
+    // How many of the starts, from the first on, still fail from any value.
+    let (mut low, mut high) = (0, froms.len());
+    while low < high {
+        let middle = (low + high) / 2;
+        if window_fails(suffix(&failing_prefix, froms[middle]), Start::Any) {
+            low = middle + 1;
+        } else {
+            high = middle;
+        }
+    }
+    match low.checked_sub(1) {
+        Some(last_failing) => Some((suffix(&failing_prefix, froms[last_failing]), Start::Any)),
+        None => Some((failing_prefix, Start::Absent)),
+    }
+}
+
+fn millis(at: Instant) -> String {
+    format!("{:.3}", at.as_nanos() as f64 / 1e6)
+}
+
+/// The violation's smallest window, for its message.
+fn describe_window(ops: &[SerialOp]) -> String {
+    let Some((window, start)) = smallest_window(ops) else {
+        return "no smaller non-linearizable window could be cut out".to_string();
+    };
+    let first = window.iter().map(|op| op.invoked_at).min().unwrap_or_default();
+    let last = window.iter().filter_map(|op| op.completed_at).max().unwrap_or(first);
+    let start = match start {
+        Start::Absent => "from the absent key",
+        Start::Any => "from whatever value the key held",
+    };
+    let shown: Vec<String> = window
+        .iter()
+        .take(WINDOW_OPS_SHOWN_MAX)
+        .map(|op| {
+            let mut text = format!("[{}..] {}", millis(op.invoked_at), op.describe());
+            if op.optional {
+                text.push_str(" (in flight when the window opens)");
+            }
+            text
+        })
+        .collect();
+    let more = window.len().saturating_sub(WINDOW_OPS_SHOWN_MAX);
+    format!(
+        "smallest non-linearizable window: {} ops invoked {}..{} ms, {start}: {}{}",
+        window.len(),
+        millis(first),
+        millis(last),
+        shown.join("; "),
+        if more > 0 { format!("; and {more} more") } else { String::new() }
+    )
 }
 
 /// One serial operation of a key's history.
@@ -107,9 +244,18 @@ struct SerialOp {
     op: CasOp,
     /// `None`: unknown outcome (optional, any reply).
     reply: Option<CasReply>,
+    /// An acknowledged op a window cut in flight: it may have taken effect before the window
+    /// (then its reply is not checked) or inside it (then it is), so it is optional and
+    /// bounds no other op's order.
+    optional: bool,
 }
 
 impl SerialOp {
+    /// Whether the op must be explained (acknowledged and not cut in flight by a window).
+    fn counts(&self) -> bool {
+        self.reply.is_some() && !self.optional
+    }
+
     fn describe(&self) -> String {
         let outcome = match &self.reply {
             Some(reply) => format!(
@@ -157,8 +303,19 @@ fn value_hash(value: Option<&Value>) -> u128 {
 struct Frame {
     candidates: Vec<usize>,
     next: usize,
-    /// The candidate this frame took (to undo), with the value before it.
-    taken: Option<(usize, Option<Value>)>,
+    /// The candidate this frame took (to undo), with the value before it and whether the
+    /// value was known then.
+    taken: Option<(usize, Option<Value>, bool)>,
+}
+
+/// What the register holds before the first op.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// The key is absent (the whole history).
+    Absent,
+    /// Any value (a window cut out of the history): the first op taken fixes it to the value
+    /// its reply saw before it.
+    Any,
 }
 
 struct Search {
@@ -171,14 +328,17 @@ struct Search {
     taken: Vec<bool>,
     taken_hash: u128,
     value: Option<Value>,
+    /// Whether `value` is known (false only at an [`Start::Any`] start, before any op).
+    pinned: bool,
     acked_left: usize,
+    states_max: usize,
     seen: BTreeSet<u128>,
     /// The deepest point reached: acknowledged ops taken, the value there, its candidates.
     deepest: (usize, Option<Value>, Vec<usize>),
 }
 
 impl Search {
-    fn new(ops: Vec<SerialOp>) -> Self {
+    fn new(ops: Vec<SerialOp>, start: Start, states_max: usize) -> Self {
         let mut next_twin = vec![None; ops.len()];
         let mut has_earlier_twin = vec![false; ops.len()];
         let mut last_of_kind: BTreeMap<String, usize> = BTreeMap::new();
@@ -198,7 +358,7 @@ impl Search {
                     | u128::from(mix(position.wrapping_mul(2) + 1))
             })
             .collect();
-        let acked_left = ops.iter().filter(|op| op.reply.is_some()).count();
+        let acked_left = ops.iter().filter(|op| op.counts()).count();
         Search {
             taken: vec![false; ops.len()],
             next_twin,
@@ -206,7 +366,9 @@ impl Search {
             zobrist,
             taken_hash: 0,
             value: None,
+            pinned: start == Start::Absent,
             acked_left,
+            states_max,
             seen: BTreeSet::new(),
             deepest: (0, None, Vec::new()),
             ops,
@@ -225,22 +387,30 @@ impl Search {
             if deadline.is_some_and(|deadline| op.invoked_at > deadline) {
                 break;
             }
-            if let Some(completed_at) = op.completed_at {
+            if let Some(completed_at) = op.completed_at.filter(|_| op.counts()) {
                 deadline = Some(deadline.map_or(completed_at, |d| d.min(completed_at)));
             }
-            if !self.has_earlier_twin[position] {
+            // Before the value is known only an op with a reply can fix it; an unknown op
+            // taken there would leave it unknown, which changes nothing.
+            let fixes_value = self.pinned || op.reply.is_some();
+            if !self.has_earlier_twin[position] && fixes_value {
                 candidates.push(position);
             }
         }
         // Acknowledged ops first: a correct history is usually explained greedily.
-        candidates.sort_by_key(|&position| self.ops[position].reply.is_none());
+        candidates.sort_by_key(|&position| !self.ops[position].counts());
         candidates
     }
 
     /// The value after taking op `position` now, or `None` when it cannot be taken here.
     fn step(&self, position: usize) -> Option<Option<Value>> {
         let op = &self.ops[position];
-        let evaluated = cas::evaluate(&op.op, self.value.as_ref(), usize::MAX);
+        let before = match (&op.reply, self.pinned) {
+            (_, true) => self.value.as_ref(),
+            (Some(reply), false) => reply.previous.as_ref(),
+            (None, false) => return None,
+        };
+        let evaluated = cas::evaluate(&op.op, before, usize::MAX);
         match (&op.reply, evaluated) {
             (Some(reply), Ok(evaluated)) => {
                 if &evaluated.reply != reply {
@@ -248,7 +418,7 @@ impl Search {
                 }
                 Some(match evaluated.write {
                     Some(write) => write.value,
-                    None => self.value.clone(),
+                    None => before.cloned(),
                 })
             }
             // An acknowledged op the register would have refused does not fit here.
@@ -262,32 +432,34 @@ impl Search {
         }
     }
 
-    fn take(&mut self, position: usize, after: Option<Value>) -> Option<Value> {
+    fn take(&mut self, position: usize, after: Option<Value>) -> (Option<Value>, bool) {
         self.taken[position] = true;
         self.taken_hash ^= self.zobrist[position];
-        if self.ops[position].reply.is_some() {
+        if self.ops[position].counts() {
             self.acked_left -= 1;
         }
         if let Some(twin) = self.next_twin[position] {
             self.has_earlier_twin[twin] = false;
         }
-        std::mem::replace(&mut self.value, after)
+        let was_pinned = std::mem::replace(&mut self.pinned, true);
+        (std::mem::replace(&mut self.value, after), was_pinned)
     }
 
-    fn untake(&mut self, position: usize, before: Option<Value>) {
+    fn untake(&mut self, position: usize, before: Option<Value>, was_pinned: bool) {
         self.taken[position] = false;
         self.taken_hash ^= self.zobrist[position];
-        if self.ops[position].reply.is_some() {
+        if self.ops[position].counts() {
             self.acked_left += 1;
         }
         if let Some(twin) = self.next_twin[position] {
             self.has_earlier_twin[twin] = true;
         }
         self.value = before;
+        self.pinned = was_pinned;
     }
 
     fn note_depth(&mut self, candidates: &[usize]) {
-        let acked_total = self.ops.iter().filter(|op| op.reply.is_some()).count();
+        let acked_total = self.ops.iter().filter(|op| op.counts()).count();
         let depth = acked_total - self.acked_left;
         if depth > self.deepest.0 || self.deepest.2.is_empty() {
             self.deepest = (depth, self.value.clone(), candidates.to_vec());
@@ -302,8 +474,8 @@ impl Search {
         self.note_depth(&first);
         let mut stack = vec![Frame { candidates: first, next: 0, taken: None }];
         while let Some(frame) = stack.last_mut() {
-            if let Some((position, before)) = frame.taken.take() {
-                self.untake(position, before);
+            if let Some((position, before, was_pinned)) = frame.taken.take() {
+                self.untake(position, before, was_pinned);
             }
             let frame = stack.last_mut().expect("the frame just read");
             let mut advanced = None;
@@ -322,12 +494,13 @@ impl Search {
                 stack.pop();
                 continue;
             };
-            let before = self.take(position, after);
-            stack.last_mut().expect("the frame just advanced").taken = Some((position, before));
+            let (before, was_pinned) = self.take(position, after);
+            stack.last_mut().expect("the frame just advanced").taken =
+                Some((position, before, was_pinned));
             if self.acked_left == 0 {
                 return Verdict::Linearizable;
             }
-            if self.seen.len() > SEARCH_STATES_MAX {
+            if self.seen.len() > self.states_max {
                 return Verdict::Inconclusive;
             }
             let candidates = self.candidates();
@@ -338,11 +511,11 @@ impl Search {
     }
 
     fn describe_failure(&self) -> String {
-        let acked_total = self.ops.iter().filter(|op| op.reply.is_some()).count();
+        let acked_total = self.ops.iter().filter(|op| op.counts()).count();
         let (depth, value, candidates) = &self.deepest;
         let stuck: Vec<String> = candidates
             .iter()
-            .filter(|&&position| self.ops[position].reply.is_some())
+            .filter(|&&position| self.ops[position].counts())
             .take(STUCK_OPS_SHOWN_MAX)
             .map(|&position| self.ops[position].describe())
             .collect();
@@ -454,6 +627,33 @@ mod tests {
         serial(&mut history, 0, cas(None, "a"), (0, 5), reply(true, None, value("a")));
         serial(&mut history, 1, CasOp::Read, (6, 9), reply(true, None, None));
         assert!(matches!(verdict(&history), Verdict::Violation(_)));
+    }
+
+    #[test]
+    fn a_violation_names_the_smallest_window_that_fails_on_its_own() {
+        // Two clients increment in overlapping pairs, 60 times; at step 30 the second one's
+        // reply repeats the count the first had just returned.
+        let mut history = History::new();
+        let mut count = 0u64;
+        for step in 0..60u64 {
+            for client in 0..2usize {
+                let stale = step == 30 && client == 1;
+                if !stale {
+                    count += 1;
+                }
+                let before = (count > 1).then(|| bytes(&(count - 1).to_string()));
+                let start = step * 100 + client as u64;
+                let outcome = reply(true, before, value(&count.to_string()));
+                serial(&mut history, client, incr(), (start, start + 50), outcome);
+            }
+        }
+        let Verdict::Violation(message) = verdict(&history) else {
+            panic!("the repeated count must be caught")
+        };
+        let window = message.split("smallest non-linearizable window: ").nth(1).unwrap();
+        assert!(window.starts_with("2 ops invoked"), "{window}");
+        assert!(window.contains("from whatever value the key held"), "{window}");
+        assert!(window.contains("op 60 ") && window.contains("op 61 "), "{window}");
     }
 
     #[test]
