@@ -505,3 +505,68 @@ async fn concurrent_increments_keep_counting_with_one_replica_killed_mid_run() {
     check_count(&tally, serial.parse().unwrap());
     shutdown(nodes).await;
 }
+
+/// The guarantees README.md states for a key used by plain and serial commands, one by one:
+/// a serial command sees every plain write acknowledged before it (its prepare reads a quorum),
+/// a plain QUORUM read sees every serial result acknowledged before it (the commit is written
+/// at a quorum), and a serial command that meets concurrent siblings works on the newest one
+/// and replaces them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_and_serial_commands_on_one_key_keep_the_documented_guarantees() {
+    let data = tempfile::tempdir().unwrap();
+    let nodes = running_cluster(data.path()).await;
+    let mut connections = Vec::new();
+    for node in &nodes {
+        connections.push(connect(node.client_addr).await);
+    }
+
+    // A plain write, then serial commands through other nodes.
+    let _: () = connections[0].set("mixed", "5").await.unwrap();
+    assert_eq!(call::<i64>(&mut connections[1], &["INCR", "mixed"]).await.unwrap(), 6);
+    let read: Option<String> = connections[2].get("mixed").await.unwrap();
+    assert_eq!(read.as_deref(), Some("6"), "a plain GET sees the serial result");
+    let _: () = connections[2].set("mixed", "10").await.unwrap();
+    assert_eq!(
+        call::<i64>(&mut connections[0], &["RK.CAS", "mixed", "10", "11"]).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        call::<i64>(&mut connections[1], &["RK.CAS", "mixed", "10", "12"]).await.unwrap(),
+        0
+    );
+    let _: () = connections[1].del("mixed").await.unwrap();
+    assert_eq!(call::<i64>(&mut connections[2], &["SETNX", "mixed", "fresh"]).await.unwrap(), 1);
+    assert_eq!(
+        call::<Option<String>>(&mut connections[0], &["RK.SERIALGET", "mixed"]).await.unwrap(),
+        Some("fresh".to_string())
+    );
+
+    // Two plain writes without a causal context leave siblings; INCR counts from the newest
+    // and its result replaces both.
+    for value in ["1", "7"] {
+        let _: String = redis::cmd("RK.PUT")
+            .arg("siblings")
+            .arg(value)
+            .arg("-")
+            .arg("ALL")
+            .query_async(&mut connections[0])
+            .await
+            .unwrap();
+    }
+    let (_, before): (String, Vec<String>) = redis::cmd("RK.GETALL")
+        .arg("siblings")
+        .arg("ALL")
+        .query_async(&mut connections[1])
+        .await
+        .unwrap();
+    assert_eq!(before.len(), 2, "two context-free writes are siblings: {before:?}");
+    assert_eq!(call::<i64>(&mut connections[1], &["INCR", "siblings"]).await.unwrap(), 8);
+    let (_, after): (String, Vec<String>) = redis::cmd("RK.GETALL")
+        .arg("siblings")
+        .arg("ALL")
+        .query_async(&mut connections[2])
+        .await
+        .unwrap();
+    assert_eq!(after, vec!["8".to_string()], "the serial result replaces every sibling");
+    shutdown(nodes).await;
+}
