@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Client-path benchmark: a 3-node ringkv dev cluster (N=3, QUORUM reads and writes) and a
 # redis-server, both on loopback, measured by redis-benchmark in the same run: SET and GET, 50
-# clients, without and with a pipeline of 16. Prints one JSON object per line, then a table of
-# ratios (ringkv / redis).
+# clients, without and with a pipeline of 16; then, without a pipeline, INCR on both (a Paxos
+# round on ringkv) and compare-and-set (ringkv's RK.CAS against the Lua compare-and-set idiom
+# on redis, by EVAL). Prints one JSON object per line, then a table of ratios (ringkv / redis).
 #
 # Both stores run at the same durability, once per mode in DURABILITY (default both):
 #   interval  ringkv `--sync-interval-ms 1000` (acknowledge, fsync every second) against
@@ -75,30 +76,61 @@ start_servers() {
 }
 
 results="$work/results.jsonl"
+# Runs redis-benchmark against one target and appends its rows as JSON. Arguments: target,
+# pipeline, mode, round, label ("" keeps redis-benchmark's test names), then its arguments.
+bench() {
+  local target=$1 pipeline=$2 mode=$3 round=$4 label=$5 port=$RINGKV_PORT
+  shift 5
+  [ "$target" = redis ] && port=$REDIS_PORT
+  # --csv before "$@": redis-benchmark reads every word after a command's name as its argument.
+  redis-benchmark -h 127.0.0.1 -p "$port" -c "$CLIENTS" -n "$REQUESTS" -P "$pipeline" --csv "$@" 2>/dev/null |
+    python3 -c '
+import csv, json, sys
+target, pipeline, mode, round_number, label = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
+rows = list(csv.reader(sys.stdin))
+header = rows[0]
+for row in rows[1:]:
+    record = dict(zip(header, row))
+    print(json.dumps({"target": target, "test": label or record["test"], "pipeline": pipeline,
+                      "rps": float(record["rps"]), "p50_ms": float(record["p50_latency_ms"]),
+                      "p99_ms": float(record["p99_latency_ms"]), "durability": mode,
+                      "round": round_number}))
+' "$target" "$pipeline" "$mode" "$round" "$label" | tee -a "$results"
+}
+
+# The compare-and-set keys cas:000000000000 .. exist with value "v" before the CAS test, so
+# every RK.CAS cas:__rand_int__ v v applies (a full Paxos round that writes). Redis has no
+# compare-and-set command; its peer is the usual Lua idiom, run by EVAL.
+CAS_KEYSPACE=${CAS_KEYSPACE:-10000}
+REDIS_CAS_SCRIPT="if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('set', KEYS[1], ARGV[2]) return 1 else return 0 end"
+populate_cas_keys() {
+  local port=$1
+  python3 -c '
+import sys
+for i in range(int(sys.argv[1])):
+    key = "cas:%012d" % i
+    sys.stdout.write("*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$1\r\nv\r\n" % (len(key), key))
+' "$CAS_KEYSPACE" | redis-cli -p "$port" --pipe >/dev/null
+}
+
 for mode in $DURABILITY; do
   start_servers "$mode"
+  populate_cas_keys "$RINGKV_PORT"
+  populate_cas_keys "$REDIS_PORT"
   for round in $(seq "$ROUNDS"); do
     # ringkv and redis take turns test by test, so that a change in the machine's load between
     # rounds shifts both sides of each ratio alike.
     for pipeline in 1 16; do
       for target in ringkv redis; do
-        port=$RINGKV_PORT
-        [ "$target" = redis ] && port=$REDIS_PORT
-        redis-benchmark -h 127.0.0.1 -p "$port" -c "$CLIENTS" -n "$REQUESTS" -P "$pipeline" -r "$KEYSPACE" -d 100 -t set,get --csv 2>/dev/null |
-          python3 -c '
-import csv, json, sys
-target, pipeline, mode, round_number = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-rows = list(csv.reader(sys.stdin))
-header = rows[0]
-for row in rows[1:]:
-    record = dict(zip(header, row))
-    print(json.dumps({"target": target, "test": record["test"], "pipeline": pipeline,
-                      "rps": float(record["rps"]), "p50_ms": float(record["p50_latency_ms"]),
-                      "p99_ms": float(record["p99_latency_ms"]), "durability": mode,
-                      "round": round_number}))
-' "$target" "$pipeline" "$mode" "$round" | tee -a "$results"
+        bench "$target" "$pipeline" "$mode" "$round" "" -r "$KEYSPACE" -d 100 -t set,get
       done
     done
+    # Serial (Paxos) operations, without a pipeline: INCR on both; compare-and-set.
+    for target in ringkv redis; do
+      bench "$target" 1 "$mode" "$round" INCR -r "$KEYSPACE" -t incr
+    done
+    bench ringkv 1 "$mode" "$round" CAS -r "$CAS_KEYSPACE" RK.CAS cas:__rand_int__ v v
+    bench redis 1 "$mode" "$round" CAS -r "$CAS_KEYSPACE" EVAL "$REDIS_CAS_SCRIPT" 1 cas:__rand_int__ v v
   done
   stop_servers
 done
