@@ -1,0 +1,510 @@
+//! The client server: RESP2/RESP3 connections, commands mapped to node requests.
+//!
+//! Each connection is a task that parses commands (pipelining: every complete command in the
+//! buffer is executed in order, at most `pipeline_depth_max` before replies are flushed), runs
+//! them against the node and writes replies. A malformed command gets a protocol error and the
+//! connection is closed; an unknown or misused command gets an `ERR` reply and the connection
+//! goes on. Oversized keys and values are refused by the node with a clear error.
+//!
+//! Redis semantics on a Dynamo store, as documented in README.md:
+//! - `GET` returns the newest sibling (by HLC timestamp); `RK.GETALL` returns every sibling and
+//!   the causal context.
+//! - `SET` overwrites what the coordinator has seen (`ClientRequest::Set`). `DEL`, `EXPIRE`,
+//!   `PEXPIRE` and `PERSIST` read first and then write with the read's context: they are not
+//!   atomic.
+//! - Serial commands run as one round of Paxos among the key's replicas (`ClientRequest::Cas`),
+//!   so they are atomic and linearizable with each other: `SET` with `NX`, `XX`, `GET` or
+//!   `KEEPTTL`, `SETNX`, `GETSET`, `GETDEL`, `INCR`, `DECR`, `INCRBY`, `DECRBY`, `INCRBYFLOAT`,
+//!   `APPEND`, `SETRANGE`, and the extensions `RK.CAS key expected new` and `RK.SERIALGET key`.
+//!   A plain write racing a serial one is not ordered against it (it may become a sibling).
+//!   Their errors: `NOQUORUM` (no Paxos quorum: nothing was applied, retrying is safe),
+//!   `UNAVAILABLE` (too few replicas up: nothing was attempted) and `TIMEOUT` (the outcome is
+//!   unknown: the operation may or may not have been applied).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant as WallInstant;
+
+use bytes::{Bytes, BytesMut};
+use futures::stream::{FuturesOrdered, StreamExt};
+use ringkv_core::Consistency;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use crate::driver::NodeHandle;
+use crate::metrics::Metrics;
+use crate::resp::{parse_command, Reply, RespLimits};
+
+mod args;
+mod glob;
+mod ops;
+mod serial;
+
+use args::{parse_consistency, unsupported_reason, wrong_arity};
+use serial::is_serial_command;
+
+/// Settings of the client server.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Password for AUTH; `None` admits everyone.
+    pub password: Option<String>,
+    /// Most client connections at once.
+    pub connections_max: usize,
+    /// Most pipelined commands executed before replies are flushed.
+    pub pipeline_depth_max: usize,
+    /// Default consistency for reads.
+    pub read_consistency: Consistency,
+    /// Default consistency for writes.
+    pub write_consistency: Consistency,
+    /// Parser limits.
+    pub resp: RespLimits,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            password: None,
+            connections_max: 10_000,
+            pipeline_depth_max: 1_024,
+            read_consistency: Consistency::Quorum,
+            write_consistency: Consistency::Quorum,
+            resp: RespLimits::default(),
+        }
+    }
+}
+
+/// Accepts client connections until the task is aborted, which also closes every connection.
+pub async fn serve(
+    listener: TcpListener,
+    node: NodeHandle,
+    settings: Arc<ServerSettings>,
+    metrics: Arc<Metrics>,
+) {
+    let slots = Arc::new(Semaphore::new(settings.connections_max));
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let Ok((mut stream, _)) = accepted else { continue };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            metrics.connections_refused.inc();
+            let mut out = Vec::new();
+            Reply::err("max number of clients reached").encode(2, &mut out);
+            let _ = stream.write_all(&out).await;
+            continue;
+        };
+        metrics.connections_accepted.inc();
+        metrics.client_connections_open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let connection = Connection::new(node.clone(), settings.clone(), metrics.clone());
+        let open = metrics.clone();
+        connections.spawn(async move {
+            connection.run(stream).await;
+            open.client_connections_open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            drop(permit);
+        });
+    }
+}
+
+struct Connection {
+    /// Unique in this process, as `CLIENT ID` and `HELLO` report it.
+    id: u64,
+    ops: Ops,
+    settings: Arc<ServerSettings>,
+    metrics: Arc<Metrics>,
+    protocol: u8,
+    authenticated: bool,
+    name: Option<Bytes>,
+}
+
+/// The next connection's id.
+static NEXT_CONNECTION_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// What a data command needs: cheap to clone, so pipelined commands run concurrently.
+#[derive(Clone)]
+struct Ops {
+    node: NodeHandle,
+    read_consistency: Consistency,
+    write_consistency: Consistency,
+}
+
+/// A data command in flight.
+type ReplyFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Reply> + Send>>;
+
+/// What a command asks of the connection besides its reply.
+enum Flow {
+    Continue,
+    Close,
+}
+
+impl Connection {
+    fn new(node: NodeHandle, settings: Arc<ServerSettings>, metrics: Arc<Metrics>) -> Self {
+        Connection {
+            authenticated: settings.password.is_none(),
+            ops: Ops {
+                node,
+                read_consistency: settings.read_consistency,
+                write_consistency: settings.write_consistency,
+            },
+            settings,
+            metrics,
+            protocol: 2,
+            name: None,
+            id: NEXT_CONNECTION_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    async fn run(mut self, mut stream: TcpStream) {
+        let _ = stream.set_nodelay(true);
+        let mut buffer = BytesMut::with_capacity(16 * 1024);
+        let mut out = Vec::with_capacity(16 * 1024);
+        let mut in_flight: FuturesOrdered<ReplyFuture> = FuturesOrdered::new();
+        let mut in_flight_keys: BTreeSet<Bytes> = BTreeSet::new();
+        loop {
+            match stream.read_buf(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            let mut executed = 0;
+            loop {
+                let args = match parse_command(&mut buffer, &self.settings.resp) {
+                    Ok(Some(args)) => args,
+                    Ok(None) => break,
+                    Err(error) => {
+                        self.metrics.protocol_errors.inc();
+                        drain(&mut in_flight, &mut in_flight_keys, self.protocol, &mut out).await;
+                        Reply::Error(format!("ERR {error}")).encode(self.protocol, &mut out);
+                        if stream.write_all(&out).await.is_ok() {
+                            close_after_error(stream).await;
+                        }
+                        return;
+                    }
+                };
+                if args.is_empty() {
+                    continue;
+                }
+                executed += 1;
+                // A data command on keys no earlier in-flight command touches runs concurrently;
+                // anything else waits for those before it, so each key sees commands in order.
+                // The command's name, upper-cased once per request (it was three allocations).
+                let command = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
+                let keys = data_command_keys(&command, &args);
+                match keys {
+                    Some(keys)
+                        if self.authenticated
+                            && keys.iter().all(|key| !in_flight_keys.contains(key)) =>
+                    {
+                        in_flight_keys.extend(keys);
+                        in_flight.push_back(self.ops.clone().dispatch_timed(
+                            command,
+                            args,
+                            self.metrics.clone(),
+                        ));
+                    }
+                    _ => {
+                        drain(&mut in_flight, &mut in_flight_keys, self.protocol, &mut out).await;
+                        let (reply, flow) = self.execute(args).await;
+                        reply.encode(self.protocol, &mut out);
+                        if matches!(flow, Flow::Close) {
+                            let _ = stream.write_all(&out).await;
+                            return;
+                        }
+                    }
+                }
+                if executed >= self.settings.pipeline_depth_max {
+                    break;
+                }
+            }
+            drain(&mut in_flight, &mut in_flight_keys, self.protocol, &mut out).await;
+            if !out.is_empty() {
+                if stream.write_all(&out).await.is_err() {
+                    return;
+                }
+                out.clear();
+            }
+        }
+    }
+
+    async fn execute(&mut self, args: Vec<Bytes>) -> (Reply, Flow) {
+        let command = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
+        if !self.authenticated && !matches!(command.as_str(), "AUTH" | "HELLO" | "QUIT" | "PING") {
+            return (Reply::Error("NOAUTH Authentication required.".into()), Flow::Continue);
+        }
+        let started = WallInstant::now();
+        let reply = match command.as_str() {
+            "QUIT" => return (Reply::ok(), Flow::Close),
+            "PING" => match args.len() {
+                1 => Reply::Simple("PONG".into()),
+                2 => Reply::Bulk(args[1].clone()),
+                _ => wrong_arity("ping"),
+            },
+            "ECHO" if args.len() == 2 => Reply::Bulk(args[1].clone()),
+            "HELLO" => self.hello(&args),
+            "AUTH" => self.auth(&args),
+            "SELECT" if args.len() == 2 => {
+                if &args[1][..] == b"0" {
+                    Reply::ok()
+                } else {
+                    Reply::err("ringkv has a single database: SELECT 0")
+                }
+            }
+            "CLIENT" => self.client(&args),
+            "COMMAND" => Reply::Array(Vec::new()),
+            "INFO" => {
+                let open =
+                    self.metrics.client_connections_open.load(std::sync::atomic::Ordering::Relaxed);
+                self.ops.info(open).await
+            }
+            _ if data_command_keys(&command, &args).is_some() || is_data_command(&command) => {
+                return (self.ops.clone().dispatch(&command, &args).await, Flow::Continue);
+            }
+            "RK.CONSISTENCY" => self.set_consistency(&args),
+            "SCAN" if args.len() >= 2 => self.ops.scan(&args).await,
+            "RK.STATUS" => self.ops.status().await,
+            "RK.RING" => self.ops.ring().await,
+            "RK.DECOMMISSION" if args.len() == 1 => {
+                if self.ops.node.membership(ringkv_core::Input::Decommission).await {
+                    Reply::ok()
+                } else {
+                    Reply::err("node stopped")
+                }
+            }
+            "RK.REMOVE" if args.len() == 2 => {
+                match std::str::from_utf8(&args[1]).ok().and_then(|id| id.parse::<u32>().ok()) {
+                    Some(id) => {
+                        let input =
+                            ringkv_core::Input::RemoveNode { node: ringkv_core::NodeId(id) };
+                        if self.ops.node.membership(input).await {
+                            Reply::ok()
+                        } else {
+                            Reply::err("node stopped")
+                        }
+                    }
+                    None => Reply::err("RK.REMOVE takes a node id"),
+                }
+            }
+            "ECHO" | "SELECT" | "SCAN" => wrong_arity(&command.to_ascii_lowercase()),
+            _ => match unsupported_reason(&command) {
+                Some(reason) => Reply::err(format!(
+                    "'{}' is not supported by ringkv: {reason}",
+                    command.to_ascii_lowercase()
+                )),
+                None => {
+                    Reply::err(format!("unknown command '{}'", String::from_utf8_lossy(&args[0])))
+                }
+            },
+        };
+        self.metrics.observe_request(
+            &command,
+            "-",
+            !matches!(reply, Reply::Error(_)),
+            started.elapsed().as_micros() as u64,
+        );
+        (reply, Flow::Continue)
+    }
+
+    fn hello(&mut self, args: &[Bytes]) -> Reply {
+        let mut index = 1;
+        if let Some(version) = args.get(1) {
+            match std::str::from_utf8(version).ok().and_then(|text| text.parse::<u8>().ok()) {
+                Some(version @ 2..=3) => self.protocol = version,
+                _ => return Reply::Error("NOPROTO unsupported protocol version".into()),
+            }
+            index = 2;
+        }
+        while index < args.len() {
+            let option = String::from_utf8_lossy(&args[index]).to_ascii_uppercase();
+            match option.as_str() {
+                "AUTH" if index + 2 < args.len() => {
+                    if let Reply::Error(error) =
+                        self.auth(&[Bytes::new(), args[index + 1].clone(), args[index + 2].clone()])
+                    {
+                        return Reply::Error(error);
+                    }
+                    index += 3;
+                }
+                "SETNAME" if index + 1 < args.len() => {
+                    self.name = Some(args[index + 1].clone());
+                    index += 2;
+                }
+                _ => return Reply::err(format!("syntax error in HELLO option '{option}'")),
+            }
+        }
+        if !self.authenticated {
+            return Reply::Error("NOAUTH HELLO must be called with the client's password".into());
+        }
+        Reply::Map(vec![
+            (Reply::text("server"), Reply::text("ringkv")),
+            (Reply::text("version"), Reply::text(env!("CARGO_PKG_VERSION"))),
+            (Reply::text("proto"), Reply::Integer(i64::from(self.protocol))),
+            (Reply::text("id"), Reply::Integer(self.id as i64)),
+            // Not Redis Cluster: any node serves any key, with no slots and no redirects, which
+            // is what a client expects of a standalone server.
+            (Reply::text("mode"), Reply::text("standalone")),
+            (Reply::text("role"), Reply::text("master")),
+            (Reply::text("modules"), Reply::Array(Vec::new())),
+        ])
+    }
+
+    fn auth(&mut self, args: &[Bytes]) -> Reply {
+        let password = match args.len() {
+            2 => &args[1],
+            3 => &args[2],
+            _ => return wrong_arity("auth"),
+        };
+        match &self.settings.password {
+            None => Reply::err(
+                "AUTH <password> called without any password configured for the default user",
+            ),
+            Some(expected) if expected.as_bytes() == &password[..] => {
+                self.authenticated = true;
+                Reply::ok()
+            }
+            Some(_) => {
+                Reply::Error("WRONGPASS invalid username-password pair or user is disabled.".into())
+            }
+        }
+    }
+
+    fn client(&mut self, args: &[Bytes]) -> Reply {
+        let sub = args
+            .get(1)
+            .map(|sub| String::from_utf8_lossy(sub).to_ascii_uppercase())
+            .unwrap_or_default();
+        match (sub.as_str(), args.len()) {
+            ("SETNAME", 3) => {
+                self.name = Some(args[2].clone());
+                Reply::ok()
+            }
+            ("GETNAME", 2) => self.name.clone().map_or(Reply::Null, Reply::Bulk),
+            ("ID", 2) => Reply::Integer(self.id as i64),
+            ("SETINFO", 4) => Reply::ok(),
+            _ => Reply::err(format!("unsupported CLIENT subcommand '{sub}'")),
+        }
+    }
+
+    /// `RK.CONSISTENCY` shows the levels; `RK.CONSISTENCY level` sets both;
+    /// `RK.CONSISTENCY READ|WRITE level` sets one.
+    fn set_consistency(&mut self, args: &[Bytes]) -> Reply {
+        let show = |connection: &Connection| {
+            let connection = &connection.ops;
+            Reply::Array(vec![
+                Reply::text(format!("read {:?}", connection.read_consistency).to_ascii_uppercase()),
+                Reply::text(
+                    format!("write {:?}", connection.write_consistency).to_ascii_uppercase(),
+                ),
+            ])
+        };
+        match args.len() {
+            1 => show(self),
+            2 => match parse_consistency(&args[1]) {
+                Ok(level) => {
+                    self.ops.read_consistency = level;
+                    self.ops.write_consistency = level;
+                    Reply::ok()
+                }
+                Err(reply) => reply,
+            },
+            3 => {
+                let level = match parse_consistency(&args[2]) {
+                    Ok(level) => level,
+                    Err(reply) => return reply,
+                };
+                match String::from_utf8_lossy(&args[1]).to_ascii_uppercase().as_str() {
+                    "READ" => self.ops.read_consistency = level,
+                    "WRITE" => self.ops.write_consistency = level,
+                    other => return Reply::err(format!("expected READ or WRITE, got '{other}'")),
+                }
+                Reply::ok()
+            }
+            _ => wrong_arity("rk.consistency"),
+        }
+    }
+}
+
+/// Whether `command` (upper-cased) is a data command, whatever its arity.
+fn is_data_command(command: &str) -> bool {
+    matches!(
+        command,
+        "GET"
+            | "SET"
+            | "SETEX"
+            | "PSETEX"
+            | "STRLEN"
+            | "TYPE"
+            | "TOUCH"
+            | "DEL"
+            | "UNLINK"
+            | "EXISTS"
+            | "MGET"
+            | "MSET"
+            | "EXPIRE"
+            | "PEXPIRE"
+            | "TTL"
+            | "PTTL"
+            | "PERSIST"
+            | "RK.GETALL"
+            | "RK.PUT"
+            | "RK.DEL"
+    ) || is_serial_command(command)
+}
+
+/// The keys a well-formed data command touches, or `None` for any other command (which then
+/// runs alone, in order).
+fn data_command_keys(command: &str, args: &[Bytes]) -> Option<Vec<Bytes>> {
+    if !is_data_command(command) || args.len() < 2 {
+        return None;
+    }
+    Some(match command {
+        "DEL" | "UNLINK" | "EXISTS" | "TOUCH" | "MGET" => args[1..].to_vec(),
+        "MSET" => args[1..].iter().step_by(2).cloned().collect(),
+        _ => vec![args[1].clone()],
+    })
+}
+
+/// The metrics label of a consistency level (upper case, as clients write it).
+fn consistency_label(consistency: Consistency) -> &'static str {
+    match consistency {
+        Consistency::One => "ONE",
+        Consistency::Two => "TWO",
+        Consistency::Three => "THREE",
+        Consistency::Quorum => "QUORUM",
+        Consistency::All => "ALL",
+        // A level added to core later is counted apart until it gets a label.
+        _ => "OTHER",
+    }
+}
+
+/// How long a connection closed for a protocol error keeps reading what the client still sends.
+const ERROR_LINGER: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Closes a connection after the error reply to a protocol error without resetting it. The
+/// client may still be sending the rest of the command (an oversized value), and closing a socket
+/// with unread input makes the kernel answer with a reset, which can discard the reply before the
+/// client reads it ("connection reset by peer" instead of the reason). So the write half is shut
+/// and the input read and dropped until the client closes, or for [`ERROR_LINGER`] at most.
+async fn close_after_error(mut stream: TcpStream) {
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let mut discard = vec![0u8; 64 * 1024];
+    let _ = tokio::time::timeout(ERROR_LINGER, async {
+        while matches!(stream.read(&mut discard).await, Ok(read) if read > 0) {}
+    })
+    .await;
+}
+
+/// Waits for every in-flight command and appends their replies in order.
+async fn drain(
+    in_flight: &mut FuturesOrdered<ReplyFuture>,
+    keys: &mut BTreeSet<Bytes>,
+    protocol: u8,
+    out: &mut Vec<u8>,
+) {
+    while let Some(reply) = in_flight.next().await {
+        reply.encode(protocol, out);
+    }
+    keys.clear();
+}
