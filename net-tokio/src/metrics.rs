@@ -33,8 +33,9 @@ impl Counter {
     }
 }
 
-/// Command names that get their own metric label; every other command counts as `OTHER`.
-const COMMAND_LABELS: &[&str] = &[
+/// Command names that get their own metric label; every other command counts as `OTHER`. Also
+/// the commands ringkv serves, as `COMMAND COUNT` reports them.
+pub(crate) const COMMAND_LABELS: &[&str] = &[
     "GET",
     "SET",
     "DEL",
@@ -82,6 +83,15 @@ const COMMAND_LABELS: &[&str] = &[
     "SETRANGE",
     "RK.CAS",
     "RK.SERIALGET",
+    "EXPIREAT",
+    "PEXPIREAT",
+    "EXPIRETIME",
+    "PEXPIRETIME",
+    "GETEX",
+    "GETRANGE",
+    "SUBSTR",
+    "OBJECT",
+    "CONFIG",
 ];
 
 /// Consistency labels; `SERIAL` for serial (Paxos) commands, `-` for commands that have none.

@@ -13,7 +13,6 @@ pub(super) fn unsupported_reason(command: &str) -> Option<&'static str> {
         "MSETNX" => {
             "it needs an atomic write of several keys, and serial operations cover one key each"
         }
-        "GETEX" => "it is not implemented (GET, then EXPIRE or PERSIST)",
         "MULTI" | "EXEC" | "DISCARD" | "WATCH" | "UNWATCH" => "there are no transactions",
         "KEYS" => "it would list the whole cluster in one reply; use SCAN",
         "DBSIZE" | "RANDOMKEY" => "the cluster keeps no key count; use SCAN",

@@ -37,6 +37,7 @@ use crate::metrics::Metrics;
 use crate::resp::{parse_command, Reply, RespLimits};
 
 mod args;
+mod compat;
 mod glob;
 mod ops;
 mod serial;
@@ -251,7 +252,9 @@ impl Connection {
                 }
             }
             "CLIENT" => self.client(&args),
-            "COMMAND" => Reply::Array(Vec::new()),
+            "COMMAND" => compat::command(&args, crate::metrics::COMMAND_LABELS.len()),
+            "CONFIG" => compat::config(&args),
+            "OBJECT" => self.ops.object(&args).await,
             "INFO" => {
                 let open =
                     self.metrics.client_connections_open.load(std::sync::atomic::Ordering::Relaxed);
@@ -291,9 +294,7 @@ impl Connection {
                     "'{}' is not supported by ringkv: {reason}",
                     command.to_ascii_lowercase()
                 )),
-                None => {
-                    Reply::err(format!("unknown command '{}'", String::from_utf8_lossy(&args[0])))
-                }
+                None => compat::unknown_command(&args),
             },
         };
         self.metrics.observe_request(
@@ -448,6 +449,13 @@ fn is_data_command(command: &str) -> bool {
             | "RK.GETALL"
             | "RK.PUT"
             | "RK.DEL"
+            | "EXPIREAT"
+            | "PEXPIREAT"
+            | "EXPIRETIME"
+            | "PEXPIRETIME"
+            | "GETEX"
+            | "GETRANGE"
+            | "SUBSTR"
     ) || is_serial_command(command)
 }
 

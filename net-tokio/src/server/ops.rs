@@ -64,6 +64,14 @@ impl Ops {
                 Err(reply) => reply,
             },
             "STRLEN" | "TYPE" if args.len() == 2 => self.describe(args[1].clone(), command).await,
+            "EXPIREAT" | "PEXPIREAT" if args.len() == 3 => {
+                self.expire_at(args, command == "PEXPIREAT").await
+            }
+            "EXPIRETIME" | "PEXPIRETIME" if args.len() == 2 => {
+                self.expire_time(args[1].clone(), command == "PEXPIRETIME").await
+            }
+            "GETEX" if args.len() >= 2 => self.getex(args).await,
+            "GETRANGE" | "SUBSTR" if args.len() == 4 => self.getrange(args).await,
             "DEL" | "UNLINK" if args.len() >= 2 => self.delete(&args[1..]).await,
             "EXISTS" | "TOUCH" if args.len() >= 2 => self.exists(&args[1..]).await,
             "MGET" if args.len() >= 2 => self.mget(&args[1..]).await,
