@@ -34,3 +34,15 @@ fn purges_wait_for_refills_and_hints_do_not_outlive_the_tombstone_grace() {
     // The same faults with slices of one key: these seeds failed the same way.
     assert_passes(&sliced_repair(), &[242, 419], "slices of one key");
 }
+
+#[test]
+fn a_reply_to_a_read_from_before_a_restart_never_answers_a_new_read() {
+    // consistency-one seed 31, shrunk to clogs and clean restarts: a read at ONE returned a
+    // value written to another key. Coordinator op ids restarted at 1 in every incarnation, so
+    // a clogged reply to a pre-restart read matched a new read of another key; every id space
+    // now starts at a random point per start (79677cf).
+    let shrunk = library_dir().join("regressions").join("consistency-one-seed31-min.ron");
+    assert_passes(&Scenario::load(&shrunk).unwrap(), &[31], "consistency-one seed 31, shrunk");
+    let full = Scenario::load(&library_dir().join("consistency-one.ron")).unwrap();
+    assert_passes(&full, &[31], "consistency-one seed 31");
+}
