@@ -2344,27 +2344,30 @@ impl<S: Storage> Node<S> {
 
     /// The stored object of `key`, from the cache when it is there.
     fn load_object(&mut self, key: &[u8]) -> Result<Option<Versioned>, StorageError> {
-        if let Some(object) = self.objects.get(key) {
-            return Ok(Some(object.clone()));
-        }
-        let object = read_object(&mut self.storage, key)?;
-        if let Some(object) = &object {
-            if self.objects.admit(key) {
-                self.objects.insert(key, object.clone());
-            }
-        }
-        Ok(object)
+        self.load_object_caching(key, false)
     }
 
     /// [`Self::load_object`] for a Paxos prepare: the commit that usually follows reads the
     /// key again, so a stored object is cached at its first miss, not its second.
     fn load_object_for_round(&mut self, key: &[u8]) -> Result<Option<Versioned>, StorageError> {
+        self.load_object_caching(key, true)
+    }
+
+    /// Reads `key` through the object cache; a stored object read from storage is cached at
+    /// once when `at_first_miss`, else when the doorkeeper has seen it miss before.
+    fn load_object_caching(
+        &mut self,
+        key: &[u8],
+        at_first_miss: bool,
+    ) -> Result<Option<Versioned>, StorageError> {
         if let Some(object) = self.objects.get(key) {
             return Ok(Some(object.clone()));
         }
         let object = read_object(&mut self.storage, key)?;
         if let Some(object) = &object {
-            self.objects.insert(key, object.clone());
+            if at_first_miss || self.objects.admit(key) {
+                self.objects.insert(key, object.clone());
+            }
         }
         Ok(object)
     }

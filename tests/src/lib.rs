@@ -73,3 +73,48 @@ pub async fn connect(address: SocketAddr) -> redis::aio::MultiplexedConnection {
     }
     panic!("cannot connect to {address}");
 }
+
+/// Starts a node per config and returns them once a write at ALL through the first succeeds
+/// (every peer link is up and every node is ready).
+pub async fn start_writable_cluster(configs: &[NodeFileConfig]) -> Vec<RunningNode> {
+    let mut nodes = Vec::new();
+    for config in configs {
+        nodes.push(start_node(config).await);
+    }
+    let mut connection = connect(nodes[0].client_addr).await;
+    for _ in 0..100 {
+        let ready: redis::RedisResult<String> = redis::cmd("RK.PUT")
+            .arg("__ready")
+            .arg("1")
+            .arg("-")
+            .arg("ALL")
+            .query_async(&mut connection)
+            .await;
+        if ready.is_ok() {
+            return nodes;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("cluster never became writable");
+}
+
+/// Sends one command, given as its words, and returns its reply.
+pub async fn call<T: redis::FromRedisValue>(
+    connection: &mut redis::aio::MultiplexedConnection,
+    args: &[&str],
+) -> redis::RedisResult<T> {
+    let mut command = redis::cmd(args[0]);
+    for arg in &args[1..] {
+        command.arg(*arg);
+    }
+    command.query_async(connection).await
+}
+
+/// The error line the server sent (`CODE message`), rebuilt from the client's error; panics on
+/// a reply that is not an error.
+pub fn error_line<T: std::fmt::Debug>(result: redis::RedisResult<T>) -> String {
+    match result {
+        Ok(value) => panic!("expected an error reply, got {value:?}"),
+        Err(error) => format!("{} {}", error.code().unwrap_or("?"), error.detail().unwrap_or("")),
+    }
+}

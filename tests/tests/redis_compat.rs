@@ -5,53 +5,10 @@
 // Test helpers fail the test loudly on any setup error; that is what unwrap does here.
 #![allow(clippy::unwrap_used)]
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncCommands, RedisResult};
-use ringkv_tests::{cluster_configs, connect, start_node};
-
-/// Starts a 3-node cluster and returns it once a write at ALL succeeds.
-async fn running_cluster(data: &std::path::Path) -> Vec<ringkv_net::RunningNode> {
-    let configs = cluster_configs(3, data);
-    let mut nodes = Vec::new();
-    for config in &configs {
-        nodes.push(start_node(config).await);
-    }
-    let mut connection = connect(nodes[0].client_addr).await;
-    for _ in 0..100 {
-        let ready: RedisResult<String> = redis::cmd("RK.PUT")
-            .arg("__ready")
-            .arg("1")
-            .arg("-")
-            .arg("ALL")
-            .query_async(&mut connection)
-            .await;
-        if ready.is_ok() {
-            return nodes;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("cluster never became writable");
-}
-
-async fn call<T: redis::FromRedisValue>(
-    connection: &mut MultiplexedConnection,
-    args: &[&str],
-) -> RedisResult<T> {
-    let mut command = redis::cmd(args[0]);
-    for arg in &args[1..] {
-        command.arg(*arg);
-    }
-    command.query_async(connection).await
-}
-
-fn error_line<T: std::fmt::Debug>(result: RedisResult<T>) -> String {
-    match result {
-        Ok(value) => panic!("expected an error reply, got {value:?}"),
-        Err(error) => format!("{} {}", error.code().unwrap_or("?"), error.detail().unwrap_or("")),
-    }
-}
+use redis::AsyncCommands;
+use ringkv_tests::{call, cluster_configs, connect, error_line, start_writable_cluster};
 
 fn unix_seconds() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
@@ -60,7 +17,7 @@ fn unix_seconds() -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn absolute_expiry_getex_getrange_and_introspection_behave_as_in_redis() {
     let data = tempfile::tempdir().unwrap();
-    let nodes = running_cluster(data.path()).await;
+    let nodes = start_writable_cluster(&cluster_configs(3, data.path())).await;
     let mut first = connect(nodes[0].client_addr).await;
     let mut second = connect(nodes[1].client_addr).await;
 
@@ -163,7 +120,7 @@ async fn redis_cli_gets_redis_replies() {
         return;
     }
     let data = tempfile::tempdir().unwrap();
-    let nodes = running_cluster(data.path()).await;
+    let nodes = start_writable_cluster(&cluster_configs(3, data.path())).await;
     let port = nodes[0].client_addr.port().to_string();
     let cli = |args: &[&str]| {
         let output = std::process::Command::new("redis-cli")

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncCommands, RedisResult};
-use ringkv_tests::{cluster_configs, connect, start_node};
+use ringkv_tests::{call, cluster_configs, connect, error_line, start_writable_cluster};
 
 /// The value limit of the clusters here, small so that growing a string past it is cheap.
 const VALUE_BYTES_MAX: usize = 1_024;
@@ -33,51 +33,13 @@ async fn running_cluster(data: &std::path::Path) -> Vec<ringkv_net::RunningNode>
     for config in &mut configs {
         config.value_bytes_max = VALUE_BYTES_MAX;
     }
-    let mut nodes = Vec::new();
-    for config in &configs {
-        nodes.push(start_node(config).await);
-    }
-    let mut connection = connect(nodes[0].client_addr).await;
-    for _ in 0..100 {
-        let ready: RedisResult<String> = redis::cmd("RK.PUT")
-            .arg("__ready")
-            .arg("1")
-            .arg("-")
-            .arg("ALL")
-            .query_async(&mut connection)
-            .await;
-        if ready.is_ok() {
-            return nodes;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("cluster never became writable");
+    start_writable_cluster(&configs).await
 }
 
 async fn shutdown(nodes: Vec<ringkv_net::RunningNode>) {
     for node in nodes {
         node.shutdown().await;
     }
-}
-
-/// The error line the server sent (`CODE message`), rebuilt from the client's error.
-fn error_line<T: std::fmt::Debug>(result: RedisResult<T>) -> String {
-    match result {
-        Ok(value) => panic!("expected an error reply, got {value:?}"),
-        Err(error) => format!("{} {}", error.code().unwrap_or("?"), error.detail().unwrap_or("")),
-    }
-}
-
-/// Sends one command and returns its reply.
-async fn call<T: redis::FromRedisValue>(
-    connection: &mut MultiplexedConnection,
-    args: &[&str],
-) -> RedisResult<T> {
-    let mut command = redis::cmd(args[0]);
-    for arg in &args[1..] {
-        command.arg(*arg);
-    }
-    command.query_async(connection).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@
 use bytes::Bytes;
 use ringkv_core::{ClientRequest, Duration};
 
-use super::args::{parse_i64, wrong_arity, TTL_MS_MAX};
+use super::args::{parse_i64, positive_ttl, wrong_arity, TTL_MS_MAX};
 use super::glob::{glob_matches, glob_tokens, GLOB_STEPS_MAX};
 use super::Ops;
 use crate::driver::wall_clock;
@@ -58,8 +58,7 @@ pub(super) fn expiry_at(at: i64, in_seconds: bool, now_ms: u64) -> Option<Expiry
 /// Resolves a relative time to live in seconds or milliseconds; `None` when it is not positive
 /// or out of range (`GETEX` refuses both, unlike `EXPIRE`).
 fn expiry_in(amount: i64, in_seconds: bool) -> Option<ExpiryChange> {
-    let ms = if in_seconds { amount.checked_mul(1_000)? } else { amount };
-    (1..=TTL_MS_MAX).contains(&ms).then(|| ExpiryChange::Expire(Duration::from_millis(ms as u64)))
+    positive_ttl(amount, in_seconds).map(ExpiryChange::Expire)
 }
 
 /// The options of `GETEX key [EX s|PX ms|EXAT s|PXAT ms|PERSIST]`: `None` for a plain read.
@@ -181,7 +180,7 @@ pub(super) fn command(args: &[Bytes], known: usize) -> Reply {
 impl Ops {
     /// Applies `change` to `key` by a read and a write with its context; `Ok(None)` when the
     /// key is absent, else the value read.
-    async fn change_expiry(
+    pub(super) async fn change_expiry(
         &self,
         key: &Bytes,
         change: Option<ExpiryChange>,

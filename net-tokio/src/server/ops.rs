@@ -10,6 +10,7 @@ use ringkv_core::{ClientRequest, ClientResponse, Consistency};
 use super::args::{
     hex_encode, parse_consistency, parse_context, parse_i64, positive_ttl, wrong_arity,
 };
+use super::compat::ExpiryChange;
 use super::glob::{glob_matches, glob_tokens, GLOB_STEPS_MAX};
 
 use super::serial::{
@@ -367,27 +368,12 @@ impl Ops {
             let name = if millis { "pexpire" } else { "expire" };
             return Reply::err(format!("invalid expire time in '{name}' command"));
         }
-        let current = match self.read(args[1].clone(), self.read_consistency).await {
-            Ok(current) => current,
-            Err(reply) => return reply,
-        };
-        let Some(value) = current.values.last().cloned() else { return Reply::Integer(0) };
-        if ttl.is_none() {
-            let request = ClientRequest::Delete {
-                key: args[1].clone(),
-                context: Some(current.context),
-                consistency: self.write_consistency,
-            };
-            return self.write(request).await.map_or_else(|reply| reply, |()| Reply::Integer(1));
+        // A time to live that is not positive deletes the key, as in Redis.
+        let change = ttl.map_or(ExpiryChange::Delete, ExpiryChange::Expire);
+        match self.change_expiry(&args[1], Some(change)).await {
+            Ok(found) => Reply::Integer(i64::from(found.is_some())),
+            Err(reply) => reply,
         }
-        let request = ClientRequest::Put {
-            key: args[1].clone(),
-            value,
-            context: Some(current.context),
-            ttl,
-            consistency: self.write_consistency,
-        };
-        self.write(request).await.map_or_else(|reply| reply, |()| Reply::Integer(1))
     }
 
     pub(super) async fn ttl(&self, key: Bytes, millis: bool) -> Reply {
