@@ -109,6 +109,19 @@ pub enum ClientError {
         /// Rounds tried.
         attempts: u32,
     },
+    /// A flush (`FLUSHALL`) did not reach every member before its deadline. The members that
+    /// acknowledged have truncated; run it again once the missing ones are up.
+    #[error(
+        "flush incomplete: {acked} of {members} nodes truncated before the deadline (missing: {missing:?}); run it again once every node is up"
+    )]
+    FlushIncomplete {
+        /// Members that truncated.
+        acked: usize,
+        /// Members the flush had to reach.
+        members: usize,
+        /// Ids of the members that did not acknowledge.
+        missing: Vec<u32>,
+    },
     /// The node's storage failed; the node no longer accepts writes.
     #[error("storage failure: {reason}")]
     Storage {
@@ -121,7 +134,12 @@ impl ClientError {
     /// Whether a write that failed this way may nevertheless have been applied somewhere. A
     /// history checker records such a write as "unknown" rather than "failed".
     pub fn outcome_unknown(&self) -> bool {
-        matches!(self, ClientError::Timeout { .. } | ClientError::Storage { .. })
+        matches!(
+            self,
+            ClientError::Timeout { .. }
+                | ClientError::Storage { .. }
+                | ClientError::FlushIncomplete { .. }
+        )
     }
 }
 

@@ -16,6 +16,7 @@ pub mod cas;
 pub mod coordinator;
 pub mod error;
 pub mod failure_detector;
+pub mod flush;
 pub mod forwards;
 pub mod gossip;
 pub mod harness;

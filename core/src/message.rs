@@ -96,6 +96,11 @@ pub enum ClientRequest {
         /// What to do.
         op: CasOp,
     },
+    /// Removes every key from the whole cluster without writing tombstones (Redis
+    /// `FLUSHALL`): every member truncates its store and from then on drops whatever arrives
+    /// that was written before the flush. Needs every member up; a write concurrent with the
+    /// flush may or may not survive it.
+    Flush,
 }
 
 impl ClientRequest {
@@ -104,7 +109,8 @@ impl ClientRequest {
         match self {
             ClientRequest::Put { .. }
             | ClientRequest::Delete { .. }
-            | ClientRequest::MSet { .. } => true,
+            | ClientRequest::MSet { .. }
+            | ClientRequest::Flush => true,
             ClientRequest::Cas { op, .. } => op.may_write(),
             _ => false,
         }
@@ -140,6 +146,8 @@ pub enum ClientResponse {
     WrittenMany,
     /// Reply to `Cas`.
     Cas(CasReply),
+    /// Reply to `Flush`: every member truncated.
+    Flushed,
     /// Reply to `Scan`.
     Scanned {
         /// Keys found, by token.
@@ -369,5 +377,20 @@ pub enum PeerMessage {
         forward: OpId,
         /// The outcome.
         result: Result<ClientResponse, ClientError>,
+    },
+    /// A flush's coordinator asks a member to truncate its store: remove every object, hint
+    /// and Paxos state, and from then on drop siblings written at or before `at`.
+    Truncate {
+        /// The coordinator's id for the flush.
+        flush: u64,
+        /// The flush's timestamp on the coordinator's hybrid clock.
+        at: crate::hlc::HlcTimestamp,
+    },
+    /// A member has durably truncated, or failed to.
+    TruncateAck {
+        /// The coordinator's id for the flush.
+        flush: u64,
+        /// `Err` with the storage's reason when the member could not truncate.
+        result: Result<(), String>,
     },
 }

@@ -32,10 +32,11 @@ use crate::cas::CasOp;
 use crate::coordinator::{read_result, Action, Coordinator, Outcome, ReadSpec, ReplyTo};
 use crate::error::{ClientError, StorageError};
 use crate::failure_detector::{DetectorConfig, FailureDetector};
+use crate::flush::Flushes;
 use crate::forwards::{ForwardCheck, ForwardLog};
 use crate::gossip::{Gossip, GossipConfig, GossipMessage, MemberState, MemberStatus};
 use crate::hints::{decode_hint, encode_hint, hint_key, split_hint_key, Hint, Replays};
-use crate::hlc::HybridClock;
+use crate::hlc::{HlcTimestamp, HybridClock};
 use crate::message::{ClientRequest, ClientResponse, OpId, PeerMessage, RequestId};
 use crate::paxos::{AcceptorState, PaxosConfig, Proposer, ProposerEnv, ProposerOutput};
 use crate::ring::{token_intervals, Ring, Token, VNODES_PER_WEIGHT_DEFAULT};
@@ -69,6 +70,11 @@ const META_CLEAN_KEY: &[u8] = b"clean-shutdown";
 const META_GENERATION_KEY: &[u8] = b"generation";
 /// The membership status the node reached (`joined`, `left`), so a restart resumes from it.
 const META_STATUS_KEY: &[u8] = b"status";
+/// Meta key holding the latest flush's hybrid-clock timestamp (8 bytes, little-endian): siblings
+/// written at or before it are dropped on arrival, so a flush stays done after a restart.
+const META_TRUNCATED_AT_KEY: &[u8] = b"truncated-at";
+/// Stored entries removed per storage scan while truncating.
+const TRUNCATE_PAGE_KEYS: usize = 1024;
 /// In front of each key's Paxos acceptor state in the meta space.
 const PAXOS_KEY_PREFIX: &[u8] = b"paxos/";
 
@@ -291,6 +297,8 @@ pub struct NodeCounters {
     pub rebuild_reads_refused: u64,
     /// Rebuilds completed (every other replica of every group refilled this node).
     pub rebuilds_completed: u64,
+    /// Flushes (cluster-wide truncations) this node has applied to its store.
+    pub flushes_applied: u64,
     /// Paxos prepares, proposals and commits this node answered as a replica.
     pub paxos_messages_answered: u64,
     /// Paxos prepares and proposals this node refused for a higher ballot.
@@ -325,9 +333,25 @@ struct WritePlacement {
 #[derive(Debug, Clone, Copy)]
 enum AckTarget {
     Local(OpId),
-    Remote { to: NodeId, op: OpId },
-    Replayed { to: NodeId, replay: u64 },
-    Stream { to: NodeId, stream: StreamId, seq: ChunkSeq, last: bool },
+    Remote {
+        to: NodeId,
+        op: OpId,
+    },
+    /// A truncation this node made for flush `flush`, coordinated by `to` (maybe itself).
+    Truncated {
+        to: NodeId,
+        flush: u64,
+    },
+    Replayed {
+        to: NodeId,
+        replay: u64,
+    },
+    Stream {
+        to: NodeId,
+        stream: StreamId,
+        seq: ChunkSeq,
+        last: bool,
+    },
 }
 
 /// A rebuilt (blank) store waiting to be refilled: which (replica group, peer) pairs have
@@ -403,6 +427,10 @@ pub struct Node<S: Storage> {
     /// `to` may be this node, whose proposer then takes the answer.
     paxos_replies: VecDeque<(WriteSeq, NodeId, PeerMessage)>,
     pending_acks: VecDeque<(WriteSeq, AckTarget)>,
+    /// The flushes this node coordinates.
+    flushes: Flushes,
+    /// The latest flush this node has applied: siblings written at or before it are dropped.
+    truncated_at: Option<HlcTimestamp>,
     forwards: ForwardLog,
     last_write_seq: WriteSeq,
     sync_requested: bool,
@@ -440,6 +468,11 @@ impl<S: Storage> Node<S> {
             0
         };
         let generation = next_generation(&mut storage)?;
+        let truncated_at = storage
+            .get(Space::Meta, META_TRUNCATED_AT_KEY)?
+            .as_deref()
+            .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
+            .map(|bytes| HlcTimestamp(u64::from_le_bytes(bytes)));
         let recorded_status = storage.get(Space::Meta, META_STATUS_KEY)?;
         // Without anti-entropy nothing would refill a rebuilt store; it then serves as it is.
         let rebuilding = storage.get(Space::Meta, META_REBUILDING_KEY)?.is_some()
@@ -512,6 +545,9 @@ impl<S: Storage> Node<S> {
             next_hint_tick: now + hint_replay_interval,
             hint_cursor: None,
             pending_acks: VecDeque::new(),
+            // A seed of its own, so that the draws from `rng` stay what they were.
+            flushes: Flushes::starting_at(child_seed(seed, b"flushes") >> 2),
+            truncated_at,
             // A duplicate arriving after a few request timeouts finds its forwarder long done.
             forwards: ForwardLog::new(request_timeout * 4, FORWARDS_REMEMBERED_MAX),
             last_write_seq: ready_seq,
@@ -658,6 +694,9 @@ impl<S: Storage> Node<S> {
             self.last_timeout_reason = Some(TimerKind::RequestDeadline);
         }
         self.run_actions(now, actions);
+        for (reply_to, error) in self.flushes.expire(now) {
+            self.flush_finished(reply_to, Err(error));
+        }
         if now >= self.next_sweep {
             self.last_timeout_reason = Some(TimerKind::Sweep);
             self.next_sweep = now + self.config.sweep_interval;
@@ -741,6 +780,7 @@ impl<S: Storage> Node<S> {
             self.coordinator.next_deadline(),
             self.streams.next_retry(self.stream_retry()),
             self.paxos.poll_timeout(),
+            self.flushes.next_deadline(),
         ];
         timers.into_iter().flatten().min()
     }
@@ -791,7 +831,103 @@ impl<S: Storage> Node<S> {
                 }
             }
             ClientRequest::Cas { key, op } => self.start_cas(now, request, key, op),
+            ClientRequest::Flush => self.start_flush(now, reply_to),
         }
+    }
+
+    /// Starts a flush: every member of the ring truncates, this node included. Refused at once
+    /// when a member is believed down, since it would keep (and later serve) the old data.
+    fn start_flush(&mut self, now: Instant, reply_to: ReplyTo) {
+        // Joining members hold streamed data too; only those gone for good are left out.
+        let members: BTreeSet<NodeId> = self
+            .gossip
+            .members()
+            .iter()
+            .filter(|(_, state)| state.status != MemberStatus::Left)
+            .map(|(node, _)| *node)
+            .chain([self.id])
+            .collect();
+        let alive = members.iter().filter(|node| !self.is_down(**node)).count();
+        if alive < members.len() {
+            let error = ClientError::Unavailable { required: members.len(), alive };
+            return self.deliver(now, reply_to, Outcome::Failed(error));
+        }
+        let at = self.clock.tick(self.wall);
+        let flush =
+            self.flushes.start(reply_to, members.clone(), now + self.config.request_timeout);
+        let own = self.id;
+        for member in members.iter().copied().filter(|member| *member != own) {
+            self.send(member, PeerMessage::Truncate { flush, at });
+        }
+        self.apply_truncate(self.id, flush, at);
+    }
+
+    /// Truncates this node's store for flush `flush` at `at`, and queues the acknowledgement
+    /// to `coordinator` for when the removals are durable.
+    fn apply_truncate(&mut self, coordinator: NodeId, flush: u64, at: HlcTimestamp) {
+        self.clock.observe(at);
+        match self.truncate_store(at) {
+            Ok(seq) => {
+                self.pending_acks.push_back((seq, AckTarget::Truncated { to: coordinator, flush }))
+            }
+            Err(error) => self.truncate_acked(coordinator, flush, Err(error.0)),
+        }
+    }
+
+    /// Sends (or, when this node coordinates, records) a truncation's acknowledgement.
+    fn truncate_acked(&mut self, coordinator: NodeId, flush: u64, result: Result<(), String>) {
+        if coordinator != self.id {
+            return self.send(coordinator, PeerMessage::TruncateAck { flush, result });
+        }
+        if let Some((reply_to, result)) = self.flushes.on_ack(flush, self.id, result) {
+            self.flush_finished(reply_to, result);
+        }
+    }
+
+    fn flush_finished(&mut self, reply_to: ReplyTo, result: Result<(), ClientError>) {
+        let outcome = match result {
+            Ok(()) => Outcome::Forwarded(Ok(ClientResponse::Flushed)),
+            Err(error) => Outcome::Failed(error),
+        };
+        self.deliver(self.now, reply_to, outcome);
+    }
+
+    /// Records the truncation point, then removes every stored object, hint and Paxos state.
+    /// A repeated or older flush only waits for what is already written. Returns the sequence
+    /// number to wait for before acknowledging.
+    fn truncate_store(&mut self, at: HlcTimestamp) -> Result<WriteSeq, StorageError> {
+        if self.truncated_at.is_some_and(|done| done >= at) {
+            return Ok(self.last_write_seq.max(self.storage.durable_seq()));
+        }
+        let mut seq = self.storage.write(
+            Space::Meta,
+            Bytes::from_static(META_TRUNCATED_AT_KEY),
+            Some(Bytes::copy_from_slice(&at.0.to_le_bytes())),
+        )?;
+        self.truncated_at = Some(at);
+        self.objects.clear();
+        self.acceptors.clear();
+        for space in [Space::Data, Space::Hints, Space::Meta] {
+            let mut after: Option<Bytes> = None;
+            loop {
+                let page = self.storage.scan(space, after.as_deref(), TRUNCATE_PAGE_KEYS)?;
+                let Some((last, _)) = page.last() else { break };
+                after = Some(last.clone());
+                let full = page.len() == TRUNCATE_PAGE_KEYS;
+                for (key, _) in page {
+                    // Meta keeps the node's own records; only Paxos state there is per key.
+                    if space != Space::Meta || key.starts_with(PAXOS_KEY_PREFIX) {
+                        seq = self.storage.write(space, key, None)?;
+                    }
+                }
+                if !full {
+                    break;
+                }
+            }
+        }
+        self.last_write_seq = seq;
+        self.counters.flushes_applied += 1;
+        Ok(seq)
     }
 
     /// Starts a serial operation: a Paxos round among the key's replicas, a quorum per phase.
@@ -1033,6 +1169,7 @@ impl<S: Storage> Node<S> {
                 }
                 consistency.required(replicas_n)?;
             }
+            ClientRequest::Flush => {}
             ClientRequest::Cas { key, op } => {
                 limits.check_key(key)?;
                 let len_bytes = op.carried_value_bytes();
@@ -2139,7 +2276,13 @@ impl<S: Storage> Node<S> {
                 self.send(from, PeerMessage::ReadReply { op, object });
             }
             PeerMessage::ReadReply { op, object } => {
-                let actions = self.coordinator.on_read_reply(op, from, object.unwrap_or_default());
+                let object = object.unwrap_or_default();
+                let object = if self.predates_flush(&object) {
+                    self.without_flushed(object)
+                } else {
+                    object
+                };
+                let actions = self.coordinator.on_read_reply(op, from, object);
                 self.run_actions(now, actions);
             }
             PeerMessage::Write { op, key, object } => match self.merge_local(&key, &object) {
@@ -2240,6 +2383,12 @@ impl<S: Storage> Node<S> {
                 let actions = self.coordinator.on_forward_reply(forward, result);
                 self.run_actions(now, actions);
             }
+            PeerMessage::Truncate { flush, at } => self.apply_truncate(from, flush, at),
+            PeerMessage::TruncateAck { flush, result } => {
+                if let Some((reply_to, result)) = self.flushes.on_ack(flush, from, result) {
+                    self.flush_finished(reply_to, result);
+                }
+            }
         }
     }
 
@@ -2303,6 +2452,16 @@ impl<S: Storage> Node<S> {
         if let Some(timestamp) = incoming.siblings.iter().map(|sibling| sibling.timestamp).max() {
             self.clock.observe(timestamp);
         }
+        let flushed;
+        let incoming = if self.predates_flush(incoming) {
+            flushed = self.without_flushed(incoming.clone());
+            if flushed.siblings.is_empty() {
+                return Ok(self.last_write_seq.max(self.storage.durable_seq()));
+            }
+            &flushed
+        } else {
+            incoming
+        };
         let mut local = self.load_object(key)?.unwrap_or_default();
         let mode = self.config.keyspace.conflict_mode;
         if local.absorbs(incoming, mode) {
@@ -2312,6 +2471,22 @@ impl<S: Storage> Node<S> {
         }
         local.merge(incoming, mode);
         self.write_local(key, &local)
+    }
+
+    /// Whether `object` holds a sibling written at or before the latest flush.
+    fn predates_flush(&self, object: &Versioned) -> bool {
+        self.truncated_at
+            .is_some_and(|at| object.siblings.iter().any(|sibling| sibling.timestamp <= at))
+    }
+
+    /// `object` without the siblings written at or before the latest flush, which must not
+    /// come back from a replica that missed it. The clock stays, so the object still covers
+    /// the dropped writes and a merge at that replica removes them there too.
+    fn without_flushed(&self, mut object: Versioned) -> Versioned {
+        if let Some(at) = self.truncated_at {
+            object.siblings.retain(|sibling| sibling.timestamp > at);
+        }
+        object
     }
 
     // ---- actions and replies ----
@@ -2526,6 +2701,7 @@ impl<S: Storage> Node<S> {
                 AckTarget::Replayed { to, replay } => {
                     self.send(to, PeerMessage::HintReplayAck { replay })
                 }
+                AckTarget::Truncated { to, flush } => self.truncate_acked(to, flush, Ok(())),
                 AckTarget::Stream { to, stream, seq, last } => {
                     if last && self.streams.expects(stream, to) {
                         self.streams.received_all(stream);
@@ -2811,6 +2987,10 @@ impl<V: Clone> KeyCache<V> {
 
     fn forget(&mut self, key: &[u8]) {
         self.objects.remove(key);
+    }
+
+    fn clear(&mut self) {
+        self.objects.clear();
     }
 }
 

@@ -71,6 +71,11 @@ pub struct NodeFileConfig {
     /// Default consistency of writes.
     #[serde(default = "default_consistency")]
     pub write_consistency: Consistency,
+    /// Whether `FLUSHALL`/`FLUSHDB` may remove every key of the cluster (off by default, so a
+    /// stray command cannot wipe a production cluster; `ringkv dev` turns it on for test
+    /// harnesses). Every node decides for the clients it serves.
+    #[serde(default)]
+    pub allow_flush: bool,
     /// Password clients must give with AUTH, if any.
     #[serde(default)]
     pub password: Option<String>,

@@ -327,6 +327,8 @@ pub async fn start_with<S: driver::DriverStorage + driver::StorageHealth>(
             bulk_bytes_max: config.value_bytes_max.max(config.key_bytes_max) + 1,
             ..resp::RespLimits::default()
         },
+        allow_flush: config.allow_flush,
+        replicas_n: config.replicas_n,
     });
     tasks.push(tokio::spawn(server::serve(
         client_listener.1,

@@ -176,6 +176,8 @@ fn run_dev(
             replicas_n: replicas,
             durability,
             worker_threads,
+            // Test harnesses start with FLUSHALL, as they do against redis-server.
+            allow_flush: true,
             ..NodeFileConfig::parse(&dev_template(&members, replicas))
                 .map_err(|error| error.to_string())?
         };

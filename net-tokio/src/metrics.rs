@@ -92,6 +92,15 @@ pub(crate) const COMMAND_LABELS: &[&str] = &[
     "SUBSTR",
     "OBJECT",
     "CONFIG",
+    "RENAME",
+    "RENAMENX",
+    "COPY",
+    "MSETNX",
+    "DBSIZE",
+    "RANDOMKEY",
+    "FLUSHALL",
+    "FLUSHDB",
+    "WAIT",
 ];
 
 /// Consistency labels; `SERIAL` for serial (Paxos) commands, `-` for commands that have none.

@@ -139,6 +139,11 @@ async fn redis_cli_gets_redis_replies() {
             cli(&["EXPIRETIME", "nothing"]),
             cli(&["CONFIG", "GET", "save"]),
             cli(&["NOSUCH", "x"]),
+            cli(&["RENAME", "cli", "cli2"]),
+            cli(&["COPY", "cli2", "cli3"]),
+            cli(&["GET", "cli3"]),
+            cli(&["FLUSHALL"]),
+            cli(&["WAIT", "3", "1000"]),
         ]
     });
     assert_eq!(cli[0], "OK");
@@ -149,6 +154,12 @@ async fn redis_cli_gets_redis_replies() {
     assert_eq!(cli[4], "-2");
     assert_eq!(cli[5], "save");
     assert_eq!(cli[6], "ERR unknown command 'NOSUCH', with args beginning with: 'x'");
+    assert_eq!(cli[7], "OK");
+    assert_eq!(cli[8], "1");
+    assert_eq!(cli[9], "hello world");
+    assert!(cli[10].starts_with("ERR flushall is disabled"), "{}", cli[10]);
+    // Each redis-cli run is a new connection, with no write of its own to wait for.
+    assert_eq!(cli[11], "3");
     for node in nodes {
         node.shutdown().await;
     }

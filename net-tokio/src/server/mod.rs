@@ -39,10 +39,11 @@ use crate::resp::{parse_command, Reply, RespLimits};
 mod args;
 mod compat;
 mod glob;
+mod keys;
 mod ops;
 mod serial;
 
-use args::{parse_consistency, unsupported_reason, wrong_arity};
+use args::{parse_consistency, parse_i64, unsupported_reason, wrong_arity};
 use serial::is_serial_command;
 
 /// Settings of the client server.
@@ -60,6 +61,10 @@ pub struct ServerSettings {
     pub write_consistency: Consistency,
     /// Parser limits.
     pub resp: RespLimits,
+    /// Whether `FLUSHALL` and `FLUSHDB` may truncate the cluster.
+    pub allow_flush: bool,
+    /// Replicas per key, for `WAIT`.
+    pub replicas_n: usize,
 }
 
 impl Default for ServerSettings {
@@ -71,6 +76,8 @@ impl Default for ServerSettings {
             read_consistency: Consistency::Quorum,
             write_consistency: Consistency::Quorum,
             resp: RespLimits::default(),
+            allow_flush: false,
+            replicas_n: 3,
         }
     }
 }
@@ -118,6 +125,14 @@ struct Connection {
     protocol: u8,
     authenticated: bool,
     name: Option<Bytes>,
+    /// `CLIENT SETINFO LIB-NAME` and `LIB-VER`, shown by `CLIENT INFO`.
+    lib_name: Option<Bytes>,
+    lib_version: Option<Bytes>,
+    /// The client's address and ours, for `CLIENT INFO`.
+    addresses: (String, String),
+    connected_at: WallInstant,
+    /// The key of the connection's latest write, which `WAIT` waits for.
+    last_written: Option<Bytes>,
 }
 
 /// The next connection's id.
@@ -153,12 +168,21 @@ impl Connection {
             metrics,
             protocol: 2,
             name: None,
+            lib_name: None,
+            lib_version: None,
+            addresses: (String::new(), String::new()),
+            connected_at: WallInstant::now(),
+            last_written: None,
             id: NEXT_CONNECTION_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
 
     async fn run(mut self, mut stream: TcpStream) {
         let _ = stream.set_nodelay(true);
+        let address = |found: std::io::Result<std::net::SocketAddr>| {
+            found.map(|address| address.to_string()).unwrap_or_default()
+        };
+        self.addresses = (address(stream.peer_addr()), address(stream.local_addr()));
         let mut buffer = BytesMut::with_capacity(16 * 1024);
         let mut out = Vec::with_capacity(16 * 1024);
         let mut in_flight: FuturesOrdered<ReplyFuture> = FuturesOrdered::new();
@@ -197,6 +221,9 @@ impl Connection {
                         if self.authenticated
                             && keys.iter().all(|key| !in_flight_keys.contains(key)) =>
                     {
+                        if is_write_command(&command) {
+                            self.last_written = keys.last().cloned();
+                        }
                         in_flight_keys.extend(keys);
                         in_flight.push_back(self.ops.clone().dispatch_timed(
                             command,
@@ -264,6 +291,27 @@ impl Connection {
                 return (self.ops.clone().dispatch(&command, &args).await, Flow::Continue);
             }
             "RK.CONSISTENCY" => self.set_consistency(&args),
+            "RENAME" | "RENAMENX" if args.len() == 3 => {
+                let reply = self.ops.rename(&args, command == "RENAMENX").await;
+                self.wrote(&args[2]);
+                reply
+            }
+            "COPY" if args.len() >= 3 => {
+                let reply = self.ops.copy(&args).await;
+                self.wrote(&args[2]);
+                reply
+            }
+            "MSETNX" if args.len() >= 3 && !args.len().is_multiple_of(2) => {
+                let reply = self.ops.msetnx(&args[1..]).await;
+                self.wrote(&args[args.len() - 2]);
+                reply
+            }
+            "DBSIZE" if args.len() == 1 => self.ops.dbsize().await,
+            "RANDOMKEY" if args.len() == 1 => self.ops.random_key().await,
+            "FLUSHALL" | "FLUSHDB" => {
+                self.ops.flush(&args, self.settings.allow_flush, &command).await
+            }
+            "WAIT" if args.len() == 3 => self.wait(&args).await,
             "SCAN" if args.len() >= 2 => self.ops.scan(&args).await,
             "RK.STATUS" => self.ops.status().await,
             "RK.RING" => self.ops.ring().await,
@@ -288,7 +336,8 @@ impl Connection {
                     None => Reply::err("RK.REMOVE takes a node id"),
                 }
             }
-            "ECHO" | "SELECT" | "SCAN" => wrong_arity(&command.to_ascii_lowercase()),
+            "ECHO" | "SELECT" | "SCAN" | "RENAME" | "RENAMENX" | "COPY" | "MSETNX" | "DBSIZE"
+            | "RANDOMKEY" | "WAIT" => wrong_arity(&command.to_ascii_lowercase()),
             _ => match unsupported_reason(&command) {
                 Some(reason) => Reply::err(format!(
                     "'{}' is not supported by ringkv: {reason}",
@@ -381,9 +430,73 @@ impl Connection {
             }
             ("GETNAME", 2) => self.name.clone().map_or(Reply::Null, Reply::Bulk),
             ("ID", 2) => Reply::Integer(self.id as i64),
-            ("SETINFO", 4) => Reply::ok(),
+            ("SETINFO", 4) => {
+                match String::from_utf8_lossy(&args[2]).to_ascii_uppercase().as_str() {
+                    "LIB-NAME" => self.lib_name = Some(args[3].clone()),
+                    "LIB-VER" => self.lib_version = Some(args[3].clone()),
+                    other => return Reply::err(format!("Unrecognized option '{other}'")),
+                }
+                Reply::ok()
+            }
+            ("INFO", 2) => Reply::Bulk(Bytes::from(self.client_info())),
             _ => Reply::err(format!("unsupported CLIENT subcommand '{sub}'")),
         }
+    }
+
+    /// One line in the format of Redis's `CLIENT INFO` (fields ringkv has no notion of, such
+    /// as buffer sizes, are left out).
+    fn client_info(&self) -> String {
+        let text = |value: &Option<Bytes>| {
+            value.as_deref().map(String::from_utf8_lossy).unwrap_or_default().into_owned()
+        };
+        format!(
+            "id={} addr={} laddr={} name={} age={} db=0 flags=N cmd=client|info user=default \
+             resp={} lib-name={} lib-ver={}\n",
+            self.id,
+            self.addresses.0,
+            self.addresses.1,
+            text(&self.name),
+            self.connected_at.elapsed().as_secs(),
+            self.protocol,
+            text(&self.lib_name),
+            text(&self.lib_version),
+        )
+    }
+
+    /// Notes that the connection wrote `key` (the key `WAIT` then waits for).
+    fn wrote(&mut self, key: &Bytes) {
+        self.last_written = Some(key.clone());
+    }
+
+    /// `WAIT numreplicas timeout`: how many replicas hold the connection's latest write. Its
+    /// consistency level already guaranteed some (at most a quorum is claimed, since serial
+    /// writes need no more); asking for more reads the key at ALL, whose blocking read repair
+    /// leaves every replica holding it, within `timeout` ms (0: the request deadline).
+    async fn wait(&mut self, args: &[Bytes]) -> Reply {
+        let (Some(wanted), Some(timeout_ms)) = (parse_i64(&args[1]), parse_i64(&args[2])) else {
+            return Reply::err("value is not an integer or out of range");
+        };
+        if timeout_ms < 0 {
+            return Reply::err("timeout is negative");
+        }
+        let replicas_n = self.settings.replicas_n;
+        let Some(key) = self.last_written.clone() else {
+            // Nothing written: every replica holds all of it.
+            return Reply::Integer(replicas_n as i64);
+        };
+        let quorum = replicas_n / 2 + 1;
+        let guaranteed = self.ops.write_consistency.required(replicas_n).unwrap_or(1).min(quorum);
+        if wanted <= guaranteed as i64 {
+            return Reply::Integer(guaranteed as i64);
+        }
+        let read = self.ops.read(key, Consistency::All);
+        let held = if timeout_ms == 0 {
+            read.await.is_ok()
+        } else {
+            let limit = std::time::Duration::from_millis(timeout_ms as u64);
+            matches!(tokio::time::timeout(limit, read).await, Ok(Ok(_)))
+        };
+        Reply::Integer(if held { replicas_n } else { guaranteed } as i64)
     }
 
     /// `RK.CONSISTENCY` shows the levels; `RK.CONSISTENCY level` sets both;
@@ -423,6 +536,27 @@ impl Connection {
             _ => wrong_arity("rk.consistency"),
         }
     }
+}
+
+/// Whether a data command (upper-cased) writes, so that `WAIT` waits for its key.
+fn is_write_command(command: &str) -> bool {
+    !matches!(
+        command,
+        "GET"
+            | "MGET"
+            | "EXISTS"
+            | "TOUCH"
+            | "TTL"
+            | "PTTL"
+            | "STRLEN"
+            | "TYPE"
+            | "RK.GETALL"
+            | "RK.SERIALGET"
+            | "EXPIRETIME"
+            | "PEXPIRETIME"
+            | "GETRANGE"
+            | "SUBSTR"
+    )
 }
 
 /// Whether `command` (upper-cased) is a data command, whatever its arity.

@@ -361,6 +361,7 @@ pub fn error_reply(error: &ClientError) -> Reply {
         ClientError::Overloaded { .. } => "BUSY",
         ClientError::NotReady => "LOADING",
         ClientError::Storage { .. } => "IOERR",
+        ClientError::FlushIncomplete { .. } => "TRYAGAIN",
         _ => "ERR",
     };
     Reply::Error(format!("{code} {error}"))
