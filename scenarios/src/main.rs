@@ -15,7 +15,7 @@ use ringkv_core::planted::{arm, PlantedBug};
 use ringkv_scenarios::hunt::hunt;
 use ringkv_scenarios::library::{library_dir, load, resolve};
 use ringkv_scenarios::shrink::shrink;
-use ringkv_scenarios::{output, run_seed, sweep, Scenario};
+use ringkv_scenarios::{output, run_seed, sweep, timeline, Scenario};
 
 /// Seeds per scenario of `run` when `--seeds` is not given: the whole library then takes about
 /// three minutes in release on two cores (see the README).
@@ -68,6 +68,9 @@ enum Command {
         /// Arms this planted bug for the run (needs `--features planted-bugs`).
         #[arg(long)]
         planted: Option<String>,
+        /// Writes the run's timeline to this file: one self-contained HTML page.
+        #[arg(long)]
+        html: Option<PathBuf>,
     },
     /// Arms each planted bug in turn (build with `--features planted-bugs`) and reports which
     /// checker caught it, after how many runs and seconds.
@@ -100,6 +103,9 @@ enum Command {
         /// Arms this planted bug for every run (needs `--features planted-bugs`).
         #[arg(long)]
         planted: Option<String>,
+        /// Writes the shrunk run's timeline to this file: one self-contained HTML page.
+        #[arg(long)]
+        html: Option<PathBuf>,
     },
 }
 
@@ -108,12 +114,17 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::List { path } => list(&path.unwrap_or_else(library_dir)),
         Command::Run { path, seeds, jobs, json } => run(&path, seeds.as_deref(), jobs, json),
-        Command::Replay { scenario, seed, trace, node, key, planted } => {
-            arm_planted(planted.as_deref())
-                .and_then(|()| replay(&scenario, seed, trace, node.as_deref(), key.as_deref()))
+        Command::Replay { scenario, seed, trace, node, key, planted, html } => {
+            arm_planted(planted.as_deref()).and_then(|()| {
+                let filters = LogFilters { trace, node: node.as_deref(), key: key.as_deref() };
+                let html = html.as_deref().map(|path| (path, planted.as_deref()));
+                replay(&scenario, seed, &filters, html)
+            })
         }
-        Command::Shrink { scenario, seed, out, planted } => arm_planted(planted.as_deref())
-            .and_then(|()| shrink_command(&scenario, seed, out, planted.as_deref())),
+        Command::Shrink { scenario, seed, out, planted, html } => arm_planted(planted.as_deref())
+            .and_then(|()| {
+                shrink_command(&scenario, seed, out, planted.as_deref(), html.as_deref())
+            }),
         Command::Hunt { path, seeds, seconds_max, jobs, bug } => {
             hunt_command(path.as_deref(), &seeds, seconds_max, jobs, &bug)
         }
@@ -311,14 +322,39 @@ fn load_one(name_or_path: &str) -> Result<Scenario, String> {
     Scenario::load(&path).map_err(|error| error.to_string())
 }
 
+/// What `replay` prints of the event log.
+struct LogFilters<'a> {
+    /// Print the log.
+    trace: bool,
+    /// Only lines about this node.
+    node: Option<&'a str>,
+    /// Only lines that mention this key.
+    key: Option<&'a str>,
+}
+
+/// Writes `report`'s timeline to `path`, titled with the scenario, seed and planted bug.
+fn write_timeline(
+    path: &Path,
+    scenario: &Scenario,
+    report: &ringkv_sim::Report,
+    planted: Option<&str>,
+) -> Result<(), String> {
+    let planted = planted.map(|name| format!(", planted bug {name}")).unwrap_or_default();
+    let title = format!("{} seed {}{planted}", scenario.name, report.seed);
+    let html = timeline::render(&title, report, &scenario.expect.tolerate);
+    std::fs::write(path, &html).map_err(|error| format!("{}: {error}", path.display()))?;
+    println!("timeline: {} ({} bytes)", path.display(), html.len());
+    Ok(())
+}
+
 fn replay(
     name_or_path: &str,
     seed: u64,
-    trace: bool,
-    node: Option<&str>,
-    key: Option<&str>,
+    filters: &LogFilters<'_>,
+    html: Option<(&Path, Option<&str>)>,
 ) -> Result<ExitCode, String> {
     let scenario = load_one(name_or_path)?;
+    let (trace, node, key) = (filters.trace, filters.node, filters.key);
     let logging = trace || node.is_some() || key.is_some();
     let report = run_seed(&scenario, seed, logging);
     let node = node.map(|node| format!(" n{} ", node.trim_start_matches('n')));
@@ -345,6 +381,9 @@ fn replay(
     if scenario.expect.count_lww_lost_writes {
         println!("  lww lost writes: {}", outcome.lww_lost_writes);
     }
+    if let Some((path, planted)) = html {
+        write_timeline(path, &scenario, &report, planted)?;
+    }
     Ok(if outcome.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
@@ -353,6 +392,7 @@ fn shrink_command(
     seed: u64,
     out: Option<PathBuf>,
     planted: Option<&str>,
+    html: Option<&Path>,
 ) -> Result<ExitCode, String> {
     let scenario = load_one(name_or_path)?;
     let Some(shrunk) = shrink(&scenario, seed, |step| eprintln!("kept: {step}")) else {
@@ -362,10 +402,10 @@ fn shrink_command(
     let dir = out.unwrap_or_else(|| library_dir().join("regressions"));
     std::fs::create_dir_all(&dir).map_err(|error| format!("{}: {error}", dir.display()))?;
     let path = dir.join(format!("{}.ron", shrunk.scenario.name));
-    let planted = planted.map(|name| format!(" --planted {name}")).unwrap_or_default();
+    let flag = planted.map(|name| format!(" --planted {name}")).unwrap_or_default();
     let header = format!(
-        "Shrunk by `ringkv-sim shrink {name_or_path} --seed {seed}{planted}` in {} runs.\n\
-         Fails: {}\nKept steps: {}\nReplay: ringkv-sim replay {} --seed {seed}{planted}",
+        "Shrunk by `ringkv-sim shrink {name_or_path} --seed {seed}{flag}` in {} runs.\n\
+         Fails: {}\nKept steps: {}\nReplay: ringkv-sim replay {} --seed {seed}{flag}",
         shrunk.runs,
         shrunk.checkers.join(", "),
         shrunk.steps.join("; "),
@@ -374,6 +414,11 @@ fn shrink_command(
     std::fs::write(&path, shrunk.scenario.to_ron(&header))
         .map_err(|error| format!("{}: {error}", path.display()))?;
     println!("{}", path.display());
+    if let Some(html) = html {
+        // The shrunk scenario replays the failing run; it is run once more to draw it.
+        let report = run_seed(&shrunk.scenario, seed, false);
+        write_timeline(html, &shrunk.scenario, &report, planted)?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

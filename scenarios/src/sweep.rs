@@ -328,8 +328,8 @@ mod tests {
         };
         let report = run_seed(&scenario, 1, false);
         let mut faked = report.clone();
-        faked.violations.push(ringkv_sim::Violation { checker: "liveness", message: "x".into() });
-        faked.violations.push(ringkv_sim::Violation { checker: "bounds", message: "y".into() });
+        faked.violations.push(ringkv_sim::Violation::new("liveness", "x".into()));
+        faked.violations.push(ringkv_sim::Violation::new("bounds", "y".into()));
         let outcome = SeedOutcome::from_report(&scenario, &faked, 0.1);
         assert_eq!(outcome.tolerated.len(), 1);
         assert_eq!(outcome.violations, vec![("bounds".to_string(), "y".to_string())]);

@@ -30,7 +30,7 @@ pub use config::{SimBuilder, SimConfig};
 pub use disk::{DiskConfig, LsmDisk, SimDisk};
 pub use faults::{FaultConfig, FaultPlan, Knob};
 pub use network::NetworkConfig;
-pub use report::Report;
+pub use report::{FaultEvent, FaultEventKind, Report};
 pub use runner::node_id;
 pub use schedule::{ForcedPartition, ScheduledEvent, TimedEvent};
 pub use workload::{KeyDistribution, OpMix, WorkloadConfig};

@@ -5,11 +5,105 @@
 
 use std::collections::BTreeMap;
 
-use ringkv_core::{Duration, NodeId};
+use ringkv_core::{Duration, Instant, NodeId};
 
 use crate::checkers::Violation;
 use crate::faults::FaultPlan;
 use crate::history::History;
+use crate::network::PartitionShape;
+
+/// A fault, or its end, at the simulated instant the run applied it: the fault schedule as it
+/// happened (the seed's draws and the scenario's schedule), for tools that draw a run such as
+/// the timeline. Recording it reads no generator and feeds nothing into the trace, so runs are
+/// unchanged by it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaultEvent {
+    /// When it happened.
+    pub at: Instant,
+    /// What happened.
+    pub kind: FaultEventKind,
+}
+
+/// What a [`FaultEvent`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FaultEventKind {
+    /// A partition was installed; it replaces the previous one, if any. The shape names nodes
+    /// by slot index (node `n` is slot `n - 1`).
+    Partition {
+        /// Who is cut off from whom.
+        shape: PartitionShape,
+    },
+    /// The partition was healed.
+    PartitionHealed,
+    /// A node stopped: a crash, a clean stop, a power loss, a disk replacement or a restart by
+    /// the supervisor.
+    Down {
+        /// The node.
+        node: NodeId,
+        /// Why, in a word or two ("crash", "clean stop", ...).
+        cause: &'static str,
+    },
+    /// A node started (after a stop, or for the first time).
+    Up {
+        /// The node.
+        node: NodeId,
+    },
+    /// A node's links were clogged (messages held) until `until`, or until an unclog.
+    Clog {
+        /// The node.
+        node: NodeId,
+        /// When the clog ends by itself (`None`: at an unclog or the heal).
+        until: Option<Instant>,
+    },
+    /// A node's clog was ended by the schedule.
+    Unclog {
+        /// The node.
+        node: NodeId,
+    },
+    /// A node's wall clock jumped.
+    ClockJump {
+        /// The node.
+        node: NodeId,
+        /// By how much (negative: backwards).
+        delta_ms: i64,
+    },
+    /// A node's disk started failing every sync.
+    DiskFailing {
+        /// The node.
+        node: NodeId,
+    },
+    /// A failing disk was replaced (it works again).
+    DiskReplaced {
+        /// The node.
+        node: NodeId,
+    },
+    /// A bit flipped at rest on a node's disk.
+    BitFlip {
+        /// The node.
+        node: NodeId,
+    },
+    /// A node's failure detector wrongly suspected a peer until `until`.
+    Suspicion {
+        /// The node misled.
+        observer: NodeId,
+        /// The peer it suspected.
+        suspect: NodeId,
+        /// When the truth is broadcast again.
+        until: Instant,
+    },
+    /// Every running node lost power at once (each also has its own `Down`).
+    PowerLoss,
+    /// A membership change of the schedule: "join", "decommission", "departed", "remove",
+    /// "removed".
+    Membership {
+        /// The node.
+        node: NodeId,
+        /// Which change.
+        change: &'static str,
+    },
+    /// The safety phase ended: every fault was healed.
+    Heal,
+}
 
 /// Client operations by outcome.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -102,6 +196,8 @@ pub struct Report {
     pub stats: RunStats,
     /// The operations, for inspection.
     pub history: History,
+    /// The faults as they were applied, in time order.
+    pub faults: Vec<FaultEvent>,
 }
 
 impl Report {

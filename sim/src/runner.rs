@@ -62,7 +62,7 @@ use crate::faults::{FaultKind, FaultPlan};
 use crate::history::{outcome_of_error, History, OpIndex, OpOutcome, OpRequest};
 use crate::network::{Network, PartitionShape};
 use crate::queue::{EventQueue, Scheduled};
-use crate::report::{OutcomeCounts, Report, RunStats};
+use crate::report::{FaultEvent, FaultEventKind, OutcomeCounts, Report, RunStats};
 use crate::schedule::{ForcedPartition, ScheduledEvent, TimedEvent};
 use crate::seed::{child_rng, child_seed, exponential};
 use crate::trace::Trace;
@@ -111,11 +111,12 @@ fn failed_report(seed: u64, checker: &'static str, message: String) -> Report {
         outcomes: OutcomeCounts::default(),
         events_processed: 0,
         simulated_time: Duration::ZERO,
-        violations: vec![Violation { checker, message }],
+        violations: vec![Violation { checker, message, ops: Vec::new() }],
         trace_hash: 0,
         trace: Vec::new(),
         stats: RunStats::default(),
         history: History::new(),
+        faults: Vec::new(),
     }
 }
 
@@ -230,6 +231,8 @@ struct Runner<D: SimDisk> {
     stats: RunStats,
     events_processed: u64,
     violations: Vec<Violation>,
+    /// The faults as applied, for the report (never read by the run itself).
+    faults: Vec<FaultEvent>,
 }
 
 impl<D: SimDisk> Runner<D> {
@@ -297,6 +300,7 @@ impl<D: SimDisk> Runner<D> {
             stats: RunStats::default(),
             events_processed: 0,
             violations: Vec::new(),
+            faults: Vec::new(),
             config: config.clone(),
         }
     }
@@ -334,6 +338,7 @@ impl<D: SimDisk> Runner<D> {
                 self.violations.push(Violation {
                     checker: "runner",
                     message: format!("the run did not finish in {} events", self.config.events_max),
+                    ops: Vec::new(),
                 });
                 break;
             }
@@ -395,7 +400,7 @@ impl<D: SimDisk> Runner<D> {
                 let slot = &self.slots[node];
                 if slot.incarnation == incarnation && slot.node.is_some() && !slot.disk_failing {
                     self.stats.disk_restarts += 1;
-                    self.crash(node);
+                    self.crash(node, "disk restart");
                     self.start(node, true);
                 }
             }
@@ -408,6 +413,7 @@ impl<D: SimDisk> Runner<D> {
             Event::HealPartition { generation } => {
                 if generation == self.partition_generation {
                     self.trace.record(at, None, 3, generation, || "partition healed".into());
+                    self.note(FaultEventKind::PartitionHealed);
                     self.network.heal_partition();
                 }
             }
@@ -450,6 +456,7 @@ impl<D: SimDisk> Runner<D> {
                         "n{} produced over {OUTPUTS_PER_DRAIN_MAX} outputs",
                         index + 1
                     ),
+                    ops: Vec::new(),
                 });
                 break;
             }
@@ -576,6 +583,10 @@ impl<D: SimDisk> Runner<D> {
                     self.damaged = Some((index, true));
                 }
                 slot.node = Some(node);
+                self.faults.push(FaultEvent {
+                    at: self.now,
+                    kind: FaultEventKind::Up { node: node_id(index) },
+                });
             }
             Err(error) => match spare {
                 Some(spare) => {
@@ -588,6 +599,7 @@ impl<D: SimDisk> Runner<D> {
                     self.violations.push(Violation {
                         checker: "runner",
                         message: format!("n{} failed to start: {error}", index + 1),
+                        ops: Vec::new(),
                     });
                     return;
                 }
@@ -654,11 +666,16 @@ impl<D: SimDisk> Runner<D> {
         );
     }
 
-    fn crash(&mut self, index: usize) {
+    /// Stops node `index` as a crash would; `cause` is for the fault log.
+    fn crash(&mut self, index: usize, cause: &'static str) {
         let slot = &mut self.slots[index];
         let Some(node) = slot.node.take() else {
             return;
         };
+        self.faults.push(FaultEvent {
+            at: self.now,
+            kind: FaultEventKind::Down { node: node_id(index), cause },
+        });
         let mut disk = node.into_storage();
         disk.crash();
         slot.disk = Some(disk);
@@ -679,7 +696,7 @@ impl<D: SimDisk> Runner<D> {
                 format!("clean shutdown: {clean:?}")
             });
         }
-        self.crash(index);
+        self.crash(index, "clean stop");
     }
 
     /// Replaces a failing disk: it stops failing, then the node restarts on it (a failed sync
@@ -690,6 +707,11 @@ impl<D: SimDisk> Runner<D> {
             return;
         }
         slot.disk_failing = false;
+        self.faults.push(FaultEvent {
+            at: self.now,
+            kind: FaultEventKind::DiskReplaced { node: node_id(index) },
+        });
+        let slot = &mut self.slots[index];
         match (slot.node.as_mut(), slot.disk.as_mut()) {
             (Some(node), _) => node.storage_mut().set_failing(false),
             (None, Some(disk)) => disk.set_failing(false),
@@ -697,7 +719,7 @@ impl<D: SimDisk> Runner<D> {
         }
         let restart = !slot.held_down && slot.role.is_active();
         if slot.node.is_some() {
-            self.crash(index);
+            self.crash(index, "disk replaced");
         }
         if restart {
             self.start(index, true);
@@ -845,7 +867,7 @@ impl<D: SimDisk> Runner<D> {
             FaultKind::Crash => {
                 if let Some(victim) = self.victim_keeping_majority(&members, position) {
                     let down_ms = self.fault_rngs[position].random_range(200..=3_000);
-                    self.crash(victim);
+                    self.crash(victim, "crash");
                     self.schedule(Duration::from_millis(down_ms), Event::Restart { node: victim });
                 }
             }
@@ -855,6 +877,7 @@ impl<D: SimDisk> Runner<D> {
                 let until = self.now + Duration::from_millis(rng.random_range(200..=2_000));
                 self.stats.clogs += 1;
                 self.trace.record(self.now, Some(victim), 11, 0, || "clogged".into());
+                self.note(FaultEventKind::Clog { node: node_id(victim), until: Some(until) });
                 self.network.clog(victim, until);
             }
             FaultKind::ClockJump => {
@@ -867,6 +890,7 @@ impl<D: SimDisk> Runner<D> {
                 self.trace.record(self.now, Some(victim), 12, delta_ms as u64, || {
                     format!("clock jumps {delta_ms} ms")
                 });
+                self.note(FaultEventKind::ClockJump { node: node_id(victim), delta_ms });
                 self.clocks[victim].jump(delta_ms);
             }
             FaultKind::DiskFailure => {
@@ -883,6 +907,7 @@ impl<D: SimDisk> Runner<D> {
                     let broken_ms = rng.random_range(500..=3_000);
                     self.stats.disk_failures += 1;
                     self.trace.record(self.now, Some(victim), 13, 0, || "disk failing".into());
+                    self.note(FaultEventKind::DiskFailing { node: node_id(victim) });
                     let slot = &mut self.slots[victim];
                     slot.disk_failing = true;
                     if let Some(node) = slot.node.as_mut() {
@@ -902,10 +927,11 @@ impl<D: SimDisk> Runner<D> {
             FaultKind::PowerLoss => {
                 self.stats.power_losses += 1;
                 self.trace.record(self.now, None, 21, 0, || "POWER LOSS: every node".into());
+                self.note(FaultEventKind::PowerLoss);
                 for victim in 0..n {
                     if self.slots[victim].node.is_some() {
                         let down_ms = self.fault_rngs[position].random_range(200..=3_000);
-                        self.crash(victim);
+                        self.crash(victim, "power loss");
                         let restart = Duration::from_millis(down_ms);
                         self.schedule(restart, Event::Restart { node: victim });
                     }
@@ -924,6 +950,10 @@ impl<D: SimDisk> Runner<D> {
                     self.stats.bit_flips += 1;
                     // Damage after a rebuild needs another rebuild before the mark moves on.
                     self.damaged = Some((victim, false));
+                    self.faults.push(FaultEvent {
+                        at: self.now,
+                        kind: FaultEventKind::BitFlip { node: node_id(victim) },
+                    });
                     self.trace.record(self.now, Some(victim), 22, 0, || {
                         format!("bit flipped at rest: {flipped}")
                     });
@@ -938,10 +968,15 @@ impl<D: SimDisk> Runner<D> {
                     self.trace.record(self.now, Some(observer), 17, suspect as u64, || {
                         format!("detector wrongly suspects n{}", suspect + 1)
                     });
+                    let correct = Duration::from_millis(wrong_ms);
+                    self.note(FaultEventKind::Suspicion {
+                        observer: node_id(observer),
+                        suspect: node_id(suspect),
+                        until: self.now + correct,
+                    });
                     let status = Input::PeerStatus { node: node_id(suspect), up: false };
                     self.feed(observer, Some(status));
                     // The broadcast tells everyone the truth again, correcting the observer.
-                    let correct = Duration::from_millis(wrong_ms);
                     self.schedule(correct, Event::StatusBroadcast { about: suspect });
                 }
             }
@@ -988,6 +1023,7 @@ impl<D: SimDisk> Runner<D> {
         let generation = self.partition_generation;
         self.trace.record(self.now, None, 14, generation, || format!("partition {shape:?}"));
         self.network.partition(&shape);
+        self.note(FaultEventKind::Partition { shape });
         self.schedule(Duration::from_millis(heal_ms), Event::HealPartition { generation });
     }
 
@@ -1009,12 +1045,15 @@ impl<D: SimDisk> Runner<D> {
                 joining.role = Role::Member;
                 joining.join = true;
                 self.stats.joins += 1;
+                self.note(FaultEventKind::Membership { node: node_id(slot), change: "join" });
                 self.start(slot, true);
             }
             ScheduledEvent::Decommission { node } => {
                 let slot = index(node);
                 if self.slots[slot].role == Role::Member {
                     self.slots[slot].role = Role::Leaving;
+                    let node = node_id(slot);
+                    self.note(FaultEventKind::Membership { node, change: "decommission" });
                     self.feed(slot, Some(Input::Decommission));
                     self.watch();
                 }
@@ -1023,7 +1062,7 @@ impl<D: SimDisk> Runner<D> {
                 let slot = index(node);
                 if self.slots[slot].role.is_active() {
                     self.slots[slot].held_down = true;
-                    self.crash(slot);
+                    self.crash(slot, "scheduled crash");
                 }
             }
             ScheduledEvent::Restart { node } => {
@@ -1039,6 +1078,8 @@ impl<D: SimDisk> Runner<D> {
                 let slot = index(node);
                 if self.slots[slot].role.is_active() && self.slots[slot].node.is_none() {
                     self.slots[slot].role = Role::Removing;
+                    let node = node_id(slot);
+                    self.note(FaultEventKind::Membership { node, change: "remove" });
                     self.watch();
                     self.watch_departures();
                 }
@@ -1060,16 +1101,22 @@ impl<D: SimDisk> Runner<D> {
                 self.partition_generation += 1;
                 self.stats.partitions += 1;
                 self.network.partition(&shape);
+                self.note(FaultEventKind::Partition { shape });
             }
             ScheduledEvent::Heal => {
                 self.partition_generation += 1;
                 self.network.heal_partition();
+                self.note(FaultEventKind::PartitionHealed);
             }
             ScheduledEvent::Clog { node } => {
                 self.stats.clogs += 1;
                 self.network.clog(index(node), Instant::from_nanos(u64::MAX));
+                self.note(FaultEventKind::Clog { node: node_id(index(node)), until: None });
             }
-            ScheduledEvent::Unclog { node } => self.network.unclog(index(node)),
+            ScheduledEvent::Unclog { node } => {
+                self.network.unclog(index(node));
+                self.note(FaultEventKind::Unclog { node: node_id(index(node)) });
+            }
         }
     }
 
@@ -1099,6 +1146,8 @@ impl<D: SimDisk> Runner<D> {
                         self.trace.record(self.now, Some(slot), 20, 0, || "departed".into());
                         self.clean_stop(slot);
                         self.slots[slot].role = Role::Departed;
+                        let node = node_id(slot);
+                        self.note(FaultEventKind::Membership { node, change: "departed" });
                         self.stats.decommissions += 1;
                     }
                 }
@@ -1108,6 +1157,8 @@ impl<D: SimDisk> Runner<D> {
                         self.trace.record(self.now, Some(slot), 20, 1, || "removed".into());
                         self.slots[slot].role = Role::Departed;
                         self.stats.removals += 1;
+                        let node = node_id(slot);
+                        self.note(FaultEventKind::Membership { node, change: "removed" });
                         continue;
                     }
                     let id = node_id(slot);
@@ -1147,6 +1198,7 @@ impl<D: SimDisk> Runner<D> {
     fn heal(&mut self) {
         self.trace.record(self.now, None, 15, 0, || "HEAL: faults off, nodes restarted".into());
         self.phase = Phase::Liveness;
+        self.note(FaultEventKind::Heal);
         self.network.heal_partition();
         self.network.unclog_all();
         self.network.set_rates(0.0, 0.0, 0.0);
@@ -1278,6 +1330,7 @@ impl<D: SimDisk> Runner<D> {
             stats: self.stats,
             history: self.history,
             trace: self.trace.into_lines(),
+            faults: self.faults,
         }
     }
 
@@ -1329,6 +1382,7 @@ impl<D: SimDisk> Runner<D> {
                 self.violations.push(Violation {
                     checker: "liveness",
                     message: format!("n{} is not running at the end of the run", index + 1),
+                    ops: Vec::new(),
                 });
             }
         }
@@ -1351,6 +1405,7 @@ impl<D: SimDisk> Runner<D> {
                         self.violations.push(Violation {
                             checker: "runner",
                             message: format!("n{} cannot read {key:?}: {error}", index + 1),
+                            ops: Vec::new(),
                         });
                         continue;
                     }
@@ -1369,6 +1424,11 @@ impl<D: SimDisk> Runner<D> {
         state
     }
 
+    /// Adds `kind` to the fault log at the current instant.
+    fn note(&mut self, kind: FaultEventKind) {
+        self.faults.push(FaultEvent { at: self.now, kind });
+    }
+
     fn schedule(&mut self, delay: Duration, event: Event<D::Work>) {
         let at = self.now + delay;
         self.schedule_at(at, event);
@@ -1379,6 +1439,7 @@ impl<D: SimDisk> Runner<D> {
             self.violations.push(Violation {
                 checker: "runner",
                 message: format!("the event queue is full ({} events)", self.queue.len()),
+                ops: Vec::new(),
             });
         }
     }

@@ -42,6 +42,7 @@ pub fn check(input: CheckInput<'_>, analysis: &Analysis) -> Vec<Violation> {
                         copy.clock.len(),
                         actors_max
                     ),
+                    ops: Vec::new(),
                 });
             }
             if live_count > siblings_max {
@@ -51,6 +52,7 @@ pub fn check(input: CheckInput<'_>, analysis: &Analysis) -> Vec<Violation> {
                         "{holder}'s copy of {key:?} has {live_count} live siblings, above the \
                          {siblings_max} writes that may survive"
                     ),
+                    ops: Vec::new(),
                 });
             }
         }

@@ -25,6 +25,7 @@ pub fn check(input: CheckInput<'_>, _analysis: &Analysis) -> Vec<Violation> {
                     state.owners,
                     state.owners_expected
                 ),
+                ops: Vec::new(),
             });
         }
         let Some((first_node, first)) = state.replicas.first() else {
@@ -42,6 +43,7 @@ pub fn check(input: CheckInput<'_>, _analysis: &Analysis) -> Vec<Violation> {
                         copy.clock,
                         copy.siblings.len()
                     ),
+                    ops: Vec::new(),
                 });
                 break;
             }

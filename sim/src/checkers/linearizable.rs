@@ -49,14 +49,17 @@ const STUCK_OPS_SHOWN_MAX: usize = 4;
 
 /// Runs the check.
 pub fn check(input: CheckInput<'_>, _analysis: &Analysis) -> Vec<Violation> {
-    check_history(input.history)
+    check_keys(input.history)
         .into_iter()
-        .filter_map(|(key, verdict)| match verdict {
+        .filter_map(|(key, verdict, window)| match verdict {
             Verdict::Linearizable | Verdict::Inconclusive => None,
-            Verdict::Violation(message) => Some(Violation {
-                checker: NAME,
-                message: format!("serial key {}: {message}", String::from_utf8_lossy(&key)),
-            }),
+            Verdict::Violation(message) => Some(
+                Violation::new(
+                    NAME,
+                    format!("serial key {}: {message}", String::from_utf8_lossy(&key)),
+                )
+                .with_ops(window),
+            ),
         })
         .collect()
 }
@@ -74,6 +77,13 @@ pub enum Verdict {
 
 /// Searches every key that serial operations touched, in key order.
 pub fn check_history(history: &History) -> Vec<(Key, Verdict)> {
+    check_keys(history).into_iter().map(|(key, verdict, _)| (key, verdict)).collect()
+}
+
+/// [`check_history`], with the operations each violation involves: those of its smallest
+/// window, or every searched op of the key when no window could be cut out (empty when the
+/// key is linearizable or inconclusive).
+fn check_keys(history: &History) -> Vec<(Key, Verdict, Vec<OpIndex>)> {
     let mut per_key: BTreeMap<Key, Vec<SerialOp>> = BTreeMap::new();
     for (index, record) in history.iter() {
         let OpRequest::Cas { key, op } = &record.request else { continue };
@@ -99,13 +109,13 @@ pub fn check_history(history: &History) -> Vec<(Key, Verdict)> {
         .into_iter()
         .map(|(key, mut ops)| {
             ops.sort_by_key(|op| (op.invoked_at, op.index));
-            let verdict = match Search::new(ops.clone(), Start::Absent, SEARCH_STATES_MAX).run() {
+            match Search::new(ops.clone(), Start::Absent, SEARCH_STATES_MAX).run() {
                 Verdict::Violation(message) => {
-                    Verdict::Violation(format!("{message}; {}", describe_window(&ops)))
+                    let (window, involved) = describe_window(&ops);
+                    (key, Verdict::Violation(format!("{message}; {window}")), involved)
                 }
-                other => other,
-            };
-            (key, verdict)
+                other => (key, other, Vec::new()),
+            }
         })
         .collect()
 }
@@ -200,10 +210,11 @@ fn millis(at: Instant) -> String {
     format!("{:.3}", at.as_nanos() as f64 / 1e6)
 }
 
-/// The violation's smallest window, for its message.
-fn describe_window(ops: &[SerialOp]) -> String {
+/// The violation's smallest window, for its message, and the indexes of its ops.
+fn describe_window(ops: &[SerialOp]) -> (String, Vec<OpIndex>) {
     let Some((window, start)) = smallest_window(ops) else {
-        return "no smaller non-linearizable window could be cut out".to_string();
+        let involved = ops.iter().map(|op| op.index).collect();
+        return ("no smaller non-linearizable window could be cut out".to_string(), involved);
     };
     let first = window.iter().map(|op| op.invoked_at).min().unwrap_or_default();
     let last = window.iter().filter_map(|op| op.completed_at).max().unwrap_or(first);
@@ -223,14 +234,16 @@ fn describe_window(ops: &[SerialOp]) -> String {
         })
         .collect();
     let more = window.len().saturating_sub(WINDOW_OPS_SHOWN_MAX);
-    format!(
+    let involved = window.iter().map(|op| op.index).collect();
+    let text = format!(
         "smallest non-linearizable window: {} ops invoked {}..{} ms, {start}: {}{}",
         window.len(),
         millis(first),
         millis(last),
         shown.join("; "),
         if more > 0 { format!("; and {more} more") } else { String::new() }
-    )
+    );
+    (text, involved)
 }
 
 /// One serial operation of a key's history.
@@ -654,6 +667,10 @@ mod tests {
         assert!(window.starts_with("2 ops invoked"), "{window}");
         assert!(window.contains("from whatever value the key held"), "{window}");
         assert!(window.contains("op 60 ") && window.contains("op 61 "), "{window}");
+        // The violation carries the window's ops, for tools that link them.
+        let violations = check_keys(&history);
+        assert_eq!(violations.len(), 1);
+        assert_eq!(violations[0].2, vec![60, 61]);
     }
 
     #[test]

@@ -55,6 +55,7 @@ pub fn check(input: CheckInput<'_>, _analysis: &Analysis) -> Vec<Violation> {
                     share * 100.0,
                     bound * 100.0
                 ),
+                ops: first_failure.iter().map(|(index, _)| *index).collect(),
             });
         }
     }
@@ -62,6 +63,7 @@ pub fn check(input: CheckInput<'_>, _analysis: &Analysis) -> Vec<Violation> {
         violations.push(Violation {
             checker: NAME,
             message: format!("final-pass read op {index} did not succeed: {:?}", op.outcome),
+            ops: vec![index],
         });
     }
     violations

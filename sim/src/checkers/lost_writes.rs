@@ -38,6 +38,7 @@ pub fn check(input: CheckInput<'_>, analysis: &Analysis) -> Vec<Violation> {
                          context write replaced it, but the final state does not hold it",
                         op.completed_at.map(|at| at.to_string()).unwrap_or_default()
                     ),
+                    ops: vec![index],
                 });
             }
         }

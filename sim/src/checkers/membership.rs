@@ -27,7 +27,7 @@ pub fn check(input: CheckInput<'_>, _analysis: &Analysis) -> Vec<Violation> {
     }
     let mut violations = Vec::new();
     let expected = input.expected_members;
-    let mut violation = |message: String| violations.push(Violation { checker: NAME, message });
+    let mut violation = |message: String| violations.push(Violation::new(NAME, message));
     // Each expected member's generation as the first view that lists it sees it.
     let mut generations: BTreeMap<NodeId, (NodeId, u64)> = BTreeMap::new();
     for view in input.views {

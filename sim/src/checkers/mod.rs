@@ -37,6 +37,23 @@ pub struct Violation {
     pub checker: &'static str,
     /// What happened, with op indexes, keys and values.
     pub message: String,
+    /// The history operations it involves (their [`OpIndex`]es), for tools that show them
+    /// beside the history, such as the timeline; empty when it is about the final state or
+    /// the cluster alone.
+    pub ops: Vec<OpIndex>,
+}
+
+impl Violation {
+    /// A violation that names no operation.
+    pub fn new(checker: &'static str, message: String) -> Self {
+        Violation { checker, message, ops: Vec::new() }
+    }
+
+    /// The same violation, involving `ops`.
+    pub fn with_ops(mut self, ops: impl IntoIterator<Item = OpIndex>) -> Self {
+        self.ops = ops.into_iter().collect();
+        self
+    }
 }
 
 /// One key's state after the run.

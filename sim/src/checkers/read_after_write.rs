@@ -68,6 +68,7 @@ pub fn check(input: CheckInput<'_>, analysis: &Analysis) -> Vec<Violation> {
                              all older than it",
                             read.invoked_at
                         ),
+                        ops: vec![index, read_index],
                     });
                 }
             }

@@ -43,6 +43,7 @@ pub fn check(input: CheckInput<'_>, analysis: &Analysis) -> Vec<Violation> {
                              {acked_at}); read op {read_index} invoked at {} returned {back:?}",
                             later.invoked_at
                         ),
+                        ops: vec![index, read_index],
                     });
                 }
             }
@@ -56,6 +57,7 @@ pub fn check(input: CheckInput<'_>, analysis: &Analysis) -> Vec<Violation> {
                         "context write op {index} to {key:?} replaced {back:?} (acked at \
                          {acked_at}), but the final state holds it again"
                     ),
+                    ops: vec![index],
                 });
             }
         }

@@ -43,6 +43,10 @@ pub fn check(input: CheckInput<'_>, analysis: &Analysis) -> Vec<Violation> {
                         message: format!(
                             "read op {index} of {key:?} returned {value:?}, but {problem}"
                         ),
+                        // The read, and the write of the value when there is one.
+                        ops: std::iter::once(index)
+                            .chain(analysis.writer_of.get(value).map(|(writer, _)| *writer))
+                            .collect(),
                     });
                 }
             }
