@@ -378,6 +378,18 @@ pub enum PeerMessage {
         /// The outcome.
         result: Result<ClientResponse, ClientError>,
     },
+    /// A flush's coordinator asks a member for a reading of its hybrid clock (phase one).
+    FlushClock {
+        /// The coordinator's id for the flush.
+        flush: u64,
+    },
+    /// A member's clock reading for a flush.
+    FlushClockReply {
+        /// The coordinator's id for the flush.
+        flush: u64,
+        /// The member's hybrid clock, ticked.
+        clock: crate::hlc::HlcTimestamp,
+    },
     /// A flush's coordinator asks a member to truncate its store: remove every object, hint
     /// and Paxos state, and from then on drop siblings written at or before `at`.
     Truncate {

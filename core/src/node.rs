@@ -522,7 +522,13 @@ impl<S: Storage> Node<S> {
             refill: rebuilding.then(Refill::default),
             rebuilt_at_seq: None,
             generation_stored: generation,
-            clock: HybridClock::new(),
+            // A restarted node stamps its writes after the last flush it applied, whatever its
+            // wall clock says, or the flushed replicas would take them for older.
+            clock: truncated_at.map_or_else(HybridClock::new, |at| {
+                let mut clock = HybridClock::new();
+                clock.observe(at);
+                clock
+            }),
             wall: WallTime::default(),
             now,
             down: BTreeSet::new(),
@@ -852,14 +858,32 @@ impl<S: Storage> Node<S> {
             let error = ClientError::Unavailable { required: members.len(), alive };
             return self.deliver(now, reply_to, Outcome::Failed(error));
         }
-        let at = self.clock.tick(self.wall);
-        let flush =
-            self.flushes.start(reply_to, members.clone(), now + self.config.request_timeout);
+        let deadline = now + self.config.request_timeout;
+        let flush = self.flushes.start(reply_to, members.clone(), deadline);
         let own = self.id;
+        let clock = self.clock.tick(self.wall);
+        if crate::planted!(FlushSkipsClockRound) {
+            // Every other member "answers" with the coordinator's own reading.
+            for member in members.iter().copied() {
+                self.flush_clock_read(flush, member, clock);
+            }
+            return;
+        }
         for member in members.iter().copied().filter(|member| *member != own) {
+            self.send(member, PeerMessage::FlushClock { flush });
+        }
+        self.flush_clock_read(flush, own, clock);
+    }
+
+    /// Records a member's clock reading; once all are in, sends the truncation point to every
+    /// member and applies it here.
+    fn flush_clock_read(&mut self, flush: u64, from: NodeId, clock: HlcTimestamp) {
+        let Some((at, members)) = self.flushes.on_clock(flush, from, clock) else { return };
+        let own = self.id;
+        for member in members.into_iter().filter(|member| *member != own) {
             self.send(member, PeerMessage::Truncate { flush, at });
         }
-        self.apply_truncate(self.id, flush, at);
+        self.apply_truncate(own, flush, at);
     }
 
     /// Truncates this node's store for flush `flush` at `at`, and queues the acknowledgement
@@ -892,7 +916,10 @@ impl<S: Storage> Node<S> {
         self.deliver(self.now, reply_to, outcome);
     }
 
-    /// Records the truncation point, then removes every stored object, hint and Paxos state.
+    /// Records the truncation point, then removes from every stored object the siblings written
+    /// at or before it. Hints stay (their owner filters them on replay: one may hold a write
+    /// that raced the flush), and so does Paxos state, since an acceptor that forgot a promise
+    /// could let two values be chosen.
     /// A repeated or older flush only waits for what is already written. Returns the sequence
     /// number to wait for before acknowledging.
     fn truncate_store(&mut self, at: HlcTimestamp) -> Result<WriteSeq, StorageError> {
@@ -906,23 +933,25 @@ impl<S: Storage> Node<S> {
         )?;
         self.truncated_at = Some(at);
         self.objects.clear();
-        self.acceptors.clear();
-        for space in [Space::Data, Space::Hints, Space::Meta] {
-            let mut after: Option<Bytes> = None;
-            loop {
-                let page = self.storage.scan(space, after.as_deref(), TRUNCATE_PAGE_KEYS)?;
-                let Some((last, _)) = page.last() else { break };
-                after = Some(last.clone());
-                let full = page.len() == TRUNCATE_PAGE_KEYS;
-                for (key, _) in page {
-                    // Meta keeps the node's own records; only Paxos state there is per key.
-                    if space != Space::Meta || key.starts_with(PAXOS_KEY_PREFIX) {
-                        seq = self.storage.write(space, key, None)?;
-                    }
+        let mut after: Option<Bytes> = None;
+        loop {
+            let page = self.storage.scan(Space::Data, after.as_deref(), TRUNCATE_PAGE_KEYS)?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            let full = page.len() == TRUNCATE_PAGE_KEYS;
+            for (stored, bytes) in page {
+                let Some((_, key)) = split_data_key(&stored) else { continue };
+                let Ok(object) = decode_object(&bytes) else { continue };
+                if self.predates_flush(&object) {
+                    // Only what the flush covers goes: a write that reached this node before
+                    // the flush but was stamped after it (it raced the flush) stays, and so
+                    // does the clock, which keeps covering the writes the object replaced.
+                    let kept = self.without_flushed(object);
+                    seq = write_object(&mut self.storage, key, &kept)?;
                 }
-                if !full {
-                    break;
-                }
+            }
+            if !full {
+                break;
             }
         }
         self.last_write_seq = seq;
@@ -2285,6 +2314,12 @@ impl<S: Storage> Node<S> {
                 let actions = self.coordinator.on_read_reply(op, from, object);
                 self.run_actions(now, actions);
             }
+            PeerMessage::Write { op, object, .. } if self.write_predates_flush(&object) => {
+                // Refused, not dropped: a coordinator whose clock lags the flush must not
+                // count this replica as holding the write (its client sees an error, retries).
+                let reason = "refused: the write is stamped before this node's latest flush";
+                self.send(from, PeerMessage::WriteAck { op, result: Err(reason.into()) });
+            }
             PeerMessage::Write { op, key, object } => match self.merge_local(&key, &object) {
                 Ok(seq) => self.pending_acks.push_back((seq, AckTarget::Remote { to: from, op })),
                 Err(error) => self.send(from, PeerMessage::WriteAck { op, result: Err(error.0) }),
@@ -2383,6 +2418,13 @@ impl<S: Storage> Node<S> {
                 let actions = self.coordinator.on_forward_reply(forward, result);
                 self.run_actions(now, actions);
             }
+            PeerMessage::FlushClock { flush } => {
+                let clock = self.clock.tick(self.wall);
+                self.send(from, PeerMessage::FlushClockReply { flush, clock });
+            }
+            PeerMessage::FlushClockReply { flush, clock } => {
+                self.flush_clock_read(flush, from, clock)
+            }
             PeerMessage::Truncate { flush, at } => self.apply_truncate(from, flush, at),
             PeerMessage::TruncateAck { flush, result } => {
                 if let Some((reply_to, result)) = self.flushes.on_ack(flush, from, result) {
@@ -2475,8 +2517,19 @@ impl<S: Storage> Node<S> {
 
     /// Whether `object` holds a sibling written at or before the latest flush.
     fn predates_flush(&self, object: &Versioned) -> bool {
+        if crate::planted!(FlushKeepsLateArrivals) {
+            return false;
+        }
         self.truncated_at
             .is_some_and(|at| object.siblings.iter().any(|sibling| sibling.timestamp <= at))
+    }
+
+    /// Whether a coordinated write's newest sibling (the new write: its coordinator stamps it
+    /// after everything it holds) was stamped at or before the latest flush.
+    fn write_predates_flush(&self, object: &Versioned) -> bool {
+        let newest = object.siblings.iter().map(|sibling| sibling.timestamp).max();
+        !crate::planted!(FlushKeepsLateArrivals)
+            && self.truncated_at.zip(newest).is_some_and(|(at, newest)| newest <= at)
     }
 
     /// `object` without the siblings written at or before the latest flush, which must not

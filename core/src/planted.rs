@@ -63,11 +63,18 @@ pub enum PlantedBug {
     PaxosInProgressIgnored,
     /// A Paxos proposer commits after the first acceptance instead of a quorum's (paxos.rs).
     PaxosCommitBeforeQuorum,
+    /// A flush truncates at its coordinator's own clock instead of the latest of every
+    /// member's, so a write acknowledged before the flush by a node whose clock runs ahead
+    /// survives it (node.rs).
+    FlushSkipsClockRound,
+    /// A flushed node merges whatever arrives, so a write from before the flush that was
+    /// still in flight (a delayed replica write, a read reply) comes back (node.rs).
+    FlushKeepsLateArrivals,
 }
 
 impl PlantedBug {
     /// Every planted bug the hunt arms: each is caught by a checker within its seed bound.
-    pub const ALL: [PlantedBug; 20] = [
+    pub const ALL: [PlantedBug; 22] = [
         PlantedBug::QuorumOffByOne,
         PlantedBug::MergeDropsTheirSiblings,
         PlantedBug::UpdateIgnoresContext,
@@ -88,6 +95,8 @@ impl PlantedBug {
         PlantedBug::PaxosPromiseStaleBallot,
         PlantedBug::PaxosInProgressIgnored,
         PlantedBug::PaxosCommitBeforeQuorum,
+        PlantedBug::FlushSkipsClockRound,
+        PlantedBug::FlushKeepsLateArrivals,
     ];
 
     /// The bug's name, in kebab case.
@@ -113,6 +122,8 @@ impl PlantedBug {
             PlantedBug::PaxosPromiseStaleBallot => "paxos-promise-stale-ballot",
             PlantedBug::PaxosInProgressIgnored => "paxos-in-progress-ignored",
             PlantedBug::PaxosCommitBeforeQuorum => "paxos-commit-before-quorum",
+            PlantedBug::FlushSkipsClockRound => "flush-skips-clock-round",
+            PlantedBug::FlushKeepsLateArrivals => "flush-keeps-late-arrivals",
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use ringkv_core::cas::CasOp;
-use ringkv_core::harness::Cluster;
+use ringkv_core::harness::{Cluster, Reply};
 use ringkv_core::message::{ClientRequest, ClientResponse};
 use ringkv_core::{ClientError, Consistency, Duration, NodeConfig, NodeId};
 
@@ -31,9 +31,14 @@ fn read(cluster: &mut Cluster, node: NodeId, key: &str, consistency: Consistency
     }
 }
 
+/// Keys of `keys` whose stored object at `node` still holds a sibling (a flush leaves the
+/// clock of an object, without the siblings it covers).
 fn stored_objects(cluster: &mut Cluster, node: NodeId, keys: &[String]) -> usize {
     keys.iter()
-        .filter(|key| cluster.node(node).local_object(key.as_bytes()).expect("read").is_some())
+        .filter(|key| {
+            let object = cluster.node(node).local_object(key.as_bytes()).expect("read");
+            object.is_some_and(|object| !object.siblings.is_empty())
+        })
         .count()
 }
 
@@ -53,7 +58,7 @@ fn a_flush_empties_every_replica_and_later_writes_are_kept() {
         assert_eq!(node_flushes(&mut cluster, node), 1);
     }
     assert!(values(&mut cluster, NodeId(3), "key-7").is_empty());
-    // The counter starts again from nothing: its Paxos state went with the data.
+    // The counter starts again from nothing: its value went with the data.
     match cluster.call(NodeId(3), incr) {
         Ok(ClientResponse::Cas(reply)) => assert_eq!(reply.current.as_deref(), Some(&b"5"[..])),
         other => panic!("expected a serial reply, got {other:?}"),
@@ -77,6 +82,28 @@ fn a_flush_with_a_member_down_is_refused_and_truncates_nothing() {
     assert_eq!(kept, vec![Bytes::from_static(b"v")]);
 }
 
+/// A flush from node 1 during which node 3 goes silent (isolated, not yet suspected) after it
+/// answered the clock reading and before the truncation reaches it (1 ms per hop).
+fn flush_losing_node_3_after_its_clock(cluster: &mut Cluster) -> Reply {
+    let request = cluster.request(NodeId(1), ClientRequest::Flush);
+    cluster.run_for(Duration::from_micros(2_500));
+    cluster.isolate(NodeId(3));
+    cluster.run_until_reply(request, Duration::from_secs(10)).expect("the flush answers")
+}
+
+#[test]
+fn a_member_cut_off_before_the_flush_fails_it_with_nothing_truncated() {
+    let mut cluster = Cluster::new(config(3));
+    assert!(cluster.call(NodeId(1), set("kept", "v")).is_ok());
+    cluster.isolate(NodeId(3));
+    let refused = cluster.call(NodeId(1), ClientRequest::Flush);
+    assert_eq!(refused, Err(ClientError::Unavailable { required: 3, alive: 2 }));
+    for node in [NodeId(1), NodeId(2), NodeId(3)] {
+        assert!(cluster.node(node).local_object(b"kept").expect("read").is_some());
+        assert_eq!(node_flushes(&mut cluster, node), 0);
+    }
+}
+
 #[test]
 fn a_member_cut_off_mid_flush_fails_it_by_name_and_a_second_flush_completes_it() {
     let mut cluster = Cluster::new(config(3));
@@ -84,9 +111,7 @@ fn a_member_cut_off_mid_flush_fails_it_by_name_and_a_second_flush_completes_it()
     for key in &keys {
         assert!(cluster.call(NodeId(1), set(key, "old")).is_ok());
     }
-    // Isolated but not yet suspected: the flush starts and node 3 never answers.
-    cluster.isolate(NodeId(3));
-    let incomplete = cluster.call(NodeId(1), ClientRequest::Flush);
+    let incomplete = flush_losing_node_3_after_its_clock(&mut cluster);
     assert!(
         matches!(&incomplete, Err(ClientError::FlushIncomplete { acked: 2, members: 3, missing }) if missing == &vec![3]),
         "{incomplete:?}"
@@ -106,8 +131,8 @@ fn a_member_cut_off_mid_flush_fails_it_by_name_and_a_second_flush_completes_it()
 fn the_truncation_point_survives_a_restart_and_old_copies_are_still_dropped() {
     let mut cluster = Cluster::new(config(3));
     assert!(cluster.call(NodeId(1), set("key", "old")).is_ok());
-    cluster.isolate(NodeId(3));
-    let _ = cluster.call(NodeId(1), ClientRequest::Flush);
+    let incomplete = flush_losing_node_3_after_its_clock(&mut cluster);
+    assert!(matches!(incomplete, Err(ClientError::FlushIncomplete { .. })), "{incomplete:?}");
     cluster.crash(NodeId(1));
     cluster.restart(NodeId(1));
     cluster.heal(NodeId(3));

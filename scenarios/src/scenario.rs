@@ -182,6 +182,8 @@ pub struct MixSpec {
     pub serial_get: u32,
     /// Serial deletes of the serial keys.
     pub serial_delete: u32,
+    /// Cluster-wide flushes (`FLUSHALL`); not together with serial operations.
+    pub flush: u32,
 }
 
 impl Default for MixSpec {
@@ -199,6 +201,7 @@ impl Default for MixSpec {
             incr: mix.incr,
             serial_get: mix.serial_get,
             serial_delete: mix.serial_delete,
+            flush: mix.flush,
         }
     }
 }
@@ -654,6 +657,7 @@ impl Scenario {
                 incr: mix.incr,
                 serial_get: mix.serial_get,
                 serial_delete: mix.serial_delete,
+                flush: mix.flush,
             },
             keys_count: spec.keys,
             key_distribution: match spec.distribution {
@@ -671,7 +675,7 @@ impl Scenario {
 }
 
 /// The simulator's checker names (and the runner's own `runner` and `panic`).
-pub const CHECKER_NAMES: [&str; 11] = [
+pub const CHECKER_NAMES: [&str; 12] = [
     "values-written",
     "lost-writes",
     "read-after-write",
@@ -681,6 +685,7 @@ pub const CHECKER_NAMES: [&str; 11] = [
     "bounds",
     "membership",
     "hints",
+    "flush",
     "runner",
     "panic",
 ];

@@ -99,6 +99,11 @@ impl SimConfig {
                 self.node.keyspace.replicas_n, self.nodes_count
             ));
         }
+        if self.workload.mix.flush > 0 && self.workload.mix.has_serial() {
+            return Err("a mix with flush cannot have serial operations: the linearizability \
+                        checker does not model a flush"
+                .to_string());
+        }
         if self.safety_duration == Duration::ZERO && self.liveness_duration == Duration::ZERO {
             return Err("both phases are empty".to_string());
         }

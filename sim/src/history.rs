@@ -45,6 +45,11 @@ pub enum OpRequest {
         /// What it asked for.
         op: CasOp,
     },
+    /// A cluster-wide flush: every key of the workload removed, without tombstones.
+    Flush {
+        /// The workload's keys (what the flush removes, as far as the checkers care).
+        keys: Vec<Key>,
+    },
 }
 
 /// How an operation ended.
@@ -108,6 +113,8 @@ impl OpRecord {
             }
             // A serial operation needs a quorum of the replicas at every phase.
             OpRequest::Cas { .. } => Consistency::Quorum,
+            // Every member truncates before a flush succeeds.
+            OpRequest::Flush { .. } => Consistency::All,
         }
     }
 

@@ -815,7 +815,7 @@ impl<D: SimDisk> Runner<D> {
         let client = record.client;
         let read_key = match &record.request {
             OpRequest::Read { keys, .. } => keys.first().cloned(),
-            OpRequest::Write { .. } | OpRequest::Cas { .. } => None,
+            OpRequest::Write { .. } | OpRequest::Cas { .. } | OpRequest::Flush { .. } => None,
         };
         let state = &mut self.clients[client];
         state.in_flight = None;
@@ -1252,7 +1252,8 @@ impl<D: SimDisk> Runner<D> {
             .filter_map(|(_, op)| match &op.request {
                 OpRequest::Write { writes, .. } => Some(writes.iter().map(|(key, _)| key.clone())),
                 // Serial keys are judged by the linearizability checker, not the final pass.
-                OpRequest::Read { .. } | OpRequest::Cas { .. } => None,
+                // A flush writes nothing: the keys it removed were written before or not at all.
+                OpRequest::Read { .. } | OpRequest::Cas { .. } | OpRequest::Flush { .. } => None,
             })
             .flatten()
             .collect();
@@ -1374,7 +1375,7 @@ impl<D: SimDisk> Runner<D> {
             .filter(|(_, op)| op.final_pass)
             .filter_map(|(_, op)| match &op.request {
                 OpRequest::Read { keys, .. } => keys.first().cloned(),
-                OpRequest::Write { .. } | OpRequest::Cas { .. } => None,
+                OpRequest::Write { .. } | OpRequest::Cas { .. } | OpRequest::Flush { .. } => None,
             })
             .collect();
         for (index, slot) in self.slots.iter().enumerate() {

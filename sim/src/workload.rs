@@ -54,6 +54,9 @@ pub struct OpMix {
     pub serial_get: u32,
     /// Serial unconditional deletes of a serial key (`GETDEL`).
     pub serial_delete: u32,
+    /// Cluster-wide flushes (`FLUSHALL`): every key removed. Not with serial operations: the
+    /// linearizability checker does not model a flush.
+    pub flush: u32,
 }
 
 impl OpMix {
@@ -77,6 +80,7 @@ impl Default for OpMix {
             incr: 0,
             serial_get: 0,
             serial_delete: 0,
+            flush: 0,
         }
     }
 }
@@ -270,6 +274,7 @@ impl ClientState {
             mix.incr,
             mix.serial_get,
             mix.serial_delete,
+            mix.flush,
         ];
         let total: u32 = weights.iter().sum();
         assert!(total > 0, "the operation mix is empty");
@@ -286,6 +291,11 @@ impl ClientState {
             .unwrap_or(0);
         let read_consistency = config.read_consistency;
         let write_consistency = config.write_consistency;
+        if kind == 11 {
+            // Recorded as what it means to the checkers: every plain key removed.
+            let keys = (0..config.keys_count).map(key_name).collect();
+            return (ClientRequest::Flush, OpRequest::Flush { keys }, None);
+        }
         if kind >= 7 {
             let (key, op) = self.serial_op(config, kind);
             let request = ClientRequest::Cas { key: key.clone(), op: op.clone() };

@@ -212,6 +212,7 @@ fn describe_request(request: &OpRequest) -> String {
             }
         }
         OpRequest::Cas { key, op } => format!("serial {}: {op:?}", show_bytes(key)),
+        OpRequest::Flush { keys } => format!("flushall ({} keys)", keys.len()),
     };
     page::shorten(&text, OP_TEXT_MAX)
 }

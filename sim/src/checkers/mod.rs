@@ -11,6 +11,7 @@
 
 pub mod bounds;
 pub mod convergence;
+pub mod flushes;
 pub mod hints;
 pub mod linearizable;
 pub mod liveness;
@@ -141,7 +142,7 @@ pub struct CheckInput<'a> {
 /// Runs every checker.
 pub fn check_all(input: CheckInput<'_>) -> Vec<Violation> {
     let analysis = Analysis::new(input.history);
-    let checks: [fn(CheckInput<'_>, &Analysis) -> Vec<Violation>; 10] = [
+    let checks: [fn(CheckInput<'_>, &Analysis) -> Vec<Violation>; 11] = [
         values_written::check,
         lost_writes::check,
         read_after_write::check,
@@ -152,6 +153,7 @@ pub fn check_all(input: CheckInput<'_>) -> Vec<Violation> {
         membership::check,
         hints::check,
         linearizable::check,
+        flushes::check,
     ];
     checks
         .iter()
@@ -178,6 +180,15 @@ impl Analysis {
     pub fn new(history: &History) -> Self {
         let mut analysis = Analysis::default();
         for (index, op) in history.iter() {
+            if let OpRequest::Flush { keys } = &op.request {
+                // A flush that may have applied removed every key: an overwrite of each.
+                if op.may_have_applied() {
+                    for key in keys {
+                        analysis.overwrites.entry(key.clone()).or_default().push(index);
+                    }
+                }
+                continue;
+            }
             let OpRequest::Write { writes, context_from, overwrite, .. } = &op.request else {
                 continue;
             };
