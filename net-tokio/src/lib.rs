@@ -10,6 +10,9 @@ pub mod config;
 pub mod disk;
 pub mod driver;
 pub mod frame;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 pub mod peer;
 pub mod resp;
@@ -295,7 +298,11 @@ pub async fn start_with<S: driver::DriverStorage + driver::StorageHealth>(
         secret: config.cluster_secret.as_bytes().to_vec(),
         frame_bytes_max: config.value_bytes_max + config.key_bytes_max + 64 * 1024,
         queue_len_max: 65_536,
-        backoff_max: StdDuration::from_secs(2),
+        // Short, so that a healed partition is bridged within a few hundred milliseconds; a
+        // dial is one SYN, cheap to repeat (peer.rs, module documentation).
+        backoff_max: StdDuration::from_millis(200),
+        connect_timeout: StdDuration::from_millis(500),
+        user_timeout: StdDuration::from_millis(1_500),
     });
     let handle_slot = Arc::new(std::sync::OnceLock::new());
     let mut queues = peer::PeerQueues::new(settings.clone(), handle_slot.clone(), metrics.clone());

@@ -146,6 +146,9 @@ fn parse_inline(
     Ok(Some(args))
 }
 
+/// Longest length line after its prefix: "-9223372036854775808", the longest i64.
+const LENGTH_LINE_BYTES_MAX: usize = 20;
+
 /// Reads `<prefix><digits>\r\n` starting at `start` (just after the prefix). Returns the number
 /// and the position after the CRLF, or `None` when the line is incomplete.
 fn read_number_line(
@@ -153,9 +156,14 @@ fn read_number_line(
     start: usize,
     prefix: u8,
 ) -> Result<Option<(i64, usize)>, ParseError> {
-    let Some(offset) = buffer[start.min(buffer.len())..].iter().position(|byte| *byte == b'\r')
-    else {
-        if buffer.len() - start.min(buffer.len()) > 20 {
+    // Only the first LENGTH_LINE_BYTES_MAX bytes may hold the CR: a longer line is an error
+    // whether or not its CR has arrived. Searching further made the verdict depend on how the
+    // bytes were split into reads (an incomplete command whole, an error in pieces; found by
+    // fuzzing resp: regressions/resp/long-length-line-split).
+    let line = &buffer[start.min(buffer.len())..];
+    let window = &line[..line.len().min(LENGTH_LINE_BYTES_MAX + 1)];
+    let Some(offset) = window.iter().position(|byte| *byte == b'\r') else {
+        if line.len() > LENGTH_LINE_BYTES_MAX {
             return Err(ParseError::Protocol(format!(
                 "'{}' length line too long",
                 char::from(prefix)

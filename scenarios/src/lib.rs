@@ -9,6 +9,9 @@
 //! self-contained HTML page. The `ringkv-sim` binary drives all of it.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hunt;
 pub mod library;
 pub mod output;

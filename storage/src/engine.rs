@@ -27,7 +27,7 @@ use bytes::Bytes;
 use crate::batch::{decode_batch, encode_batch, Batch, BatchOp, KeyspaceId};
 use crate::buggify::{Buggify, Site};
 use crate::cache::BlockCache;
-use crate::codec::{Kind, SeqNo};
+use crate::codec::{Kind, SeqNo, SEQ_MAX};
 use crate::iter::{EntrySource, Found, Merger, VisibleIter};
 use crate::job::{Job, JobResult, Work};
 use crate::manifest::ManifestState;
@@ -1395,12 +1395,23 @@ fn replay_wals<V: Vfs>(
                 stop = Some((record_at, "undecodable batch".into()));
                 break;
             };
-            let last = first + ops.len() as u64 - 1;
-            if ops.is_empty() || last <= report.last_seq {
+            if ops.is_empty() {
+                first_record = false;
+                continue;
+            }
+            // Sequence numbers come from the file: one past the trailer's 56 bits (or past
+            // u64) is damage, not a write (an overflow here was found by fuzzing wal_replay:
+            // regressions/wal_replay/sequence-number-overflow).
+            let Some(last) = first.checked_add(ops.len() as u64 - 1).filter(|l| *l <= SEQ_MAX)
+            else {
+                stop = Some((record_at, format!("sequence number {first} out of range")));
+                break;
+            };
+            if last <= report.last_seq {
                 first_record = false;
                 continue; // already in a table
             }
-            if first != report.last_seq + 1 {
+            if report.last_seq.checked_add(1) != Some(first) {
                 // A file that starts past a gap holds writes after ones that were lost: neither
                 // it nor any later file may be replayed.
                 gap_at_start = first_record;

@@ -38,6 +38,9 @@ mod cache;
 mod codec;
 mod engine;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod iter;
 mod job;
 mod manifest;

@@ -253,6 +253,21 @@ impl ManifestState {
         Ok(())
     }
 
+    /// Checks what edits cannot express but a damaged manifest can: each table on one level
+    /// only (the engine keeps tables by number; found by fuzzing the manifest:
+    /// regressions/manifest/table-on-two-levels).
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let mut seen = BTreeMap::new();
+        for (level, files) in self.levels.iter().enumerate() {
+            for number in files.keys() {
+                if let Some(other) = seen.insert(*number, level) {
+                    return Err(format!("table {number} is on levels {other} and {level}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// An edit that recreates this whole state.
     pub fn snapshot_edit(&self) -> Edit {
         Edit {
@@ -380,6 +395,7 @@ pub(crate) fn read_current<V: Vfs>(
     if first {
         return Err(Error::corruption(&name, 0, "manifest has no complete edit"));
     }
+    state.check().map_err(|d| Error::corruption(&name, 0, d))?;
     Ok(Some((number, state)))
 }
 

@@ -460,7 +460,10 @@ impl<F: VfsFile> TableIter<'_, F> {
                     .ok_or_else(|| Error::corruption(&table.name, h.offset, "malformed block"));
             }
         }
-        let end = h.offset + u64::from(h.len) + 4;
+        // Handles come from the file: checked arithmetic, so a damaged index is an error.
+        let Some(end) = block_end(h).filter(|end| *end <= table.size_bytes) else {
+            return Err(Error::corruption(&table.name, h.offset, "block handle past the end"));
+        };
         let covered = self
             .readahead
             .as_ref()
@@ -468,20 +471,20 @@ impl<F: VfsFile> TableIter<'_, F> {
         if !covered {
             let want =
                 (READAHEAD_BYTES_MIN << (self.blocks_read - 2).min(8)).min(READAHEAD_BYTES_MAX);
-            // Whole blocks from i on, as many as fit in `want` (at least one).
-            let mut last = i;
+            // Whole blocks from i on, each after the one before in the file, as many as fit in
+            // `want` (at least one). A damaged index whose blocks go backwards ends the run
+            // there; it used to make the buffer shorter than block i (found by fuzzing
+            // sstable_footer: regressions/sstable_footer/readahead-blocks-out-of-order).
+            let (mut last, mut last_end) = (i, end);
             while last + 1 < table.index.len() {
                 let n = &table.index[last + 1];
-                if n.offset + u64::from(n.len) + 4 - h.offset > want {
+                let Some(n_end) = block_end(n) else { break };
+                if n.offset < last_end || n_end > table.size_bytes || n_end - h.offset > want {
                     break;
                 }
-                last += 1;
+                (last, last_end) = (last + 1, n_end);
             }
-            let l = &table.index[last];
-            let len = l.offset + u64::from(l.len) + 4 - h.offset;
-            if h.offset + len > table.size_bytes {
-                return Err(Error::corruption(&table.name, h.offset, "block handle past the end"));
-            }
+            let len = last_end - h.offset;
             let mut buf = vec![0u8; len as usize];
             table
                 .file
@@ -576,6 +579,11 @@ fn decode_entry(name: &str, offset: u64, ikey: &[u8], value: Bytes) -> Result<En
         expire_at_ms,
         value: value.slice(skip..),
     })
+}
+
+/// Where a block and its CRC end in the file; `None` past `u64::MAX`.
+fn block_end(h: &IndexEntry) -> Option<u64> {
+    h.offset.checked_add(u64::from(h.len) + 4)
 }
 
 /// Reads a block and verifies its trailing CRC.

@@ -1,0 +1,7 @@
+//! Fuzz target `sstable_block`: the body is `ringkv_storage::fuzzing::sstable_block`, which the stable harness
+//! (`tests/tests/fuzz_corpus.rs`) also runs over the corpus.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| ringkv_storage::fuzzing::sstable_block(data));

@@ -1,0 +1,7 @@
+//! Fuzz target `wal_replay`: the body is `ringkv_storage::fuzzing::wal_replay`, which the stable harness
+//! (`tests/tests/fuzz_corpus.rs`) also runs over the corpus.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| ringkv_storage::fuzzing::wal_replay(data));
