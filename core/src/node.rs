@@ -429,6 +429,8 @@ pub struct Node<S: Storage> {
     pending_acks: VecDeque<(WriteSeq, AckTarget)>,
     /// The flushes this node coordinates.
     flushes: Flushes,
+    /// Only with the planted bug `PeerUpHeldDown`: peers kept down until then.
+    held_down: BTreeMap<NodeId, Instant>,
     /// The latest flush this node has applied: siblings written at or before it are dropped.
     truncated_at: Option<HlcTimestamp>,
     forwards: ForwardLog,
@@ -553,6 +555,7 @@ impl<S: Storage> Node<S> {
             pending_acks: VecDeque::new(),
             // A seed of its own, so that the draws from `rng` stay what they were.
             flushes: Flushes::starting_at(child_seed(seed, b"flushes") >> 2),
+            held_down: BTreeMap::new(),
             truncated_at,
             // A duplicate arriving after a few request timeouts finds its forwarder long done.
             forwards: ForwardLog::new(request_timeout * 4, FORWARDS_REMEMBERED_MAX),
@@ -676,6 +679,9 @@ impl<S: Storage> Node<S> {
             Input::StorageSynced => self.sync_requested = false,
             Input::StorageFailed { reason } => self.storage_failure = Some(reason),
             Input::PeerStatus { node, up } => {
+                if up && crate::planted!(PeerUpHeldDown) {
+                    self.held_down.insert(node, now + Duration::from_secs(3));
+                }
                 if up {
                     self.down.remove(&node);
                 } else if node != self.id {
@@ -2553,7 +2559,10 @@ impl<S: Storage> Node<S> {
     /// Whether `node` is believed down: its connection is lost (driver) or the failure detector
     /// suspects it.
     fn is_down(&self, node: NodeId) -> bool {
-        node != self.id && (self.down.contains(&node) || !self.detector.is_alive(node, self.now))
+        node != self.id
+            && (self.down.contains(&node)
+                || !self.detector.is_alive(node, self.now)
+                || self.held_down.get(&node).is_some_and(|until| self.now < *until))
     }
 
     fn write_local(&mut self, key: &[u8], object: &Versioned) -> Result<WriteSeq, StorageError> {

@@ -70,11 +70,14 @@ pub enum PlantedBug {
     /// A flushed node merges whatever arrives, so a write from before the flush that was
     /// still in flight (a delayed replica write, a read reply) comes back (node.rs).
     FlushKeepsLateArrivals,
+    /// A peer the driver reports up again stays down for 3 s, so a healed cluster keeps
+    /// refusing requests (node.rs; the real driver once took seconds to trust a healed link).
+    PeerUpHeldDown,
 }
 
 impl PlantedBug {
     /// Every planted bug the hunt arms: each is caught by a checker within its seed bound.
-    pub const ALL: [PlantedBug; 22] = [
+    pub const ALL: [PlantedBug; 23] = [
         PlantedBug::QuorumOffByOne,
         PlantedBug::MergeDropsTheirSiblings,
         PlantedBug::UpdateIgnoresContext,
@@ -97,6 +100,7 @@ impl PlantedBug {
         PlantedBug::PaxosCommitBeforeQuorum,
         PlantedBug::FlushSkipsClockRound,
         PlantedBug::FlushKeepsLateArrivals,
+        PlantedBug::PeerUpHeldDown,
     ];
 
     /// The bug's name, in kebab case.
@@ -124,6 +128,7 @@ impl PlantedBug {
             PlantedBug::PaxosCommitBeforeQuorum => "paxos-commit-before-quorum",
             PlantedBug::FlushSkipsClockRound => "flush-skips-clock-round",
             PlantedBug::FlushKeepsLateArrivals => "flush-keeps-late-arrivals",
+            PlantedBug::PeerUpHeldDown => "peer-up-held-down",
         }
     }
 }

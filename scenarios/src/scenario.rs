@@ -523,6 +523,9 @@ pub struct ExpectSpec {
     /// Count acknowledged writes that a last-write-wins keyspace lost to a write that finished
     /// before they started (a clock-skew artefact, expected under LWW) and report the count.
     pub count_lww_lost_writes: bool,
+    /// Every plain operation invoked this many milliseconds after the final heal must succeed
+    /// (checker `recovery`); none when absent.
+    pub recovery_ms: Option<u64>,
 }
 
 /// A scenario that could not be read.
@@ -636,6 +639,7 @@ impl Scenario {
         config.workload = self.workload_config();
         config.safety_duration = Duration::from_millis(self.phases.safety_ms);
         config.liveness_duration = Duration::from_millis(self.phases.liveness_ms);
+        config.recovery_bound = self.expect.recovery_ms.map(Duration::from_millis);
         config
     }
 
@@ -675,7 +679,7 @@ impl Scenario {
 }
 
 /// The simulator's checker names (and the runner's own `runner` and `panic`).
-pub const CHECKER_NAMES: [&str; 12] = [
+pub const CHECKER_NAMES: [&str; 13] = [
     "values-written",
     "lost-writes",
     "read-after-write",
@@ -686,6 +690,7 @@ pub const CHECKER_NAMES: [&str; 12] = [
     "membership",
     "hints",
     "flush",
+    "recovery",
     "runner",
     "panic",
 ];

@@ -322,7 +322,7 @@ mod tests {
         let scenario = Scenario {
             expect: crate::scenario::ExpectSpec {
                 tolerate: vec!["liveness".into()],
-                count_lww_lost_writes: false,
+                ..Default::default()
             },
             ..quiet()
         };

@@ -43,6 +43,9 @@ pub struct SimConfig {
     pub liveness_warmup: Duration,
     /// Least share of liveness-phase operations that must succeed.
     pub liveness_success_min: f64,
+    /// If set, every plain operation invoked this long after the final heal must succeed
+    /// (checker `recovery`): how fast a healed cluster serves again.
+    pub recovery_bound: Option<Duration>,
     /// How long before the other nodes learn that a node crashed or came back.
     pub failure_detection_delay: Duration,
     /// Whether to run the checkers at the end (benchmarks of the event loop turn them off).
@@ -73,6 +76,7 @@ impl Default for SimConfig {
             liveness_duration: Duration::from_secs(8),
             liveness_warmup: Duration::from_secs(5),
             liveness_success_min: 0.99,
+            recovery_bound: None,
             failure_detection_delay: Duration::from_millis(200),
             run_checkers: true,
             trace_log: false,

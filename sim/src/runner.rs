@@ -228,6 +228,8 @@ struct Runner<D: SimDisk> {
     watching: bool,
     final_remaining: usize,
     liveness_from: Option<Instant>,
+    /// When every fault was healed (the liveness phase began).
+    healed_at: Option<Instant>,
     stats: RunStats,
     events_processed: u64,
     violations: Vec<Violation>,
@@ -297,6 +299,7 @@ impl<D: SimDisk> Runner<D> {
             watching: false,
             final_remaining: 0,
             liveness_from: None,
+            healed_at: None,
             stats: RunStats::default(),
             events_processed: 0,
             violations: Vec::new(),
@@ -1242,6 +1245,7 @@ impl<D: SimDisk> Runner<D> {
             }
         }
         self.liveness_from = Some(self.now + self.config.liveness_warmup);
+        self.healed_at = Some(self.now);
     }
 
     fn final_pass(&mut self) {
@@ -1294,6 +1298,7 @@ impl<D: SimDisk> Runner<D> {
             node_starts_count: self.stats.node_starts as usize,
             sloppy_quorum: self.config.node.keyspace.sloppy_quorum,
             settled: self.liveness_from.is_some_and(|from| self.now >= from),
+            recovery: self.healed_at.zip(self.config.recovery_bound),
         };
         let views = self.membership_views();
         let expected_members = self.expected_members();

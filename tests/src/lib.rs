@@ -2,6 +2,8 @@
 //! starting a local cluster of real nodes on loopback ports and connecting a Redis client.
 #![forbid(unsafe_code)]
 
+pub mod netns;
+
 use std::net::{SocketAddr, TcpListener};
 
 use ringkv_net::config::{MemberAddress, NodeFileConfig};

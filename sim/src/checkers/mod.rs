@@ -18,6 +18,7 @@ pub mod liveness;
 pub mod lost_writes;
 pub mod membership;
 pub mod read_after_write;
+pub mod recovery;
 pub mod resurrection;
 pub mod values_written;
 
@@ -107,6 +108,9 @@ pub struct CheckParams {
     /// Whether the cluster ran healed for at least the liveness warm-up before the end, so
     /// that gossip and hint replay had time to converge.
     pub settled: bool,
+    /// When every fault was healed and how soon after it operations must succeed again, for
+    /// scenarios that bound recovery.
+    pub recovery: Option<(Instant, ringkv_core::Duration)>,
 }
 
 impl CheckParams {
@@ -142,7 +146,7 @@ pub struct CheckInput<'a> {
 /// Runs every checker.
 pub fn check_all(input: CheckInput<'_>) -> Vec<Violation> {
     let analysis = Analysis::new(input.history);
-    let checks: [fn(CheckInput<'_>, &Analysis) -> Vec<Violation>; 11] = [
+    let checks: [fn(CheckInput<'_>, &Analysis) -> Vec<Violation>; 12] = [
         values_written::check,
         lost_writes::check,
         read_after_write::check,
@@ -154,6 +158,7 @@ pub fn check_all(input: CheckInput<'_>) -> Vec<Violation> {
         hints::check,
         linearizable::check,
         flushes::check,
+        recovery::check,
     ];
     checks
         .iter()
@@ -286,6 +291,7 @@ pub(crate) mod fixtures {
             node_starts_count: 3,
             sloppy_quorum: false,
             settled: true,
+            recovery: None,
         }
     }
 
