@@ -18,9 +18,13 @@
 #   ROUNDS=3 bench/cluster.sh         # three rounds per mode, ringkv and redis alternating
 #                                     # test by test; the table shows medians and the range
 #                                     # of the per-round ratios
+#   PLOT=cluster.svg bench/cluster.sh # also an SVG of throughput (ratio over each test) and
+#                                     # p50/p99 per test, and its rows in cluster.jsonl
 #
 # Needs redis-server and redis-benchmark (Debian: redis-server, redis-tools).
 set -euo pipefail
+# PLOT names a file from the caller's directory, not the repository root the script moves to.
+PLOT=${PLOT:+$(realpath -m -- "$PLOT")}
 cd "$(dirname "$0")/.."
 REQUESTS=${REQUESTS:-100000}
 CLIENTS=${CLIENTS:-50}
@@ -34,6 +38,8 @@ for tool in redis-server redis-benchmark python3; do
 done
 
 cargo build --release -q -p ringkv-net
+# Built before the run, so that a build failure does not come after minutes of benchmarking.
+[ -z "$PLOT" ] || cargo build --release -q -p ringkv-storage-bench --bin ringkv-bench-plot
 work=$(mktemp -d)
 stop_servers() {
   [ -n "${ringkv_pid:-}" ] && kill "$ringkv_pid" 2>/dev/null && wait "$ringkv_pid" 2>/dev/null
@@ -155,3 +161,10 @@ for (mode, target, test, pipeline), ours in sorted(runs.items(), key=lambda item
     pick = lambda side, field: median(side[n][field] for n in rounds)
     print(f'{mode:<10} {test:<5} {pipeline:>8} {pick(ours, "rps"):>12.0f} {pick(theirs, "rps"):>12.0f} {median(ratios):>7.2f} {spread:>11} {pick(ours, "p50_ms"):>10.3f}ms {pick(ours, "p99_ms"):>10.3f}ms {pick(theirs, "p99_ms"):>9.3f}ms')
 PY
+
+if [ -n "$PLOT" ]; then
+  # The rows beside the plot, so that it can be redrawn (ringkv-bench-plot FILE.jsonl -o FILE.svg).
+  cp "$results" "${PLOT%.svg}.jsonl"
+  "${CARGO_TARGET_DIR:-target}"/release/ringkv-bench-plot "$results" -o "$PLOT" \
+    --title "bench/cluster.sh: ringkv (3 nodes, N=3, QUORUM) vs redis-server; $CLIENTS clients, $REQUESTS requests, durability ${DURABILITY// /+}, $ROUNDS round(s)"
+fi

@@ -48,6 +48,9 @@ struct Args {
     /// Print one JSON object per line instead of a table.
     #[arg(long)]
     json: bool,
+    /// Also write an SVG plot of throughput and latency percentiles (ringkv-bench-plot's).
+    #[arg(long, value_name = "OUT.svg")]
+    plot: Option<std::path::PathBuf>,
     /// Directory for the databases (a temporary directory by default).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
@@ -136,21 +139,36 @@ fn main() {
             (n.clone(), b.get(b.len() / 2).copied().unwrap_or(0))
         })
         .collect();
-    if args.json {
-        for m in &results {
-            println!("{}", m.json());
-        }
-    }
     let logical = args.keys * (16 + args.value_bytes as u64);
+    let mut lines: Vec<String> = results.iter().map(Measurement::json).collect();
+    for (engine, bytes) in &space {
+        lines.push(format!(
+            "{{\"workload\":\"space_after_full_compaction\",\"engine\":\"{engine}\",\"ops_per_s\":null,\"p50_us\":null,\"p99_us\":null,\"bytes_on_disk\":{bytes},\"write_amp\":null,\"space_amp\":{:.3}}}",
+            *bytes as f64 / logical as f64
+        ));
+    }
     if args.json {
-        for (engine, bytes) in &space {
-            println!(
-                "{{\"workload\":\"space_after_full_compaction\",\"engine\":\"{engine}\",\"ops_per_s\":null,\"p50_us\":null,\"p99_us\":null,\"bytes_on_disk\":{bytes},\"write_amp\":null,\"space_amp\":{:.3}}}",
-                *bytes as f64 / logical as f64
-            );
+        for line in &lines {
+            println!("{line}");
         }
     } else {
         print_table(&results, &names, &space, logical);
+    }
+    if let Some(out) = &args.plot {
+        // The plot reads the very lines --json prints, so it and ringkv-bench-plot agree.
+        let title = format!(
+            "ringkv-storage-bench: {}, {} keys, {}-byte values{}",
+            names.join(" vs "),
+            args.keys,
+            args.value_bytes,
+            if args.sync { ", sync" } else { "" }
+        );
+        if let Err(e) = ringkv_storage_bench::plot::write_svg(&lines.join("\n"), Some(&title), out)
+        {
+            eprintln!("ringkv-storage-bench: --plot {}: {e}", out.display());
+            std::process::exit(1);
+        }
+        eprintln!("wrote {}", out.display());
     }
 }
 
