@@ -111,8 +111,10 @@ impl SimConfig {
         if self.safety_duration == Duration::ZERO && self.liveness_duration == Duration::ZERO {
             return Err("both phases are empty".to_string());
         }
-        if self.workload.clients_count == 0 || self.workload.ops_per_sec <= 0.0 {
-            return Err("the workload needs clients and a positive rate".to_string());
+        // Written so that NaN (which compares false with everything) is refused too.
+        let rate_ok = self.workload.ops_per_sec > 0.0 && self.workload.ops_per_sec.is_finite();
+        if self.workload.clients_count == 0 || !rate_ok {
+            return Err("the workload needs clients and a positive, finite rate".to_string());
         }
         if self.workload.keys_count == 0 || self.events_max == 0 || self.queue_len_max == 0 {
             return Err("keys_count, events_max and queue_len_max must be positive".to_string());
@@ -255,5 +257,15 @@ mod tests {
         assert!(too_few.validate().unwrap_err().contains("replicas_n 3"));
         let empty = SimBuilder::new().phases(Duration::ZERO, Duration::ZERO).build();
         assert!(empty.validate().is_err());
+        for rate in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let mut config = SimConfig::default();
+            config.workload.ops_per_sec = rate;
+            let refused = config.validate().expect_err("a bad rate is refused");
+            assert!(refused.contains("positive, finite rate"), "{rate}: {refused}");
+        }
+        let mut mixed = SimConfig::default();
+        mixed.workload.mix.flush = 1;
+        mixed.workload.mix.incr = 1;
+        assert!(mixed.validate().expect_err("flush with serial ops").contains("flush"));
     }
 }
