@@ -603,6 +603,15 @@ impl Scenario {
         if self.cluster.tombstone_sweep_ms == 0 {
             return Err("cluster.tombstone_sweep_ms must be positive".to_string());
         }
+        let mut faults = self.faults.clone();
+        for (name, knob) in faults.knobs_mut() {
+            if let KnobSpec::Fixed(value) | KnobSpec::Swarm(value) = *knob {
+                // NaN compares false with everything, so it is tested for by name.
+                if !value.is_finite() || value < 0.0 {
+                    return Err(format!("faults.{name} must be a finite number >= 0, got {value}"));
+                }
+            }
+        }
         for name in &self.expect.tolerate {
             if !CHECKER_NAMES.contains(&name.as_str()) {
                 return Err(format!(

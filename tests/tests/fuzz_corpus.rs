@@ -262,6 +262,19 @@ fn regression_manifest_table_on_two_levels() {
 }
 
 #[test]
+fn regression_scenario_with_a_nan_knob() {
+    // `crashes_per_sec: Fixed(NaN)` was accepted, and NaN != NaN broke the scenario's RON
+    // round trip (libFuzzer, 600 s run of scenario_ron); a knob must now be finite and >= 0.
+    assert_regression_passes("scenario_ron", "nan-knob");
+    let refused = ringkv_scenarios::scenario::Scenario::parse(
+        "Scenario(name: \"x\", faults: (crashes_per_sec: Fixed(NaN)))",
+        "nan.ron",
+    )
+    .expect_err("a NaN knob is refused");
+    assert!(refused.to_string().contains("faults.crashes_per_sec"), "{refused}");
+}
+
+#[test]
 fn regression_resp_long_length_line_split_into_reads() {
     // A 47-byte length line with its CR at the end was an incomplete command when read whole
     // but an error when read in two pieces.
