@@ -603,7 +603,7 @@ impl Scenario {
         if self.cluster.tombstone_sweep_ms == 0 {
             return Err("cluster.tombstone_sweep_ms must be positive".to_string());
         }
-        let mut faults = self.faults.clone();
+        let mut faults = self.faults;
         for (name, knob) in faults.knobs_mut() {
             if let KnobSpec::Fixed(value) | KnobSpec::Swarm(value) = *knob {
                 // NaN compares false with everything, so it is tested for by name.
