@@ -26,25 +26,18 @@ pub fn escape(text: &str) -> String {
 /// and `&` are escaped so no `</script>` or `<!--` can appear, and so are the line and
 /// paragraph separators that older JavaScript parsers choke on.
 pub fn json_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
+    // The JSON escaping is the report's; only the HTML-unsafe characters are added here (its
+    // escapes are backslash, `u` and hex digits, so none of them is rewritten).
+    let json = crate::output::json_string(text);
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
         match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
             '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c if u32::from(c) < 0x20 => {
                 let _ = write!(out, "\\u{:04x}", u32::from(c));
             }
             c => out.push(c),
         }
     }
-    out.push('"');
     out
 }
 
