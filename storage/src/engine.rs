@@ -24,6 +24,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+mod checkpoint;
+pub use checkpoint::CheckpointInfo;
+
 use crate::batch::{decode_batch, encode_batch, Batch, BatchOp, KeyspaceId};
 use crate::buggify::{Buggify, Site};
 use crate::cache::BlockCache;
@@ -245,6 +248,9 @@ struct Wal<F: VfsFile> {
     name: String,
     file: F,
     buf: Vec<u8>,
+    /// Bytes of this WAL handed to the file so far (by the engine or a sync job), so that a
+    /// checkpoint reads exactly them while a sync job may still be appending.
+    appended_bytes: u64,
 }
 
 enum InFlight {
@@ -275,6 +281,9 @@ pub struct Engine<V: Vfs> {
     last_seq: SeqNo,
     durable_seq: SeqNo,
     sync_in_flight: Option<SeqNo>,
+    /// The in-flight sync job's WAL bytes and the offset they go to (a checkpoint copies them
+    /// whether or not the job has appended them yet).
+    sync_in_flight_data: Option<(u64, Bytes)>,
     job_id_next: u64,
     flush_in_flight: Option<u64>,
     cleanup_in_flight: Option<u64>,
@@ -375,13 +384,14 @@ impl<V: Vfs> Engine<V> {
             mem,
             frozen: VecDeque::new(),
             retired: Vec::new(),
-            wal: Wal { name, file, buf: wal_header() },
+            wal: Wal { name, file, buf: wal_header(), appended_bytes: 0 },
             wal_files,
             wal_older_unsynced: Vec::new(),
             wal_dir_sync_needed: false,
             last_seq,
             durable_seq: last_seq,
             sync_in_flight: None,
+            sync_in_flight_data: None,
             job_id_next: 1,
             flush_in_flight: None,
             cleanup_in_flight: None,
@@ -678,6 +688,8 @@ impl<V: Vfs> Engine<V> {
         }
         let data = Bytes::from(std::mem::take(&mut self.wal.buf));
         self.stats.wal_bytes_written += data.len() as u64;
+        self.sync_in_flight_data = Some((self.wal.appended_bytes, data.clone()));
+        self.wal.appended_bytes += data.len() as u64;
         let job = SyncJob {
             upto: self.last_seq,
             older: std::mem::take(&mut self.wal_older_unsynced),
@@ -699,6 +711,7 @@ impl<V: Vfs> Engine<V> {
             )));
         }
         self.sync_in_flight = None;
+        self.sync_in_flight_data = None;
         if let Err(e) = result.outcome {
             self.poison(format!("WAL sync failed: {e}"));
             return Err(e);
@@ -1005,7 +1018,10 @@ impl<V: Vfs> Engine<V> {
                 return Err(e);
             }
         };
-        let old = std::mem::replace(&mut self.wal, Wal { name, file, buf: wal_header() });
+        let old = std::mem::replace(
+            &mut self.wal,
+            Wal { name, file, buf: wal_header(), appended_bytes: 0 },
+        );
         if self.durable_seq < self.last_seq {
             self.wal_older_unsynced.push(old.name);
         }
@@ -1026,6 +1042,7 @@ impl<V: Vfs> Engine<V> {
             return Err(e);
         }
         self.stats.wal_bytes_written += self.wal.buf.len() as u64;
+        self.wal.appended_bytes += self.wal.buf.len() as u64;
         self.wal.buf.clear();
         Ok(())
     }

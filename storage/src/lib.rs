@@ -54,7 +54,8 @@ pub mod vfs;
 pub use batch::{Batch, BatchOp, KeyspaceId};
 pub use codec::{Kind, SeqNo};
 pub use engine::{
-    Engine, KeyValue, Options, RecoveryReport, Scan, Snapshot, Stats, SyncJob, SyncResult, WalStop,
+    CheckpointInfo, Engine, KeyValue, Options, RecoveryReport, Scan, Snapshot, Stats, SyncJob,
+    SyncResult, WalStop,
 };
 pub use error::{Error, Result};
 pub use job::{Job, JobResult};

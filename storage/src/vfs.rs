@@ -27,6 +27,17 @@ pub trait Vfs {
     fn list(&self) -> io::Result<Vec<String>>;
     /// Makes creations, renames and removals done so far durable.
     fn sync_dir(&self) -> io::Result<()>;
+
+    /// Makes file `name` of this filesystem appear in `dest` under the same name with the same
+    /// bytes, durably once `dest.sync_dir()` returns: a hard link where the filesystem has them
+    /// (an immutable table then costs no copy), a synced copy otherwise. Fails if `dest` already
+    /// has `name`. Only for files nothing appends to any more.
+    fn link_into(&self, name: &str, dest: &Self) -> io::Result<()> {
+        let data = read_all(&self.open(name)?)?;
+        let mut copy = dest.create(name)?;
+        copy.append(&data)?;
+        copy.sync()
+    }
 }
 
 /// An open append-only file.
@@ -135,6 +146,20 @@ impl Vfs for StdFs {
 
     fn remove(&self, name: &str) -> io::Result<()> {
         fs::remove_file(self.path(name)?)
+    }
+
+    fn link_into(&self, name: &str, dest: &StdFs) -> io::Result<()> {
+        match fs::hard_link(self.path(name)?, dest.path(name)?) {
+            Ok(()) => Ok(()),
+            // Another filesystem (EXDEV) or one without links: a synced copy instead.
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                let data = read_all(&self.open(name)?)?;
+                let mut copy = dest.create(name)?;
+                copy.append(&data)?;
+                copy.sync()
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn list(&self) -> io::Result<Vec<String>> {
