@@ -27,6 +27,7 @@ pub mod message;
 pub mod node;
 pub mod paxos;
 pub mod planted;
+pub mod restore;
 pub mod ring;
 pub mod storage;
 pub mod streaming;

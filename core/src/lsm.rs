@@ -18,7 +18,7 @@ use std::ops::Bound;
 
 use bytes::Bytes;
 use ringkv_storage::{
-    Engine, Job, JobResult, KeyspaceId, Options, SyncJob, SyncResult, Vfs, VfsFile,
+    CheckpointInfo, Engine, Job, JobResult, KeyspaceId, Options, SyncJob, SyncResult, Vfs, VfsFile,
 };
 
 use crate::error::StorageError;
@@ -186,6 +186,13 @@ impl<V: Vfs + Clone> LsmStorage<V> {
             self.corruption = Some(reason);
         }
         storage_error(error)
+    }
+
+    /// Writes a point-in-time, crash-consistent checkpoint of the store into `dest`, an empty
+    /// directory (see `ringkv_storage::Engine::checkpoint`): a snapshot an operator can back
+    /// up and later restore with [`crate::restore::prepare_restored`].
+    pub fn checkpoint(&self, dest: &V) -> Result<CheckpointInfo, StorageError> {
+        self.engine.checkpoint(dest).map_err(storage_error)
     }
 
     /// The engine, for statistics and tests.

@@ -42,17 +42,14 @@ use crate::paxos::{AcceptorState, PaxosConfig, Proposer, ProposerEnv, ProposerOu
 use crate::ring::{token_intervals, Ring, Token, VNODES_PER_WEIGHT_DEFAULT};
 use crate::storage::{
     data_key, data_key_token, data_scan_after, split_data_key, Space, Storage, WriteSeq,
-    DATA_KEY_TOKEN_BYTES, DATA_LAYOUT_TOKEN_ORDERED, META_DATA_LAYOUT_KEY, META_REBUILDING_KEY,
+    DATA_KEY_TOKEN_BYTES, DATA_LAYOUT_TOKEN_ORDERED, META_CLEAN_KEY, META_DATA_LAYOUT_KEY,
+    META_DOTS_ISSUED_KEY, META_EPOCH_KEY, META_REBUILDING_KEY,
 };
 use crate::streaming::{Arc, ChunkSeq, StreamId, Streams};
 use crate::time::{Duration, Instant, WallTime};
 use crate::types::{Consistency, Key, KeyspaceConfig, Limits, NodeId, Value};
 use crate::version::{Actor, Context, NewWrite, Versioned};
 
-const META_EPOCH_KEY: &[u8] = b"epoch";
-/// The highest dot counter issued under the current epoch, written at a clean shutdown (which
-/// keeps the epoch) so that the next start goes on above it.
-const META_DOTS_ISSUED_KEY: &[u8] = b"dots-issued";
 /// How often a rebuilding node runs its refill exchanges (or the anti-entropy interval, if
 /// shorter): a blank replica should not stay out of read quorums for long.
 const REFILL_INTERVAL: Duration = Duration::from_secs(1);
@@ -66,7 +63,6 @@ const SCAN_PAGE_KEYS: usize = 1_000;
 const SCAN_EXAMINED_MAX: usize = 10_000;
 /// Most forwarded writes remembered for duplicate detection.
 const FORWARDS_REMEMBERED_MAX: usize = 100_000;
-const META_CLEAN_KEY: &[u8] = b"clean-shutdown";
 const META_GENERATION_KEY: &[u8] = b"generation";
 /// The membership status the node reached (`joined`, `left`), so a restart resumes from it.
 const META_STATUS_KEY: &[u8] = b"status";

@@ -73,11 +73,17 @@ pub enum PlantedBug {
     /// A peer the driver reports up again stays down for 3 s, so a healed cluster keeps
     /// refusing requests (node.rs; the real driver once took seconds to trust a healed link).
     PeerUpHeldDown,
+    /// A store restored from a snapshot keeps the snapshot's epoch record, so the node reissues
+    /// dots its live self issued after the snapshot (restore.rs).
+    RestoreKeepsEpoch,
+    /// A store restored from a snapshot is not marked for refilling, so its node answers reads
+    /// (and Paxos rounds) from the snapshot's old state at once (restore.rs).
+    RestoreServesReads,
 }
 
 impl PlantedBug {
     /// Every planted bug the hunt arms: each is caught by a checker within its seed bound.
-    pub const ALL: [PlantedBug; 23] = [
+    pub const ALL: [PlantedBug; 25] = [
         PlantedBug::QuorumOffByOne,
         PlantedBug::MergeDropsTheirSiblings,
         PlantedBug::UpdateIgnoresContext,
@@ -101,6 +107,8 @@ impl PlantedBug {
         PlantedBug::FlushSkipsClockRound,
         PlantedBug::FlushKeepsLateArrivals,
         PlantedBug::PeerUpHeldDown,
+        PlantedBug::RestoreKeepsEpoch,
+        PlantedBug::RestoreServesReads,
     ];
 
     /// The bug's name, in kebab case.
@@ -129,6 +137,8 @@ impl PlantedBug {
             PlantedBug::FlushSkipsClockRound => "flush-skips-clock-round",
             PlantedBug::FlushKeepsLateArrivals => "flush-keeps-late-arrivals",
             PlantedBug::PeerUpHeldDown => "peer-up-held-down",
+            PlantedBug::RestoreKeepsEpoch => "restore-keeps-epoch",
+            PlantedBug::RestoreServesReads => "restore-serves-reads",
         }
     }
 }

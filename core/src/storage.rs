@@ -40,6 +40,16 @@ impl Space {
     pub const ALL: [Space; 3] = [Space::Data, Space::Hints, Space::Meta];
 }
 
+/// Meta key holding the node's epoch (the actor counter prefix of its dots).
+pub const META_EPOCH_KEY: &[u8] = b"epoch";
+
+/// Meta key holding the highest dot counter issued under the current epoch, written at a clean
+/// shutdown (which keeps the epoch) so that the next start goes on above it.
+pub const META_DOTS_ISSUED_KEY: &[u8] = b"dots-issued";
+
+/// Meta key present while the node is stopped after a clean shutdown; a start removes it.
+pub const META_CLEAN_KEY: &[u8] = b"clean-shutdown";
+
 /// Meta key that a rebuilt store carries (its value says why the old data was set aside) until
 /// anti-entropy has refilled it: while it is present the node answers no reads, so a blank
 /// replica never breaks the overlap of read and write quorums.

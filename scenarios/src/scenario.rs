@@ -333,6 +333,10 @@ pub struct FaultSpec {
     /// Probability that a filesystem operation fails with EIO during the safety phase (LSM
     /// disks only).
     pub io_error_rate: KnobSpec,
+    /// Snapshot restores per second: a node's store is checkpointed, and 0.5..3 s later the
+    /// node restarts on that snapshot, prepared as `ringkv restore` prepares one (LSM disks
+    /// only).
+    pub restores_per_sec: KnobSpec,
 }
 
 impl FaultSpec {
@@ -360,11 +364,12 @@ impl FaultSpec {
         set(&mut config.power_losses_per_sec, self.power_losses_per_sec);
         set(&mut config.bit_flips_per_sec, self.bit_flips_per_sec);
         set(&mut config.io_error_rate, self.io_error_rate);
+        set(&mut config.restores_per_sec, self.restores_per_sec);
         config
     }
 
     /// Every knob with its name, in the simulator's drawing order.
-    pub fn knobs_mut(&mut self) -> [(&'static str, &mut KnobSpec); 17] {
+    pub fn knobs_mut(&mut self) -> [(&'static str, &mut KnobSpec); 18] {
         [
             ("loss_rate", &mut self.loss_rate),
             ("duplicate_rate", &mut self.duplicate_rate),
@@ -383,6 +388,7 @@ impl FaultSpec {
             ("power_losses_per_sec", &mut self.power_losses_per_sec),
             ("bit_flips_per_sec", &mut self.bit_flips_per_sec),
             ("io_error_rate", &mut self.io_error_rate),
+            ("restores_per_sec", &mut self.restores_per_sec),
         ]
     }
 }

@@ -66,6 +66,13 @@ pub trait SimDisk: Storage + Sized {
         true
     }
 
+    /// A checkpoint of the disk's store as it is now, on a new disk (not yet opened; `seed`
+    /// drives that disk's own faults), for a later restore. `None` for disks without files, or
+    /// when the checkpoint failed (an injected I/O error).
+    fn checkpoint(&mut self, _seed: u64) -> Option<Self> {
+        None
+    }
+
     /// Another handle on the same disk, not yet opened, to retry a start that failed
     /// (`Node::new` consumes the disk it fails on, as a real process exits). `None` for disks
     /// on which a start cannot fail.
@@ -256,6 +263,13 @@ impl SimDisk for LsmDisk {
             self.storage = LsmDisk::open(&self.fs);
         }
         self.storage.is_ok()
+    }
+
+    fn checkpoint(&mut self, seed: u64) -> Option<Self> {
+        let storage = self.storage.as_ref().ok()?;
+        let fs = SimFs::new(seed);
+        storage.checkpoint(&fs).ok()?;
+        Some(LsmDisk { fs, storage: Err("not opened yet".to_string()) })
     }
 
     fn spare(&self) -> Option<Self> {

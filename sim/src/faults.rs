@@ -90,6 +90,10 @@ pub struct FaultConfig {
     /// Probability that a filesystem operation (read, append, sync, create, rename, remove,
     /// directory sync) fails with EIO, on every disk during the safety phase.
     pub io_error_rate: Knob,
+    /// Restores per simulated second: a running node's store is checkpointed, and after
+    /// 0.5..3 s the node is stopped and restarted on that snapshot (prepared as
+    /// `ringkv_core::restore::prepare_restored` prepares one); LSM disks only.
+    pub restores_per_sec: Knob,
 }
 
 impl FaultConfig {
@@ -113,6 +117,7 @@ impl FaultConfig {
             power_losses_per_sec: Knob::Off,
             bit_flips_per_sec: Knob::Off,
             io_error_rate: Knob::Off,
+            restores_per_sec: Knob::Off,
         }
     }
 
@@ -137,6 +142,7 @@ impl FaultConfig {
             power_losses_per_sec: Knob::Off,
             bit_flips_per_sec: Knob::Off,
             io_error_rate: Knob::Off,
+            restores_per_sec: Knob::Off,
         }
     }
 }
@@ -184,6 +190,8 @@ pub struct FaultPlan {
     pub bit_flips_per_sec: f64,
     /// Probability that a filesystem operation fails with EIO.
     pub io_error_rate: f64,
+    /// Snapshot restores per simulated second.
+    pub restores_per_sec: f64,
 }
 
 impl FaultPlan {
@@ -211,11 +219,12 @@ impl FaultPlan {
             power_losses_per_sec: config.power_losses_per_sec.resolve(rng).max(0.0),
             bit_flips_per_sec: config.bit_flips_per_sec.resolve(rng).max(0.0),
             io_error_rate: config.io_error_rate.resolve(rng).clamp(0.0, 1.0),
+            restores_per_sec: config.restores_per_sec.resolve(rng).max(0.0),
         }
     }
 
     /// The event-driven fault kinds that are on, with their rates per simulated second.
-    pub fn event_rates(&self) -> [(FaultKind, f64); 9] {
+    pub fn event_rates(&self) -> [(FaultKind, f64); 10] {
         [
             (FaultKind::Partition, self.partitions_per_sec),
             (FaultKind::Crash, self.crashes_per_sec),
@@ -226,6 +235,7 @@ impl FaultPlan {
             (FaultKind::CleanRestart, self.clean_restarts_per_sec),
             (FaultKind::PowerLoss, self.power_losses_per_sec),
             (FaultKind::BitFlip, self.bit_flips_per_sec),
+            (FaultKind::Restore, self.restores_per_sec),
         ]
     }
 }
@@ -251,6 +261,8 @@ pub enum FaultKind {
     PowerLoss,
     /// Flip one bit at rest in one of a node's files.
     BitFlip,
+    /// Snapshot a node's store, then restart the node on that snapshot a while later.
+    Restore,
 }
 
 impl FaultKind {
@@ -266,6 +278,7 @@ impl FaultKind {
             FaultKind::CleanRestart => "fault/clean-restart",
             FaultKind::PowerLoss => "fault/power-loss",
             FaultKind::BitFlip => "fault/bit-flip",
+            FaultKind::Restore => "fault/restore",
         }
     }
 }

@@ -77,6 +77,18 @@ pub enum FaultEventKind {
         /// The node.
         node: NodeId,
     },
+    /// A snapshot of a node's store was taken (a checkpoint, for a later restore).
+    Snapshot {
+        /// The node.
+        node: NodeId,
+    },
+    /// A node's store was replaced by the snapshot taken at `taken_at`; the node restarts on it.
+    Restored {
+        /// The node.
+        node: NodeId,
+        /// When the snapshot was taken.
+        taken_at: Instant,
+    },
     /// A bit flipped at rest on a node's disk.
     BitFlip {
         /// The node.
@@ -152,6 +164,10 @@ pub struct RunStats {
     pub power_losses: u64,
     /// Bits flipped at rest.
     pub bit_flips: u64,
+    /// Snapshots taken of a node's store (for a later restore).
+    pub snapshots: u64,
+    /// Nodes restarted on a snapshot of their store.
+    pub restores: u64,
     /// Nodes restarted because their disk reported a failure (a poisoned engine after an I/O
     /// error, corruption found while running).
     pub disk_restarts: u64,

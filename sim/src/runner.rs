@@ -135,6 +135,8 @@ enum Event<W> {
     WatchDepartures,
     Restart { node: usize },
     ReplaceDisk { node: usize },
+    // The node restarts on the snapshot its slot holds, `restart_ms` after it stops.
+    RestoreSnapshot { node: usize, restart_ms: u64 },
     // The supervisor restarts a node whose disk reported a failure.
     Supervise { node: usize, incarnation: u32 },
     RetryStart { node: usize },
@@ -189,6 +191,8 @@ struct Slot<D: SimDisk> {
     join: bool,
     /// Crashed by the schedule: no automatic restart until the schedule (or the heal) says so.
     held_down: bool,
+    /// A snapshot of the store waiting to be restored, and when it was taken.
+    snapshot: Option<(Instant, D)>,
 }
 
 /// A context write owed by a client after a successful read.
@@ -264,6 +268,7 @@ impl<D: SimDisk> Runner<D> {
                 role: if index < n { Role::Member } else { Role::Absent },
                 join: false,
                 held_down: false,
+                snapshot: None,
             })
             .collect();
         if plan.io_error_rate > 0.0 {
@@ -399,6 +404,7 @@ impl<D: SimDisk> Runner<D> {
                 }
             }
             Event::ReplaceDisk { node } => self.replace_disk(node),
+            Event::RestoreSnapshot { node, restart_ms } => self.restore_snapshot(node, restart_ms),
             Event::Supervise { node, incarnation } => {
                 let slot = &self.slots[node];
                 if slot.incarnation == incarnation && slot.node.is_some() && !slot.disk_failing {
@@ -729,6 +735,40 @@ impl<D: SimDisk> Runner<D> {
         }
     }
 
+    /// Stops node `index` and puts the snapshot its slot holds in place of its disk, prepared
+    /// as `ringkv restore` prepares one (a new epoch, refilled before it serves); the node
+    /// starts on it after `restart_ms`. Dropped after the safety phase, for a node that left,
+    /// or on a failing disk (its replacement restarts it).
+    fn restore_snapshot(&mut self, index: usize, restart_ms: u64) {
+        let Some((taken_at, mut snapshot)) = self.slots[index].snapshot.take() else {
+            return;
+        };
+        let slot = &self.slots[index];
+        if self.phase != Phase::Safety || !slot.role.is_active() || slot.disk_failing {
+            return;
+        }
+        self.crash(index, "restore");
+        let prepared = if snapshot.recover() {
+            ringkv_core::restore::prepare_restored(&mut snapshot, "sim").map_err(|error| error.0)
+        } else {
+            Err("the snapshot does not open".to_string())
+        };
+        if let Err(why) = prepared {
+            // The node restarts on its own disk, as an operator's failed restore leaves it.
+            self.trace.record(self.now, Some(index), 24, 0, || format!("restore failed: {why}"));
+        } else {
+            self.stats.restores += 1;
+            self.slots[index].disk = Some(snapshot);
+            self.trace.record(self.now, Some(index), 24, 1, || {
+                format!("store replaced by the snapshot taken at {taken_at}")
+            });
+            self.note(FaultEventKind::Restored { node: node_id(index), taken_at });
+        }
+        if !self.slots[index].held_down {
+            self.schedule(Duration::from_millis(restart_ms), Event::Restart { node: index });
+        }
+    }
+
     /// Tells every running node whether `about` is up, as a failure detector would.
     fn broadcast_status(&mut self, about: usize) {
         let up = self.slots[about].node.is_some();
@@ -960,6 +1000,39 @@ impl<D: SimDisk> Runner<D> {
                     self.trace.record(self.now, Some(victim), 22, 0, || {
                         format!("bit flipped at rest: {flipped}")
                     });
+                }
+            }
+            FaultKind::Restore => {
+                let victim = self.victim_keeping_majority(&members, position);
+                let rng = &mut self.fault_rngs[position];
+                let restore_ms = rng.random_range(500..=3_000);
+                let restart_ms = rng.random_range(100..=1_000);
+                let snapshot_seed: u64 = rng.random();
+                // One restore at a time, and none while a store is being refilled: two replicas
+                // of the same data behind at once lose what only they held (N = 3, W = 2
+                // tolerates one), which is a lost replica, not a bug.
+                let busy = self.slots.iter().any(|slot| {
+                    slot.snapshot.is_some()
+                        || slot.node.as_ref().is_some_and(|node| node.is_rebuilding())
+                });
+                if let Some(victim) = victim.filter(|_| !busy) {
+                    let slot = &mut self.slots[victim];
+                    let snapshot = match slot.node.as_mut() {
+                        Some(node) if !slot.disk_failing => {
+                            node.storage_mut().checkpoint(snapshot_seed)
+                        }
+                        _ => None,
+                    };
+                    if let Some(snapshot) = snapshot {
+                        slot.snapshot = Some((self.now, snapshot));
+                        self.stats.snapshots += 1;
+                        self.trace.record(self.now, Some(victim), 23, restore_ms, || {
+                            format!("snapshot taken; restored in {restore_ms} ms")
+                        });
+                        self.note(FaultEventKind::Snapshot { node: node_id(victim) });
+                        let event = Event::RestoreSnapshot { node: victim, restart_ms };
+                        self.schedule(Duration::from_millis(restore_ms), event);
+                    }
                 }
             }
             FaultKind::Suspicion => {

@@ -153,6 +153,14 @@ fn shapes(report: &Report, end: Instant) -> (Vec<Band>, Vec<Tick>) {
                     bands.push(Band { lane: Lane::Node(*node), from, to: at, css: "disk", label });
                 }
             }
+            FaultEventKind::Snapshot { node } => {
+                let label = format!("a snapshot of {node}'s store is taken");
+                ticks.push(Tick { lane: Lane::Node(*node), at, css: "clock", label });
+            }
+            FaultEventKind::Restored { node, taken_at } => {
+                let label = format!("{node} restarts on its snapshot taken at {taken_at}");
+                ticks.push(Tick { lane: Lane::Node(*node), at, css: "flip", label });
+            }
             FaultEventKind::BitFlip { node } => {
                 let label = format!("a bit flipped at rest on {node}'s disk");
                 ticks.push(Tick { lane: Lane::Node(*node), at, css: "flip", label });

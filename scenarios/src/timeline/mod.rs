@@ -165,6 +165,8 @@ fn nodes(report: &Report) -> Vec<NodeId> {
             | FaultEventKind::ClockJump { node, .. }
             | FaultEventKind::DiskFailing { node }
             | FaultEventKind::DiskReplaced { node }
+            | FaultEventKind::Snapshot { node }
+            | FaultEventKind::Restored { node, .. }
             | FaultEventKind::BitFlip { node }
             | FaultEventKind::Membership { node, .. } => {
                 nodes.insert(*node);
