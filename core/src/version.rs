@@ -232,8 +232,9 @@ impl Sibling {
         }
     }
 
-    /// The total order last-write-wins uses: timestamp, then dot to break ties.
-    fn lww_rank(&self) -> (HlcTimestamp, Dot) {
+    /// The total order last-write-wins uses: timestamp, then dot to break ties; the highest
+    /// live sibling is the one a plain GET returns.
+    pub fn lww_rank(&self) -> (HlcTimestamp, Dot) {
         (self.timestamp, self.dot)
     }
 }

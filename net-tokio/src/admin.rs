@@ -68,6 +68,23 @@ pub async fn run(
     }
 }
 
+/// A connection to the node at `addr` for an operator's tool (authenticated with `password` if
+/// given), or an error an operator can act on.
+pub async fn connect(
+    addr: SocketAddr,
+    password: Option<String>,
+) -> Result<redis::aio::MultiplexedConnection, String> {
+    let info = redis::ConnectionInfo {
+        addr: redis::ConnectionAddr::Tcp(addr.ip().to_string(), addr.port()),
+        redis: redis::RedisConnectionInfo { password, ..Default::default() },
+    };
+    let client = redis::Client::open(info).map_err(|error| error.to_string())?;
+    tokio::time::timeout(REPLY_TIMEOUT, client.get_multiplexed_async_connection())
+        .await
+        .map_err(|_| format!("{addr} did not answer within {} s", REPLY_TIMEOUT.as_secs()))?
+        .map_err(|error| explain(addr, &error))
+}
+
 /// An operator's reading of a client error.
 fn explain(addr: SocketAddr, error: &redis::RedisError) -> String {
     let text = error.to_string();

@@ -32,6 +32,16 @@ impl StorageHealth for DiskStorage {
     fn scrub(&mut self) -> Result<(), StorageError> {
         self.engine.verify()
     }
+
+    fn snapshot(
+        &mut self,
+        name: &str,
+        node_id: ringkv_core::NodeId,
+        taken_at: ringkv_core::time::WallTime,
+    ) -> Result<crate::backup::SnapshotManifest, String> {
+        let data_dir = self.engine.engine().vfs().root().to_path_buf();
+        crate::backup::take_snapshot(&self.engine, &data_dir, name, node_id.0, taken_at)
+    }
 }
 
 impl Storage for DiskStorage {

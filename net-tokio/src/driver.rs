@@ -64,6 +64,13 @@ pub enum Command {
         /// Whether a connection to it is up.
         up: bool,
     },
+    /// Asks the node to snapshot its store (`RK.SNAPSHOT`).
+    Snapshot {
+        /// The snapshot's name.
+        name: String,
+        /// The reply channel.
+        reply: oneshot::Sender<Result<crate::backup::SnapshotManifest, String>>,
+    },
     /// Asks for the node's status.
     Status {
         /// The reply channel.
@@ -163,6 +170,17 @@ impl NodeHandle {
         receive.await.ok()
     }
 
+    /// Snapshots the node's store as `name` (see `crate::backup`); `None` when the task has
+    /// stopped.
+    pub async fn snapshot(
+        &self,
+        name: String,
+    ) -> Option<Result<crate::backup::SnapshotManifest, String>> {
+        let (reply, receive) = oneshot::channel();
+        self.commands.send(Command::Snapshot { name, reply }).await.ok()?;
+        receive.await.ok()
+    }
+
     /// Hands an operator's membership command (decommission, remove a node) to the node.
     pub async fn membership(&self, input: Input) -> bool {
         self.commands.send(Command::Membership(input)).await.is_ok()
@@ -204,6 +222,18 @@ pub trait StorageHealth {
     /// Reads everything the storage holds on disk, so that damage is found now rather than by
     /// a client's read; the damage found is then reported by [`StorageHealth::failure`].
     fn scrub(&mut self) -> Result<(), StorageError>;
+
+    /// Writes snapshot `name` of the store (see `crate::backup`), stamped with the node's id
+    /// and wall clock. Storage without files has none to offer.
+    fn snapshot(
+        &mut self,
+        name: &str,
+        node_id: NodeId,
+        taken_at: WallTime,
+    ) -> Result<crate::backup::SnapshotManifest, String> {
+        let _ = (name, node_id, taken_at);
+        Err("this node's storage keeps no snapshots (it is not on disk)".into())
+    }
 }
 
 /// Builds the node afresh from its data directory, as at boot (fresh seed, the start-up
@@ -493,6 +523,17 @@ impl<S: DriverStorage + StorageHealth, P: PeerSink> NodeTask<S, P> {
             }
             Command::Status { reply } => {
                 let _ = reply.send(self.status());
+            }
+            Command::Snapshot { name, reply } => {
+                // Hard links and a WAL copy of at most a few memtables: short, but on the disk,
+                // so the runtime's other tasks move off this thread meanwhile.
+                let node_id = self.node.id();
+                let taken =
+                    run_blocking(|| self.node.storage_mut().snapshot(&name, node_id, wall_clock()));
+                if let Ok(manifest) = &taken {
+                    tracing::info!(name, files = manifest.files.len(), "snapshot taken");
+                }
+                let _ = reply.send(taken);
             }
             Command::Membership(input) => self.node.handle(now, input),
             Command::Shutdown { reply } => self.stopping = Some(reply),

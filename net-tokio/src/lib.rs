@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod backup;
 pub mod config;
 pub mod disk;
 pub mod driver;
@@ -336,6 +337,7 @@ pub async fn start_with<S: driver::DriverStorage + driver::StorageHealth>(
         },
         allow_flush: config.allow_flush,
         replicas_n: config.replicas_n,
+        data_dir: Some(config.data_dir.clone()),
     });
     tasks.push(tokio::spawn(server::serve(
         client_listener.1,

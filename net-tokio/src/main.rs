@@ -58,11 +58,33 @@ enum Command {
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
         worker_threads: u16,
     },
+    /// Restores a node's store from a backup (`ringkv admin backup`), or loads a backup into a
+    /// running cluster of any size.
+    Restore {
+        /// The backup directory (holding one `node-<id>/` per node).
+        #[arg(long)]
+        from: PathBuf,
+        /// Restore this node: its configuration names its id and (empty) data directory.
+        #[arg(long, conflicts_with = "into", required_unless_present = "into")]
+        config: Option<PathBuf>,
+        /// The whole cluster is restored from this backup (every node at once): no limit on the
+        /// snapshot's age. Without it the node rejoins a cluster that kept running, and the
+        /// snapshot must be younger than half the tombstone grace.
+        #[arg(long, requires = "config")]
+        new_cluster: bool,
+        /// Instead, write every key of the backup into the running cluster at this client
+        /// address (any number of nodes): each key's current value and expiry, with plain SETs.
+        #[arg(long)]
+        into: Option<SocketAddr>,
+        /// The client password of the cluster at --into, if it has one.
+        #[arg(long, env = "RINGKV_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+    },
     /// Asks a running node about the cluster.
     Admin {
-        /// A node's client address.
+        /// A node's client address; `snapshot` and `backup` take several (repeat --addr).
         #[arg(long, default_value = "127.0.0.1:7379")]
-        addr: SocketAddr,
+        addr: Vec<SocketAddr>,
         /// The node's client password, if it has one (`password` in its configuration).
         #[arg(long, env = "RINGKV_PASSWORD", hide_env_values = true)]
         password: Option<String>,
@@ -88,6 +110,20 @@ enum AdminAction {
         #[arg(long)]
         node: u32,
     },
+    /// Makes every node at --addr take a point-in-time snapshot of its store, kept under its
+    /// data directory in `snapshots/NAME/` (hard links: cheap until the tables change).
+    Snapshot {
+        /// The snapshot's name (letters, digits, '.', '_', '-').
+        name: String,
+    },
+    /// Copies snapshot NAME of every node at --addr into DIR/node-<id>/, with checksums.
+    Backup {
+        /// The snapshot's name.
+        name: String,
+        /// Where the backup goes.
+        #[arg(long)]
+        to: PathBuf,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -103,6 +139,9 @@ fn main() -> std::process::ExitCode {
         }
         Command::Admin { addr, password, action } => {
             on_small_runtime(run_admin(addr, password, action)).and_then(|result| result)
+        }
+        Command::Restore { from, config, new_cluster, into, password } => {
+            run_restore(from, config, new_cluster, into, password)
         }
     };
     match result {
@@ -210,12 +249,51 @@ fn dev_template(members: &[MemberAddress], replicas: usize) -> String {
     )
 }
 
+fn run_restore(
+    from: PathBuf,
+    config: Option<PathBuf>,
+    new_cluster: bool,
+    into: Option<SocketAddr>,
+    password: Option<String>,
+) -> Result<(), String> {
+    let now = ringkv_net::driver::wall_clock();
+    let text = match (config, into) {
+        (Some(config), _) => {
+            let config = NodeFileConfig::load(&config).map_err(|error| error.to_string())?;
+            let target = if new_cluster {
+                ringkv_net::backup::RestoreInto::NewCluster
+            } else {
+                let tombstone_grace = ringkv_core::KeyspaceConfig::default().tombstone_grace;
+                ringkv_net::backup::RestoreInto::LiveCluster { tombstone_grace }
+            };
+            ringkv_net::backup::restore_node(&from, config.node_id, &config.data_dir, target, now)?
+        }
+        (None, Some(into)) => {
+            on_small_runtime(ringkv_net::backup::load_into(&from, into, password, now))??
+        }
+        (None, None) => {
+            return Err("restore needs --config (one node) or --into (a cluster)".into())
+        }
+    };
+    println!("{text}");
+    Ok(())
+}
+
 async fn run_admin(
-    addr: SocketAddr,
+    addrs: Vec<SocketAddr>,
     password: Option<String>,
     action: AdminAction,
 ) -> Result<(), String> {
+    let addr = addrs[0];
     let request = match action {
+        AdminAction::Snapshot { name } => {
+            println!("{}", ringkv_net::backup::snapshot(&addrs, password, &name).await?);
+            return Ok(());
+        }
+        AdminAction::Backup { name, to } => {
+            println!("{}", ringkv_net::backup::backup(&addrs, password, &name, &to).await?);
+            return Ok(());
+        }
         AdminAction::Status => AdminRequest::Status,
         AdminAction::Ring => AdminRequest::Ring,
         AdminAction::Decommission => AdminRequest::Decommission,

@@ -65,6 +65,9 @@ pub struct ServerSettings {
     pub allow_flush: bool,
     /// Replicas per key, for `WAIT`.
     pub replicas_n: usize,
+    /// The node's data directory, whose `snapshots/` `RK.SNAPSHOTINFO` and `RK.SNAPSHOTREAD`
+    /// serve; `None` for a node without one.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerSettings {
@@ -78,6 +81,7 @@ impl Default for ServerSettings {
             resp: RespLimits::default(),
             allow_flush: false,
             replicas_n: 3,
+            data_dir: None,
         }
     }
 }
@@ -314,6 +318,22 @@ impl Connection {
             "WAIT" if args.len() == 3 => self.wait(&args).await,
             "SCAN" if args.len() >= 2 => self.ops.scan(&args).await,
             "RK.STATUS" => self.ops.status().await,
+            "RK.SNAPSHOT" if args.len() == 2 => {
+                let name = String::from_utf8_lossy(&args[1]).into_owned();
+                match self.ops.node.snapshot(name).await {
+                    Some(Ok(manifest)) => Reply::Simple(format!(
+                        "snapshot {} of node {}: {} files, {} bytes, up to write {}",
+                        manifest.name,
+                        manifest.node_id,
+                        manifest.files.len(),
+                        manifest.files.iter().map(|file| file.size_bytes).sum::<u64>(),
+                        manifest.last_seq
+                    )),
+                    Some(Err(error)) => Reply::err(error),
+                    None => Reply::err("node stopped"),
+                }
+            }
+            "RK.SNAPSHOTINFO" | "RK.SNAPSHOTREAD" => self.snapshot_file(&command, &args).await,
             "RK.RING" => self.ops.ring().await,
             "RK.DECOMMISSION" if args.len() == 1 => {
                 if self.ops.node.membership(ringkv_core::Input::Decommission).await {
@@ -337,7 +357,7 @@ impl Connection {
                 }
             }
             "ECHO" | "SELECT" | "SCAN" | "RENAME" | "RENAMENX" | "COPY" | "MSETNX" | "DBSIZE"
-            | "RANDOMKEY" | "WAIT" => wrong_arity(&command.to_ascii_lowercase()),
+            | "RANDOMKEY" | "WAIT" | "RK.SNAPSHOT" => wrong_arity(&command.to_ascii_lowercase()),
             _ => match unsupported_reason(&command) {
                 Some(reason) => Reply::err(format!(
                     "'{}' is not supported by ringkv: {reason}",
@@ -396,6 +416,42 @@ impl Connection {
             (Reply::text("role"), Reply::text("master")),
             (Reply::text("modules"), Reply::Array(Vec::new())),
         ])
+    }
+
+    /// `RK.SNAPSHOTINFO name` (the snapshot's description, RON) and `RK.SNAPSHOTREAD name file
+    /// offset` (up to 1 MiB of one of its files), read off the disk on the blocking pool, for
+    /// `ringkv admin backup`.
+    async fn snapshot_file(&self, command: &str, args: &[Bytes]) -> Reply {
+        let Some(data_dir) = self.settings.data_dir.clone() else {
+            return Reply::err("this node has no data directory");
+        };
+        let words: Vec<String> =
+            args[1..].iter().map(|arg| String::from_utf8_lossy(arg).into_owned()).collect();
+        let read = match (command, words.as_slice()) {
+            ("RK.SNAPSHOTINFO", [name]) => {
+                let name = name.clone();
+                tokio::task::spawn_blocking(move || {
+                    crate::backup::snapshot_info(&data_dir, &name).map(Bytes::from)
+                })
+                .await
+            }
+            ("RK.SNAPSHOTREAD", [name, file, offset]) => {
+                let Ok(offset) = offset.parse::<u64>() else {
+                    return Reply::err("RK.SNAPSHOTREAD takes an offset in bytes");
+                };
+                let (name, file) = (name.clone(), file.clone());
+                tokio::task::spawn_blocking(move || {
+                    crate::backup::read_chunk(&data_dir, &name, &file, offset).map(Bytes::from)
+                })
+                .await
+            }
+            _ => return wrong_arity(&command.to_ascii_lowercase()),
+        };
+        match read {
+            Ok(Ok(bytes)) => Reply::Bulk(bytes),
+            Ok(Err(error)) => Reply::err(error),
+            Err(error) => Reply::err(format!("snapshot read failed: {error}")),
+        }
     }
 
     fn auth(&mut self, args: &[Bytes]) -> Reply {
