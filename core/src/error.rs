@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::types::Consistency;
+use crate::consistency::Consistency;
 
 /// Why a client request failed.
 #[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize)]

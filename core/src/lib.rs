@@ -13,6 +13,7 @@
 pub mod anti_entropy;
 pub mod buggify;
 pub mod cas;
+pub mod consistency;
 pub mod coordinator;
 pub mod error;
 pub mod failure_detector;

@@ -24,22 +24,10 @@ pub type Key = Bytes;
 /// A value: opaque bytes, at most [`Limits::value_bytes_max`] long.
 pub type Value = Bytes;
 
-/// How many replicas must answer before a request completes, chosen per request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[non_exhaustive]
-pub enum Consistency {
-    /// One replica.
-    One,
-    /// Two replicas.
-    Two,
-    /// Three replicas.
-    Three,
-    /// A majority of the N replicas: `N / 2 + 1`.
-    Quorum,
-    /// All N replicas.
-    All,
-}
+pub use crate::consistency::Consistency;
 
+// The level's arithmetic lives here, beside the limits, so that `consistency.rs` (which
+// `error.rs` names in an error) depends on nothing: error -> consistency <- types -> error.
 impl Consistency {
     /// The number of replica answers this level needs when a key has `replicas_n` replicas.
     ///

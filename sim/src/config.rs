@@ -6,13 +6,11 @@
 //! Invariant (checked by [`SimConfig::validate`]): at least one node, replicas fit in the
 //! cluster, phases are nonzero, and every bound is positive.
 
-use ringkv_core::storage::MemStorage;
 use ringkv_core::{Duration, KeyspaceConfig, NodeConfig};
 
-use crate::disk::{DiskConfig, SimDisk};
+use crate::disk::DiskConfig;
 use crate::faults::FaultConfig;
 use crate::network::NetworkConfig;
-use crate::report::Report;
 use crate::schedule::TimedEvent;
 use crate::workload::WorkloadConfig;
 
@@ -233,16 +231,6 @@ impl SimBuilder {
     /// The assembled config.
     pub fn build(self) -> SimConfig {
         self.config
-    }
-
-    /// Runs on in-memory disks.
-    pub fn run(self) -> Report {
-        crate::runner::run::<MemStorage>(&self.config)
-    }
-
-    /// Runs on disks of type `D`.
-    pub fn run_with_disk<D: SimDisk>(self) -> Report {
-        crate::runner::run::<D>(&self.config)
     }
 }
 

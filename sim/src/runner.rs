@@ -83,6 +83,20 @@ const SUPERVISOR_DELAY_MS: std::ops::RangeInclusive<u64> = 200..=1_000;
 /// How long before a start that failed on an I/O error is tried again.
 const START_RETRY_DELAY: Duration = Duration::from_millis(200);
 
+// The builder's `run` lives here, not in config.rs, so that the configuration does not depend
+// on the runner (config -> runner -> config was a module cycle).
+impl crate::config::SimBuilder {
+    /// Runs on in-memory disks.
+    pub fn run(self) -> Report {
+        run::<ringkv_core::storage::MemStorage>(&self.build())
+    }
+
+    /// Runs on disks of type `D`.
+    pub fn run_with_disk<D: SimDisk>(self) -> Report {
+        run::<D>(&self.build())
+    }
+}
+
 /// Runs `config` on disks of type `D`. A panic inside a node becomes a violation.
 pub fn run<D: SimDisk>(config: &SimConfig) -> Report {
     if let Err(problem) = config.validate() {
@@ -1008,6 +1022,10 @@ impl<D: SimDisk> Runner<D> {
                 let restore_ms = rng.random_range(500..=3_000);
                 let restart_ms = rng.random_range(100..=1_000);
                 let snapshot_seed: u64 = rng.random();
+                // Half the snapshots are cold, as an operator takes them: the node is stopped
+                // cleanly, its disk checkpointed, and it starts again (keeping its epoch, so
+                // the snapshot carries the epoch and dot counter the live node goes on from).
+                let cold = rng.random_bool(0.5);
                 // One restore at a time, and none while a store is being refilled: two replicas
                 // of the same data behind at once lose what only they held (N = 3, W = 2
                 // tolerates one), which is a lost replica, not a bug.
@@ -1015,19 +1033,31 @@ impl<D: SimDisk> Runner<D> {
                     slot.snapshot.is_some()
                         || slot.node.as_ref().is_some_and(|node| node.is_rebuilding())
                 });
-                if let Some(victim) = victim.filter(|_| !busy) {
-                    let slot = &mut self.slots[victim];
-                    let snapshot = match slot.node.as_mut() {
-                        Some(node) if !slot.disk_failing => {
-                            node.storage_mut().checkpoint(snapshot_seed)
-                        }
-                        _ => None,
+                let healthy = |index: &usize| !self.slots[*index].disk_failing;
+                if let Some(victim) = victim.filter(|index| !busy && healthy(index)) {
+                    let snapshot = if cold {
+                        self.clean_stop(victim);
+                        let restart = Duration::from_millis(restart_ms);
+                        self.schedule(restart, Event::Restart { node: victim });
+                        self.slots[victim].disk.as_mut().and_then(|disk| {
+                            if disk.recover() {
+                                disk.checkpoint(snapshot_seed)
+                            } else {
+                                None
+                            }
+                        })
+                    } else {
+                        self.slots[victim]
+                            .node
+                            .as_mut()
+                            .and_then(|node| node.storage_mut().checkpoint(snapshot_seed))
                     };
                     if let Some(snapshot) = snapshot {
-                        slot.snapshot = Some((self.now, snapshot));
+                        self.slots[victim].snapshot = Some((self.now, snapshot));
                         self.stats.snapshots += 1;
+                        let kind = if cold { "cold" } else { "hot" };
                         self.trace.record(self.now, Some(victim), 23, restore_ms, || {
-                            format!("snapshot taken; restored in {restore_ms} ms")
+                            format!("{kind} snapshot taken; restored in {restore_ms} ms")
                         });
                         self.note(FaultEventKind::Snapshot { node: node_id(victim) });
                         let event = Event::RestoreSnapshot { node: victim, restart_ms };
