@@ -1,7 +1,8 @@
 //! ringkv-net: the tokio driver that runs ringkv nodes on real sockets and files.
 //!
 //! [`start`] wires one node: its task ([`driver`]), peer connections ([`peer`], [`frame`]), the
-//! Redis-protocol client server ([`server`], [`resp`]) and metrics ([`metrics`]). The node's logic
+//! Redis-protocol client server ([`server`], [`resp`]), TLS ([`tls`]), client users
+//! ([`users`]) and metrics ([`metrics`]). The node's logic
 //! is entirely in `ringkv-core`; nothing here decides anything about data.
 #![forbid(unsafe_code)]
 

@@ -104,10 +104,14 @@ impl Users {
     /// An argon2 check runs on the blocking pool (see the module's documentation).
     pub async fn verify(&self, name: &str, password: &[u8]) -> Option<LoggedIn> {
         if name == DEFAULT_USER {
-            if let DefaultPassword::Plain(expected) = &self.default_password {
-                let matches = constant_time_eq(expected.as_bytes(), password);
-                return matches
-                    .then(|| LoggedIn { name: DEFAULT_USER.into(), access: Access::ReadWrite });
+            let default = LoggedIn { name: DEFAULT_USER.into(), access: Access::ReadWrite };
+            match &self.default_password {
+                DefaultPassword::Plain(expected) => {
+                    return constant_time_eq(expected.as_bytes(), password).then_some(default);
+                }
+                // Redis's `nopass`: any password is accepted.
+                DefaultPassword::None => return Some(default),
+                DefaultPassword::Hashed => {}
             }
         }
         let user = self.named.get(name)?;
@@ -121,22 +125,26 @@ impl Users {
         matches.then(|| LoggedIn { name: name.to_string(), access: user.access })
     }
 
-    /// `ACL LIST`: one line per user in Redis's rule format. No password hash is shown: Redis
-    /// shows an unsalted SHA-256 of each password, which would let anyone who reads the list
-    /// try a dictionary against it; a user with a password shows no `nopass` rule.
+    /// `ACL LIST`: one line per user in Redis's rule format, sorted by name. No password hash is
+    /// shown: Redis shows an unsalted SHA-256 of each password, which would let anyone who
+    /// reads the list try a dictionary against it; a user with a password shows no `nopass`.
     pub fn acl_list(&self) -> Vec<String> {
-        let mut lines = Vec::new();
+        let mut lines: Vec<(&str, String)> = self
+            .named
+            .iter()
+            .map(|(name, user)| (name.as_str(), format!("user {name} on {}", rules(user.access))))
+            .collect();
         if !self.named.contains_key(DEFAULT_USER) {
             let password = match self.default_password {
                 DefaultPassword::None => " nopass",
                 DefaultPassword::Plain(_) | DefaultPassword::Hashed => "",
             };
-            lines.push(format!("user {DEFAULT_USER} on{password} {}", rules(Access::ReadWrite)));
+            let line = format!("user {DEFAULT_USER} on{password} {}", rules(Access::ReadWrite));
+            lines.push((DEFAULT_USER, line));
         }
-        for (name, user) in &self.named {
-            lines.push(format!("user {name} on {}", rules(user.access)));
-        }
-        lines
+        // Redis lists its users sorted by name.
+        lines.sort();
+        lines.into_iter().map(|(_, line)| line).collect()
     }
 
     /// `ACL USERS`: every user's name, sorted.
@@ -256,6 +264,8 @@ mod tests {
         assert_eq!(users.names(), vec!["default", "reader", "writer"]);
         let open = Users::open();
         assert_eq!(open.initial().unwrap().name, "default");
+        assert!(open.verify("default", b"anything").await.is_some(), "nopass takes any password");
+        assert_eq!(open.verify("reader", b"r-pass").await, None);
         assert_eq!(open.acl_list(), vec!["user default on nopass ~* &* +@all"]);
     }
 }

@@ -95,8 +95,11 @@ async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
     panic!("never: {what}");
 }
 
+/// Sends SIGHUP to `child` through the shell's built-in `kill` (std can only send SIGKILL, and a
+/// minimal machine may lack the `kill` program).
 fn hang_up(child: &std::process::Child) {
-    let status = Command::new("kill").arg("-HUP").arg(child.id().to_string()).status().unwrap();
+    let command = format!("kill -HUP {}", child.id());
+    let status = Command::new("sh").arg("-c").arg(command).status().unwrap();
     assert!(status.success());
 }
 

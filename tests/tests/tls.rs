@@ -406,3 +406,37 @@ async fn a_client_ca_admits_only_clients_presenting_a_certificate_it_signed() {
     assert!(refused.is_err(), "a client with another CA's certificate got {refused:?}");
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_peer_tls_the_cluster_secret_is_still_required() {
+    let data = tempfile::tempdir().unwrap();
+    let ca = Ca::new("peer CA");
+    let mut configs = mutual_tls_cluster(data.path(), &[&ca, &ca, &ca], &ca);
+    // Node 3's certificate is good, its secret is not: TLS succeeds, the HMAC handshake fails.
+    configs[2].cluster_secret = "not-the-cluster-secret".into();
+    let mut nodes = Vec::new();
+    for config in &configs {
+        nodes.push(start_node(config).await);
+    }
+    let mut first = connect(nodes[0].client_addr).await;
+    let mut written = false;
+    for _ in 0..100 {
+        if call::<()>(&mut first, &["SET", "good", "1"]).await.is_ok() {
+            written = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(written, "nodes 1 and 2 never made a quorum");
+    let at_all: redis::RedisResult<String> =
+        call(&mut first, &["RK.PUT", "everywhere", "1", "-", "ALL"]).await;
+    assert!(at_all.is_err(), "a write at ALL reached the node without the secret: {at_all:?}");
+    let mut outsider = connect(nodes[2].client_addr).await;
+    let refused: redis::RedisResult<()> = call(&mut outsider, &["SET", "outsider", "1"]).await;
+    assert!(refused.is_err(), "the node without the secret reached a quorum");
+    // The links were refused by the secret, not by TLS: no handshake failed.
+    assert_eq!(nodes[0].metrics.tls_handshakes_failed.get(), 0);
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
