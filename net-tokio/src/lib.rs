@@ -396,24 +396,27 @@ pub async fn start_with<S: driver::DriverStorage + driver::StorageHealth>(
         );
     }
     let tls_client_addr = match (tls_client_listener, &tls) {
-        (Some((address, listener)), Some(tls)) => {
-            tasks.push(tokio::spawn(server::serve_tls(
-                listener,
+        (Some((address, tls_listener)), Some(tls)) => {
+            tasks.push(tokio::spawn(server::serve_with_tls(
+                client_listener.1,
+                tls_listener,
                 handle.clone(),
-                server_settings.clone(),
+                server_settings,
                 metrics.clone(),
                 tls.clone(),
             )));
             Some(address)
         }
-        _ => None,
+        _ => {
+            tasks.push(tokio::spawn(server::serve(
+                client_listener.1,
+                handle.clone(),
+                server_settings,
+                metrics.clone(),
+            )));
+            None
+        }
     };
-    tasks.push(tokio::spawn(server::serve(
-        client_listener.1,
-        handle.clone(),
-        server_settings,
-        metrics.clone(),
-    )));
     tasks.push(tokio::spawn(export_node_counters(handle.clone(), metrics.clone())));
     let metrics_addr = match metrics_listener {
         Some((address, listener)) => {

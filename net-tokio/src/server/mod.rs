@@ -26,7 +26,7 @@
 //! [`Users`]. A read-only user's commands outside [`read_only_may_run`] get Redis's `NOPERM`.
 //! Each wrong password delays its `WRONGPASS` reply by [`AUTH_FAILURE_DELAY_FIRST`], doubled
 //! per failure, and the [`AUTH_FAILURES_MAX`]-th closes the connection. The TLS client port
-//! ([`serve_tls`]) gives each new connection [`TlsState::handshake_timeout`] to finish its
+//! ([`serve_with_tls`]) gives each new connection [`TlsState::handshake_timeout`] to finish its
 //! handshake, then serves it as the plain port does.
 
 use std::collections::BTreeSet;
@@ -110,21 +110,28 @@ pub async fn serve(
     settings: Arc<ServerSettings>,
     metrics: Arc<Metrics>,
 ) {
-    accept_clients(listener, node, settings, metrics, None).await;
+    let slots = Arc::new(Semaphore::new(settings.connections_max));
+    accept_clients(listener, node, settings, metrics, slots, None).await;
 }
 
-/// Accepts TLS client connections until the task is aborted. Each connection's handshake must
+/// Accepts plain connections on `plain` and TLS connections on `tls_listener` until the task is
+/// aborted; `connections_max` bounds both ports together. Each TLS connection's handshake must
 /// finish within the TLS handshake timeout: a client that speaks plain RESP, or nothing, to the
 /// TLS port is closed then, never left hanging. The acceptor is taken from `tls` for each
 /// connection, so a reload applies to the next connection.
-pub async fn serve_tls(
-    listener: TcpListener,
+pub async fn serve_with_tls(
+    plain: TcpListener,
+    tls_listener: TcpListener,
     node: NodeHandle,
     settings: Arc<ServerSettings>,
     metrics: Arc<Metrics>,
     tls: Arc<TlsState>,
 ) {
-    accept_clients(listener, node, settings, metrics, Some(tls)).await;
+    let slots = Arc::new(Semaphore::new(settings.connections_max));
+    tokio::join!(
+        accept_clients(plain, node.clone(), settings.clone(), metrics.clone(), slots.clone(), None),
+        accept_clients(tls_listener, node, settings, metrics, slots, Some(tls)),
+    );
 }
 
 async fn accept_clients(
@@ -132,9 +139,9 @@ async fn accept_clients(
     node: NodeHandle,
     settings: Arc<ServerSettings>,
     metrics: Arc<Metrics>,
+    slots: Arc<Semaphore>,
     tls: Option<Arc<TlsState>>,
 ) {
-    let slots = Arc::new(Semaphore::new(settings.connections_max));
     let mut connections = tokio::task::JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -144,6 +151,10 @@ async fn accept_clients(
         let Ok((mut stream, _)) = accepted else { continue };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             metrics.connections_refused.inc();
+            if tls.is_some() {
+                // A plain-text error means nothing to a TLS client: just close.
+                continue;
+            }
             let mut out = Vec::new();
             Reply::err("max number of clients reached").encode(2, &mut out);
             let _ = stream.write_all(&out).await;
