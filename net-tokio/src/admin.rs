@@ -20,6 +20,23 @@ pub enum AdminRequest {
         /// The dead node's id.
         node: u32,
     },
+    /// The node reads its TLS files again (`RK.RELOADTLS`).
+    ReloadTls,
+}
+
+/// Which node `ringkv admin` asks, and how it logs in.
+#[derive(Debug, Clone, Default)]
+pub struct AdminTarget {
+    /// The node's client address (its plain or its TLS port).
+    pub addr: Option<SocketAddr>,
+    /// The user to log in as; `None` is `default`.
+    pub user: Option<String>,
+    /// The user's password, if it needs one.
+    pub password: Option<String>,
+    /// PEM of the CA that signed the node's certificate: connect with TLS, verifying against it.
+    pub tls_ca_pem: Option<Vec<u8>>,
+    /// The name the node's certificate must carry under TLS; `None` uses the address's IP.
+    pub tls_server_name: Option<String>,
 }
 
 /// How long a node has to answer.
@@ -32,13 +49,14 @@ pub async fn run(
     password: Option<String>,
     request: AdminRequest,
 ) -> Result<String, String> {
-    let info = redis::ConnectionInfo {
-        addr: redis::ConnectionAddr::Tcp(addr.ip().to_string(), addr.port()),
-        redis: redis::RedisConnectionInfo { password, ..Default::default() },
-    };
-    let client = redis::Client::open(info).map_err(|error| error.to_string())?;
+    run_with(&AdminTarget { addr: Some(addr), password, ..AdminTarget::default() }, request).await
+}
+
+/// Sends `request` to `target` (see [`AdminTarget`]) and returns what to print.
+pub async fn run_with(target: &AdminTarget, request: AdminRequest) -> Result<String, String> {
+    let mut connection = connect(target).await?;
+    let addr = target.addr.ok_or_else(|| "no node address given".to_string())?;
     let exchange = async {
-        let mut connection = client.get_multiplexed_async_connection().await?;
         let command = match request {
             AdminRequest::Status => redis::cmd("RK.STATUS"),
             AdminRequest::Ring => redis::cmd("RK.RING"),
@@ -48,6 +66,7 @@ pub async fn run(
                 command.arg(node);
                 command
             }
+            AdminRequest::ReloadTls => redis::cmd("RK.RELOADTLS"),
         };
         command.query_async::<Value>(&mut connection).await
     };
@@ -65,20 +84,49 @@ pub async fn run(
         AdminRequest::Remove { node } => Ok(format!(
             "node {node} is removed: its ranges are rebuilt on their new owners by anti-entropy"
         )),
+        AdminRequest::ReloadTls => Ok(format!(
+            "node at {addr} reloaded its TLS files; new connections get the certificate with \
+             SHA-256 fingerprint {}",
+            text_of(&reply).unwrap_or_else(|| format!("{reply:?}"))
+        )),
     }
 }
 
-/// A connection to the node at `addr` for an operator's tool (authenticated with `password` if
-/// given), or an error an operator can act on.
-pub async fn connect(
-    addr: SocketAddr,
-    password: Option<String>,
-) -> Result<redis::aio::MultiplexedConnection, String> {
-    let info = redis::ConnectionInfo {
-        addr: redis::ConnectionAddr::Tcp(addr.ip().to_string(), addr.port()),
-        redis: redis::RedisConnectionInfo { password, ..Default::default() },
+/// A connection to `target` for an operator's tool (plain or TLS, logged in as its user), or an
+/// error an operator can act on.
+pub async fn connect(target: &AdminTarget) -> Result<redis::aio::MultiplexedConnection, String> {
+    let addr = target.addr.ok_or_else(|| "no node address given".to_string())?;
+    let redis_info = redis::RedisConnectionInfo {
+        username: target.user.clone(),
+        password: target.password.clone(),
+        ..Default::default()
     };
-    let client = redis::Client::open(info).map_err(|error| error.to_string())?;
+    let client = match &target.tls_ca_pem {
+        None => {
+            let info = redis::ConnectionInfo {
+                addr: redis::ConnectionAddr::Tcp(addr.ip().to_string(), addr.port()),
+                redis: redis_info,
+            };
+            redis::Client::open(info)
+        }
+        Some(ca_pem) => {
+            crate::tls::install_crypto_provider();
+            let host = target.tls_server_name.clone().unwrap_or_else(|| addr.ip().to_string());
+            let info = redis::ConnectionInfo {
+                addr: redis::ConnectionAddr::TcpTls {
+                    host,
+                    port: addr.port(),
+                    insecure: false,
+                    tls_params: None,
+                },
+                redis: redis_info,
+            };
+            let certificates =
+                redis::TlsCertificates { client_tls: None, root_cert: Some(ca_pem.clone()) };
+            redis::Client::build_with_tls(info, certificates)
+        }
+    }
+    .map_err(|error| error.to_string())?;
     tokio::time::timeout(REPLY_TIMEOUT, client.get_multiplexed_async_connection())
         .await
         .map_err(|_| format!("{addr} did not answer within {} s", REPLY_TIMEOUT.as_secs()))?
@@ -92,7 +140,7 @@ fn explain(addr: SocketAddr, error: &redis::RedisError) -> String {
         || text.contains("WRONGPASS")
         || error.kind() == redis::ErrorKind::AuthenticationFailed
     {
-        format!("{addr} refused: {text} (give the node's password with --password)")
+        format!("{addr} refused: {text} (give the node's password with --password, and --user for a named user)")
     } else if error.is_connection_refusal() {
         format!("cannot connect to {addr}: no node listens there ({text})")
     } else {

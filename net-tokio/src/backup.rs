@@ -31,6 +31,8 @@ use ringkv_core::version::Versioned;
 use ringkv_storage::StdFs;
 use serde::{Deserialize, Serialize};
 
+use crate::admin::AdminTarget;
+
 /// The file in a snapshot's directory that describes it.
 pub const SNAPSHOT_FILE: &str = "SNAPSHOT.ron";
 /// The file in a backup's node directory that lists its files with their checksums.
@@ -188,13 +190,13 @@ pub fn read_chunk(data_dir: &Path, name: &str, file: &str, offset: u64) -> Resul
 /// Asks every node at `addrs` to take snapshot `name`; returns a line per node.
 pub async fn snapshot(
     addrs: &[SocketAddr],
-    password: Option<String>,
+    target: &AdminTarget,
     name: &str,
 ) -> Result<String, String> {
     validate_name(name)?;
     let mut lines = Vec::new();
     for addr in addrs {
-        let mut connection = crate::admin::connect(*addr, password.clone()).await?;
+        let mut connection = connect_to(target, *addr).await?;
         let line: String = redis::cmd("RK.SNAPSHOT")
             .arg(name)
             .query_async(&mut connection)
@@ -209,14 +211,14 @@ pub async fn snapshot(
 /// [`BACKUP_FILE`]; returns a line per node.
 pub async fn backup(
     addrs: &[SocketAddr],
-    password: Option<String>,
+    target: &AdminTarget,
     name: &str,
     to: &Path,
 ) -> Result<String, String> {
     validate_name(name)?;
     let mut lines = Vec::new();
     for addr in addrs {
-        let mut connection = crate::admin::connect(*addr, password.clone()).await?;
+        let mut connection = connect_to(target, *addr).await?;
         let info: String = redis::cmd("RK.SNAPSHOTINFO")
             .arg(name)
             .query_async(&mut connection)
@@ -449,17 +451,13 @@ pub fn read_backup_objects(
 /// value a GET returned when the snapshot was taken (its newest sibling) and its expiry, through
 /// plain SETs at the node's default write level, in pipelines of 1,000. Concurrent siblings are
 /// collapsed to that newest one; keys expired by now are skipped. Returns a summary.
-pub async fn load_into(
-    from: &Path,
-    addr: SocketAddr,
-    password: Option<String>,
-    now: WallTime,
-) -> Result<String, String> {
+pub async fn load_into(from: &Path, target: &AdminTarget, now: WallTime) -> Result<String, String> {
+    let addr = target.addr.ok_or_else(|| "no node address given".to_string())?;
     let scratch = tempdir_under(&std::env::temp_dir())?;
     let objects = read_backup_objects(from, &scratch);
     let _removed = std::fs::remove_dir_all(&scratch);
     let objects = objects?;
-    let mut connection = crate::admin::connect(addr, password).await?;
+    let mut connection = crate::admin::connect(target).await?;
     let mut written = 0usize;
     let mut pipeline = redis::pipe();
     let mut queued = 0;
@@ -483,6 +481,14 @@ pub async fn load_into(
         written += queued;
     }
     Ok(format!("{written} keys written to {addr} ({} objects in the backup)", objects.len()))
+}
+
+/// A connection to `addr` with `target`'s user, password and TLS settings.
+async fn connect_to(
+    target: &AdminTarget,
+    addr: SocketAddr,
+) -> Result<redis::aio::MultiplexedConnection, String> {
+    crate::admin::connect(&AdminTarget { addr: Some(addr), ..target.clone() }).await
 }
 
 /// The sibling a GET returns at `now`: the newest live one.

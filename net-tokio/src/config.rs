@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ringkv_core::Consistency;
 use serde::{Deserialize, Serialize};
@@ -126,6 +126,76 @@ pub struct NodeFileConfig {
     /// Log filter, as `RUST_LOG` takes it (`info`, `ringkv_net=debug`).
     #[serde(default = "default_log_level")]
     pub log_level: String,
+    /// TLS for a client port of its own and for peer links; `None` keeps everything plain
+    /// (README.md, "TLS").
+    #[serde(default)]
+    pub tls: Option<TlsFileConfig>,
+    /// Named users besides `default`, who log in with `AUTH name password` (README.md,
+    /// "Users"). The `default` user is the `password` field.
+    #[serde(default)]
+    pub users: Vec<UserFileConfig>,
+}
+
+/// The `tls` section: PEM files and where TLS is spoken. The files are read at start and again
+/// on `ringkv admin reload-tls` or SIGHUP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFileConfig {
+    /// This node's certificate chain, leaf first. It serves clients and peers alike, so with
+    /// `peer_ca_pem` it must be signed by that CA.
+    pub cert_pem: PathBuf,
+    /// The private key of the leaf certificate (PKCS#8, PKCS#1 or SEC1).
+    pub key_pem: PathBuf,
+    /// Where TLS clients connect, beside the plain `client_addr` (as Redis's `tls-port`);
+    /// `None` serves no TLS clients.
+    #[serde(default)]
+    pub client_addr: Option<SocketAddr>,
+    /// When given, TLS clients must present a certificate signed by one of these CAs.
+    #[serde(default)]
+    pub client_ca_pem: Option<PathBuf>,
+    /// When given, peer links are TLS: a node trusts a peer's certificate only if one of these
+    /// CAs signed it. Every member must then have it (the peer port speaks TLS only).
+    #[serde(default)]
+    pub peer_ca_pem: Option<PathBuf>,
+    /// Whether a dialling peer must present a certificate signed by `peer_ca_pem` too (mutual
+    /// TLS). The cluster secret's HMAC handshake runs inside TLS either way.
+    #[serde(default = "default_peer_mutual_tls")]
+    pub peer_mutual_tls: bool,
+    /// The name a peer's certificate must carry; `None` checks the dialled IP address instead
+    /// (the certificate then needs that IP as a subject alternative name).
+    #[serde(default)]
+    pub peer_server_name: Option<String>,
+    /// How long a TLS handshake may take before the connection is closed, in milliseconds.
+    #[serde(default = "default_tls_handshake_timeout_ms")]
+    pub handshake_timeout_ms: u64,
+}
+
+fn default_peer_mutual_tls() -> bool {
+    true
+}
+fn default_tls_handshake_timeout_ms() -> u64 {
+    3_000
+}
+
+/// One named user of the `users` list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserFileConfig {
+    /// The name given to `AUTH name password`.
+    pub name: String,
+    /// The password's argon2 hash as a PHC string (`ringkv hash-password` prints one).
+    pub password_hash: String,
+    /// What the user may do.
+    pub access: Access,
+}
+
+/// What a user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Access {
+    /// Every command.
+    ReadWrite,
+    /// Reads and connection commands only; anything else gets `NOPERM`.
+    ReadOnly,
 }
 
 fn default_worker_threads() -> usize {
@@ -321,8 +391,58 @@ impl NodeFileConfig {
         {
             return invalid("limits", "key_bytes_max, value_bytes_max, connections_max and pipeline_depth_max must be positive".into());
         }
-        Ok(())
+        if let Some(tls) = &self.tls {
+            validate_tls(tls)?;
+        }
+        validate_users(&self.users, self.password.is_some())
     }
+}
+
+/// Checks the `tls` section's values; the files themselves are read when the node starts
+/// (`tls::TlsState::load`), which names the field and the file of any that cannot be used.
+fn validate_tls(tls: &TlsFileConfig) -> Result<(), ConfigError> {
+    let invalid = |field, reason: String| Err(ConfigError::Invalid { field, reason });
+    if tls.client_addr.is_none() && tls.peer_ca_pem.is_none() {
+        return invalid(
+            "tls",
+            "enables nothing: give client_addr (a TLS client port) or peer_ca_pem (TLS peer \
+             links), or both"
+                .into(),
+        );
+    }
+    if tls.handshake_timeout_ms == 0 {
+        return invalid("tls.handshake_timeout_ms", "must be positive".into());
+    }
+    if let Some(name) = &tls.peer_server_name {
+        if rustls_pki_types::ServerName::try_from(name.as_str()).is_err() {
+            return invalid("tls.peer_server_name", format!("`{name}` is not a DNS name or IP"));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the `users` list: names are unique words, hashes are argon2 PHC strings.
+fn validate_users(users: &[UserFileConfig], has_default_password: bool) -> Result<(), ConfigError> {
+    let invalid = |reason: String| Err(ConfigError::Invalid { field: "users", reason });
+    let mut names = BTreeSet::new();
+    for user in users {
+        let name = &user.name;
+        if name.is_empty() || name.bytes().any(|byte| byte.is_ascii_whitespace() || byte < 0x21) {
+            return invalid(format!("user name `{name}` must be a non-empty word"));
+        }
+        if !names.insert(name.as_str()) {
+            return invalid(format!("user `{name}` appears twice"));
+        }
+        if name == "default" && has_default_password {
+            return invalid(
+                "user `default` is also given by the `password` field; keep one of them".into(),
+            );
+        }
+        if let Err(reason) = crate::users::parse_password_hash(&user.password_hash) {
+            return invalid(format!("user `{name}`: password_hash {reason}"));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -372,6 +492,54 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(never.starts_with("field `anti_entropy_interval_s`"), "{never}");
+    }
+
+    #[test]
+    fn tls_and_users_sections_parse_and_bad_values_name_their_field() {
+        let with_tls = GOOD.replace(
+            "durability: Interval(20),",
+            r#"tls: Some((cert_pem: "/etc/ringkv/node.pem", key_pem: "/etc/ringkv/key.pem",
+                client_addr: Some("127.0.0.1:6380"), peer_ca_pem: Some("/etc/ringkv/ca.pem"))),"#,
+        );
+        let config = NodeFileConfig::parse(&with_tls).unwrap();
+        let tls = config.tls.unwrap();
+        assert_eq!(tls.client_addr, Some("127.0.0.1:6380".parse().unwrap()));
+        assert!(tls.peer_mutual_tls, "mutual TLS is the default");
+        assert_eq!(tls.handshake_timeout_ms, 3_000);
+        let nothing = GOOD.replace(
+            "durability: Interval(20),",
+            r#"tls: Some((cert_pem: "a.pem", key_pem: "b.pem")),"#,
+        );
+        let error = NodeFileConfig::parse(&nothing).unwrap_err().to_string();
+        assert!(error.starts_with("field `tls`"), "{error}");
+        let bad_name = with_tls
+            .replace("peer_ca_pem:", r#"peer_server_name: Some("not a name!"), peer_ca_pem:"#);
+        let error = NodeFileConfig::parse(&bad_name).unwrap_err().to_string();
+        assert!(error.starts_with("field `tls.peer_server_name`"), "{error}");
+
+        let hash = crate::users::hash_password("pass").unwrap();
+        let with_users = GOOD.replace(
+            "durability: Interval(20),",
+            &format!(r#"users: [(name: "app", password_hash: "{hash}", access: ReadOnly)],"#),
+        );
+        let config = NodeFileConfig::parse(&with_users).unwrap();
+        assert_eq!(config.users[0].access, Access::ReadOnly);
+        let plain = with_users.replace(&hash, "hunter2");
+        let error = NodeFileConfig::parse(&plain).unwrap_err().to_string();
+        assert!(error.starts_with("field `users`: user `app`: password_hash"), "{error}");
+        let twice = with_users.replace(
+            "access: ReadOnly)",
+            &format!(
+                r#"access: ReadOnly), (name: "app", password_hash: "{hash}", access: ReadWrite)"#
+            ),
+        );
+        let error = NodeFileConfig::parse(&twice).unwrap_err().to_string();
+        assert!(error.contains("appears twice"), "{error}");
+        let both_defaults = with_users
+            .replace("\"app\"", "\"default\"")
+            .replace("users:", "password: Some(\"x\"), users:");
+        let error = NodeFileConfig::parse(&both_defaults).unwrap_err().to_string();
+        assert!(error.contains("`default`"), "{error}");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! ringkv-net: the tokio driver that runs ringkv nodes on real sockets and files.
 //!
 //! [`start`] wires one node: its task ([`driver`]), peer connections ([`peer`], [`frame`]), the
-//! Redis-protocol client server ([`server`], [`resp`]) and metrics ([`metrics`]). The node's logic
+//! Redis-protocol client server ([`server`], [`resp`]), TLS ([`tls`]), client users
+//! ([`users`]) and metrics ([`metrics`]). The node's logic
 //! is entirely in `ringkv-core`; nothing here decides anything about data.
 #![forbid(unsafe_code)]
 
@@ -18,6 +19,8 @@ pub mod metrics;
 pub mod peer;
 pub mod resp;
 pub mod server;
+pub mod tls;
+pub mod users;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,6 +35,8 @@ use crate::driver::NodeHandle;
 use crate::metrics::Metrics;
 use crate::peer::PeerSettings;
 use crate::server::ServerSettings;
+use crate::tls::TlsState;
+use crate::users::Users;
 
 /// A node running on this process's tokio runtime.
 #[derive(Debug)]
@@ -44,6 +49,10 @@ pub struct RunningNode {
     pub peer_addr: SocketAddr,
     /// Where metrics are served.
     pub metrics_addr: Option<SocketAddr>,
+    /// Where TLS clients connect (the bound address), if the node has a TLS client port.
+    pub tls_client_addr: Option<SocketAddr>,
+    /// The node's TLS material, to reload ([`TlsState::reload`]); `None` without TLS.
+    pub tls: Option<Arc<TlsState>>,
     /// The node task's handle.
     pub handle: NodeHandle,
     /// The node's metrics.
@@ -88,6 +97,9 @@ pub enum StartError {
     /// The node's thread or runtime could not be started.
     #[error("cannot start the node's runtime: {0}")]
     Runtime(String),
+    /// A file of the `tls` section could not be used.
+    #[error("{0}")]
+    Tls(#[from] tls::TlsError),
 }
 
 /// A node running on a thread of its own, with a tokio runtime of `worker_threads` threads
@@ -104,6 +116,10 @@ pub struct NodeThread {
     pub peer_addr: SocketAddr,
     /// Where metrics are served.
     pub metrics_addr: Option<SocketAddr>,
+    /// Where TLS clients connect, if the node has a TLS client port.
+    pub tls_client_addr: Option<SocketAddr>,
+    /// The node's TLS material, to reload on SIGHUP; `None` without TLS.
+    pub tls: Option<Arc<TlsState>>,
     /// The node task's handle (usable from any runtime).
     pub handle: NodeHandle,
     stop: tokio::sync::oneshot::Sender<()>,
@@ -129,13 +145,15 @@ impl NodeThread {
                 runtime.block_on(async move {
                     match start_on_disk(&config).await {
                         Ok(node) => {
-                            let addresses = (
-                                node.id,
-                                node.client_addr,
-                                node.peer_addr,
-                                node.metrics_addr,
-                                node.handle.clone(),
-                            );
+                            let addresses = StartedNode {
+                                id: node.id,
+                                client_addr: node.client_addr,
+                                peer_addr: node.peer_addr,
+                                metrics_addr: node.metrics_addr,
+                                tls_client_addr: node.tls_client_addr,
+                                tls: node.tls.clone(),
+                                handle: node.handle.clone(),
+                            };
                             let _ = started_tx.send(Ok(addresses));
                             // A dropped sender (the handle dropped) stops the node as well.
                             let _ = stop_rx.await;
@@ -148,11 +166,20 @@ impl NodeThread {
                 });
             })
             .map_err(|error| StartError::Runtime(error.to_string()))?;
-        let (id, client_addr, peer_addr, metrics_addr, handle) =
-            started_rx.recv().map_err(|_| {
-                StartError::Runtime("the node's thread stopped while starting".into())
-            })??;
-        Ok(NodeThread { id, client_addr, peer_addr, metrics_addr, handle, stop, thread })
+        let started = started_rx.recv().map_err(|_| {
+            StartError::Runtime("the node's thread stopped while starting".into())
+        })??;
+        Ok(NodeThread {
+            id: started.id,
+            client_addr: started.client_addr,
+            peer_addr: started.peer_addr,
+            metrics_addr: started.metrics_addr,
+            tls_client_addr: started.tls_client_addr,
+            tls: started.tls,
+            handle: started.handle,
+            stop,
+            thread,
+        })
     }
 
     /// Shuts the node down cleanly ([`RunningNode::shutdown`]) and waits for its thread.
@@ -162,6 +189,17 @@ impl NodeThread {
             tracing::error!(node = %self.id, "the node's thread panicked");
         }
     }
+}
+
+/// What a node's thread reports once its node listens.
+struct StartedNode {
+    id: NodeId,
+    client_addr: SocketAddr,
+    peer_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+    tls_client_addr: Option<SocketAddr>,
+    tls: Option<Arc<TlsState>>,
+    handle: NodeHandle,
 }
 
 /// The runtime one node runs on: current-thread for one thread, else multi-threaded.
@@ -284,7 +322,19 @@ pub async fn start_with<S: driver::DriverStorage + driver::StorageHealth>(
 ) -> Result<RunningNode, StartError> {
     let id = NodeId(config.node_id);
     let members: Vec<NodeId> = config.members.iter().map(|member| NodeId(member.id)).collect();
+    // The PEM files are read before anything listens, so a bad one stops the start at once.
+    let tls = match &config.tls {
+        Some(files) => {
+            tls::install_crypto_provider();
+            Some(Arc::new(TlsState::load(files.clone())?))
+        }
+        None => None,
+    };
     let client_listener = bind(config.client_addr).await?;
+    let tls_client_listener = match tls.as_ref().and_then(|tls| tls.client_addr()) {
+        Some(address) => Some(bind(address).await?),
+        None => None,
+    };
     let peer_listener = bind(config.peer_addr).await?;
     let metrics_listener = match config.metrics_addr {
         Some(address) => Some(bind(address).await?),
@@ -304,6 +354,7 @@ pub async fn start_with<S: driver::DriverStorage + driver::StorageHealth>(
         backoff_max: StdDuration::from_millis(200),
         connect_timeout: StdDuration::from_millis(500),
         user_timeout: StdDuration::from_millis(1_500),
+        tls: tls.clone().filter(|_| config.tls.as_ref().is_some_and(|t| t.peer_ca_pem.is_some())),
     });
     let handle_slot = Arc::new(std::sync::OnceLock::new());
     let mut queues = peer::PeerQueues::new(settings.clone(), handle_slot.clone(), metrics.clone());
@@ -326,7 +377,8 @@ pub async fn start_with<S: driver::DriverStorage + driver::StorageHealth>(
         metrics.clone(),
     )));
     let server_settings = Arc::new(ServerSettings {
-        password: config.password.clone(),
+        users: Arc::new(Users::new(config.password.clone(), &config.users)),
+        tls: tls.clone(),
         connections_max: config.connections_max,
         pipeline_depth_max: config.pipeline_depth_max,
         read_consistency: config.read_consistency,
@@ -339,12 +391,34 @@ pub async fn start_with<S: driver::DriverStorage + driver::StorageHealth>(
         replicas_n: config.replicas_n,
         data_dir: Some(config.data_dir.clone()),
     });
-    tasks.push(tokio::spawn(server::serve(
-        client_listener.1,
-        handle.clone(),
-        server_settings,
-        metrics.clone(),
-    )));
+    if users_without_a_default_password(config) {
+        tracing::warn!(
+            "users are configured but the default user has no password: connections that do not \
+             AUTH run every command as `default` (set `password` to require a login)"
+        );
+    }
+    let tls_client_addr = match (tls_client_listener, &tls) {
+        (Some((address, tls_listener)), Some(tls)) => {
+            tasks.push(tokio::spawn(server::serve_with_tls(
+                client_listener.1,
+                tls_listener,
+                handle.clone(),
+                server_settings,
+                metrics.clone(),
+                tls.clone(),
+            )));
+            Some(address)
+        }
+        _ => {
+            tasks.push(tokio::spawn(server::serve(
+                client_listener.1,
+                handle.clone(),
+                server_settings,
+                metrics.clone(),
+            )));
+            None
+        }
+    };
     tasks.push(tokio::spawn(export_node_counters(handle.clone(), metrics.clone())));
     let metrics_addr = match metrics_listener {
         Some((address, listener)) => {
@@ -358,11 +432,21 @@ pub async fn start_with<S: driver::DriverStorage + driver::StorageHealth>(
         client_addr: client_listener.0,
         peer_addr: peer_listener.0,
         metrics_addr,
+        tls_client_addr,
+        tls,
         handle,
         metrics,
         tasks,
         node_task,
     })
+}
+
+/// Whether named users exist while the default user needs no password, which makes them
+/// pointless for access control (Redis behaves the same; the start warns).
+fn users_without_a_default_password(config: &NodeFileConfig) -> bool {
+    !config.users.is_empty()
+        && config.password.is_none()
+        && !config.users.iter().any(|user| user.name == users::DEFAULT_USER)
 }
 
 /// Copies the node's counters into the metrics once a second, so `/metrics` shows them without

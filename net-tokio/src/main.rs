@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use ringkv_net::admin::AdminRequest;
+use ringkv_net::admin::{AdminRequest, AdminTarget};
 use ringkv_net::config::{Durability, MemberAddress, NodeFileConfig};
 use ringkv_net::NodeThread;
 
@@ -80,14 +80,27 @@ enum Command {
         #[arg(long, env = "RINGKV_PASSWORD", hide_env_values = true)]
         password: Option<String>,
     },
+    /// Reads a password from standard input (one line) and prints its argon2id hash, the
+    /// `password_hash` of a user in a node's `users`.
+    HashPassword,
     /// Asks a running node about the cluster.
     Admin {
         /// A node's client address; `snapshot` and `backup` take several (repeat --addr).
         #[arg(long, default_value = "127.0.0.1:7379")]
         addr: Vec<SocketAddr>,
-        /// The node's client password, if it has one (`password` in its configuration).
+        /// The node's client password, if it has one (`password` in its configuration, or the
+        /// password of --user).
         #[arg(long, env = "RINGKV_PASSWORD", hide_env_values = true)]
         password: Option<String>,
+        /// A user of the node's `users` to log in as (default: the `default` user).
+        #[arg(long)]
+        user: Option<String>,
+        /// Connect with TLS (to the node's `tls.client_addr`), trusting this CA's PEM file.
+        #[arg(long)]
+        tls_ca: Option<PathBuf>,
+        /// The name the node's certificate carries, under --tls-ca (default: --addr's IP).
+        #[arg(long)]
+        tls_server_name: Option<String>,
         /// What to do.
         #[command(subcommand)]
         action: AdminAction,
@@ -124,6 +137,9 @@ enum AdminAction {
         #[arg(long)]
         to: PathBuf,
     },
+    /// Makes the node at --addr read its TLS files again (as SIGHUP does); new connections use
+    /// the new certificate, and a file that cannot be used is refused, keeping the old one.
+    ReloadTls,
 }
 
 fn main() -> std::process::ExitCode {
@@ -137,12 +153,30 @@ fn main() -> std::process::ExitCode {
             };
             run_dev(nodes, base_port, replicas, data_dir, durability, usize::from(worker_threads))
         }
-        Command::Admin { addr, password, action } => {
-            on_small_runtime(run_admin(addr, password, action)).and_then(|result| result)
+        Command::Admin { addr, password, user, tls_ca, tls_server_name, action } => {
+            let target = match tls_ca.map(|path| {
+                std::fs::read(&path)
+                    .map_err(|error| format!("cannot read --tls-ca {}: {error}", path.display()))
+            }) {
+                Some(Err(error)) => Err(error),
+                Some(Ok(pem)) => Ok(Some(pem)),
+                None => Ok(None),
+            }
+            .map(|tls_ca_pem| AdminTarget {
+                addr: addr.first().copied(),
+                user,
+                password,
+                tls_ca_pem,
+                tls_server_name,
+            });
+            target.and_then(|target| {
+                on_small_runtime(run_admin(target, addr, action)).and_then(|result| result)
+            })
         }
         Command::Restore { from, config, new_cluster, into, password } => {
             run_restore(from, config, new_cluster, into, password)
         }
+        Command::HashPassword => hash_password(),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -173,8 +207,18 @@ fn run_node(path: PathBuf) -> Result<(), String> {
     let config = NodeFileConfig::load(&path).map_err(|error| error.to_string())?;
     init_logs(&config.log_level);
     let node = NodeThread::start(config).map_err(|error| error.to_string())?;
-    tracing::info!(id = %node.id, client = %node.client_addr, peer = %node.peer_addr, "node started");
-    let waited = on_small_runtime(wait_for_signal());
+    tracing::info!(
+        id = %node.id,
+        client = %node.client_addr,
+        tls_client = ?node.tls_client_addr,
+        peer = %node.peer_addr,
+        "node started"
+    );
+    let waited = match node.tls.clone() {
+        // Only a node with TLS handles SIGHUP; without, the signal keeps its default (exit).
+        Some(tls) => on_small_runtime(reload_tls_on_hangup_until_stopped(tls)),
+        None => on_small_runtime(wait_for_signal()),
+    };
     tracing::info!("shutting down");
     node.shutdown();
     waited
@@ -269,7 +313,8 @@ fn run_restore(
             ringkv_net::backup::restore_node(&from, config.node_id, &config.data_dir, target, now)?
         }
         (None, Some(into)) => {
-            on_small_runtime(ringkv_net::backup::load_into(&from, into, password, now))??
+            let target = AdminTarget { addr: Some(into), password, ..AdminTarget::default() };
+            on_small_runtime(ringkv_net::backup::load_into(&from, &target, now))??
         }
         (None, None) => {
             return Err("restore needs --config (one node) or --into (a cluster)".into())
@@ -279,25 +324,37 @@ fn run_restore(
     Ok(())
 }
 
+/// `ringkv hash-password`: one line of standard input (without its line end) to a PHC string.
+fn hash_password() -> Result<(), String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|error| format!("cannot read the password from standard input: {error}"))?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    println!("{}", ringkv_net::users::hash_password(password)?);
+    Ok(())
+}
+
 async fn run_admin(
+    target: AdminTarget,
     addrs: Vec<SocketAddr>,
-    password: Option<String>,
     action: AdminAction,
 ) -> Result<(), String> {
-    let addr = addrs[0];
     let request = match action {
         AdminAction::Snapshot { name } => {
-            println!("{}", ringkv_net::backup::snapshot(&addrs, password, &name).await?);
+            println!("{}", ringkv_net::backup::snapshot(&addrs, &target, &name).await?);
             return Ok(());
         }
         AdminAction::Backup { name, to } => {
-            println!("{}", ringkv_net::backup::backup(&addrs, password, &name, &to).await?);
+            println!("{}", ringkv_net::backup::backup(&addrs, &target, &name, &to).await?);
             return Ok(());
         }
         AdminAction::Status => AdminRequest::Status,
         AdminAction::Ring => AdminRequest::Ring,
         AdminAction::Decommission => AdminRequest::Decommission,
         AdminAction::Remove { node } => AdminRequest::Remove { node },
+        AdminAction::ReloadTls => AdminRequest::ReloadTls,
         AdminAction::Join => {
             return Err(
                 "a node joins by starting it with `join: true` and `members` naming \
@@ -307,8 +364,34 @@ async fn run_admin(
             )
         }
     };
-    println!("{}", ringkv_net::admin::run(addr, password, request).await?);
+    println!("{}", ringkv_net::admin::run_with(&target, request).await?);
     Ok(())
+}
+
+/// Reloads the TLS files at every SIGHUP until Ctrl-C or SIGTERM; a refused reload is logged
+/// and the certificate in use stays.
+async fn reload_tls_on_hangup_until_stopped(tls: std::sync::Arc<ringkv_net::tls::TlsState>) {
+    let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(error) => {
+            tracing::warn!(%error, "cannot handle SIGHUP; use `ringkv admin reload-tls`");
+            return wait_for_signal().await;
+        }
+    };
+    let stopped = wait_for_signal();
+    tokio::pin!(stopped);
+    loop {
+        tokio::select! {
+            () = &mut stopped => return,
+            Some(()) = hangups.recv() => match tls.reload() {
+                Ok(fingerprint) => tracing::info!(%fingerprint, "TLS files reloaded (SIGHUP)"),
+                Err(error) => tracing::warn!(
+                    %error,
+                    "TLS reload refused (SIGHUP); the previous certificate stays in use"
+                ),
+            },
+        }
+    }
 }
 
 async fn wait_for_signal() {

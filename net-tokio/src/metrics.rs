@@ -134,6 +134,10 @@ pub struct Metrics {
     pub peer_frames_refused: Counter,
     /// Peer messages dropped because a queue was full.
     pub peer_messages_dropped: Counter,
+    /// TLS handshakes that failed or timed out, on the client and peer ports.
+    pub tls_handshakes_failed: Counter,
+    /// AUTH attempts refused for a wrong user name or password.
+    pub auth_failures: Counter,
     /// Storage syncs performed.
     pub storage_syncs: Counter,
     /// Storage scrubs run.
@@ -179,6 +183,8 @@ impl Metrics {
             ("ringkv_client_protocol_errors_total", &self.protocol_errors),
             ("ringkv_peer_frames_refused_total", &self.peer_frames_refused),
             ("ringkv_peer_messages_dropped_total", &self.peer_messages_dropped),
+            ("ringkv_tls_handshakes_failed_total", &self.tls_handshakes_failed),
+            ("ringkv_client_auth_failures_total", &self.auth_failures),
             ("ringkv_storage_syncs_total", &self.storage_syncs),
             ("ringkv_storage_scrubs_total", &self.storage_scrubs),
             ("ringkv_node_restarts_total", &self.node_restarts),

@@ -17,21 +17,30 @@
 //!
 //! A frame that is too large, of another version, corrupt or undecodable closes that connection
 //! and is counted; the node goes on.
+//!
+//! With TLS ([`PeerSettings::tls`]) each link is a TLS connection first: the dialler checks the
+//! acceptor's certificate against the peer CA, and under mutual TLS the acceptor checks the
+//! dialler's. The cluster-secret handshake then runs inside TLS as a second factor, so a stolen
+//! certificate alone does not make a peer. A refused handshake is logged as a warning naming the
+//! address and the reason (once per run of equal failures on the dialling side, once per
+//! [`REFUSAL_WARNING_INTERVAL`] and remote IP on the accepting side, so a misconfigured peer
+//! redialling every 200 ms does not flood the log).
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use ringkv_core::{NodeId, PeerMessage};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::driver::{Delivery, NodeHandle, PeerSink};
 use crate::frame::{self, FrameError, Wire};
 use crate::metrics::Metrics;
+use crate::tls::TlsState;
 
 /// Settings shared by every peer connection of a node.
 #[derive(Debug, Clone)]
@@ -53,7 +62,15 @@ pub struct PeerSettings {
     /// How long sent data may stay unacknowledged, or an idle connection unanswered to
     /// keepalive probes, before the connection counts as lost.
     pub user_timeout: Duration,
+    /// TLS for every link, when the node's `tls` section names a peer CA.
+    pub tls: Option<Arc<TlsState>>,
 }
+
+/// How often the accepting side warns about refused handshakes from one IP address.
+pub const REFUSAL_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Remote IPs remembered for [`REFUSAL_WARNING_INTERVAL`]; past this the memory starts over.
+const REFUSAL_WARNINGS_TRACKED_MAX: usize = 1_024;
 
 /// Applies the socket options every peer connection needs (see the module's documentation).
 fn configure(stream: &TcpStream, settings: &PeerSettings) -> std::io::Result<()> {
@@ -145,6 +162,7 @@ pub async fn dial(
     };
     let mut backoff = Duration::from_millis(50);
     let mut reported_down = false;
+    let mut last_refusal: Option<String> = None;
     loop {
         // The node dropped its queues: it stopped, and so does this connection.
         if outbox.is_closed() {
@@ -153,17 +171,34 @@ pub async fn dial(
         match connect(peer, address, &settings).await {
             Ok(stream) => {
                 backoff = Duration::from_millis(50);
+                last_refusal = None;
                 node.peer_status(peer, true).await;
                 metrics.peers_up.fetch_add(1, Ordering::Relaxed);
                 reported_down = false;
-                let closed = pump(stream, &mut outbox, settings.frame_bytes_max).await;
+                let closed = match stream {
+                    PeerStream::Plain(stream) => {
+                        let (reader, writer) = stream.into_split();
+                        pump(reader, writer, &mut outbox, settings.frame_bytes_max).await
+                    }
+                    PeerStream::Tls(stream) => {
+                        let (reader, writer) = tokio::io::split(*stream);
+                        pump(reader, writer, &mut outbox, settings.frame_bytes_max).await
+                    }
+                };
                 metrics.peers_up.fetch_sub(1, Ordering::Relaxed);
                 tracing::info!(%peer, reason = %closed, "peer connection closed");
                 if closed.to_string() == "outbox closed" {
                     return;
                 }
             }
-            Err(error) => tracing::debug!(%peer, %error, "dial failed"),
+            Err(DialError::Refused(reason)) => {
+                metrics.tls_handshakes_failed.inc();
+                if last_refusal.as_ref() != Some(&reason) {
+                    tracing::warn!(%peer, %address, %reason, "peer TLS handshake refused");
+                    last_refusal = Some(reason);
+                }
+            }
+            Err(DialError::Frame(error)) => tracing::debug!(%peer, %error, "dial failed"),
         }
         if !reported_down {
             node.peer_status(peer, false).await;
@@ -177,27 +212,74 @@ pub async fn dial(
     }
 }
 
+/// An outbound link after its handshakes.
+enum PeerStream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// Why a dial failed.
+enum DialError {
+    /// The TLS handshake failed: a certificate was refused, or the peer does not speak TLS.
+    Refused(String),
+    /// Anything else (no answer, wrong cluster secret, a closed connection).
+    Frame(FrameError),
+}
+
+impl From<FrameError> for DialError {
+    fn from(error: FrameError) -> Self {
+        DialError::Frame(error)
+    }
+}
+
 async fn connect(
     peer: NodeId,
     address: SocketAddr,
     settings: &PeerSettings,
-) -> Result<TcpStream, FrameError> {
+) -> Result<PeerStream, DialError> {
     let mut stream = tokio::time::timeout(settings.connect_timeout, TcpStream::connect(address))
         .await
-        .map_err(|_| FrameError::Handshake("connect timed out".into()))??;
-    configure(&stream, settings)?;
+        .map_err(|_| FrameError::Handshake("connect timed out".into()))?
+        .map_err(FrameError::from)?;
+    configure(&stream, settings).map_err(FrameError::from)?;
+    let Some(tls) = &settings.tls else {
+        prove(peer, &mut stream, settings).await?;
+        return Ok(PeerStream::Plain(stream));
+    };
+    let connector = tls.peer_connector().ok_or_else(|| {
+        DialError::Refused("the node's TLS material has no peer connector".into())
+    })?;
+    let name = tls.peer_server_name(address);
+    let mut stream = tokio::time::timeout(tls.handshake_timeout(), connector.connect(name, stream))
+        .await
+        .map_err(|_| DialError::Refused("TLS handshake timed out".into()))?
+        .map_err(|error| DialError::Refused(error.to_string()))?;
+    // Under TLS 1.3 the acceptor checks the dialler's certificate after the dialler considers
+    // the handshake done, so its refusal arrives as the first read of the secret handshake.
+    prove(peer, &mut stream, settings).await.map_err(|error| match error {
+        FrameError::Io(error) => DialError::Refused(error.to_string()),
+        other => DialError::Frame(other),
+    })?;
+    Ok(PeerStream::Tls(Box::new(stream)))
+}
+
+/// The dialling side of the cluster-secret handshake: hello, the acceptor's challenge and
+/// proof, our proof.
+async fn prove<S: AsyncRead + AsyncWrite + Unpin>(
+    peer: NodeId,
+    stream: &mut S,
+    settings: &PeerSettings,
+) -> Result<(), FrameError> {
     let nonce = frame::nonce();
     frame::write(
-        &mut stream,
+        stream,
         &Wire::Hello { cluster: settings.cluster.clone(), node: settings.me, nonce },
     )
     .await?;
-    let reply = tokio::time::timeout(
-        Duration::from_secs(2),
-        frame::read(&mut stream, settings.frame_bytes_max),
-    )
-    .await
-    .map_err(|_| FrameError::Handshake("no challenge".into()))??;
+    let reply =
+        tokio::time::timeout(Duration::from_secs(2), frame::read(stream, settings.frame_bytes_max))
+            .await
+            .map_err(|_| FrameError::Handshake("no challenge".into()))??;
     let Wire::Challenge { node, nonce: their_nonce, proof } = reply else {
         return Err(FrameError::Handshake("expected a challenge".into()));
     };
@@ -208,17 +290,17 @@ async fn connect(
         return Err(FrameError::Handshake("the peer does not know the cluster secret".into()));
     }
     let proof = frame::proof(&settings.secret, b"c", &settings.cluster, &their_nonce, &nonce);
-    frame::write(&mut stream, &Wire::Proof { proof }).await?;
-    Ok(stream)
+    frame::write(stream, &Wire::Proof { proof }).await?;
+    Ok(())
 }
 
 /// Sends queued messages until the connection or the queue closes; returns why it stopped.
-async fn pump(
-    stream: TcpStream,
+async fn pump<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    mut reader: R,
+    mut writer: W,
     outbox: &mut mpsc::Receiver<PeerMessage>,
     frame_bytes_max: usize,
 ) -> FrameError {
-    let (mut reader, mut writer) = stream.into_split();
     let mut out = Vec::with_capacity(WRITE_BATCH_BYTES);
     let mut probe = [0u8; 1];
     loop {
@@ -281,6 +363,7 @@ pub async fn accept(
     metrics: Arc<Metrics>,
 ) {
     let mut connections = tokio::task::JoinSet::new();
+    let refusals = Arc::new(std::sync::Mutex::new(RefusalWarnings::default()));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -290,23 +373,83 @@ pub async fn accept(
         let settings = settings.clone();
         let node = node.clone();
         let metrics = metrics.clone();
+        let refusals = refusals.clone();
         connections.spawn(async move {
-            if let Err(error) = receive(stream, &settings, &node).await {
-                if !matches!(error, FrameError::Io(_)) {
-                    metrics.peer_frames_refused.inc();
-                }
-                tracing::info!(%address, %error, "inbound peer connection closed");
+            if let Err(error) = configure(&stream, &settings) {
+                tracing::debug!(%address, %error, "cannot configure an inbound peer socket");
+                return;
             }
+            let received = match settings.tls.as_ref().and_then(|tls| tls.peer_acceptor()) {
+                None => receive(stream, &settings, &node).await,
+                Some(acceptor) => {
+                    let timeout = settings
+                        .tls
+                        .as_ref()
+                        .map_or(Duration::from_secs(3), |tls| tls.handshake_timeout());
+                    let reason = match tokio::time::timeout(timeout, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(stream)) => {
+                            let received = receive(stream, &settings, &node).await;
+                            log_closed(address, received, &metrics);
+                            return;
+                        }
+                        Ok(Err(error)) => error.to_string(),
+                        Err(_) => "TLS handshake timed out".to_string(),
+                    };
+                    metrics.tls_handshakes_failed.inc();
+                    let warn = refusals
+                        .lock()
+                        .map_or(true, |mut refusals| refusals.should_warn(address.ip()));
+                    if warn {
+                        tracing::warn!(%address, %reason, "inbound peer TLS handshake refused");
+                    } else {
+                        tracing::debug!(%address, %reason, "inbound peer TLS handshake refused");
+                    }
+                    return;
+                }
+            };
+            log_closed(address, received, &metrics);
         });
     }
 }
 
-async fn receive(
-    mut stream: TcpStream,
+/// Logs and counts why an inbound link closed.
+fn log_closed(address: SocketAddr, received: Result<(), FrameError>, metrics: &Metrics) {
+    if let Err(error) = received {
+        if !matches!(error, FrameError::Io(_)) {
+            metrics.peer_frames_refused.inc();
+        }
+        tracing::info!(%address, %error, "inbound peer connection closed");
+    }
+}
+
+/// When each remote IP was last warned about, so refusals are logged at a bounded rate.
+#[derive(Default)]
+struct RefusalWarnings {
+    last_warned: BTreeMap<IpAddr, std::time::Instant>,
+}
+
+impl RefusalWarnings {
+    fn should_warn(&mut self, ip: IpAddr) -> bool {
+        let now = std::time::Instant::now();
+        if let Some(last) = self.last_warned.get(&ip) {
+            if now.duration_since(*last) < REFUSAL_WARNING_INTERVAL {
+                return false;
+            }
+        }
+        if self.last_warned.len() >= REFUSAL_WARNINGS_TRACKED_MAX {
+            self.last_warned.clear();
+        }
+        self.last_warned.insert(ip, now);
+        true
+    }
+}
+
+async fn receive<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     settings: &PeerSettings,
     node: &NodeHandle,
 ) -> Result<(), FrameError> {
-    configure(&stream, settings)?;
     // Handshake frames are small: a stranger gets no more than a few bytes of buffer.
     let hello = tokio::time::timeout(Duration::from_secs(2), frame::read(&mut stream, 4096))
         .await

@@ -39,7 +39,8 @@ pub fn free_address() -> SocketAddr {
     panic!("no free loopback port in {PORTS_FIRST}..{}", PORTS_FIRST + PORTS_COUNT);
 }
 
-/// Configurations for a cluster of `nodes` on free loopback ports, with data under `data_root`.
+/// Configurations for a cluster of `nodes` on free loopback ports, with data under `data_root`;
+/// N is 3, or `nodes` for a smaller cluster.
 pub fn cluster_configs(nodes: u32, data_root: &std::path::Path) -> Vec<NodeFileConfig> {
     let members: Vec<MemberAddress> =
         (1..=nodes).map(|id| MemberAddress { id, peer_addr: free_address() }).collect();
@@ -47,11 +48,12 @@ pub fn cluster_configs(nodes: u32, data_root: &std::path::Path) -> Vec<NodeFileC
         .iter()
         .map(|member| {
             let text = format!(
-                "(node_id: {}, cluster: \"test\", cluster_secret: \"test-cluster-secret-0123\", client_addr: \"{}\", peer_addr: \"{}\", members: [{}], request_timeout_ms: 2000, data_dir: \"{}\")",
+                "(node_id: {}, cluster: \"test\", cluster_secret: \"test-cluster-secret-0123\", client_addr: \"{}\", peer_addr: \"{}\", members: [{}], request_timeout_ms: 2000, replicas_n: {}, data_dir: \"{}\")",
                 member.id,
                 free_address(),
                 member.peer_addr,
                 members.iter().map(|m| format!("(id: {}, peer_addr: \"{}\")", m.id, m.peer_addr)).collect::<Vec<_>>().join(", "),
+                nodes.min(3),
                 data_root.join(format!("node{}", member.id)).display()
             );
             NodeFileConfig::parse(&text).expect("generated configuration is valid")

@@ -9,6 +9,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use ringkv_net::admin::AdminTarget;
 use ringkv_net::backup::{self, RestoreInto};
 use ringkv_net::driver::wall_clock;
 use ringkv_tests::{cluster_configs, connect, start_node, start_writable_cluster};
@@ -106,11 +107,13 @@ async fn a_backup_restores_exactly_the_snapshot_into_a_same_size_and_a_bigger_cl
     set_all(&mut connection, (0..KEYS).map(|i| (key(i), format!("value {i} before")))).await;
     eprintln!("{KEYS} keys written in {:.1} s", started.elapsed().as_secs_f64());
 
-    let taken = backup::snapshot(&addrs, None, "before-changes").await.unwrap();
+    let taken = backup::snapshot(&addrs, &AdminTarget::default(), "before-changes").await.unwrap();
     assert_eq!(taken.lines().count(), 3, "{taken}");
-    let again = backup::snapshot(&addrs[..1], None, "before-changes").await.unwrap_err();
+    let again =
+        backup::snapshot(&addrs[..1], &AdminTarget::default(), "before-changes").await.unwrap_err();
     assert!(again.contains("exists already"), "{again}");
-    let bad_name = backup::snapshot(&addrs[..1], None, "../escape").await.unwrap_err();
+    let bad_name =
+        backup::snapshot(&addrs[..1], &AdminTarget::default(), "../escape").await.unwrap_err();
     assert!(bad_name.contains("invalid snapshot name"), "{bad_name}");
 
     // After the snapshot: changes, additions, deletions; none of them may come back.
@@ -124,7 +127,9 @@ async fn a_backup_restores_exactly_the_snapshot_into_a_same_size_and_a_bigger_cl
 
     let backup_dir = root.path().join("backup");
     let started = std::time::Instant::now();
-    let copied = backup::backup(&addrs, None, "before-changes", &backup_dir).await.unwrap();
+    let copied = backup::backup(&addrs, &AdminTarget::default(), "before-changes", &backup_dir)
+        .await
+        .unwrap();
     eprintln!("backup in {:.1} s:\n{copied}", started.elapsed().as_secs_f64());
     for id in 1..=3 {
         backup::verify_backup(&backup_dir.join(format!("node-{id}"))).unwrap();
@@ -160,9 +165,9 @@ async fn a_backup_restores_exactly_the_snapshot_into_a_same_size_and_a_bigger_cl
 
     // Key by key, into a running cluster of four nodes.
     let bigger = start_writable_cluster(&cluster_configs(4, &root.path().join("bigger"))).await;
+    let target = AdminTarget { addr: Some(bigger[2].client_addr), ..AdminTarget::default() };
     let started = std::time::Instant::now();
-    let loaded =
-        backup::load_into(&backup_dir, bigger[2].client_addr, None, wall_clock()).await.unwrap();
+    let loaded = backup::load_into(&backup_dir, &target, wall_clock()).await.unwrap();
     eprintln!("loaded in {:.1} s: {loaded}", started.elapsed().as_secs_f64());
     // Every key, and the probe `start_writable_cluster` wrote.
     assert!(loaded.starts_with(&format!("{} keys written", KEYS + 1)), "{loaded}");

@@ -20,6 +20,14 @@
 //!   Their errors: `NOQUORUM` (no Paxos quorum: nothing was applied, retrying is safe),
 //!   `UNAVAILABLE` (too few replicas up: nothing was attempted) and `TIMEOUT` (the outcome is
 //!   unknown: the operation may or may not have been applied).
+//!
+//! Users and TLS (README.md, "Users" and "TLS"): a connection starts as the `default` user,
+//! logged in only if that user needs no password; `AUTH [name] password` logs in as a user of
+//! [`Users`]. A read-only user's commands outside [`read_only_may_run`] get Redis's `NOPERM`.
+//! Each wrong password delays its `WRONGPASS` reply by [`AUTH_FAILURE_DELAY_FIRST`], doubled
+//! per failure, and the [`AUTH_FAILURES_MAX`]-th closes the connection. The TLS client port
+//! ([`serve_with_tls`]) gives each new connection [`TlsState::handshake_timeout`] to finish its
+//! handshake, then serves it as the plain port does.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -28,13 +36,16 @@ use std::time::Instant as WallInstant;
 use bytes::{Bytes, BytesMut};
 use futures::stream::{FuturesOrdered, StreamExt};
 use ringkv_core::Consistency;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
+use crate::config::Access;
 use crate::driver::NodeHandle;
 use crate::metrics::Metrics;
 use crate::resp::{parse_command, Reply, RespLimits};
+use crate::tls::TlsState;
+use crate::users::{LoggedIn, Users, DEFAULT_USER};
 
 mod args;
 mod compat;
@@ -49,8 +60,10 @@ use serial::is_serial_command;
 /// Settings of the client server.
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
-    /// Password for AUTH; `None` admits everyone.
-    pub password: Option<String>,
+    /// Who may log in, and what each may run; [`Users::open`] admits everyone.
+    pub users: Arc<Users>,
+    /// The node's TLS material, which `RK.RELOADTLS` reloads; `None` without TLS.
+    pub tls: Option<Arc<TlsState>>,
     /// Most client connections at once.
     pub connections_max: usize,
     /// Most pipelined commands executed before replies are flushed.
@@ -73,7 +86,8 @@ pub struct ServerSettings {
 impl Default for ServerSettings {
     fn default() -> Self {
         ServerSettings {
-            password: None,
+            users: Arc::new(Users::open()),
+            tls: None,
             connections_max: 10_000,
             pipeline_depth_max: 1_024,
             read_consistency: Consistency::Quorum,
@@ -86,6 +100,13 @@ impl Default for ServerSettings {
     }
 }
 
+/// Wrong passwords a connection may give before it is closed.
+pub const AUTH_FAILURES_MAX: u32 = 5;
+
+/// The delay before the first `WRONGPASS` reply of a connection; it doubles with each further
+/// failure (100, 200, 400, 800 ms, then the fifth closes the connection after 1.6 s).
+pub const AUTH_FAILURE_DELAY_FIRST: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Accepts client connections until the task is aborted, which also closes every connection.
 pub async fn serve(
     listener: TcpListener,
@@ -94,6 +115,37 @@ pub async fn serve(
     metrics: Arc<Metrics>,
 ) {
     let slots = Arc::new(Semaphore::new(settings.connections_max));
+    accept_clients(listener, node, settings, metrics, slots, None).await;
+}
+
+/// Accepts plain connections on `plain` and TLS connections on `tls_listener` until the task is
+/// aborted; `connections_max` bounds both ports together. Each TLS connection's handshake must
+/// finish within the TLS handshake timeout: a client that speaks plain RESP, or nothing, to the
+/// TLS port is closed then, never left hanging. The acceptor is taken from `tls` for each
+/// connection, so a reload applies to the next connection.
+pub async fn serve_with_tls(
+    plain: TcpListener,
+    tls_listener: TcpListener,
+    node: NodeHandle,
+    settings: Arc<ServerSettings>,
+    metrics: Arc<Metrics>,
+    tls: Arc<TlsState>,
+) {
+    let slots = Arc::new(Semaphore::new(settings.connections_max));
+    tokio::join!(
+        accept_clients(plain, node.clone(), settings.clone(), metrics.clone(), slots.clone(), None),
+        accept_clients(tls_listener, node, settings, metrics, slots, Some(tls)),
+    );
+}
+
+async fn accept_clients(
+    listener: TcpListener,
+    node: NodeHandle,
+    settings: Arc<ServerSettings>,
+    metrics: Arc<Metrics>,
+    slots: Arc<Semaphore>,
+    tls: Option<Arc<TlsState>>,
+) {
     let mut connections = tokio::task::JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -103,6 +155,10 @@ pub async fn serve(
         let Ok((mut stream, _)) = accepted else { continue };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             metrics.connections_refused.inc();
+            if tls.is_some() {
+                // A plain-text error means nothing to a TLS client: just close.
+                continue;
+            }
             let mut out = Vec::new();
             Reply::err("max number of clients reached").encode(2, &mut out);
             let _ = stream.write_all(&out).await;
@@ -110,13 +166,39 @@ pub async fn serve(
         };
         metrics.connections_accepted.inc();
         metrics.client_connections_open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let connection = Connection::new(node.clone(), settings.clone(), metrics.clone());
+        let mut connection = Connection::new(node.clone(), settings.clone(), metrics.clone());
+        connection.note_addresses(&stream);
         let open = metrics.clone();
+        let tls = tls.clone();
         connections.spawn(async move {
-            connection.run(stream).await;
+            match tls {
+                None => connection.run(stream).await,
+                Some(tls) => match handshake(&tls, stream).await {
+                    Ok(stream) => connection.run(stream).await,
+                    Err(reason) => {
+                        open.tls_handshakes_failed.inc();
+                        tracing::debug!(client = %connection.addresses.0, %reason, "client TLS handshake failed");
+                    }
+                },
+            }
             open.client_connections_open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             drop(permit);
         });
+    }
+}
+
+/// A TLS client's handshake, within the handshake timeout; the error says why it failed.
+async fn handshake(
+    tls: &TlsState,
+    stream: TcpStream,
+) -> Result<tokio_rustls::server::TlsStream<TcpStream>, String> {
+    let Some(acceptor) = tls.client_acceptor() else {
+        return Err("the node's TLS material has no client acceptor".into());
+    };
+    match tokio::time::timeout(tls.handshake_timeout(), acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!("no handshake within {} ms", tls.handshake_timeout().as_millis())),
     }
 }
 
@@ -128,6 +210,12 @@ struct Connection {
     metrics: Arc<Metrics>,
     protocol: u8,
     authenticated: bool,
+    /// The user the connection is logged in as (`default` until an AUTH succeeds).
+    user: String,
+    /// Whether that user may run only reads ([`read_only_may_run`]).
+    read_only: bool,
+    /// Wrong passwords given so far on this connection.
+    auth_failures: u32,
     name: Option<Bytes>,
     /// `CLIENT SETINFO LIB-NAME` and `LIB-VER`, shown by `CLIENT INFO`.
     lib_name: Option<Bytes>,
@@ -161,8 +249,12 @@ enum Flow {
 
 impl Connection {
     fn new(node: NodeHandle, settings: Arc<ServerSettings>, metrics: Arc<Metrics>) -> Self {
+        let initial = settings.users.initial();
         Connection {
-            authenticated: settings.password.is_none(),
+            authenticated: initial.is_some(),
+            user: DEFAULT_USER.into(),
+            read_only: initial.is_some_and(|user| user.access == Access::ReadOnly),
+            auth_failures: 0,
             ops: Ops {
                 node,
                 read_consistency: settings.read_consistency,
@@ -181,12 +273,16 @@ impl Connection {
         }
     }
 
-    async fn run(mut self, mut stream: TcpStream) {
+    /// Records the socket's addresses (for `CLIENT INFO`) and turns Nagle off, before any TLS.
+    fn note_addresses(&mut self, stream: &TcpStream) {
         let _ = stream.set_nodelay(true);
         let address = |found: std::io::Result<std::net::SocketAddr>| {
             found.map(|address| address.to_string()).unwrap_or_default()
         };
         self.addresses = (address(stream.peer_addr()), address(stream.local_addr()));
+    }
+
+    async fn run<S: AsyncRead + AsyncWrite + Unpin>(mut self, mut stream: S) {
         let mut buffer = BytesMut::with_capacity(16 * 1024);
         let mut out = Vec::with_capacity(16 * 1024);
         let mut in_flight: FuturesOrdered<ReplyFuture> = FuturesOrdered::new();
@@ -223,6 +319,7 @@ impl Connection {
                 match keys {
                     Some(keys)
                         if self.authenticated
+                            && (!self.read_only || read_only_may_run(&command, &args))
                             && keys.iter().all(|key| !in_flight_keys.contains(key)) =>
                     {
                         if is_write_command(&command) {
@@ -264,6 +361,14 @@ impl Connection {
         if !self.authenticated && !matches!(command.as_str(), "AUTH" | "HELLO" | "QUIT" | "PING") {
             return (Reply::Error("NOAUTH Authentication required.".into()), Flow::Continue);
         }
+        if self.read_only && !read_only_may_run(&command, &args) {
+            let full_name = command_full_name(&command, &args);
+            let refusal = format!(
+                "NOPERM User {} has no permissions to run the '{full_name}' command",
+                self.user
+            );
+            return (Reply::Error(refusal), Flow::Continue);
+        }
         let started = WallInstant::now();
         let reply = match command.as_str() {
             "QUIT" => return (Reply::ok(), Flow::Close),
@@ -273,8 +378,19 @@ impl Connection {
                 _ => wrong_arity("ping"),
             },
             "ECHO" if args.len() == 2 => Reply::Bulk(args[1].clone()),
-            "HELLO" => self.hello(&args),
-            "AUTH" => self.auth(&args),
+            "HELLO" => match self.hello(&args).await {
+                (reply, Flow::Close) => return (reply, Flow::Close),
+                (reply, Flow::Continue) => reply,
+            },
+            "AUTH" => match args.len() {
+                2 | 3 => match self.auth(&args[1..]).await {
+                    (reply, Flow::Close) => return (reply, Flow::Close),
+                    (reply, Flow::Continue) => reply,
+                },
+                _ => wrong_arity("auth"),
+            },
+            "ACL" => self.acl(&args),
+            "RK.RELOADTLS" if args.len() == 1 => self.reload_tls(),
             "SELECT" if args.len() == 2 => {
                 if &args[1][..] == b"0" {
                     Reply::ok()
@@ -375,12 +491,15 @@ impl Connection {
         (reply, Flow::Continue)
     }
 
-    fn hello(&mut self, args: &[Bytes]) -> Reply {
+    async fn hello(&mut self, args: &[Bytes]) -> (Reply, Flow) {
         let mut index = 1;
         if let Some(version) = args.get(1) {
             match std::str::from_utf8(version).ok().and_then(|text| text.parse::<u8>().ok()) {
                 Some(version @ 2..=3) => self.protocol = version,
-                _ => return Reply::Error("NOPROTO unsupported protocol version".into()),
+                _ => {
+                    let refusal = Reply::Error("NOPROTO unsupported protocol version".into());
+                    return (refusal, Flow::Continue);
+                }
             }
             index = 2;
         }
@@ -388,10 +507,9 @@ impl Connection {
             let option = String::from_utf8_lossy(&args[index]).to_ascii_uppercase();
             match option.as_str() {
                 "AUTH" if index + 2 < args.len() => {
-                    if let Reply::Error(error) =
-                        self.auth(&[Bytes::new(), args[index + 1].clone(), args[index + 2].clone()])
-                    {
-                        return Reply::Error(error);
+                    let credentials = [args[index + 1].clone(), args[index + 2].clone()];
+                    if let (Reply::Error(error), flow) = self.auth(&credentials).await {
+                        return (Reply::Error(error), flow);
                     }
                     index += 3;
                 }
@@ -399,13 +517,18 @@ impl Connection {
                     self.name = Some(args[index + 1].clone());
                     index += 2;
                 }
-                _ => return Reply::err(format!("syntax error in HELLO option '{option}'")),
+                _ => {
+                    let refusal = Reply::err(format!("syntax error in HELLO option '{option}'"));
+                    return (refusal, Flow::Continue);
+                }
             }
         }
         if !self.authenticated {
-            return Reply::Error("NOAUTH HELLO must be called with the client's password".into());
+            let refusal =
+                Reply::Error("NOAUTH HELLO must be called with the client's password".into());
+            return (refusal, Flow::Continue);
         }
-        Reply::Map(vec![
+        let reply = Reply::Map(vec![
             (Reply::text("server"), Reply::text("ringkv")),
             (Reply::text("version"), Reply::text(env!("CARGO_PKG_VERSION"))),
             (Reply::text("proto"), Reply::Integer(i64::from(self.protocol))),
@@ -415,7 +538,8 @@ impl Connection {
             (Reply::text("mode"), Reply::text("standalone")),
             (Reply::text("role"), Reply::text("master")),
             (Reply::text("modules"), Reply::Array(Vec::new())),
-        ])
+        ]);
+        (reply, Flow::Continue)
     }
 
     /// `RK.SNAPSHOTINFO name` (the snapshot's description, RON) and `RK.SNAPSHOTREAD name file
@@ -454,22 +578,94 @@ impl Connection {
         }
     }
 
-    fn auth(&mut self, args: &[Bytes]) -> Reply {
-        let password = match args.len() {
-            2 => &args[1],
-            3 => &args[2],
-            _ => return wrong_arity("auth"),
-        };
-        match &self.settings.password {
-            None => Reply::err(
-                "AUTH <password> called without any password configured for the default user",
-            ),
-            Some(expected) if expected.as_bytes() == &password[..] => {
-                self.authenticated = true;
-                Reply::ok()
+    /// `AUTH password` (the `default` user) or `AUTH name password`, given as `credentials`
+    /// (one or two words). A wrong password is answered late and, at the last allowed failure,
+    /// closes the connection (see the module's documentation).
+    async fn auth(&mut self, credentials: &[Bytes]) -> (Reply, Flow) {
+        let (name, password) = match credentials {
+            [password] => {
+                if !self.settings.users.default_has_password() {
+                    let refusal = Reply::err(
+                        "AUTH <password> called without any password configured for the default \
+                         user. Are you sure your configuration is correct?",
+                    );
+                    return (refusal, Flow::Continue);
+                }
+                (DEFAULT_USER.to_string(), password)
             }
-            Some(_) => {
-                Reply::Error("WRONGPASS invalid username-password pair or user is disabled.".into())
+            [name, password] => (String::from_utf8_lossy(name).into_owned(), password),
+            _ => return (wrong_arity("auth"), Flow::Continue),
+        };
+        match self.settings.users.verify(&name, password).await {
+            Some(LoggedIn { name, access }) => {
+                self.authenticated = true;
+                self.read_only = access == Access::ReadOnly;
+                self.user = name;
+                self.auth_failures = 0;
+                (Reply::ok(), Flow::Continue)
+            }
+            None => {
+                self.metrics.auth_failures.inc();
+                self.auth_failures = (self.auth_failures + 1).min(AUTH_FAILURES_MAX);
+                // 100 ms, doubled per failure: slow for a guesser, unnoticed by a person.
+                let delay = AUTH_FAILURE_DELAY_FIRST * (1 << (self.auth_failures - 1));
+                tokio::time::sleep(delay).await;
+                let refusal = Reply::Error(
+                    "WRONGPASS invalid username-password pair or user is disabled.".into(),
+                );
+                if self.auth_failures >= AUTH_FAILURES_MAX {
+                    tracing::info!(
+                        client = %self.addresses.0,
+                        user = %name,
+                        failures = self.auth_failures,
+                        "closing a client connection after too many wrong passwords"
+                    );
+                    return (refusal, Flow::Close);
+                }
+                (refusal, Flow::Continue)
+            }
+        }
+    }
+
+    /// `ACL WHOAMI`, `ACL LIST` and `ACL USERS`; users are declared in the configuration, so
+    /// the commands that change them are refused.
+    fn acl(&self, args: &[Bytes]) -> Reply {
+        let sub = args
+            .get(1)
+            .map(|sub| String::from_utf8_lossy(sub).to_ascii_uppercase())
+            .unwrap_or_default();
+        match (sub.as_str(), args.len()) {
+            ("WHOAMI", 2) => Reply::Bulk(Bytes::from(self.user.clone())),
+            ("LIST", 2) => {
+                Reply::Array(self.settings.users.acl_list().into_iter().map(Reply::text).collect())
+            }
+            ("USERS", 2) => {
+                Reply::Array(self.settings.users.names().into_iter().map(Reply::text).collect())
+            }
+            ("WHOAMI" | "LIST" | "USERS", _) => {
+                wrong_arity(&format!("acl|{}", sub.to_ascii_lowercase()))
+            }
+            _ => Reply::err(format!(
+                "unsupported ACL subcommand '{sub}': ringkv's users are declared in the node's \
+                 configuration (README.md, Users)"
+            )),
+        }
+    }
+
+    /// `RK.RELOADTLS`: reads the TLS files again; replies with the new certificate's SHA-256
+    /// fingerprint, or an error naming the file refused (the old material stays in use).
+    fn reload_tls(&self) -> Reply {
+        let Some(tls) = &self.settings.tls else {
+            return Reply::err("TLS is not configured on this node");
+        };
+        match tls.reload() {
+            Ok(fingerprint) => {
+                tracing::info!(%fingerprint, "TLS files reloaded (RK.RELOADTLS)");
+                Reply::Bulk(Bytes::from(fingerprint))
+            }
+            Err(error) => {
+                tracing::warn!(%error, "TLS reload refused; the previous certificate stays in use");
+                Reply::err(format!("TLS reload refused, the previous certificate stays: {error}"))
             }
         }
     }
@@ -506,13 +702,14 @@ impl Connection {
             value.as_deref().map(String::from_utf8_lossy).unwrap_or_default().into_owned()
         };
         format!(
-            "id={} addr={} laddr={} name={} age={} db=0 flags=N cmd=client|info user=default \
+            "id={} addr={} laddr={} name={} age={} db=0 flags=N cmd=client|info user={} \
              resp={} lib-name={} lib-ver={}\n",
             self.id,
             self.addresses.0,
             self.addresses.1,
             text(&self.name),
             self.connected_at.elapsed().as_secs(),
+            self.user,
             self.protocol,
             text(&self.lib_name),
             text(&self.lib_version),
@@ -591,6 +788,34 @@ impl Connection {
             }
             _ => wrong_arity("rk.consistency"),
         }
+    }
+}
+
+/// Whether a read-only user may run `command` (upper-cased): reads, connection commands and
+/// node status, Redis's `@read` and `@connection` categories as ringkv has them. Everything
+/// else, writes and the commands that change the node or the cluster (`FLUSHALL`,
+/// `RK.DECOMMISSION`, `RK.RELOADTLS`, `CONFIG`, `ACL LIST`), is refused.
+pub fn read_only_may_run(command: &str, args: &[Bytes]) -> bool {
+    match command {
+        "ACL" => args.get(1).is_some_and(|sub| sub.eq_ignore_ascii_case(b"WHOAMI")),
+        "GET" | "MGET" | "EXISTS" | "TOUCH" | "TTL" | "PTTL" | "STRLEN" | "TYPE" | "RK.GETALL"
+        | "RK.SERIALGET" | "EXPIRETIME" | "PEXPIRETIME" | "GETRANGE" | "SUBSTR" | "SCAN"
+        | "DBSIZE" | "RANDOMKEY" | "OBJECT" | "INFO" | "RK.STATUS" | "RK.RING"
+        | "RK.CONSISTENCY" | "WAIT" | "PING" | "ECHO" | "HELLO" | "AUTH" | "QUIT" | "SELECT"
+        | "CLIENT" | "COMMAND" => true,
+        _ => false,
+    }
+}
+
+/// A command's name as Redis reports it in errors: lower case, with the subcommand of a
+/// container command (`acl|list`, `config|set`).
+fn command_full_name(command: &str, args: &[Bytes]) -> String {
+    let name = command.to_ascii_lowercase();
+    match (command, args.get(1)) {
+        ("ACL" | "CONFIG" | "CLIENT" | "OBJECT" | "COMMAND", Some(sub)) => {
+            format!("{name}|{}", String::from_utf8_lossy(sub).to_ascii_lowercase())
+        }
+        _ => name,
     }
 }
 
@@ -683,7 +908,7 @@ const ERROR_LINGER: std::time::Duration = std::time::Duration::from_secs(5);
 /// with unread input makes the kernel answer with a reset, which can discard the reply before the
 /// client reads it ("connection reset by peer" instead of the reason). So the write half is shut
 /// and the input read and dropped until the client closes, or for [`ERROR_LINGER`] at most.
-async fn close_after_error(mut stream: TcpStream) {
+async fn close_after_error<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
     if stream.shutdown().await.is_err() {
         return;
     }
