@@ -288,9 +288,14 @@ pub fn open_disk(config: &NodeFileConfig) -> Result<disk::DiskStorage, OpenError
     let lock = fs.lock().map_err(|error| {
         OpenError::Locked(ringkv_core::StorageError(format!("cannot lock {directory}: {error}")))
     })?;
+    let defaults = ringkv_core::lsm::LsmStorage::<ringkv_storage::StdFs>::node_options();
     let options = ringkv_storage::Options {
         memtable_bytes_max: config.memtable_bytes_max,
-        ..ringkv_core::lsm::LsmStorage::<ringkv_storage::StdFs>::node_options()
+        table: ringkv_storage::TableOptions {
+            compression: config.compression.engine(),
+            ..defaults.table
+        },
+        ..defaults
     };
     let (engine, rebuilt) =
         ringkv_core::lsm::LsmStorage::open_or_rebuild(fs, options).map_err(OpenError::Storage)?;

@@ -1366,6 +1366,9 @@ fn validate_options(o: &Options) -> Result<()> {
     if o.table.block_size_bytes < 64 || o.table.restart_interval == 0 {
         return bad("block_size_bytes must be at least 64 and restart_interval positive");
     }
+    if let Err(reason) = o.table.compression.validate() {
+        return bad(&format!("table.compression: {reason}"));
+    }
     Ok(())
 }
 

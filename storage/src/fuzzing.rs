@@ -12,6 +12,7 @@
 //!
 //! Files go to a [`SimFs`]: no real I/O, and each run starts from the same small database.
 
+use std::cell::RefCell;
 use std::sync::OnceLock;
 
 use bytes::Bytes;
@@ -19,6 +20,7 @@ use bytes::Bytes;
 use crate::block::{Block, BlockBuilder};
 use crate::bloom::bloom_hash;
 use crate::codec::{cmp_internal, crc, encode_value, get_u64, internal_key, Kind, SEQ_MAX};
+use crate::compression::{decode_block, BlockCompressor, Compression};
 use crate::iter::EntrySource;
 use crate::manifest::{parse_name, Edit, CURRENT};
 use crate::record::{put_record, RecordReader, RECORD_HEADER_BYTES};
@@ -41,9 +43,50 @@ fn options() -> Options {
     }
 }
 
-/// Parses `data` as one SSTable block (its CRC already checked), walks it and seeks in it; a
-/// block rebuilt from the entries read iterates to the same entries.
+/// The codecs every decoded block is re-encoded with.
+const CODECS: [Compression; 3] = [
+    Compression::None,
+    Compression::Lz4,
+    Compression::Zstd { level: Compression::ZSTD_LEVEL_DEFAULT },
+];
+
+/// Takes `data` as one SSTable data block after its CRC was checked, both ways a table may hold
+/// it: as a format-1 block (the entries themselves) and as a format-2 stored block (codec byte,
+/// raw length, compressed bytes). Decoding a stored block fails only with `Corruption` and
+/// never allocates past the raw-length limit; whatever decodes is walked and sought in, and
+/// re-encoded with every codec decodes to the same bytes. A block rebuilt from the entries read
+/// iterates to the same entries.
 pub fn sstable_block(data: &[u8]) {
+    check_entries(data);
+    match decode_block("fuzz.sst", 0, Bytes::copy_from_slice(data)) {
+        Ok(raw) => {
+            check_entries(&raw);
+            check_codecs_round_trip(&raw);
+        }
+        Err(error) => assert!(error.is_corruption(), "decoding a block failed with {error}"),
+    }
+}
+
+/// Every codec's stored form of `raw` decodes back to `raw`, at most one byte longer.
+fn check_codecs_round_trip(raw: &[u8]) {
+    thread_local! {
+        // One compressor per codec, kept across inputs: a Zstd context is costly to set up.
+        static COMPRESSORS: RefCell<Vec<BlockCompressor>> =
+            RefCell::new(CODECS.iter().map(|c| BlockCompressor::new(*c)).collect());
+    }
+    COMPRESSORS.with_borrow_mut(|compressors| {
+        for (compressor, codec) in compressors.iter_mut().zip(CODECS) {
+            let stored = Bytes::copy_from_slice(compressor.encode(raw));
+            assert!(stored.len() <= raw.len() + 1, "{codec:?} grew a block past its codec byte");
+            let decoded = decode_block("fuzz.sst", 0, stored).expect("an encoded block decodes");
+            assert_eq!(&decoded[..], raw, "{codec:?} round trip changed the block");
+        }
+    });
+}
+
+/// Parses `data` as a block's entries, walks it and seeks in it; a block rebuilt from the
+/// entries read iterates to the same entries.
+fn check_entries(data: &[u8]) {
     let Some(block) = Block::new(Bytes::copy_from_slice(data)) else { return };
     let mut it = block.iter();
     it.seek_to_first();
@@ -275,6 +318,11 @@ fn build_base() -> crate::Result<Vec<(String, Vec<u8>)>> {
     engine.run_pending()?;
     engine.request_full_compaction();
     engine.run_pending()?;
+    // The next table is written with Zstd, the first with LZ4 (the default): the base holds both.
+    drop(engine);
+    let mut zstd = options();
+    zstd.table.compression = Compression::Zstd { level: Compression::ZSTD_LEVEL_DEFAULT };
+    let mut engine = Engine::open(fs.clone(), zstd)?;
     write_round(&mut engine, 1)?;
     engine.request_flush()?;
     engine.run_pending()?;
@@ -387,14 +435,26 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         }
     }
     for (interval, count) in [(1, 3), (4, 20), (16, 40)] {
-        let mut builder = BlockBuilder::new(interval);
-        for i in 0..count {
-            let key = internal_key(format!("key{i:04}").as_bytes(), 100 + i, Kind::Put);
-            let mut value = Vec::new();
-            encode_value(&mut value, (i % 4 == 0).then_some(i), format!("v{i}").as_bytes());
-            builder.add(&key, &value);
-        }
-        out.push(("sstable_block", format!("block-r{interval}-n{count}"), builder.finish()));
+        let block = seed_block(interval, count, |i| format!("v{i}"));
+        out.push(("sstable_block", format!("block-r{interval}-n{count}"), block));
+    }
+    // Format-2 stored blocks, one per codec, of entries whose values compress.
+    let block = seed_block(16, 40, |i| format!("value {i} of a block whose values compress well"));
+    for codec in CODECS {
+        let stored = BlockCompressor::new(codec).encode(&block).to_vec();
+        out.push(("sstable_block", format!("stored-{}-r16-n40", codec.name()), stored));
     }
     out
+}
+
+/// A data block of `count` entries, a restart every `interval`, values from `value`.
+fn seed_block(interval: usize, count: u64, value: impl Fn(u64) -> String) -> Vec<u8> {
+    let mut builder = BlockBuilder::new(interval);
+    for i in 0..count {
+        let key = internal_key(format!("key{i:04}").as_bytes(), 100 + i, Kind::Put);
+        let mut encoded = Vec::new();
+        encode_value(&mut encoded, (i % 4 == 0).then_some(i), value(i).as_bytes());
+        builder.add(&key, &encoded);
+    }
+    builder.finish()
 }

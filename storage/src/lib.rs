@@ -36,6 +36,7 @@ mod bloom;
 mod buggify;
 mod cache;
 mod codec;
+mod compression;
 mod engine;
 pub mod error;
 #[cfg(feature = "fuzzing")]
@@ -53,6 +54,7 @@ pub mod vfs;
 
 pub use batch::{Batch, BatchOp, KeyspaceId};
 pub use codec::{Kind, SeqNo};
+pub use compression::Compression;
 pub use engine::{
     CheckpointInfo, Engine, KeyValue, Options, RecoveryReport, Scan, Snapshot, Stats, SyncJob,
     SyncResult, WalStop,

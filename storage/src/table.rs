@@ -2,9 +2,12 @@
 //! and a footer.
 //!
 //! File layout: data blocks, the bloom filter block, the index block, the footer. Every block is
-//! followed by its masked CRC32C (u32 LE). Data block entries map internal keys to encoded values
-//! (see `codec::encode_value`). The index block maps each data block's last internal key to
-//! `offset (varint) | length (varint)`. The 48-byte footer is `index offset | index length |
+//! followed by its masked CRC32C (u32 LE) of the bytes as stored. Data block entries map internal
+//! keys to encoded values (see `codec::encode_value`). In format 2 a data block is stored as
+//! `codec u8 | body` (raw, LZ4 or Zstd; `compression.rs`), so its CRC covers the compressed bytes
+//! and is checked before decompression; format 1 (before compression) stored data blocks raw,
+//! without the codec byte, and is still read. The index block maps each data block's last
+//! internal key to `offset (varint) | length (varint)` of the stored block. The 48-byte footer is `index offset | index length |
 //! bloom offset | bloom length` (u64 LE each), `format version (u32 LE)`, `CRC of the preceding 36
 //! bytes (u32 LE)`, `magic (u64 LE)`. Reading checks the magic, then the version (a newer one is
 //! refused), then the CRC; a damaged block is a `Corruption` error, never wrong data.
@@ -20,14 +23,18 @@ use crate::codec::{
     cmp_internal, crc, decode_value, encode_value, get_u32, get_u64, get_varint, internal_key,
     put_internal_key, put_varint, split_internal_key, Kind, SeqNo, SEQ_MAX,
 };
+use crate::compression::{decode_block, BlockCompressor, Compression};
 use crate::iter::{Entry, EntrySource, Found};
 use crate::vfs::VfsFile;
 use crate::{Error, Result};
 
 /// Identifies an SSTable file.
 pub const TABLE_MAGIC: u64 = 0x7269_6e67_6b76_5354; // "ringkvST"
-/// The SSTable format version this build writes and the newest it reads.
-pub const TABLE_FORMAT_VERSION: u32 = 1;
+/// The SSTable format version this build writes and the newest it reads. Version 2 added the
+/// codec byte in front of every data block; version 1 tables (raw data blocks) are still read.
+pub const TABLE_FORMAT_VERSION: u32 = 2;
+/// The last format whose data blocks carry no codec byte.
+const TABLE_FORMAT_RAW_BLOCKS: u32 = 1;
 /// The footer's size in bytes.
 pub const FOOTER_BYTES: usize = 48;
 /// Bytes buffered by the writer before they are appended to the file.
@@ -42,11 +49,19 @@ pub struct TableOptions {
     pub restart_interval: usize,
     /// Bloom filter bits per key (0 disables the filter's effect by making it tiny).
     pub bloom_bits_per_key: usize,
+    /// How data blocks of new tables are compressed (default LZ4). Tables already written keep
+    /// their blocks as they are: every block records its codec, so any mix reads back.
+    pub compression: Compression,
 }
 
 impl Default for TableOptions {
     fn default() -> Self {
-        TableOptions { block_size_bytes: 4096, restart_interval: 16, bloom_bits_per_key: 10 }
+        TableOptions {
+            block_size_bytes: 4096,
+            restart_interval: 16,
+            bloom_bits_per_key: 10,
+            compression: Compression::default(),
+        }
     }
 }
 
@@ -79,6 +94,7 @@ pub(crate) struct TableWriter<F: VfsFile> {
     pending: Vec<u8>,
     offset: u64,
     block: BlockBuilder,
+    compressor: BlockCompressor,
     index: Vec<IndexEntry>,
     hashes: Vec<u64>,
     last_user: Option<Bytes>,
@@ -99,6 +115,7 @@ impl<F: VfsFile> TableWriter<F> {
             pending: Vec::with_capacity(WRITE_BUFFER_BYTES_MAX + opts.block_size_bytes * 2),
             offset: 0,
             block: BlockBuilder::new(opts.restart_interval),
+            compressor: BlockCompressor::new(opts.compression),
             index: Vec::new(),
             hashes: Vec::new(),
             last_user: None,
@@ -148,7 +165,7 @@ impl<F: VfsFile> TableWriter<F> {
             self.finish_block()?;
         }
         let bloom_data = bloom::build(&self.hashes, self.opts.bloom_bits_per_key);
-        let (bloom_off, bloom_len) = self.put_block(&bloom_data);
+        let (bloom_off, bloom_len) = buffer_block(&mut self.pending, &mut self.offset, &bloom_data);
         let mut ib = BlockBuilder::new(1);
         let mut handle = Vec::new();
         for e in &self.index {
@@ -158,7 +175,7 @@ impl<F: VfsFile> TableWriter<F> {
             ib.add(&e.last_key, &handle);
         }
         let index_data = ib.finish();
-        let (index_off, index_len) = self.put_block(&index_data);
+        let (index_off, index_len) = buffer_block(&mut self.pending, &mut self.offset, &index_data);
         let mut footer = Vec::with_capacity(FOOTER_BYTES);
         for v in [index_off, index_len, bloom_off, bloom_len] {
             footer.extend_from_slice(&v.to_le_bytes());
@@ -189,22 +206,21 @@ impl<F: VfsFile> TableWriter<F> {
 
     fn finish_block(&mut self) -> Result<()> {
         let last_key = Bytes::copy_from_slice(self.block.last_key());
-        let data = self.block.finish();
-        let (offset, len) = self.put_block(&data);
-        self.index.push(IndexEntry { last_key, offset, len: len as u32 });
+        let raw = self.block.finish();
+        let stored = self.compressor.encode(&raw);
+        let (offset, len) = buffer_block(&mut self.pending, &mut self.offset, stored);
+        // A block is at most a few entries over the block size, and an entry is at most a key
+        // and a value within the engine's limits, so its length fits the index's u32.
+        let len = u32::try_from(len).map_err(|_| Error::TooLarge {
+            what: "table block",
+            len: len as usize,
+            max: u32::MAX as usize,
+        })?;
+        self.index.push(IndexEntry { last_key, offset, len });
         if self.pending.len() >= WRITE_BUFFER_BYTES_MAX {
             self.write_pending()?;
         }
         Ok(())
-    }
-
-    /// Buffers a block and its CRC; returns its (offset, length without the CRC).
-    fn put_block(&mut self, data: &[u8]) -> (u64, u64) {
-        let offset = self.offset;
-        self.pending.extend_from_slice(data);
-        self.pending.extend_from_slice(&crc(data).to_le_bytes());
-        self.offset += data.len() as u64 + 4;
-        (offset, data.len() as u64)
     }
 
     fn write_pending(&mut self) -> Result<()> {
@@ -216,12 +232,24 @@ impl<F: VfsFile> TableWriter<F> {
     }
 }
 
+/// Buffers a block as stored and its CRC at `*offset` of the file; returns its (offset, length
+/// without the CRC).
+fn buffer_block(pending: &mut Vec<u8>, offset: &mut u64, stored: &[u8]) -> (u64, u64) {
+    let at = *offset;
+    pending.extend_from_slice(stored);
+    pending.extend_from_slice(&crc(stored).to_le_bytes());
+    *offset += stored.len() as u64 + 4;
+    (at, stored.len() as u64)
+}
+
 /// An open table.
 #[derive(Debug)]
 pub(crate) struct Table<F: VfsFile> {
     file: F,
     name: String,
     number: u64,
+    /// The footer's format version: whether data blocks carry a codec byte.
+    format_version: u32,
     size_bytes: u64,
     index: Vec<IndexEntry>,
     bloom: Bloom,
@@ -266,7 +294,15 @@ impl<F: VfsFile> Table<F> {
         let bloom_data = read_checked(&file, name, bloom_off, bloom_len, size)?;
         let bloom = Bloom::new(bloom_data.to_vec())
             .ok_or_else(|| Error::corruption(name, bloom_off, "malformed bloom filter"))?;
-        Ok(Table { file, name: name.to_string(), number, size_bytes: size, index, bloom })
+        Ok(Table {
+            file,
+            name: name.to_string(),
+            number,
+            format_version: version,
+            size_bytes: size,
+            index,
+            bloom,
+        })
     }
 
     /// Wraps a table just written, whose index and filter are already in memory.
@@ -275,6 +311,7 @@ impl<F: VfsFile> Table<F> {
             file,
             name: name.to_string(),
             number,
+            format_version: TABLE_FORMAT_VERSION,
             size_bytes: info.size_bytes,
             index: info.index.clone(),
             bloom: info.bloom.clone(),
@@ -296,12 +333,23 @@ impl<F: VfsFile> Table<F> {
                     .ok_or_else(|| Error::corruption(&self.name, h.offset, "malformed block"));
             }
         }
-        let data =
+        let stored =
             read_checked(&self.file, &self.name, h.offset, u64::from(h.len), self.size_bytes)?;
+        let data = self.decode_data_block(h.offset, stored)?;
+        // The cache holds blocks decompressed, so a hit costs no decompression.
         if let Some(c) = cache.filter(|_| fill) {
             c.borrow_mut().insert(self.number, h.offset, data.clone());
         }
         Block::new(data).ok_or_else(|| Error::corruption(&self.name, h.offset, "malformed block"))
+    }
+
+    /// A data block as the block parser reads it, from its stored bytes (CRC already checked):
+    /// a format-1 block as it is, a format-2 block decoded by its codec byte.
+    fn decode_data_block(&self, offset: u64, stored: Bytes) -> Result<Bytes> {
+        if self.format_version <= TABLE_FORMAT_RAW_BLOCKS {
+            return Ok(stored);
+        }
+        decode_block(&self.name, offset, stored)
     }
 
     /// The newest version of `user` visible at `snapshot`, if this table has one.
@@ -496,8 +544,9 @@ impl<F: VfsFile> TableIter<'_, F> {
             return Err(Error::Protocol("readahead buffer missing".into()));
         };
         let start = (h.offset - off) as usize;
-        let data =
+        let stored =
             verify_block(&table.name, h.offset, buf.slice(start..start + h.len as usize + 4))?;
+        let data = table.decode_data_block(h.offset, stored)?;
         Block::new(data).ok_or_else(|| Error::corruption(&table.name, h.offset, "malformed block"))
     }
 }
@@ -672,7 +721,12 @@ mod tests {
     }
 
     fn write_table(fs: &SimFs, name: &str, n: u32) -> TableInfo {
-        let mut w = TableWriter::new(fs.create(name).unwrap(), name, TableOptions::default());
+        write_table_with(fs, name, n, Compression::default())
+    }
+
+    fn write_table_with(fs: &SimFs, name: &str, n: u32, compression: Compression) -> TableInfo {
+        let opts = TableOptions { compression, ..TableOptions::default() };
+        let mut w = TableWriter::new(fs.create(name).unwrap(), name, opts);
         for i in 0..n {
             w.add(&entry(i, 1000 + u64::from(i), Kind::Put)).unwrap();
             if i % 10 == 0 {
@@ -706,6 +760,119 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, 1000 + 100);
+    }
+
+    const CODECS: [Compression; 3] =
+        [Compression::None, Compression::Lz4, Compression::Zstd { level: 3 }];
+
+    /// The codec byte of every data block of table `name`, read from the file.
+    fn codec_bytes(fs: &SimFs, name: &str, info: &TableInfo) -> Vec<u8> {
+        let file = fs.open(name).unwrap();
+        let mut byte = [0u8; 1];
+        let mut out = Vec::new();
+        for h in &info.index {
+            file.read_at(h.offset, &mut byte).unwrap();
+            out.push(byte[0]);
+        }
+        out
+    }
+
+    #[test]
+    fn tables_round_trip_with_every_codec_and_compressed_ones_are_smaller() {
+        let mut sizes = Vec::new();
+        for (c, compression) in CODECS.into_iter().enumerate() {
+            let fs = SimFs::new(5);
+            let info = write_table_with(&fs, "t.sst", 2000, compression);
+            let codecs = codec_bytes(&fs, "t.sst", &info);
+            assert!(codecs.iter().all(|b| usize::from(*b) == c), "{compression:?}: {codecs:?}");
+            let t = Table::open(fs.open("t.sst").unwrap(), "t.sst", 1).unwrap();
+            let cache = RefCell::new(BlockCache::new(1 << 20));
+            for i in (0..2000).step_by(13) {
+                let got = t.get(&entry(i, 0, Kind::Put).user, SEQ_MAX, Some(&cache)).unwrap();
+                assert_eq!(got, Some(entry(i, 1000 + u64::from(i), Kind::Put)), "{compression:?}");
+            }
+            let mut it = t.iter(None, None).unwrap();
+            let mut n = 0;
+            while it.next_entry().unwrap().is_some() {
+                n += 1;
+            }
+            assert_eq!(n, 2000 + 200, "{compression:?}: every entry once");
+            sizes.push(info.size_bytes);
+        }
+        // Each 100-byte value repeats one byte: both codecs should take a block to a fraction.
+        assert!(sizes[1] * 3 < sizes[0] && sizes[2] * 3 < sizes[0], "sizes {sizes:?}");
+    }
+
+    #[test]
+    fn a_table_mixes_raw_and_compressed_blocks_when_some_do_not_shrink() {
+        let fs = SimFs::new(6);
+        let mut w = TableWriter::new(fs.create("m.sst").unwrap(), "m.sst", TableOptions::default());
+        let mut noise = 0x2545_f491_4f6c_dd1du64;
+        let mut entries = Vec::new();
+        for i in 0..600u32 {
+            let mut e = entry(i, 100 + u64::from(i), Kind::Put);
+            // Runs of 100 keys alternate between values that compress and values that do not.
+            if (i / 100) % 2 == 1 {
+                let random: Vec<u8> = (0..100)
+                    .map(|_| {
+                        noise ^= noise << 13;
+                        noise ^= noise >> 7;
+                        noise ^= noise << 17;
+                        (noise >> 32) as u8
+                    })
+                    .collect();
+                e.value = Bytes::from(random);
+            }
+            w.add(&e).unwrap();
+            entries.push(e);
+        }
+        let info = w.finish().unwrap();
+        let codecs = codec_bytes(&fs, "m.sst", &info);
+        assert!(codecs.contains(&0) && codecs.contains(&1), "both raw and LZ4: {codecs:?}");
+        let t = Table::open(fs.open("m.sst").unwrap(), "m.sst", 1).unwrap();
+        for e in &entries {
+            assert_eq!(t.get(&e.user, SEQ_MAX, None).unwrap().as_ref(), Some(e));
+        }
+    }
+
+    #[test]
+    fn a_flipped_bit_in_a_compressed_block_is_caught_by_its_checksum_and_spares_the_others() {
+        for compression in [Compression::Lz4, Compression::Zstd { level: 3 }] {
+            for seed in 0..24u64 {
+                let fs = SimFs::new(seed);
+                let info = write_table_with(&fs, "t.sst", 1500, compression);
+                let blocks = info.index.len();
+                assert!(blocks > 4, "{blocks} blocks");
+                // A seeded block and a seeded byte in it or in its CRC.
+                let damaged = (seed as usize * 7) % blocks;
+                let h = &info.index[damaged];
+                let at = h.offset + (seed * 131) % (u64::from(h.len) + 4);
+                fs.corrupt("t.sst", at).unwrap();
+                let t = Table::open(fs.open("t.sst").unwrap(), "t.sst", 1).unwrap();
+                let mut errors = 0;
+                for i in 0..1500 {
+                    let want = entry(i, 1000 + u64::from(i), Kind::Put);
+                    match t.get(&want.user, SEQ_MAX, None) {
+                        Ok(got) => assert_eq!(got, Some(want), "{compression:?} seed {seed}"),
+                        Err(Error::Corruption { offset, detail, .. }) => {
+                            assert_eq!(offset, h.offset, "{compression:?} seed {seed}: {detail}");
+                            assert_eq!(detail, "block checksum mismatch");
+                            errors += 1;
+                        }
+                        Err(other) => panic!("{compression:?} seed {seed}: {other}"),
+                    }
+                }
+                assert!(errors > 0, "{compression:?} seed {seed}: the damaged block was read");
+                let scanned = t.iter(None, None).and_then(|mut it| {
+                    while it.next_entry()?.is_some() {}
+                    Ok(())
+                });
+                assert!(
+                    scanned.is_err_and(|e| e.is_corruption()),
+                    "{compression:?} seed {seed}: a full scan reports the damage"
+                );
+            }
+        }
     }
 
     #[test]
@@ -752,12 +919,12 @@ mod tests {
         write_table(&fs, "t.sst", 10);
         let mut data = crate::vfs::read_all(&fs.open("t.sst").unwrap()).unwrap();
         let at = data.len() - FOOTER_BYTES;
-        data[at + 32..at + 36].copy_from_slice(&2u32.to_le_bytes());
+        data[at + 32..at + 36].copy_from_slice(&(TABLE_FORMAT_VERSION + 1).to_le_bytes());
         let c = crc(&data[at..at + 36]);
         data[at + 36..at + 40].copy_from_slice(&c.to_le_bytes());
         fs.create("new.sst").unwrap().append(&data).unwrap();
         let err = Table::open(fs.open("new.sst").unwrap(), "new.sst", 1).unwrap_err();
-        assert!(matches!(err, Error::UnsupportedVersion { found: 2, supported: 1, .. }));
+        assert!(matches!(err, Error::UnsupportedVersion { found: 3, supported: 2, .. }));
         assert!(err.to_string().contains("upgrade"), "{err}");
     }
 }

@@ -5,7 +5,49 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::thread;
 
-use ringkv_storage::{Batch, Engine, Error, Job, JobResult, KeyspaceId, Options, StdFs};
+use ringkv_storage::{
+    Batch, Compression, Engine, Error, Job, JobResult, KeyspaceId, Options, StdFs,
+};
+
+/// The block compression an engine is opened with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    /// No compression.
+    None,
+    /// LZ4 (every engine has it).
+    Lz4,
+    /// Zstandard at a level (ringkv and RocksDB; fjall 3 has no Zstd).
+    Zstd(i32),
+}
+
+impl Codec {
+    /// Parses a `--compression` entry.
+    pub fn parse(name: &str, zstd_level: i32) -> Result<Codec, String> {
+        match name {
+            "none" => Ok(Codec::None),
+            "lz4" => Ok(Codec::Lz4),
+            "zstd" => {
+                Compression::Zstd { level: zstd_level }.validate()?;
+                Ok(Codec::Zstd(zstd_level))
+            }
+            other => Err(format!("unknown compression {other:?} (none, lz4, zstd)")),
+        }
+    }
+
+    /// Its name in results.
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::None => "none",
+            Codec::Lz4 => "lz4",
+            Codec::Zstd(_) => "zstd",
+        }
+    }
+}
+
+/// Whether engine `name` can run with `codec`.
+pub fn supports(name: &str, codec: Codec) -> bool {
+    !(name == "fjall" && matches!(codec, Codec::Zstd(_)))
+}
 
 /// What every engine under test offers the workloads.
 pub trait BenchEngine {
@@ -31,14 +73,22 @@ pub trait BenchEngine {
     }
 }
 
-/// Opens engine `name` in `dir` with a block cache of `cache_bytes`.
-pub fn open(name: &str, dir: &Path, sync: bool, cache_bytes: usize) -> Box<dyn BenchEngine> {
+/// Opens engine `name` in `dir` with a block cache of `cache_bytes`, compressing data blocks
+/// with `codec` (which [`supports`] must allow).
+pub fn open(
+    name: &str,
+    dir: &Path,
+    sync: bool,
+    cache_bytes: usize,
+    codec: Codec,
+) -> Box<dyn BenchEngine> {
     std::fs::create_dir_all(dir).expect("create the engine's directory");
+    assert!(supports(name, codec), "{name} cannot run with {codec:?}");
     match name {
-        "ringkv" => Box::new(Ringkv::open(dir, cache_bytes)),
-        "fjall" => Box::new(Fjall::open(dir, sync, cache_bytes)),
+        "ringkv" => Box::new(Ringkv::open(dir, cache_bytes, codec)),
+        "fjall" => Box::new(Fjall::open(dir, sync, cache_bytes, codec)),
         #[cfg(feature = "rocksdb")]
-        "rocksdb" => Box::new(rocks::Rocks::open(dir, sync, cache_bytes)),
+        "rocksdb" => Box::new(rocks::Rocks::open(dir, sync, cache_bytes, codec)),
         other => panic!(
             "unknown engine {other:?} (this build knows ringkv, fjall{})",
             if cfg!(feature = "rocksdb") { ", rocksdb" } else { "" }
@@ -84,10 +134,15 @@ struct Ringkv {
 }
 
 impl Ringkv {
-    fn open(dir: &Path, cache_bytes: usize) -> Ringkv {
+    fn open(dir: &Path, cache_bytes: usize, codec: Codec) -> Ringkv {
         let fs = StdFs::new(dir).expect("root directory");
         let lock = fs.lock().expect("lock the directory");
-        let opts = Options { block_cache_bytes_max: cache_bytes, ..Options::default() };
+        let mut opts = Options { block_cache_bytes_max: cache_bytes, ..Options::default() };
+        opts.table.compression = match codec {
+            Codec::None => Compression::None,
+            Codec::Lz4 => Compression::Lz4,
+            Codec::Zstd(level) => Compression::Zstd { level },
+        };
         let mut engine = Engine::open(fs.clone(), opts).expect("open ringkv");
         let ks = engine.create_keyspace("bench").expect("keyspace");
         let (done_tx, done_rx) = mpsc::channel();
@@ -228,23 +283,32 @@ impl BenchEngine for Ringkv {
     }
 }
 
-/// fjall 3 with its default configuration except the cache size, set to ringkv's (background
-/// threads, journal without a sync per write; `--sync` persists with fdatasync after every
-/// batch).
+/// fjall 3 with its default configuration except the cache size, set to ringkv's, and the
+/// data-block compression of every level set to the codec under test (fjall's own default is
+/// none on levels 0 and 1 and LZ4 below; index blocks stay uncompressed, as in ringkv). Background
+/// threads, journal without a sync per write; `--sync` persists with fdatasync after every batch.
 struct Fjall {
     db: fjall::Database,
     ks: fjall::Keyspace,
 }
 
 impl Fjall {
-    fn open(dir: &Path, _sync: bool, cache_bytes: usize) -> Fjall {
+    fn open(dir: &Path, _sync: bool, cache_bytes: usize, codec: Codec) -> Fjall {
         // The same block cache budget as ringkv (fjall's own default is 32 MiB).
         let db = fjall::Database::builder(dir)
             .cache_size(cache_bytes as u64)
             .open()
             .expect("open fjall");
-        let ks =
-            db.keyspace("bench", fjall::KeyspaceCreateOptions::default).expect("fjall keyspace");
+        let compression = match codec {
+            Codec::Lz4 => fjall::CompressionType::Lz4,
+            // `supports` keeps Zstd away from fjall.
+            Codec::None | Codec::Zstd(_) => fjall::CompressionType::None,
+        };
+        let options = move || {
+            fjall::KeyspaceCreateOptions::default()
+                .data_block_compression_policy(fjall::config::CompressionPolicy::all(compression))
+        };
+        let ks = db.keyspace("bench", options).expect("fjall keyspace");
         Fjall { db, ks }
     }
 }
@@ -314,9 +378,19 @@ mod rocks {
     }
 
     impl Rocks {
-        pub fn open(dir: &Path, sync: bool, cache_bytes: usize) -> Rocks {
+        pub fn open(dir: &Path, sync: bool, cache_bytes: usize, codec: super::Codec) -> Rocks {
             let mut opts = rocksdb::Options::default();
             opts.create_if_missing(true);
+            opts.set_compression_type(match codec {
+                super::Codec::None => rocksdb::DBCompressionType::None,
+                super::Codec::Lz4 => rocksdb::DBCompressionType::Lz4,
+                super::Codec::Zstd(_) => rocksdb::DBCompressionType::Zstd,
+            });
+            if let super::Codec::Zstd(level) = codec {
+                // window_bits, level, strategy, max_dict_bytes: only the level differs from
+                // RocksDB's defaults.
+                opts.set_compression_options(-14, level, 0, 0);
+            }
             let mut table = rocksdb::BlockBasedOptions::default();
             table.set_block_cache(&rocksdb::Cache::new_lru_cache(cache_bytes));
             table.set_bloom_filter(10.0, false);

@@ -3,9 +3,13 @@
 //!
 //! Workloads: fillseq and fillrandom (each on a fresh database), overwrite, readrandom (hits),
 //! readmissing, readseq, scan (short range scans), then a full compaction and the space used.
-//! Keys are 16 bytes, values 100 random (incompressible) bytes. The WAL is on without a sync per
-//! write; `--sync` syncs after every batch. The ringkv driver runs flushes and compactions on
-//! worker threads, as a production driver would: the engine itself never spawns threads.
+//! Keys are 16 bytes, values 100 bytes. Every engine runs every workload once per value kind
+//! (`--values`: random bytes, which do not compress, and JSON-like text, which does) and per
+//! block compression (`--compression`: none, lz4, zstd; fjall has no zstd), and the report gives
+//! throughput and space on disk for each, with the ratios between engines and between
+//! compressions. The WAL is on without a sync per write; `--sync` syncs after every batch. The
+//! ringkv driver runs flushes and compactions on worker threads, as a production driver would:
+//! the engine itself never spawns threads.
 
 mod engines;
 
@@ -16,7 +20,7 @@ use clap::Parser;
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use engines::BenchEngine;
+use engines::{BenchEngine, Codec};
 
 #[derive(Parser, Debug, Clone)]
 #[command(about = "Benchmark ringkv-storage against fjall (and RocksDB with --features rocksdb)")]
@@ -64,6 +68,55 @@ struct Args {
     /// round with the median throughput, so a burst of load on a shared machine hits both.
     #[arg(long, default_value_t = 1)]
     rounds: usize,
+    /// Value kinds, comma separated: random (incompressible bytes), text (JSON-like records of
+    /// words, which compress).
+    #[arg(long, default_value = "random,text")]
+    values: String,
+    /// Block compressions, comma separated: none, lz4, zstd (ringkv only; fjall 3 has none).
+    #[arg(long, default_value = "none,lz4")]
+    compression: String,
+    /// The Zstd level of `--compression zstd`.
+    #[arg(long, default_value_t = 3)]
+    zstd_level: i32,
+}
+
+/// What the values of a run look like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ValueKind {
+    /// Uniformly random bytes: no codec can shrink them.
+    Random,
+    /// JSON-like records of words from a small vocabulary, like typical application values.
+    Text,
+}
+
+impl ValueKind {
+    fn parse(name: &str) -> Result<ValueKind, String> {
+        match name {
+            "random" => Ok(ValueKind::Random),
+            "text" => Ok(ValueKind::Text),
+            other => Err(format!("unknown value kind {other:?} (random, text)")),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            ValueKind::Random => "random",
+            ValueKind::Text => "text",
+        }
+    }
+}
+
+/// One configuration of the suite: the value kind and the block compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Setup {
+    values: ValueKind,
+    codec: Codec,
+}
+
+impl Setup {
+    fn label(self) -> String {
+        format!("{} values, {}", self.values.name(), self.codec.name())
+    }
 }
 
 /// One measured workload on one engine.
@@ -71,6 +124,7 @@ struct Args {
 struct Measurement {
     workload: &'static str,
     engine: &'static str,
+    setup: Setup,
     ops: u64,
     elapsed: Duration,
     p50_us: f64,
@@ -87,9 +141,11 @@ impl Measurement {
     fn json(&self) -> String {
         let wa = self.write_amp.map_or_else(|| "null".to_string(), |w| format!("{w:.3}"));
         format!(
-            "{{\"workload\":\"{}\",\"engine\":\"{}\",\"ops_per_s\":{:.1},\"p50_us\":{:.3},\"p99_us\":{:.3},\"bytes_on_disk\":{},\"write_amp\":{}}}",
+            "{{\"workload\":\"{}\",\"engine\":\"{}\",\"values\":\"{}\",\"compression\":\"{}\",\"ops_per_s\":{:.1},\"p50_us\":{:.3},\"p99_us\":{:.3},\"bytes_on_disk\":{},\"write_amp\":{}}}",
             self.workload,
             self.engine,
+            self.setup.values.name(),
+            self.setup.codec.name(),
             self.ops_per_s(),
             self.p50_us,
             self.p99_us,
@@ -113,38 +169,51 @@ fn main() {
         .clone()
         .unwrap_or_else(|| tmp.as_ref().map(|t| t.path().to_path_buf()).unwrap_or_default());
     let names: Vec<String> = args.engines.split(',').map(|s| s.trim().to_string()).collect();
-    let mut rounds: Vec<Measurement> = Vec::new();
-    let mut space_rounds: Vec<(String, u64)> = Vec::new();
-    for round in 0..args.rounds.max(1) {
-        let mut order = names.clone();
-        if round % 2 == 1 {
-            order.reverse();
+    let setups = match setups(&args) {
+        Ok(setups) => setups,
+        Err(error) => {
+            eprintln!("ringkv-storage-bench: {error}");
+            std::process::exit(2);
         }
-        for name in &order {
-            if !args.json {
-                eprintln!("round {}: running {name} with {} keys...", round + 1, args.keys);
+    };
+    let mut rounds: Vec<Measurement> = Vec::new();
+    let mut space_rounds: Vec<Space> = Vec::new();
+    for &setup in &setups {
+        for round in 0..args.rounds.max(1) {
+            let mut order = names.clone();
+            if round % 2 == 1 {
+                order.reverse();
             }
-            let (ms, bytes) = run_engine(name, &args, &root.join(name));
-            rounds.extend(ms);
-            space_rounds.push((name.clone(), bytes));
+            for name in &order {
+                if !engines::supports(name, setup.codec) {
+                    continue;
+                }
+                if !args.json {
+                    eprintln!(
+                        "round {}: running {name} with {} keys, {}...",
+                        round + 1,
+                        args.keys,
+                        setup.label()
+                    );
+                }
+                let (ms, bytes) = run_engine(name, &args, &root.join(name), setup);
+                rounds.extend(ms);
+                space_rounds.push(Space { engine: engines::display_name(name), setup, bytes });
+            }
         }
     }
     let results = median_rounds(&rounds);
-    let space: Vec<(String, u64)> = names
-        .iter()
-        .map(|n| {
-            let mut b: Vec<u64> =
-                space_rounds.iter().filter(|(e, _)| e == n).map(|(_, b)| *b).collect();
-            b.sort_unstable();
-            (n.clone(), b.get(b.len() / 2).copied().unwrap_or(0))
-        })
-        .collect();
+    let space = median_space(&space_rounds);
     let logical = args.keys * (16 + args.value_bytes as u64);
     let mut lines: Vec<String> = results.iter().map(Measurement::json).collect();
-    for (engine, bytes) in &space {
+    for s in &space {
         lines.push(format!(
-            "{{\"workload\":\"space_after_full_compaction\",\"engine\":\"{engine}\",\"ops_per_s\":null,\"p50_us\":null,\"p99_us\":null,\"bytes_on_disk\":{bytes},\"write_amp\":null,\"space_amp\":{:.3}}}",
-            *bytes as f64 / logical as f64
+            "{{\"workload\":\"space_after_full_compaction\",\"engine\":\"{}\",\"values\":\"{}\",\"compression\":\"{}\",\"ops_per_s\":null,\"p50_us\":null,\"p99_us\":null,\"bytes_on_disk\":{},\"write_amp\":null,\"space_amp\":{:.3}}}",
+            s.engine,
+            s.setup.values.name(),
+            s.setup.codec.name(),
+            s.bytes,
+            s.bytes as f64 / logical as f64
         ));
     }
     if args.json {
@@ -152,7 +221,19 @@ fn main() {
             println!("{line}");
         }
     } else {
-        print_table(&results, &names, &space, logical);
+        for &setup in &setups {
+            let here: Vec<Measurement> =
+                results.iter().filter(|m| m.setup == setup).cloned().collect();
+            let space_here: Vec<(String, u64)> = space
+                .iter()
+                .filter(|s| s.setup == setup)
+                .map(|s| (s.engine.to_string(), s.bytes))
+                .collect();
+            println!("== {} ==", setup.label());
+            print_table(&here, &names, &space_here, logical);
+            println!();
+        }
+        print_compression_summary(&results, &space, &names, &setups, logical);
     }
     if let Some(out) = &args.plot {
         // The plot reads the very lines --json prints, so it and ringkv-bench-plot agree.
@@ -172,15 +253,63 @@ fn main() {
     }
 }
 
-/// Per (workload, engine), the round with the median throughput, in first-seen order.
-fn median_rounds(all: &[Measurement]) -> Vec<Measurement> {
-    let mut out: Vec<Measurement> = Vec::new();
-    for m in all {
-        if out.iter().any(|o| o.workload == m.workload && o.engine == m.engine) {
+/// The value kinds and compressions of `--values` and `--compression`, every pair of them.
+fn setups(args: &Args) -> Result<Vec<Setup>, String> {
+    fn list(s: &str) -> Vec<&str> {
+        s.split(',').map(str::trim).filter(|s| !s.is_empty()).collect()
+    }
+    let kinds =
+        list(&args.values).into_iter().map(ValueKind::parse).collect::<Result<Vec<_>, _>>()?;
+    let codecs = list(&args.compression)
+        .into_iter()
+        .map(|name| Codec::parse(name, args.zstd_level))
+        .collect::<Result<Vec<_>, _>>()?;
+    if kinds.is_empty() || codecs.is_empty() {
+        return Err("--values and --compression each need at least one entry".into());
+    }
+    Ok(kinds
+        .iter()
+        .flat_map(|&values| codecs.iter().map(move |&codec| Setup { values, codec }))
+        .collect())
+}
+
+/// Bytes on disk after a full compaction of one engine in one setup.
+#[derive(Debug, Clone, Copy)]
+struct Space {
+    engine: &'static str,
+    setup: Setup,
+    bytes: u64,
+}
+
+/// Per (engine, setup), the median of its rounds' space, in first-seen order.
+fn median_space(all: &[Space]) -> Vec<Space> {
+    let mut out: Vec<Space> = Vec::new();
+    for s in all {
+        if out.iter().any(|o| o.engine == s.engine && o.setup == s.setup) {
             continue;
         }
-        let mut same: Vec<&Measurement> =
-            all.iter().filter(|o| o.workload == m.workload && o.engine == m.engine).collect();
+        let mut bytes: Vec<u64> = all
+            .iter()
+            .filter(|o| o.engine == s.engine && o.setup == s.setup)
+            .map(|o| o.bytes)
+            .collect();
+        bytes.sort_unstable();
+        out.push(Space { bytes: bytes[bytes.len() / 2], ..*s });
+    }
+    out
+}
+
+/// Per (workload, engine, setup), the round with the median throughput, in first-seen order.
+fn median_rounds(all: &[Measurement]) -> Vec<Measurement> {
+    let same_test = |a: &Measurement, b: &Measurement| {
+        a.workload == b.workload && a.engine == b.engine && a.setup == b.setup
+    };
+    let mut out: Vec<Measurement> = Vec::new();
+    for m in all {
+        if out.iter().any(|o| same_test(o, m)) {
+            continue;
+        }
+        let mut same: Vec<&Measurement> = all.iter().filter(|o| same_test(o, m)).collect();
         same.sort_by(|a, b| a.ops_per_s().total_cmp(&b.ops_per_s()));
         out.push(same[same.len() / 2].clone());
     }
@@ -189,39 +318,40 @@ fn median_rounds(all: &[Measurement]) -> Vec<Measurement> {
 
 /// Runs every workload on one engine; returns the measurements and the bytes on disk after a
 /// full compaction.
-fn run_engine(name: &str, args: &Args, dir: &Path) -> (Vec<Measurement>, u64) {
+fn run_engine(name: &str, args: &Args, dir: &Path, setup: Setup) -> (Vec<Measurement>, u64) {
     let _ = std::fs::remove_dir_all(dir);
     let mut out = Vec::new();
-    let values = ValueSource::new(args.seed, args.value_bytes);
+    let values = ValueSource::new(args.seed, args.value_bytes, setup.values);
     let n = args.keys;
+    let open = |dir: &Path| engines::open(name, dir, args.sync, args.cache_mib << 20, setup.codec);
 
     // fillseq on its own fresh database.
     {
         let seq_dir = dir.join("fillseq");
-        let mut e = engines::open(name, &seq_dir, args.sync, args.cache_mib << 20);
+        let mut e = open(&seq_dir);
         let order: Vec<u64> = (0..n).collect();
-        out.push(fill("fillseq", e.as_mut(), &order, &values, args, &seq_dir));
+        out.push(fill("fillseq", e.as_mut(), &order, &values, args, &seq_dir, setup));
         drop(e);
         let _ = std::fs::remove_dir_all(&seq_dir);
     }
 
     let main_dir = dir.join("main");
-    let mut e = engines::open(name, &main_dir, args.sync, args.cache_mib << 20);
+    let mut e = open(&main_dir);
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
     let mut order: Vec<u64> = (0..n).collect();
     for i in (1..order.len()).rev() {
         let j = rng.random_range(0..=i);
         order.swap(i, j);
     }
-    out.push(fill("fillrandom", e.as_mut(), &order, &values, args, &main_dir));
+    out.push(fill("fillrandom", e.as_mut(), &order, &values, args, &main_dir, setup));
     let over: Vec<u64> = (0..n).map(|_| rng.random_range(0..n)).collect();
-    out.push(fill("overwrite", e.as_mut(), &over, &values, args, &main_dir));
+    out.push(fill("overwrite", e.as_mut(), &over, &values, args, &main_dir, setup));
     e.settle();
 
     let reads = args.reads.unwrap_or(n);
     let hits: Vec<u64> = (0..reads).map(|_| rng.random_range(0..n)).collect();
-    out.push(read("readrandom", e.as_mut(), &hits, false, &main_dir));
-    out.push(read("readmissing", e.as_mut(), &hits, true, &main_dir));
+    out.push(read("readrandom", e.as_mut(), &hits, false, &main_dir, setup));
+    out.push(read("readmissing", e.as_mut(), &hits, true, &main_dir, setup));
 
     let start = Instant::now();
     let count = e.scan_all();
@@ -229,6 +359,7 @@ fn run_engine(name: &str, args: &Args, dir: &Path) -> (Vec<Measurement>, u64) {
     out.push(Measurement {
         workload: "readseq",
         engine: e.name(),
+        setup,
         ops: count as u64,
         elapsed: start.elapsed(),
         p50_us: 0.0,
@@ -250,6 +381,7 @@ fn run_engine(name: &str, args: &Args, dir: &Path) -> (Vec<Measurement>, u64) {
     out.push(Measurement {
         workload: "scan",
         engine: e.name(),
+        setup,
         ops: args.scans,
         elapsed: begin.elapsed(),
         p50_us,
@@ -278,6 +410,7 @@ fn fill(
     values: &ValueSource,
     args: &Args,
     dir: &Path,
+    setup: Setup,
 ) -> Measurement {
     let written_before = io_bytes_written();
     let mut lat = Vec::with_capacity(order.len() / args.batch.max(1) as usize + 1);
@@ -299,6 +432,7 @@ fn fill(
     Measurement {
         workload,
         engine: e.name(),
+        setup,
         ops: order.len() as u64,
         elapsed,
         p50_us,
@@ -314,6 +448,7 @@ fn read(
     keys: &[u64],
     missing: bool,
     dir: &Path,
+    setup: Setup,
 ) -> Measurement {
     let mut lat = Vec::with_capacity(keys.len());
     let mut found = 0u64;
@@ -331,6 +466,7 @@ fn read(
     Measurement {
         workload,
         engine: e.name(),
+        setup,
         ops: keys.len() as u64,
         elapsed,
         p50_us,
@@ -358,17 +494,34 @@ fn missing_key(i: u64) -> [u8; 16] {
     k
 }
 
-/// Random incompressible values, sliced from a pool by key index.
+/// Values sliced from a 1 MiB pool by key index: random bytes, or JSON-like text.
 struct ValueSource {
     pool: Vec<u8>,
     value_bytes: usize,
 }
 
+/// The vocabulary of text values: about as varied as the field names and enumerations of an
+/// application's records.
+const WORDS: [&str; 48] = [
+    "alpha", "amber", "anchor", "apple", "arrow", "atlas", "basil", "beacon", "birch", "bloom",
+    "bridge", "cedar", "cinder", "clover", "comet", "coral", "delta", "ember", "falcon", "fern",
+    "garnet", "glacier", "harbor", "hazel", "indigo", "island", "jasper", "juniper", "kestrel",
+    "lantern", "maple", "meadow", "nectar", "onyx", "orchid", "pebble", "quartz", "raven", "river",
+    "saffron", "sierra", "spruce", "thistle", "tundra", "umber", "valley", "willow", "zephyr",
+];
+
 impl ValueSource {
-    fn new(seed: u64, value_bytes: usize) -> Self {
+    fn new(seed: u64, value_bytes: usize, kind: ValueKind) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
-        let mut pool = vec![0u8; (1 << 20) + value_bytes];
-        rng.fill_bytes(&mut pool);
+        let pool_bytes = (1 << 20) + value_bytes;
+        let pool = match kind {
+            ValueKind::Random => {
+                let mut pool = vec![0u8; pool_bytes];
+                rng.fill_bytes(&mut pool);
+                pool
+            }
+            ValueKind::Text => text_pool(&mut rng, pool_bytes),
+        };
         ValueSource { pool, value_bytes }
     }
 
@@ -376,6 +529,30 @@ impl ValueSource {
         let off = (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 44) as usize % (1 << 20);
         &self.pool[off..off + self.value_bytes]
     }
+}
+
+/// `bytes` of records like `{"id":4711,"name":"maple raven","city":"harbor","score":73,
+/// "tags":["onyx","fern"],"note":"..."}`, one after another.
+fn text_pool(rng: &mut ChaCha8Rng, bytes: usize) -> Vec<u8> {
+    let mut pool = Vec::with_capacity(bytes + 256);
+    let word = |rng: &mut ChaCha8Rng| WORDS[rng.random_range(0..WORDS.len())];
+    while pool.len() < bytes {
+        let note: Vec<&str> = (0..rng.random_range(3..9)).map(|_| word(rng)).collect();
+        let record = format!(
+            "{{\"id\":{},\"name\":\"{} {}\",\"city\":\"{}\",\"score\":{},\"tags\":[\"{}\",\"{}\"],\"note\":\"{}\"}}",
+            rng.random_range(0..100_000),
+            word(rng),
+            word(rng),
+            word(rng),
+            rng.random_range(0..100),
+            word(rng),
+            word(rng),
+            note.join(" ")
+        );
+        pool.extend_from_slice(record.as_bytes());
+    }
+    pool.truncate(bytes);
+    pool
 }
 
 fn percentiles(lat: &mut [Duration]) -> (f64, f64) {
@@ -467,6 +644,88 @@ fn print_table(results: &[Measurement], names: &[String], space: &[(String, u64)
     }
 }
 
+/// The compression figures across setups: per value kind, each engine's space after a full
+/// compaction under every compression (and its ratio to no compression), and each engine's
+/// throughput with compression over its throughput without.
+fn print_compression_summary(
+    results: &[Measurement],
+    space: &[Space],
+    names: &[String],
+    setups: &[Setup],
+    logical: u64,
+) {
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    println!(
+        "compression summary (space after a full compaction; logical data {:.1} MiB):",
+        mib(logical)
+    );
+    let mut kinds: Vec<ValueKind> = Vec::new();
+    for s in setups {
+        if !kinds.contains(&s.values) {
+            kinds.push(s.values);
+        }
+    }
+    for kind in kinds {
+        let codecs: Vec<Codec> =
+            setups.iter().filter(|s| s.values == kind).map(|s| s.codec).collect();
+        println!("  {} values:", kind.name());
+        for name in names {
+            let engine = engines::display_name(name);
+            let bytes_of = |codec: Codec| {
+                space
+                    .iter()
+                    .find(|s| s.engine == engine && s.setup == Setup { values: kind, codec })
+                    .map(|s| s.bytes)
+            };
+            let baseline = bytes_of(Codec::None);
+            print!("    {engine:<8}");
+            for &codec in &codecs {
+                match (bytes_of(codec), baseline) {
+                    (Some(b), Some(base)) if codec != Codec::None => {
+                        print!(
+                            "  {}: {:>7.1} MiB ({:.2}x of none)",
+                            codec.name(),
+                            mib(b),
+                            b as f64 / base as f64
+                        )
+                    }
+                    (Some(b), _) => print!("  {}: {:>7.1} MiB", codec.name(), mib(b)),
+                    (None, _) => print!("  {}: -", codec.name()),
+                }
+            }
+            println!();
+        }
+    }
+    let workloads =
+        ["fillseq", "fillrandom", "overwrite", "readrandom", "readmissing", "readseq", "scan"];
+    let ops = |w: &str, engine: &str, setup: Setup| {
+        results
+            .iter()
+            .find(|m| m.workload == w && m.engine == engine && m.setup == setup)
+            .map(Measurement::ops_per_s)
+    };
+    for s in setups.iter().filter(|s| s.codec != Codec::None) {
+        let base = Setup { codec: Codec::None, ..*s };
+        println!("throughput with {} over without ({} values):", s.codec.name(), s.values.name());
+        print!("    {:<8}", "");
+        for w in workloads {
+            print!(" {w:>11}");
+        }
+        println!();
+        for name in names {
+            let engine = engines::display_name(name);
+            print!("    {engine:<8}");
+            for w in workloads {
+                match (ops(w, engine, *s), ops(w, engine, base)) {
+                    (Some(with), Some(without)) => print!(" {:>10.2}x", with / without),
+                    _ => print!(" {:>11}", "-"),
+                }
+            }
+            println!();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -483,6 +742,7 @@ mod tests {
         let m = Measurement {
             workload: "readrandom",
             engine: "ringkv",
+            setup: Setup { values: ValueKind::Text, codec: Codec::Lz4 },
             ops: 1000,
             elapsed: Duration::from_millis(10),
             p50_us: 1.5,
@@ -494,6 +754,8 @@ mod tests {
         for field in [
             "\"workload\":\"readrandom\"",
             "\"engine\":\"ringkv\"",
+            "\"values\":\"text\"",
+            "\"compression\":\"lz4\"",
             "\"ops_per_s\":100000.0",
             "\"p50_us\":1.500",
             "\"p99_us\":4.250",
@@ -510,6 +772,7 @@ mod tests {
         let m = |engine, secs| Measurement {
             workload: "fillrandom",
             engine,
+            setup: Setup { values: ValueKind::Random, codec: Codec::None },
             ops: 100,
             elapsed: Duration::from_secs(secs),
             p50_us: secs as f64,

@@ -6,7 +6,10 @@
 //!   "round"}`; a test is its name, its pipeline when above 1, and its durability mode when the
 //!   input has more than one;
 //! - ringkv-storage-bench `--json`: `{"workload", "engine", "ops_per_s", "p50_us", "p99_us",
-//!   ...}`; rows without a throughput (`space_after_full_compaction`) are skipped.
+//!   "values", "compression", ...}`; rows without a throughput (`space_after_full_compaction`)
+//!   are skipped. When the input has more than one value kind and compression, a test is its
+//!   workload followed by both (`fillrandom text lz4`); lines without them (older runs) are one
+//!   configuration.
 //!
 //! Every `pNN_ms` or `pNN_us` field is a latency percentile. Where a test and series appear more
 //! than once (bench/cluster.sh with `ROUNDS`), each figure is the median of its rounds.
@@ -96,6 +99,8 @@ struct Row {
     test: String,
     pipeline: u64,
     durability: Option<String>,
+    /// The storage bench's value kind and compression (`text lz4`), if the line has them.
+    configuration: Option<String>,
     series: String,
     ops_per_s: f64,
     latencies: BTreeMap<String, f64>,
@@ -136,6 +141,8 @@ pub fn parse(text: &str) -> Result<Dataset, PlotError> {
     }
     let modes: Vec<&Option<String>> = rows.iter().map(|r| &r.durability).collect();
     let several_modes = modes.iter().any(|m| *m != modes[0]);
+    let configurations: Vec<&Option<String>> = rows.iter().map(|r| &r.configuration).collect();
+    let several_configurations = configurations.iter().any(|c| *c != configurations[0]);
     let position = |names: &mut Vec<String>, name: String| {
         names.iter().position(|n| *n == name).unwrap_or_else(|| {
             names.push(name);
@@ -152,6 +159,9 @@ pub fn parse(text: &str) -> Result<Dataset, PlotError> {
         }
         if let (true, Some(mode)) = (several_modes, &row.durability) {
             test = format!("{test} {mode}");
+        }
+        if let (true, Some(configuration)) = (several_configurations, &row.configuration) {
+            test = format!("{test} {configuration}");
         }
         let t = position(&mut data.tests, test);
         let s = position(&mut data.series, row.series);
@@ -197,6 +207,12 @@ fn parse_row(obj: &Map<String, Value>) -> Result<Option<Row>, String> {
         test,
         pipeline: obj.get("pipeline").and_then(Value::as_u64).unwrap_or(1),
         durability: obj.get("durability").and_then(Value::as_str).map(str::to_string),
+        configuration: match (obj.get("values"), obj.get("compression")) {
+            (Some(Value::String(values)), Some(Value::String(compression))) => {
+                Some(format!("{values} {compression}"))
+            }
+            _ => None,
+        },
         series,
         ops_per_s,
         latencies,

@@ -144,3 +144,28 @@ fn malformed_input_names_its_line() {
     );
     assert!(matches!(parse("redis-benchmark: connection refused\n"), Err(PlotError::NoRows)));
 }
+
+#[test]
+fn storage_lines_of_several_setups_name_each_test_by_its_values_and_compression() {
+    let line = |engine: &str, values: &str, compression: &str, ops: f64| {
+        format!(
+            "{{\"workload\":\"fillrandom\",\"engine\":\"{engine}\",\"values\":\"{values}\",\"compression\":\"{compression}\",\"ops_per_s\":{ops},\"p50_us\":1.0,\"p99_us\":2.0,\"bytes_on_disk\":1,\"write_amp\":null}}\n"
+        )
+    };
+    let text: String = [
+        line("ringkv", "random", "none", 100.0),
+        line("fjall", "random", "none", 50.0),
+        line("ringkv", "text", "lz4", 300.0),
+        line("fjall", "text", "lz4", 100.0),
+    ]
+    .concat();
+    let data = parse(&text).unwrap();
+    assert_eq!(data.tests, ["fillrandom random none", "fillrandom text lz4"]);
+    assert_eq!(data.series, ["ringkv", "fjall"]);
+    assert_eq!(data.ops_per_s(1, 0), Some(300.0));
+    // One setup throughout: the names stay the bare workloads, as in older runs.
+    let one =
+        parse(&[line("ringkv", "text", "lz4", 1.0), line("fjall", "text", "lz4", 2.0)].concat())
+            .unwrap();
+    assert_eq!(one.tests, ["fillrandom"]);
+}

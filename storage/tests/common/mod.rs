@@ -25,7 +25,13 @@ pub fn small_options(style: CompactionStyle) -> Options {
         memtable_bytes_max: 4 << 10,
         frozen_memtables_max: 2,
         wal_buffer_bytes_max: 1 << 10,
-        table: TableOptions { block_size_bytes: 256, restart_interval: 4, bloom_bits_per_key: 10 },
+        // LZ4 (the default codec): the values are runs of dots, so most blocks are compressed.
+        table: TableOptions {
+            block_size_bytes: 256,
+            restart_interval: 4,
+            bloom_bits_per_key: 10,
+            ..TableOptions::default()
+        },
         compaction: CompactionOptions {
             style,
             level0_files_trigger: 3,
