@@ -1,0 +1,306 @@
+//! Client requests: admission, reads, writes and where a write goes (replicas, fallbacks, owners-to-be).
+//!
+//! Part of [`Node`](super::Node): an `impl` block of its own, split out of `node.rs` along
+//! its seams; the state stays in `Node`.
+
+use super::*;
+
+impl<S: Storage> Node<S> {
+    /// Checks limits before anything happens, so a refused request changes nothing.
+    pub(super) fn admit(&self, op: &ClientRequest) -> Result<(), ClientError> {
+        let limits = &self.config.limits;
+        let in_flight = self.coordinator.in_flight() + self.paxos.in_flight();
+        if in_flight >= limits.requests_in_flight_max {
+            return Err(ClientError::Overloaded { in_flight, max: limits.requests_in_flight_max });
+        }
+        if !self.membership_synced {
+            return Err(ClientError::NotReady);
+        }
+        let replicas_n = self.config.keyspace.replicas_n.min(self.ring.members_count());
+        match op {
+            ClientRequest::Get { key, consistency }
+            | ClientRequest::Delete { key, consistency, .. } => {
+                limits.check_key(key)?;
+                consistency.required(replicas_n)?;
+            }
+            ClientRequest::Put { key, value, consistency, .. }
+            | ClientRequest::Set { key, value, consistency, .. } => {
+                limits.check_key(key)?;
+                limits.check_value(value)?;
+                consistency.required(replicas_n)?;
+            }
+            ClientRequest::MGet { keys, consistency } => {
+                limits.check_batch(keys.len())?;
+                keys.iter().try_for_each(|key| limits.check_key(key))?;
+                consistency.required(replicas_n)?;
+            }
+            // COUNT is a hint, as in Redis: a larger one is served at the batch limit.
+            ClientRequest::Scan { .. } => {}
+            ClientRequest::MSet { entries, consistency } => {
+                limits.check_batch(entries.len())?;
+                for (key, value) in entries {
+                    limits.check_key(key)?;
+                    limits.check_value(value)?;
+                }
+                consistency.required(replicas_n)?;
+            }
+            ClientRequest::Flush => {}
+            ClientRequest::Cas { key, op } => {
+                limits.check_key(key)?;
+                let len_bytes = op.carried_value_bytes();
+                if len_bytes > limits.value_bytes_max {
+                    let max_bytes = limits.value_bytes_max;
+                    return Err(ClientError::ValueTooLarge { len_bytes, max_bytes });
+                }
+            }
+        }
+        // A serial read writes too: its promises are acceptor state.
+        let writes = op.is_write() || matches!(op, ClientRequest::Cas { .. });
+        if writes && !self.is_ready() {
+            return Err(match &self.storage_failure {
+                Some(reason) => ClientError::Storage { reason: reason.clone() },
+                None => ClientError::NotReady,
+            });
+        }
+        Ok(())
+    }
+
+    pub(super) fn replicas_and_required(
+        &self,
+        key: &[u8],
+        consistency: Consistency,
+    ) -> Result<(Vec<NodeId>, usize), ClientError> {
+        let mut replicas = self.ring.preference_list(key, self.config.keyspace.replicas_n);
+        let mut required = consistency.required(replicas.len())?;
+        if let Some(future) = &self.future_ring {
+            // While ranges move, a quorum of the replicas that own the key both before and
+            // after the move meets every write quorum: writes of coordinators that know of the
+            // move (a quorum of both sets), of those that do not yet (a quorum of the owners
+            // before) and of those that already saw it complete (a quorum after). A node that
+            // is gaining the range is left out: its copy may be incomplete until it joined.
+            let after = future.preference_list(key, self.config.keyspace.replicas_n);
+            let stable: Vec<NodeId> =
+                replicas.iter().copied().filter(|node| after.contains(node)).collect();
+            if stable.len() >= required {
+                replicas = stable;
+            } else {
+                // Too few stay (a read at ALL): read every owner before and after.
+                let extra: Vec<NodeId> =
+                    after.into_iter().filter(|node| !replicas.contains(node)).collect();
+                replicas.extend(extra);
+                required = replicas.len();
+            }
+        }
+        let alive = replicas.iter().filter(|node| !self.is_down(**node)).count();
+        if alive < required {
+            return Err(ClientError::Unavailable { required, alive });
+        }
+        Ok((replicas, required))
+    }
+
+    pub(super) fn start_get(
+        &mut self,
+        now: Instant,
+        key: Key,
+        consistency: Consistency,
+        reply_to: ReplyTo,
+    ) {
+        let (replicas, required) = match self.replicas_and_required(&key, consistency) {
+            Ok(found) => found,
+            Err(error) => return self.deliver(now, reply_to, Outcome::Failed(error)),
+        };
+        let spec = ReadSpec {
+            key: key.clone(),
+            repair_before_reply: consistency.repairs_before_reply(replicas.len()),
+            replicas: replicas.clone(),
+            required,
+        };
+        let op = self.coordinator.start_read(spec, reply_to, now + self.config.request_timeout);
+        for replica in &replicas {
+            if *replica != self.id {
+                self.send(*replica, PeerMessage::Read { op, key: key.clone() });
+            }
+        }
+        // A store being refilled does not count toward R: it may lack acknowledged writes; nor
+        // does a range inherited from a removed node before it has been pulled in.
+        let serves = self.refill.is_none() || crate::planted!(RebuildServesReads);
+        if replicas.contains(&self.id) && serves && !self.is_inheriting(&key) {
+            match self.load_object(&key) {
+                Ok(object) => {
+                    let actions =
+                        self.coordinator.on_read_reply(op, self.id, object.unwrap_or_default());
+                    self.run_actions(now, actions);
+                }
+                // The remote replicas may still make up R; the deadline fails the read otherwise.
+                Err(_) => self.counters.storage_errors += 1,
+            }
+        }
+    }
+
+    pub(super) fn start_put(
+        &mut self,
+        now: Instant,
+        write: KeyWrite,
+        consistency: Consistency,
+        reply_to: ReplyTo,
+    ) {
+        let placement = match self.write_placement(&write.key, consistency) {
+            Ok(placement) => placement,
+            Err(error) => return self.deliver(now, reply_to, Outcome::Failed(error)),
+        };
+        // BUGGIFY: a replica may hand the write to another replica, to drive the forward path.
+        let hand_off = crate::buggify!()
+            && placement.replicas.iter().any(|node| *node != self.id && !self.is_down(*node));
+        if placement.replicas.contains(&self.id) && !hand_off {
+            return self.coordinate_write(now, write, placement, reply_to);
+        }
+        let (replicas, required) = (placement.replicas, placement.required);
+        // Dots are minted from the coordinator's own copy of the key, so a write is handed to a
+        // replica: the first one believed up.
+        let is_target = |node: &NodeId| *node != self.id && !self.is_down(*node);
+        let Some(target) = replicas.iter().copied().find(is_target) else {
+            let error = ClientError::Unavailable { required, alive: 0 };
+            return self.deliver(now, reply_to, Outcome::Failed(error));
+        };
+        let forward = self.coordinator.start_forward(reply_to, now + self.config.request_timeout);
+        let KeyWrite { key, value, context, ttl, overwrite } = write;
+        let request = match value {
+            Some(value) if overwrite => ClientRequest::Set { key, value, ttl, consistency },
+            Some(value) => ClientRequest::Put { key, value, context, ttl, consistency },
+            None => ClientRequest::Delete { key, context, consistency },
+        };
+        self.send(target, PeerMessage::Forward { forward, request });
+    }
+
+    pub(super) fn coordinate_write(
+        &mut self,
+        now: Instant,
+        write: KeyWrite,
+        placement: WritePlacement,
+        reply_to: ReplyTo,
+    ) {
+        let WritePlacement { replicas, counted, required, fallbacks, future } = placement;
+        let KeyWrite { key, value, context, ttl, overwrite } = write;
+        let timestamp = self.clock.tick(self.wall);
+        let expire_at = ttl.map(|ttl| {
+            WallTime::from_millis(self.wall.as_millis().saturating_add(ttl.as_millis()))
+        });
+        let context = context.map(|context| context.0).unwrap_or_default();
+        let stored = self.load_object(&key).map(Option::unwrap_or_default);
+        let written = stored.and_then(|mut object| {
+            let context = if overwrite { object.clock.clone() } else { context };
+            let dot = object.update_above(
+                &context,
+                NewWrite { value, timestamp, expire_at },
+                self.actor,
+                self.config.keyspace.conflict_mode,
+                self.dots_issued_max,
+            );
+            self.dots_issued_max = dot.counter;
+            let seq = self.write_local(&key, &object)?;
+            Ok((object, seq))
+        });
+        let (object, seq) = match written {
+            Ok(written) => written,
+            Err(error) => return self.deliver(now, reply_to, Outcome::Failed(error.into())),
+        };
+        let deadline = now + self.config.request_timeout;
+        let op = self.coordinator.start_write(
+            counted,
+            required,
+            future,
+            object.context(),
+            reply_to,
+            deadline,
+        );
+        if replicas.contains(&self.id) {
+            self.pending_acks.push_back((seq, AckTarget::Local(op)));
+        }
+        let me = self.id;
+        for replica in replicas.into_iter().filter(|node| *node != me) {
+            self.send(replica, PeerMessage::Write { op, key: key.clone(), object: object.clone() });
+        }
+        // While a node joins or leaves, the owners-to-be receive every write too, and (with a
+        // strict quorum) W of them must acknowledge it, so nothing written during the move is
+        // missing from a quorum of the owners once ownership changes.
+        let pending: Vec<NodeId> = match &self.future_ring {
+            Some(future) => {
+                let current = self.ring.preference_list(&key, self.config.keyspace.replicas_n);
+                future
+                    .preference_list(&key, self.config.keyspace.replicas_n)
+                    .into_iter()
+                    .filter(|node| *node != me && !current.contains(node))
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        for node in pending {
+            self.send(node, PeerMessage::Write { op, key: key.clone(), object: object.clone() });
+        }
+        for (fallback, owner) in fallbacks {
+            if fallback == me {
+                if let Ok(seq) = self.store_hint(owner, &key, object.clone()) {
+                    self.pending_acks.push_back((seq, AckTarget::Local(op)));
+                }
+            } else {
+                self.send(
+                    fallback,
+                    PeerMessage::Hint { op, owner, key: key.clone(), object: object.clone() },
+                );
+            }
+        }
+    }
+
+    /// Where a write goes: its replicas, a fallback for each replica believed down, and whose
+    /// acknowledgements count toward W (fallbacks too under sloppy quorum).
+    pub(super) fn write_placement(
+        &self,
+        key: &[u8],
+        consistency: Consistency,
+    ) -> Result<WritePlacement, ClientError> {
+        let replicas = self.ring.preference_list(key, self.config.keyspace.replicas_n);
+        let mut required = consistency.required(replicas.len())?;
+        if crate::planted!(QuorumOffByOne) && required > 1 {
+            required -= 1;
+        }
+        let down_owners: Vec<NodeId> =
+            replicas.iter().copied().filter(|node| self.is_down(*node)).collect();
+        let fallbacks: Vec<(NodeId, NodeId)> = if down_owners.is_empty() {
+            Vec::new()
+        } else {
+            let beyond = self
+                .ring
+                .preference_list(key, self.ring.members_count())
+                .into_iter()
+                .skip(replicas.len());
+            beyond.filter(|node| !self.is_down(*node)).zip(down_owners.iter().copied()).collect()
+        };
+        let up = replicas.len() - down_owners.len();
+        let (counted, alive) = if self.config.keyspace.sloppy_quorum {
+            let counted = replicas
+                .iter()
+                .copied()
+                .chain(fallbacks.iter().map(|(fallback, _)| *fallback))
+                .collect();
+            (counted, up + fallbacks.len())
+        } else {
+            (replicas.clone(), up)
+        };
+        if alive < required {
+            return Err(ClientError::Unavailable { required, alive });
+        }
+        let future = match (&self.future_ring, self.config.keyspace.sloppy_quorum) {
+            (Some(ring), false) => {
+                let owners = ring.preference_list(key, self.config.keyspace.replicas_n);
+                let count = consistency.required(owners.len())?;
+                let alive = owners.iter().filter(|node| !self.is_down(**node)).count();
+                if alive < count {
+                    return Err(ClientError::Unavailable { required: count, alive });
+                }
+                Some((owners, count))
+            }
+            _ => None,
+        };
+        Ok(WritePlacement { replicas, counted, required, fallbacks, future })
+    }
+}
