@@ -28,6 +28,7 @@ pub mod message;
 pub mod node;
 pub mod paxos;
 pub mod planted;
+pub mod refill;
 pub mod restore;
 pub mod ring;
 pub mod storage;

@@ -39,6 +39,7 @@ use crate::hints::{decode_hint, encode_hint, hint_key, split_hint_key, Hint, Rep
 use crate::hlc::{HlcTimestamp, HybridClock};
 use crate::message::{ClientRequest, ClientResponse, OpId, PeerMessage, RequestId};
 use crate::paxos::{AcceptorState, PaxosConfig, Proposer, ProposerEnv, ProposerOutput};
+use crate::refill::{Refill, SliceOutcome};
 use crate::ring::{token_intervals, Ring, Token, VNODES_PER_WEIGHT_DEFAULT};
 use crate::storage::{
     data_key, data_key_token, data_scan_after, split_data_key, Space, Storage, WriteSeq,
@@ -360,22 +361,6 @@ enum AckTarget {
         seq: ChunkSeq,
         last: bool,
     },
-}
-
-/// A rebuilt (blank) store waiting to be refilled: which (replica group, peer) pairs have
-/// refilled it, and per pair the keys fetched from that peer that have not arrived yet.
-#[derive(Debug, Default)]
-struct Refill {
-    refilled: BTreeSet<(Group, NodeId)>,
-    pending: BTreeMap<(Group, NodeId), RefillPair>,
-}
-
-/// A (group, peer) pair's refill in progress: the keys fetched in its current cycle that have
-/// not arrived, and whether every slice of the cycle completed.
-#[derive(Debug, Default)]
-struct RefillPair {
-    waiting: BTreeSet<Bytes>,
-    cycled: bool,
 }
 
 /// A ringkv node over storage `S`.

@@ -174,20 +174,10 @@ impl<S: Storage> Node<S> {
         }
         let Some((group, _, cycle_done)) = self.anti_entropy.complete(session) else { return };
         if let Some(refill) = self.refill.as_mut() {
-            let pair = (group, from);
-            let progress = refill.pending.entry(pair.clone()).or_default();
-            if first_slice {
-                // A new cycle: what an earlier one fetched is asked for again if still missing.
-                *progress = RefillPair::default();
-            }
-            progress.waiting.extend(fetch_keys);
-            progress.cycled |= cycle_done;
-            if progress.cycled && progress.waiting.is_empty() {
-                refill.pending.remove(&pair);
-                refill.refilled.insert(pair);
-            } else if !cycle_done {
-                // The refill goes on with the pair's next slice at once, not at the next tick.
-                let (group, peer) = pair;
+            let outcome =
+                refill.slice_done((group.clone(), from), first_slice, fetch_keys, cycle_done);
+            if outcome == SliceOutcome::NextSlice {
+                let peer = from;
                 let low = self.anti_entropy.cycle_next_low(&group, peer);
                 if low != 0 {
                     let _ = self.send_trees(&group, low, vec![peer]);
@@ -202,17 +192,7 @@ impl<S: Storage> Node<S> {
     pub(super) fn start_refill(&mut self) {
         let Some(refill) = self.refill.as_ref() else { return };
         let groups = groups_of(&self.ring, self.id, self.config.keyspace.replicas_n);
-        let mut wanted: Vec<(Group, NodeId)> = Vec::new();
-        for group in groups {
-            for peer in group.iter().copied() {
-                if peer != self.id
-                    && !self.is_down(peer)
-                    && !refill.refilled.contains(&(group.clone(), peer))
-                {
-                    wanted.push((group.clone(), peer));
-                }
-            }
-        }
+        let wanted = refill.wanted(&groups, self.id, |peer| self.is_down(peer));
         self.finish_refill();
         for (group, peer) in wanted {
             // Each pair goes on from its own cycle: a blank node's slices are cheap to read.
@@ -226,19 +206,7 @@ impl<S: Storage> Node<S> {
     /// While rebuilding: objects fetched from `from` arrived and were merged.
     pub(super) fn refill_arrived(&mut self, from: NodeId, merged: &BTreeSet<Bytes>) {
         let Some(refill) = self.refill.as_mut() else { return };
-        let mut done = Vec::new();
-        for ((group, peer), progress) in
-            refill.pending.iter_mut().filter(|((_, peer), _)| *peer == from)
-        {
-            progress.waiting.retain(|key| !merged.contains(key));
-            if progress.cycled && progress.waiting.is_empty() {
-                done.push((group.clone(), *peer));
-            }
-        }
-        for pair in done {
-            refill.pending.remove(&pair);
-            refill.refilled.insert(pair);
-        }
+        refill.arrived(from, merged);
         self.finish_refill();
     }
 
@@ -249,13 +217,7 @@ impl<S: Storage> Node<S> {
     pub(super) fn finish_refill(&mut self) {
         let Some(refill) = self.refill.as_ref() else { return };
         let groups = groups_of(&self.ring, self.id, self.config.keyspace.replicas_n);
-        let all = groups.iter().all(|group| {
-            group
-                .iter()
-                .filter(|peer| **peer != self.id)
-                .all(|peer| refill.refilled.contains(&(group.clone(), *peer)))
-        });
-        if !all {
+        if !refill.is_complete(&groups, self.id) {
             return;
         }
         let unmarked =
