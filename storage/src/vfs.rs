@@ -33,11 +33,17 @@ pub trait Vfs {
     /// (an immutable table then costs no copy), a synced copy otherwise. Fails if `dest` already
     /// has `name`. Only for files nothing appends to any more.
     fn link_into(&self, name: &str, dest: &Self) -> io::Result<()> {
-        let data = read_all(&self.open(name)?)?;
-        let mut copy = dest.create(name)?;
-        copy.append(&data)?;
-        copy.sync()
+        copy_into(self, name, dest)
     }
+}
+
+/// Copies file `name` of `src` into `dest` under the same name and syncs the copy: what
+/// [`Vfs::link_into`] does where there are no links.
+pub fn copy_into<V: Vfs + ?Sized>(src: &V, name: &str, dest: &V) -> io::Result<()> {
+    let data = read_all(&src.open(name)?)?;
+    let mut copy = dest.create(name)?;
+    copy.append(&data)?;
+    copy.sync()
 }
 
 /// An open append-only file.
@@ -152,12 +158,7 @@ impl Vfs for StdFs {
         match fs::hard_link(self.path(name)?, dest.path(name)?) {
             Ok(()) => Ok(()),
             // Another filesystem (EXDEV) or one without links: a synced copy instead.
-            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
-                let data = read_all(&self.open(name)?)?;
-                let mut copy = dest.create(name)?;
-                copy.append(&data)?;
-                copy.sync()
-            }
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => copy_into(self, name, dest),
             Err(e) => Err(e),
         }
     }
