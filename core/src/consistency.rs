@@ -20,4 +20,18 @@ pub enum Consistency {
     Quorum,
     /// All N replicas.
     All,
+    /// One replica in the coordinator's datacenter.
+    LocalOne,
+    /// A majority of the replicas in the coordinator's datacenter; replicas elsewhere are
+    /// written but not waited for.
+    LocalQuorum,
+    /// A majority of the replicas in every datacenter that holds replicas of the key.
+    EachQuorum,
+}
+
+impl Consistency {
+    /// Whether the level counts only replicas in the coordinator's datacenter.
+    pub fn is_local(self) -> bool {
+        matches!(self, Consistency::LocalOne | Consistency::LocalQuorum)
+    }
 }

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::error::ClientError;
 use crate::message::{ClientRequest, ClientResponse, OpId, ReadResult, RequestId};
+use crate::placement::{quorums_reached, Quorum};
 use crate::time::Instant;
 use crate::types::{ConflictMode, Key, NodeId};
 use crate::version::{Context, Versioned};
@@ -127,7 +128,9 @@ enum OpKind {
 struct ReadOp {
     key: Key,
     replicas: Vec<NodeId>,
+    /// Replies needed in total (the sum over `quorums`), for errors.
     required: usize,
+    quorums: Vec<Quorum>,
     repair_before_reply: bool,
     replies: BTreeMap<NodeId, Versioned>,
     phase: ReadPhase,
@@ -145,9 +148,9 @@ struct WriteOp {
     /// Every node whose acknowledgement counts toward some quorum.
     replicas: Vec<NodeId>,
     required: usize,
-    /// Each quorum the write needs: `required` of `replicas`, and while ranges move, W of the
-    /// owners-to-be as well.
-    quorums: Vec<(Vec<NodeId>, usize)>,
+    /// Each quorum the write needs: W of the replicas (one per datacenter at `EACH_QUORUM`),
+    /// and while ranges move, W of the owners-to-be as well.
+    quorums: Vec<Quorum>,
     acks: BTreeSet<NodeId>,
     /// Always 0 unless the planted bug `QuorumCountsDuplicateReplies` is armed.
     duplicate_acks: usize,
@@ -169,8 +172,9 @@ pub struct ReadSpec {
     pub key: Key,
     /// Its preference list.
     pub replicas: Vec<NodeId>,
-    /// Replies needed.
-    pub required: usize,
+    /// The quorums the replies must reach (one over `replicas` for levels that ignore
+    /// topology).
+    pub quorums: Vec<Quorum>,
     /// Whether stale responders are repaired before the reply.
     pub repair_before_reply: bool,
 }
@@ -207,13 +211,16 @@ impl Coordinator {
     /// Starts a read; the node then sends `Read` to each replica (and feeds its own copy in).
     pub fn start_read(&mut self, spec: ReadSpec, reply_to: ReplyTo, deadline: Instant) -> OpId {
         assert!(
-            spec.required >= 1 && spec.required <= spec.replicas.len(),
-            "read needs 1..=N replies"
+            spec.quorums.iter().all(|quorum| quorum.required >= 1
+                && quorum.required <= quorum.nodes.len()
+                && quorum.nodes.iter().all(|node| spec.replicas.contains(node))),
+            "read needs 1..=N replies of its replicas"
         );
         let read = ReadOp {
             key: spec.key,
             replicas: spec.replicas,
-            required: spec.required,
+            required: spec.quorums.iter().map(|quorum| quorum.required).sum(),
+            quorums: spec.quorums,
             repair_before_reply: spec.repair_before_reply,
             replies: BTreeMap::new(),
             phase: ReadPhase::Collecting,
@@ -222,26 +229,30 @@ impl Coordinator {
     }
 
     /// Starts a write of an object already updated by this node; `context` covers the write.
-    /// It succeeds at `required` acknowledgements from `replicas` and, when `also` is given
-    /// (ranges are moving), at its count from its nodes too.
+    /// Acknowledgements count from `replicas` (every node sent the write that may count); it
+    /// succeeds once every quorum of `quorums` is reached. `required` is the count errors
+    /// report (the level's W, not the owners-to-be's).
     pub fn start_write(
         &mut self,
         replicas: Vec<NodeId>,
+        quorums: Vec<Quorum>,
         required: usize,
-        also: Option<(Vec<NodeId>, usize)>,
         context: Context,
         reply_to: ReplyTo,
         deadline: Instant,
     ) -> OpId {
-        assert!(required >= 1 && required <= replicas.len(), "write needs 1..=N acknowledgements");
-        let mut quorums = vec![(replicas.clone(), required)];
+        assert!(!quorums.is_empty(), "a write needs a quorum");
+        for quorum in &quorums {
+            assert!(
+                quorum.required >= 1 && quorum.required <= quorum.nodes.len(),
+                "a quorum needs 1..=its nodes"
+            );
+        }
         let mut accepted = replicas;
-        if let Some((nodes, count)) = also {
-            assert!(count >= 1 && count <= nodes.len(), "a quorum needs 1..=its nodes");
+        for quorum in &quorums {
             let extra: Vec<NodeId> =
-                nodes.iter().copied().filter(|node| !accepted.contains(node)).collect();
+                quorum.nodes.iter().copied().filter(|node| !accepted.contains(node)).collect();
             accepted.extend(extra);
-            quorums.push((nodes, count));
         }
         let write = WriteOp {
             replicas: accepted,
@@ -313,7 +324,9 @@ impl Coordinator {
         let object = &read.replies[&from];
         let mut actions = Vec::new();
         match &mut read.phase {
-            ReadPhase::Collecting if read.replies.len() >= read.required => {
+            ReadPhase::Collecting
+                if quorums_reached(&read.quorums, |node| read.replies.contains_key(&node)) =>
+            {
                 let merged = if crate::planted!(ReadSkipsMerge) {
                     object.clone()
                 } else {
@@ -542,9 +555,10 @@ fn write_progress(
         }
         Err(reason) => {
             write.failures.insert(from, reason.clone());
-            let impossible = write.quorums.iter().any(|(nodes, count)| {
-                let possible = nodes.iter().filter(|node| !write.failures.contains_key(node));
-                possible.count() < *count
+            let impossible = write.quorums.iter().any(|quorum| {
+                let possible =
+                    quorum.nodes.iter().filter(|node| !write.failures.contains_key(node));
+                possible.count() < quorum.required
             });
             impossible.then_some(Outcome::Failed(ClientError::Storage { reason }))
         }
@@ -553,9 +567,10 @@ fn write_progress(
 
 impl WriteOp {
     fn reached_quorums(&self) -> bool {
-        self.quorums.iter().all(|(nodes, count)| {
-            nodes.iter().filter(|node| self.acks.contains(node)).count() + self.duplicate_acks
-                >= *count
+        self.quorums.iter().all(|quorum| {
+            quorum.nodes.iter().filter(|node| self.acks.contains(node)).count()
+                + self.duplicate_acks
+                >= quorum.required
         })
     }
 }
@@ -594,12 +609,17 @@ mod tests {
     use crate::time::Duration;
 
     fn spec(required: usize, repair_before_reply: bool) -> ReadSpec {
+        let replicas = vec![NodeId(1), NodeId(2), NodeId(3)];
         ReadSpec {
             key: Key::from_static(b"k"),
-            replicas: vec![NodeId(1), NodeId(2), NodeId(3)],
-            required,
+            quorums: vec![Quorum { nodes: replicas.clone(), required }],
+            replicas,
             repair_before_reply,
         }
+    }
+
+    fn quorum(nodes: &[NodeId], required: usize) -> Quorum {
+        Quorum { nodes: nodes.to_vec(), required }
     }
 
     #[test]
@@ -608,9 +628,9 @@ mod tests {
         let before = vec![NodeId(1), NodeId(2), NodeId(3)];
         let after = vec![NodeId(4), NodeId(1), NodeId(2)];
         let op = coordinator.start_write(
-            before,
+            before.clone(),
+            vec![quorum(&before, 2), quorum(&after, 2)],
             2,
-            Some((after, 2)),
             Context::default(),
             ReplyTo::Client(7),
             Instant::ZERO + Duration::from_secs(1),
@@ -631,9 +651,9 @@ mod tests {
         let mut coordinator = Coordinator::new(ConflictMode::DottedVersionVectors);
         let replicas = vec![NodeId(1), NodeId(2), NodeId(3)];
         let op = coordinator.start_write(
-            replicas,
+            replicas.clone(),
+            vec![quorum(&replicas, 2)],
             2,
-            None,
             Context::default(),
             ReplyTo::Client(7),
             Instant::ZERO + Duration::from_secs(1),

@@ -27,6 +27,7 @@ pub mod lsm;
 pub mod message;
 pub mod node;
 pub mod paxos;
+pub mod placement;
 pub mod planted;
 pub mod refill;
 pub mod restore;

@@ -79,6 +79,12 @@ pub enum PlantedBug {
     /// A store restored from a snapshot is not marked for refilling, so its node answers reads
     /// (and Paxos rounds) from the snapshot's old state at once (restore.rs).
     RestoreServesReads,
+    /// Placement ignores racks, so a key's replicas can share one rack and a rack's loss takes
+    /// a quorum with it (ring.rs).
+    PlacementIgnoresRacks,
+    /// `LOCAL_QUORUM` counts acknowledgements from replicas in other datacenters, so a write
+    /// completes before the local datacenter holds a quorum of it (placement.rs).
+    LocalQuorumCountsRemote,
 }
 
 impl PlantedBug {
@@ -139,6 +145,8 @@ impl PlantedBug {
             PlantedBug::PeerUpHeldDown => "peer-up-held-down",
             PlantedBug::RestoreKeepsEpoch => "restore-keeps-epoch",
             PlantedBug::RestoreServesReads => "restore-serves-reads",
+            PlantedBug::PlacementIgnoresRacks => "placement-ignores-racks",
+            PlantedBug::LocalQuorumCountsRemote => "local-quorum-counts-remote",
         }
     }
 }

@@ -10,13 +10,23 @@
 //! half-open arc `(previous token, token]`, owned by the token's node; the arc wraps past
 //! `u64::MAX` to 0.
 //!
+//! Placement (Cassandra's NetworkTopologyStrategy, in its essentials): a key's replicas are
+//! found walking clockwise from its token. With no per-datacenter replication the whole
+//! cluster is one group of N; with `replicas_per_dc` each named datacenter holds its own
+//! count. Within a group a node is taken when its rack has not yet given a replica; one whose
+//! rack already has is set aside, and the set-aside nodes are taken in walk order once every
+//! rack of the group has given one. So replicas land on as many racks as exist, and with a
+//! single rack the walk is the plain clockwise one. The order is a prefix order: the first `n`
+//! of a longer list are the list for `n`, and a list stays constant over each arc.
+//!
 //! Invariants: every token maps to a member; every member with weight > 0 has exactly its
 //! vnode count of tokens.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::placement::Location;
 use crate::types::NodeId;
 
 /// Virtual nodes per unit of weight when the operator sets nothing.
@@ -31,6 +41,13 @@ pub struct Ring {
     vnodes_per_weight: u32,
     tokens: BTreeMap<Token, NodeId>,
     weights: BTreeMap<NodeId, u32>,
+    /// Each member's location (members added without one stand at the default).
+    locations: BTreeMap<NodeId, Location>,
+    /// Replicas per datacenter; empty for one group of N over the whole cluster.
+    replicas_per_dc: BTreeMap<String, usize>,
+    /// Whether every member stands on one rack and no datacenter has its own count, so the
+    /// walk is the plain clockwise one (the common case, kept fast).
+    plain: bool,
 }
 
 /// A token range whose preference list differs between two rings.
@@ -67,7 +84,54 @@ impl Ring {
     /// An empty ring placing `vnodes_per_weight` virtual nodes per unit of member weight.
     pub fn new(vnodes_per_weight: u32) -> Self {
         assert!(vnodes_per_weight > 0, "a ring needs at least one virtual node per member");
-        Ring { vnodes_per_weight, tokens: BTreeMap::new(), weights: BTreeMap::new() }
+        Ring {
+            vnodes_per_weight,
+            tokens: BTreeMap::new(),
+            weights: BTreeMap::new(),
+            locations: BTreeMap::new(),
+            replicas_per_dc: BTreeMap::new(),
+            plain: true,
+        }
+    }
+
+    /// Gives each named datacenter its own count of replicas (empty: one group of N).
+    pub fn set_replicas_per_dc(&mut self, replicas_per_dc: BTreeMap<String, usize>) {
+        self.replicas_per_dc = replicas_per_dc;
+        self.refresh_plain();
+    }
+
+    /// Replicas per datacenter (empty when the whole cluster is one group).
+    pub fn replicas_per_dc(&self) -> &BTreeMap<String, usize> {
+        &self.replicas_per_dc
+    }
+
+    /// Adds a member standing at `location` (or changes its weight and location).
+    pub fn add_at(&mut self, node: NodeId, weight: u32, location: Location) {
+        self.add(node, weight);
+        if self.weights.contains_key(&node) {
+            self.locations.insert(node, location);
+            self.refresh_plain();
+        }
+    }
+
+    /// Where a member stands (the default location for one added without).
+    pub fn location(&self, node: NodeId) -> &Location {
+        static DEFAULT: std::sync::OnceLock<Location> = std::sync::OnceLock::new();
+        self.locations.get(&node).unwrap_or_else(|| DEFAULT.get_or_init(Location::default))
+    }
+
+    /// The members of a datacenter, in id order.
+    pub fn datacenter_members(&self, datacenter: &str) -> Vec<NodeId> {
+        self.members().filter(|node| self.location(*node).datacenter == datacenter).collect()
+    }
+
+    fn refresh_plain(&mut self) {
+        let one_rack = {
+            let mut spots = self.members().map(|node| self.location(node));
+            let first = spots.next();
+            spots.all(|spot| Some(spot) == first)
+        };
+        self.plain = self.replicas_per_dc.is_empty() && one_rack;
     }
 
     /// A ring of the given members, each of weight 1.
@@ -112,6 +176,9 @@ impl Ring {
         if self.weights.remove(&node).is_some() {
             self.tokens.retain(|_, owner| *owner != node);
         }
+        if self.locations.remove(&node).is_some() {
+            self.refresh_plain();
+        }
     }
 
     /// The members, in id order.
@@ -129,9 +196,13 @@ impl Ring {
         self.weights.contains_key(&node)
     }
 
-    /// The first `replicas_n` distinct members clockwise from `token` (fewer when the ring has
-    /// fewer members).
+    /// The first `replicas_n` members of the preference order from `token` (fewer when the
+    /// ring has fewer members): the key's replicas placed by datacenter and rack (module
+    /// docs), then every other member clockwise.
     pub fn preference_list_for_token(&self, token: Token, replicas_n: usize) -> Vec<NodeId> {
+        if !self.plain {
+            return self.placed_list(token, replicas_n);
+        }
         let mut replicas = Vec::with_capacity(replicas_n);
         let clockwise = self.tokens.range(token..).chain(self.tokens.range(..token));
         for (_, node) in clockwise {
@@ -144,6 +215,114 @@ impl Ring {
         }
         debug_assert!(replicas.len() == replicas_n.min(self.weights.len()));
         replicas
+    }
+
+    /// The rack-aware walk: replicas group by group (module docs), then the rest clockwise.
+    fn placed_list(&self, token: Token, replicas_n: usize) -> Vec<NodeId> {
+        struct Group<'a> {
+            wanted: usize,
+            taken: usize,
+            racks_total: usize,
+            racks_seen: BTreeSet<&'a str>,
+            set_aside: Vec<NodeId>,
+        }
+        let per_dc = !self.replicas_per_dc.is_empty();
+        let group_key = |node: NodeId| -> Option<&str> {
+            let datacenter = self.location(node).datacenter.as_str();
+            if !per_dc {
+                Some("")
+            } else if self.replicas_per_dc.contains_key(datacenter) {
+                Some(datacenter)
+            } else {
+                None
+            }
+        };
+        let mut groups: BTreeMap<&str, Group<'_>> = BTreeMap::new();
+        let mut racks: BTreeMap<&str, BTreeSet<(&str, &str)>> = BTreeMap::new();
+        let mut sizes: BTreeMap<&str, usize> = BTreeMap::new();
+        for node in self.members() {
+            if let Some(key) = group_key(node) {
+                let location = self.location(node);
+                racks
+                    .entry(key)
+                    .or_default()
+                    .insert((location.datacenter.as_str(), location.rack.as_str()));
+                *sizes.entry(key).or_default() += 1;
+            }
+        }
+        for (key, size) in &sizes {
+            let wanted = if per_dc { self.replicas_per_dc[*key] } else { replicas_n };
+            groups.insert(
+                key,
+                Group {
+                    wanted: wanted.min(*size),
+                    taken: 0,
+                    racks_total: racks[key].len(),
+                    racks_seen: BTreeSet::new(),
+                    set_aside: Vec::new(),
+                },
+            );
+        }
+        let wanted_total: usize = groups.values().map(|group| group.wanted).sum();
+        let mut chosen: Vec<NodeId> = Vec::with_capacity(wanted_total.max(replicas_n));
+        let mut walked: Vec<NodeId> = Vec::with_capacity(self.weights.len());
+        let clockwise = self.tokens.range(token..).chain(self.tokens.range(..token));
+        for (_, node) in clockwise {
+            // Past the replicas the rest follow in walk order, so stop early only when the
+            // replicas alone fill the list.
+            if chosen.len() >= replicas_n {
+                break;
+            }
+            if walked.contains(node) {
+                continue;
+            }
+            walked.push(*node);
+            let Some(group) = group_key(*node).and_then(|key| groups.get_mut(key)) else {
+                continue;
+            };
+            if group.taken == group.wanted {
+                continue;
+            }
+            let rack = self.location(*node).rack.as_str();
+            let all_seen = group.racks_seen.len() == group.racks_total;
+            if all_seen || crate::planted!(PlacementIgnoresRacks) {
+                group.taken += 1;
+                chosen.push(*node);
+            } else if group.racks_seen.insert(rack) {
+                group.taken += 1;
+                chosen.push(*node);
+                if group.racks_seen.len() == group.racks_total {
+                    for aside in std::mem::take(&mut group.set_aside) {
+                        if group.taken < group.wanted {
+                            group.taken += 1;
+                            chosen.push(aside);
+                        }
+                    }
+                }
+            } else {
+                group.set_aside.push(*node);
+            }
+        }
+        // Racks never all seen (none can be short, as every member is walked): take the
+        // set-aside nodes in walk order.
+        for group in groups.values_mut() {
+            for aside in std::mem::take(&mut group.set_aside) {
+                if group.taken < group.wanted {
+                    group.taken += 1;
+                    chosen.push(aside);
+                }
+            }
+        }
+        for node in walked {
+            if chosen.len() >= replicas_n {
+                break;
+            }
+            if !chosen.contains(&node) {
+                chosen.push(node);
+            }
+        }
+        chosen.truncate(replicas_n);
+        chosen
     }
 
     /// The preference list of a key: its `replicas_n` replicas in order.

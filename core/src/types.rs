@@ -40,6 +40,10 @@ impl Consistency {
             Consistency::Three => 3,
             Consistency::Quorum => replicas_n / 2 + 1,
             Consistency::All => replicas_n,
+            // Counted within one datacenter; with several, the request paths count per
+            // datacenter (`placement::quorums_for`).
+            Consistency::LocalOne => 1,
+            Consistency::LocalQuorum | Consistency::EachQuorum => replicas_n / 2 + 1,
         };
         if required > replicas_n || required == 0 {
             return Err(ClientError::InvalidConsistency { consistency: self, replicas_n });
@@ -66,8 +70,12 @@ impl std::str::FromStr for Consistency {
             "THREE" => Ok(Consistency::Three),
             "QUORUM" => Ok(Consistency::Quorum),
             "ALL" => Ok(Consistency::All),
+            "LOCAL_ONE" => Ok(Consistency::LocalOne),
+            "LOCAL_QUORUM" => Ok(Consistency::LocalQuorum),
+            "EACH_QUORUM" => Ok(Consistency::EachQuorum),
             other => Err(format!(
-                "unknown consistency level `{other}`: expected ONE, TWO, THREE, QUORUM or ALL"
+                "unknown consistency level `{other}`: expected ONE, TWO, THREE, QUORUM, ALL, \
+                 LOCAL_ONE, LOCAL_QUORUM or EACH_QUORUM"
             )),
         }
     }
@@ -147,10 +155,13 @@ pub enum ConflictMode {
 }
 
 /// Options of the keyspace a cluster serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyspaceConfig {
-    /// Replicas per key (N).
+    /// Replicas per key (N): with `replicas_per_dc`, their sum.
     pub replicas_n: usize,
+    /// Replicas per datacenter (Cassandra's NetworkTopologyStrategy); empty for N replicas
+    /// over the whole cluster. Within each, replicas spread over racks first.
+    pub replicas_per_dc: std::collections::BTreeMap<String, usize>,
     /// How concurrent writes are reconciled.
     pub conflict_mode: ConflictMode,
     /// How long a tombstone (or an expired value) is kept before it may be purged. It must exceed
@@ -168,6 +179,7 @@ impl Default for KeyspaceConfig {
     fn default() -> Self {
         KeyspaceConfig {
             replicas_n: 3,
+            replicas_per_dc: std::collections::BTreeMap::new(),
             conflict_mode: ConflictMode::DottedVersionVectors,
             tombstone_grace: Duration::from_secs(10 * 24 * 3600),
             sloppy_quorum: false,

@@ -643,6 +643,7 @@ impl Scenario {
             sloppy_quorum: self.keyspace.sloppy_quorum,
             hint_window: Duration::from_millis(self.keyspace.hint_window_ms),
             tombstone_grace: Duration::from_millis(self.keyspace.tombstone_grace_ms),
+            replicas_per_dc: Default::default(),
         };
         config.node.anti_entropy_interval = Duration::from_millis(self.cluster.anti_entropy_ms);
         config.node.sweep_interval = Duration::from_millis(self.cluster.tombstone_sweep_ms);

@@ -65,13 +65,33 @@ impl<S: Storage> Node<S> {
         Ok(())
     }
 
-    pub(super) fn replicas_and_required(
+    /// The datacenter of `node`, as the ring (or, for a node still joining, the future ring)
+    /// places it.
+    pub(super) fn datacenter_of(&self, node: NodeId) -> &str {
+        match &self.future_ring {
+            Some(future) if !self.ring.contains(node) => &future.location(node).datacenter,
+            _ => &self.ring.location(node).datacenter,
+        }
+    }
+
+    /// The quorums a request at `consistency` needs over `replicas` (placement::quorums_for,
+    /// with this node's datacenter as the local one).
+    pub(super) fn quorums(
+        &self,
+        consistency: Consistency,
+        replicas: &[NodeId],
+    ) -> Result<Vec<Quorum>, ClientError> {
+        quorums_for(consistency, replicas, |node| self.datacenter_of(node), &self.config.datacenter)
+    }
+
+    /// Who a read asks and which quorums their replies must reach.
+    pub(super) fn read_quorums(
         &self,
         key: &[u8],
         consistency: Consistency,
-    ) -> Result<(Vec<NodeId>, usize), ClientError> {
-        let mut replicas = self.ring.preference_list(key, self.config.keyspace.replicas_n);
-        let mut required = consistency.required(replicas.len())?;
+    ) -> Result<(Vec<NodeId>, Vec<Quorum>), ClientError> {
+        let replicas = self.ring.preference_list(key, self.config.keyspace.replicas_n);
+        let mut quorums = self.quorums(consistency, &replicas)?;
         if let Some(future) = &self.future_ring {
             // While ranges move, a quorum of the replicas that own the key both before and
             // after the move meets every write quorum: writes of coordinators that know of the
@@ -79,23 +99,43 @@ impl<S: Storage> Node<S> {
             // before) and of those that already saw it complete (a quorum after). A node that
             // is gaining the range is left out: its copy may be incomplete until it joined.
             let after = future.preference_list(key, self.config.keyspace.replicas_n);
-            let stable: Vec<NodeId> =
-                replicas.iter().copied().filter(|node| after.contains(node)).collect();
-            if stable.len() >= required {
-                replicas = stable;
-            } else {
-                // Too few stay (a read at ALL): read every owner before and after.
-                let extra: Vec<NodeId> =
-                    after.into_iter().filter(|node| !replicas.contains(node)).collect();
-                replicas.extend(extra);
-                required = replicas.len();
+            let topology_blind = !consistency.is_local() && consistency != Consistency::EachQuorum;
+            for quorum in &mut quorums {
+                let stable: Vec<NodeId> =
+                    quorum.nodes.iter().copied().filter(|node| after.contains(node)).collect();
+                if stable.len() >= quorum.required {
+                    quorum.nodes = stable;
+                } else {
+                    // Too few stay (a read at ALL): read every owner before and after (of the
+                    // quorum's datacenters, for the levels that count by datacenter).
+                    let datacenters: BTreeSet<&str> =
+                        quorum.nodes.iter().map(|node| self.datacenter_of(*node)).collect();
+                    let extra: Vec<NodeId> = after
+                        .iter()
+                        .copied()
+                        .filter(|node| !quorum.nodes.contains(node))
+                        .filter(|node| {
+                            topology_blind || datacenters.contains(future.location(*node).datacenter.as_str())
+                        })
+                        .collect();
+                    quorum.nodes.extend(extra);
+                    quorum.required = quorum.nodes.len();
+                }
             }
         }
-        let alive = replicas.iter().filter(|node| !self.is_down(**node)).count();
-        if alive < required {
-            return Err(ClientError::Unavailable { required, alive });
+        let mut asked: Vec<NodeId> = Vec::new();
+        for quorum in &quorums {
+            let alive = quorum.nodes.iter().filter(|node| !self.is_down(**node)).count();
+            if alive < quorum.required {
+                return Err(ClientError::Unavailable { required: quorum.required, alive });
+            }
+            for node in &quorum.nodes {
+                if !asked.contains(node) {
+                    asked.push(*node);
+                }
+            }
         }
-        Ok((replicas, required))
+        Ok((asked, quorums))
     }
 
     pub(super) fn start_get(
@@ -105,7 +145,7 @@ impl<S: Storage> Node<S> {
         consistency: Consistency,
         reply_to: ReplyTo,
     ) {
-        let (replicas, required) = match self.replicas_and_required(&key, consistency) {
+        let (replicas, quorums) = match self.read_quorums(&key, consistency) {
             Ok(found) => found,
             Err(error) => return self.deliver(now, reply_to, Outcome::Failed(error)),
         };
@@ -113,7 +153,7 @@ impl<S: Storage> Node<S> {
             key: key.clone(),
             repair_before_reply: consistency.repairs_before_reply(replicas.len()),
             replicas: replicas.clone(),
-            required,
+            quorums,
         };
         let op = self.coordinator.start_read(spec, reply_to, now + self.config.request_timeout);
         for replica in &replicas {
@@ -156,9 +196,16 @@ impl<S: Storage> Node<S> {
         }
         let (replicas, required) = (placement.replicas, placement.required);
         // Dots are minted from the coordinator's own copy of the key, so a write is handed to a
-        // replica: the first one believed up.
+        // replica: the first one believed up, in this datacenter when one is (a local level
+        // is then counted where the client is, and the hop stays off the WAN).
         let is_target = |node: &NodeId| *node != self.id && !self.is_down(*node);
-        let Some(target) = replicas.iter().copied().find(is_target) else {
+        let local = |node: &NodeId| self.datacenter_of(*node) == self.config.datacenter;
+        let local_target = replicas.iter().copied().filter(is_target).find(local);
+        let any_target = || match consistency.is_local() {
+            true => None,
+            false => replicas.iter().copied().find(is_target),
+        };
+        let Some(target) = local_target.or_else(any_target) else {
             let error = ClientError::Unavailable { required, alive: 0 };
             return self.deliver(now, reply_to, Outcome::Failed(error));
         };
@@ -179,7 +226,7 @@ impl<S: Storage> Node<S> {
         placement: WritePlacement,
         reply_to: ReplyTo,
     ) {
-        let WritePlacement { replicas, counted, required, fallbacks, future } = placement;
+        let WritePlacement { replicas, counted, quorums, required, fallbacks } = placement;
         let KeyWrite { key, value, context, ttl, overwrite } = write;
         let timestamp = self.clock.tick(self.wall);
         let expire_at = ttl.map(|ttl| {
@@ -207,8 +254,8 @@ impl<S: Storage> Node<S> {
         let deadline = now + self.config.request_timeout;
         let op = self.coordinator.start_write(
             counted,
+            quorums,
             required,
-            future,
             object.context(),
             reply_to,
             deadline,
@@ -252,16 +299,17 @@ impl<S: Storage> Node<S> {
     }
 
     /// Where a write goes: its replicas, a fallback for each replica believed down, and whose
-    /// acknowledgements count toward W (fallbacks too under sloppy quorum).
+    /// acknowledgements count toward W (fallbacks too under sloppy quorum, each in the quorum
+    /// of the replica it stands in for).
     pub(super) fn write_placement(
         &self,
         key: &[u8],
         consistency: Consistency,
     ) -> Result<WritePlacement, ClientError> {
         let replicas = self.ring.preference_list(key, self.config.keyspace.replicas_n);
-        let mut required = consistency.required(replicas.len())?;
-        if crate::planted!(QuorumOffByOne) && required > 1 {
-            required -= 1;
+        let mut quorums = self.quorums(consistency, &replicas)?;
+        if crate::planted!(QuorumOffByOne) && quorums[0].required > 1 {
+            quorums[0].required -= 1;
         }
         let down_owners: Vec<NodeId> =
             replicas.iter().copied().filter(|node| self.is_down(*node)).collect();
@@ -272,35 +320,36 @@ impl<S: Storage> Node<S> {
                 .ring
                 .preference_list(key, self.ring.members_count())
                 .into_iter()
-                .skip(replicas.len());
+                .filter(|node| !replicas.contains(node));
             beyond.filter(|node| !self.is_down(*node)).zip(down_owners.iter().copied()).collect()
         };
-        let up = replicas.len() - down_owners.len();
-        let (counted, alive) = if self.config.keyspace.sloppy_quorum {
-            let counted = replicas
-                .iter()
-                .copied()
-                .chain(fallbacks.iter().map(|(fallback, _)| *fallback))
-                .collect();
-            (counted, up + fallbacks.len())
-        } else {
-            (replicas.clone(), up)
-        };
-        if alive < required {
-            return Err(ClientError::Unavailable { required, alive });
-        }
-        let future = match (&self.future_ring, self.config.keyspace.sloppy_quorum) {
-            (Some(ring), false) => {
-                let owners = ring.preference_list(key, self.config.keyspace.replicas_n);
-                let count = consistency.required(owners.len())?;
-                let alive = owners.iter().filter(|node| !self.is_down(**node)).count();
-                if alive < count {
-                    return Err(ClientError::Unavailable { required: count, alive });
+        let counted = if self.config.keyspace.sloppy_quorum {
+            for (fallback, owner) in &fallbacks {
+                for quorum in quorums.iter_mut().filter(|quorum| quorum.nodes.contains(owner)) {
+                    quorum.nodes.push(*fallback);
                 }
-                Some((owners, count))
             }
-            _ => None,
+            replicas.iter().copied().chain(fallbacks.iter().map(|(fallback, _)| *fallback)).collect()
+        } else {
+            replicas.clone()
         };
-        Ok(WritePlacement { replicas, counted, required, fallbacks, future })
+        for quorum in &quorums {
+            let alive = quorum.nodes.iter().filter(|node| !self.is_down(**node)).count();
+            if alive < quorum.required {
+                return Err(ClientError::Unavailable { required: quorum.required, alive });
+            }
+        }
+        let required = quorums.iter().map(|quorum| quorum.required).sum();
+        if let (Some(ring), false) = (&self.future_ring, self.config.keyspace.sloppy_quorum) {
+            let owners = ring.preference_list(key, self.config.keyspace.replicas_n);
+            for quorum in self.quorums(consistency, &owners)? {
+                let alive = quorum.nodes.iter().filter(|node| !self.is_down(**node)).count();
+                if alive < quorum.required {
+                    return Err(ClientError::Unavailable { required: quorum.required, alive });
+                }
+                quorums.push(quorum);
+            }
+        }
+        Ok(WritePlacement { replicas, counted, quorums, required, fallbacks })
     }
 }

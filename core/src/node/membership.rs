@@ -17,12 +17,21 @@ impl<S: Storage> Node<S> {
         let members = self.gossip.members();
         let mut ring = Ring::new(self.config.vnodes_per_node);
         let mut future = Ring::new(self.config.vnodes_per_node);
+        ring.set_replicas_per_dc(self.config.keyspace.replicas_per_dc.clone());
+        future.set_replicas_per_dc(self.config.keyspace.replicas_per_dc.clone());
         for (node, state) in members {
+            let location = || {
+                if *node == self.id {
+                    Location::new(self.config.datacenter.clone(), self.config.rack.clone())
+                } else {
+                    self.config.static_location(*node, Some(state))
+                }
+            };
             if state.status.owns_ranges() {
-                ring.add(*node, state.weight);
+                ring.add_at(*node, state.weight, location());
             }
             if matches!(state.status, MemberStatus::Normal | MemberStatus::Joining) {
-                future.add(*node, state.weight);
+                future.add_at(*node, state.weight, location());
             }
         }
         if ring.members_count() == 0 {

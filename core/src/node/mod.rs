@@ -40,6 +40,7 @@ use crate::hlc::{HlcTimestamp, HybridClock};
 use crate::message::{ClientRequest, ClientResponse, OpId, PeerMessage, RequestId};
 use crate::paxos::{AcceptorState, PaxosConfig, Proposer, ProposerEnv, ProposerOutput};
 use crate::refill::{Refill, SliceOutcome};
+use crate::placement::{quorums_for, Location, Quorum};
 use crate::ring::{token_intervals, Ring, Token, VNODES_PER_WEIGHT_DEFAULT};
 use crate::storage::{
     data_key, data_key_token, data_scan_after, split_data_key, Space, Storage, WriteSeq,
@@ -136,6 +137,10 @@ pub struct NodeConfig {
     pub weight: u32,
     /// This node's peer address, as gossip advertises it.
     pub address: String,
+    /// Where the configured members stand; a member missing here (or every member, when this
+    /// is empty) stands where gossip says, else at the default location. Static so that every
+    /// node places replicas alike from its first moment, before gossip has spoken.
+    pub locations: BTreeMap<NodeId, Location>,
     /// This node's datacenter.
     pub datacenter: String,
     /// This node's rack.
@@ -168,11 +173,27 @@ impl NodeConfig {
             detector: DetectorConfig::default(),
             weight: 1,
             address: String::new(),
-            datacenter: "dc1".into(),
-            rack: "rack1".into(),
+            locations: BTreeMap::new(),
+            datacenter: crate::placement::DATACENTER_DEFAULT.into(),
+            rack: crate::placement::RACK_DEFAULT.into(),
             paxos: PaxosConfig::default(),
             members,
         }
+    }
+}
+
+impl NodeConfig {
+    /// Where `member` stands: its static location, else what gossip says (`gossiped`, when
+    /// its labels are not empty), else the default; this node always where it says it is.
+    pub fn static_location(&self, member: NodeId, gossiped: Option<&MemberState>) -> Location {
+        if let Some(location) = self.locations.get(&member) {
+            return location.clone();
+        }
+        if let Some(state) = gossiped.filter(|state| !state.datacenter.is_empty()) {
+            let rack = if state.rack.is_empty() { crate::placement::RACK_DEFAULT } else { &state.rack };
+            return Location::new(state.datacenter.clone(), rack);
+        }
+        Location::default()
     }
 }
 
@@ -333,10 +354,11 @@ type StreamChunk = (Vec<(Bytes, Versioned)>, Option<Bytes>);
 struct WritePlacement {
     replicas: Vec<NodeId>,
     counted: Vec<NodeId>,
+    /// The level's quorums and, while ranges move, those of the key's owners-to-be.
+    quorums: Vec<Quorum>,
+    /// The level's W (summed over datacenters at `EACH_QUORUM`), for errors.
     required: usize,
     fallbacks: Vec<(NodeId, NodeId)>,
-    /// While ranges move: the key's owners-to-be and how many of them must acknowledge.
-    future: Option<(Vec<NodeId>, usize)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -450,6 +472,12 @@ impl<S: Storage> Node<S> {
         mut storage: S,
     ) -> Result<Self, StorageError> {
         assert!(config.keyspace.replicas_n >= 1, "a keyspace needs at least one replica");
+        assert!(
+            config.keyspace.replicas_per_dc.is_empty()
+                || config.keyspace.replicas_per_dc.values().sum::<usize>()
+                    == config.keyspace.replicas_n,
+            "replicas_n must be the sum of replicas_per_dc"
+        );
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         order_data_by_token(&mut storage)?;
         let (epoch, epoch_kept) = recover_epoch(&mut storage, &mut rng)?;
@@ -478,7 +506,16 @@ impl<S: Storage> Node<S> {
             Some(Bytes::copy_from_slice(&epoch.to_le_bytes())),
         )?;
         let ready_seq = storage.write(Space::Meta, Bytes::from_static(META_CLEAN_KEY), None)?;
-        let ring = Ring::with_members(config.vnodes_per_node, config.members.iter().copied());
+        let mut ring = Ring::new(config.vnodes_per_node);
+        ring.set_replicas_per_dc(config.keyspace.replicas_per_dc.clone());
+        for member in &config.members {
+            let location = if *member == id {
+                Location::new(config.datacenter.clone(), config.rack.clone())
+            } else {
+                config.static_location(*member, None)
+            };
+            ring.add_at(*member, 1, location);
+        }
         let request_timeout = config.request_timeout;
         let hint_replay_interval = config.hint_replay_interval;
         let anti_entropy_interval = config.anti_entropy_interval;

@@ -8,8 +8,9 @@ use super::*;
 impl<S: Storage> Node<S> {
     /// Starts a serial operation: a Paxos round among the key's replicas, a quorum per phase.
     pub(super) fn start_cas(&mut self, now: Instant, request: RequestId, key: Key, op: CasOp) {
-        let (replicas, required) = match self.replicas_and_required(&key, Consistency::Quorum) {
-            Ok(found) => found,
+        // SERIAL is a majority of every replica (all datacenters): one quorum over them.
+        let (replicas, required) = match self.read_quorums(&key, Consistency::Quorum) {
+            Ok((replicas, quorums)) => (replicas, quorums[0].required),
             Err(error) => return self.reply(request, Err(error)),
         };
         let deadline = now + self.config.request_timeout;
