@@ -14,26 +14,36 @@ impl<S: Storage> Node<S> {
     /// Rebuilds the ring (owners: normal and leaving members) and the future ring (owners once
     /// every join and departure in progress completes) from gossip.
     pub(super) fn refresh_ring(&mut self) {
+        // Gossip advances on every heartbeat, but the rings depend only on each member's
+        // status class, weight and location: rebuilding them (16 hashed vnodes per member,
+        // twice) on every round was the simulator's largest single cost.
+        if self.ring_inputs_unchanged() {
+            return;
+        }
         let members = self.gossip.members();
         let mut ring = Ring::new(self.config.vnodes_per_node);
         let mut future = Ring::new(self.config.vnodes_per_node);
         ring.set_replicas_per_dc(self.config.keyspace.replicas_per_dc.clone());
         future.set_replicas_per_dc(self.config.keyspace.replicas_per_dc.clone());
+        let mut inputs = Vec::with_capacity(members.len());
         for (node, state) in members {
-            let location = || {
-                if *node == self.id {
-                    Location::new(self.config.datacenter.clone(), self.config.rack.clone())
-                } else {
-                    self.config.static_location(*node, Some(state))
-                }
-            };
+            let (datacenter, rack) = self.member_labels(*node, state);
+            let location = Location::new(datacenter, rack);
+            inputs.push(RingInput {
+                node: *node,
+                owns: state.status.owns_ranges(),
+                future: matches!(state.status, MemberStatus::Normal | MemberStatus::Joining),
+                weight: state.weight,
+                location: location.clone(),
+            });
             if state.status.owns_ranges() {
-                ring.add_at(*node, state.weight, location());
+                ring.add_at(*node, state.weight, location.clone());
             }
             if matches!(state.status, MemberStatus::Normal | MemberStatus::Joining) {
-                future.add_at(*node, state.weight, location());
+                future.add_at(*node, state.weight, location);
             }
         }
+        self.ring_inputs = inputs;
         if ring.members_count() == 0 {
             return;
         }
@@ -50,6 +60,40 @@ impl<S: Storage> Node<S> {
             }
         }
         self.future_ring = (future != self.ring).then_some(future);
+    }
+
+    /// Where a member stands, as the rings place it: this node where its config says; another
+    /// at its static location, else where gossip says, else the default.
+    fn member_labels<'a>(&'a self, node: NodeId, state: &'a MemberState) -> (&'a str, &'a str) {
+        if node == self.id {
+            return (&self.config.datacenter, &self.config.rack);
+        }
+        if let Some(location) = self.config.locations.get(&node) {
+            return (&location.datacenter, &location.rack);
+        }
+        if !state.datacenter.is_empty() {
+            let rack =
+                if state.rack.is_empty() { crate::placement::RACK_DEFAULT } else { &state.rack };
+            return (&state.datacenter, rack);
+        }
+        (crate::placement::DATACENTER_DEFAULT, crate::placement::RACK_DEFAULT)
+    }
+
+    /// Whether every member's status class, weight and location are what the rings were last
+    /// built from.
+    fn ring_inputs_unchanged(&self) -> bool {
+        let members = self.gossip.members();
+        members.len() == self.ring_inputs.len()
+            && members.iter().zip(&self.ring_inputs).all(|((node, state), input)| {
+                let (datacenter, rack) = self.member_labels(*node, state);
+                input.node == *node
+                    && input.owns == state.status.owns_ranges()
+                    && input.future
+                        == matches!(state.status, MemberStatus::Normal | MemberStatus::Joining)
+                    && input.weight == state.weight
+                    && input.location.datacenter == datacenter
+                    && input.location.rack == rack
+            })
     }
 
     /// Pulls the ranges this node inherits from removed nodes from every surviving replica of

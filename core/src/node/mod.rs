@@ -350,6 +350,16 @@ struct KeyWrite {
 /// One range-stream chunk: keys with their objects, and where the scan goes on (`None`: done).
 type StreamChunk = (Vec<(Bytes, Versioned)>, Option<Bytes>);
 
+/// One member as the rings saw it when they were last built (`Node::refresh_ring`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RingInput {
+    node: NodeId,
+    owns: bool,
+    future: bool,
+    weight: u32,
+    location: Location,
+}
+
 /// Where one write goes; see `Node::write_placement`.
 #[derive(Debug, Clone)]
 struct WritePlacement {
@@ -420,6 +430,8 @@ pub struct Node<S: Storage> {
     streams: Streams,
     /// The owners once the joins and departures in progress complete; `None` when nothing moves.
     future_ring: Option<Ring>,
+    /// What `ring` and `future_ring` were last built from (empty before the first build).
+    ring_inputs: Vec<RingInput>,
     join_planned: bool,
     /// Whether a leaving node has started streaming its ranges out.
     leave_planned: bool,
@@ -571,6 +583,7 @@ impl<S: Storage> Node<S> {
             anti_entropy: AntiEntropy::new(ANTI_ENTROPY_SESSIONS_MAX, id_bases[2]),
             streams: Streams::starting_at(id_bases[3]),
             future_ring: None,
+            ring_inputs: Vec::new(),
             join_planned: false,
             leave_planned: false,
             membership_synced,
