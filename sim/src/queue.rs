@@ -4,6 +4,10 @@
 //! `pop()` returns the earliest event; events at the same instant come out in the order they were
 //! scheduled, so a run never depends on heap internals.
 //!
+//! The heap holds only the 24-byte keys (time, sequence, slot); events wait in a slab and move
+//! once in and once out, where a heap of whole events moved each one (a peer message with its
+//! object is hundreds of bytes) at every sift: `pop` was 4.9% of the simulator's samples.
+//!
 //! Invariants: time never goes backwards (`pop` asserts it); the queue never holds more than
 //! `len_max` events (scheduling beyond it is refused and counted, so a runaway feedback loop
 //! shows up in the report instead of exhausting memory).
@@ -16,7 +20,11 @@ use ringkv_core::Instant;
 /// A queue of `E`s ordered by (time, sequence number).
 #[derive(Debug)]
 pub struct EventQueue<E> {
-    heap: BinaryHeap<Reverse<Entry<E>>>,
+    heap: BinaryHeap<Reverse<Entry>>,
+    /// The events, by slot; `None` for a free slot.
+    slots: Vec<Option<E>>,
+    /// Free slots, reused before the slab grows.
+    free: Vec<u32>,
     next_seq: u64,
     last_popped: Instant,
     len_max: usize,
@@ -40,6 +48,8 @@ impl<E> EventQueue<E> {
         assert!(len_max > 0, "a queue must hold at least one event");
         EventQueue {
             heap: BinaryHeap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
             next_seq: 0,
             last_popped: Instant::ZERO,
             len_max,
@@ -56,13 +66,25 @@ impl<E> EventQueue<E> {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.heap.push(Reverse(Entry { at, seq, event }));
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(event);
+                slot
+            }
+            None => {
+                self.slots.push(Some(event));
+                u32::try_from(self.slots.len() - 1).expect("the queue holds under 2^32 events")
+            }
+        };
+        self.heap.push(Reverse(Entry { at, seq, slot }));
         true
     }
 
     /// Removes and returns the earliest event.
     pub fn pop(&mut self) -> Option<Scheduled<E>> {
-        let Reverse(Entry { at, seq, event }) = self.heap.pop()?;
+        let Reverse(Entry { at, seq, slot }) = self.heap.pop()?;
+        let event = self.slots[slot as usize].take().expect("a scheduled slot holds its event");
+        self.free.push(slot);
         assert!(at >= self.last_popped, "time went backwards in the event queue");
         self.last_popped = at;
         Some(Scheduled { at, seq, event })
@@ -90,27 +112,27 @@ impl<E> EventQueue<E> {
 }
 
 #[derive(Debug)]
-struct Entry<E> {
+struct Entry {
     at: Instant,
     seq: u64,
-    event: E,
+    slot: u32,
 }
 
-impl<E> PartialEq for Entry<E> {
+impl PartialEq for Entry {
     fn eq(&self, other: &Self) -> bool {
         (self.at, self.seq) == (other.at, other.seq)
     }
 }
 
-impl<E> Eq for Entry<E> {}
+impl Eq for Entry {}
 
-impl<E> PartialOrd for Entry<E> {
+impl PartialOrd for Entry {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl<E> Ord for Entry<E> {
+impl Ord for Entry {
     fn cmp(&self, other: &Self) -> Ordering {
         (self.at, self.seq).cmp(&(other.at, other.seq))
     }
