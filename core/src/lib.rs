@@ -24,6 +24,7 @@ pub mod harness;
 pub mod hints;
 pub mod hlc;
 pub mod lsm;
+pub mod membership;
 pub mod message;
 pub mod node;
 pub mod paxos;

@@ -16,7 +16,8 @@ impl<S: Storage> Node<S> {
         if !self.membership_synced {
             return Err(ClientError::NotReady);
         }
-        let replicas_n = self.config.keyspace.replicas_n.min(self.ring.members_count());
+        let replicas_n =
+            self.config.keyspace.replicas_n.min(self.membership.ring().members_count());
         match op {
             ClientRequest::Get { key, consistency }
             | ClientRequest::Delete { key, consistency, .. } => {
@@ -68,10 +69,7 @@ impl<S: Storage> Node<S> {
     /// The datacenter of `node`, as the ring (or, for a node still joining, the future ring)
     /// places it.
     pub(super) fn datacenter_of(&self, node: NodeId) -> &str {
-        match &self.future_ring {
-            Some(future) if !self.ring.contains(node) => &future.location(node).datacenter,
-            _ => &self.ring.location(node).datacenter,
-        }
+        self.membership.datacenter_of(node)
     }
 
     /// The quorums a request at `consistency` needs over `replicas` (placement::quorums_for,
@@ -90,9 +88,9 @@ impl<S: Storage> Node<S> {
         key: &[u8],
         consistency: Consistency,
     ) -> Result<(Vec<NodeId>, Vec<Quorum>), ClientError> {
-        let replicas = self.ring.preference_list(key, self.config.keyspace.replicas_n);
+        let replicas = self.membership.ring().preference_list(key, self.config.keyspace.replicas_n);
         let mut quorums = self.quorums(consistency, &replicas)?;
-        if let Some(future) = &self.future_ring {
+        if let Some(future) = self.membership.future_ring() {
             // While ranges move, a quorum of the replicas that own the key both before and
             // after the move meets every write quorum: writes of coordinators that know of the
             // move (a quorum of both sets), of those that do not yet (a quorum of the owners
@@ -271,9 +269,10 @@ impl<S: Storage> Node<S> {
         // While a node joins or leaves, the owners-to-be receive every write too, and (with a
         // strict quorum) W of them must acknowledge it, so nothing written during the move is
         // missing from a quorum of the owners once ownership changes.
-        let pending: Vec<NodeId> = match &self.future_ring {
+        let pending: Vec<NodeId> = match self.membership.future_ring() {
             Some(future) => {
-                let current = self.ring.preference_list(&key, self.config.keyspace.replicas_n);
+                let current =
+                    self.membership.ring().preference_list(&key, self.config.keyspace.replicas_n);
                 future
                     .preference_list(&key, self.config.keyspace.replicas_n)
                     .into_iter()
@@ -307,7 +306,7 @@ impl<S: Storage> Node<S> {
         key: &[u8],
         consistency: Consistency,
     ) -> Result<WritePlacement, ClientError> {
-        let replicas = self.ring.preference_list(key, self.config.keyspace.replicas_n);
+        let replicas = self.membership.ring().preference_list(key, self.config.keyspace.replicas_n);
         let mut quorums = self.quorums(consistency, &replicas)?;
         if crate::planted!(QuorumOffByOne) && quorums[0].required > 1 {
             quorums[0].required -= 1;
@@ -317,8 +316,12 @@ impl<S: Storage> Node<S> {
         let fallbacks: Vec<(NodeId, NodeId)> = if down_owners.is_empty() {
             Vec::new()
         } else {
-            let beyond =
-                self.ring.preference_order(key).into_iter().filter(|node| !replicas.contains(node));
+            let beyond = self
+                .membership
+                .ring()
+                .preference_order(key)
+                .into_iter()
+                .filter(|node| !replicas.contains(node));
             beyond.filter(|node| !self.is_down(*node)).zip(down_owners.iter().copied()).collect()
         };
         let counted = if self.config.keyspace.sloppy_quorum {
@@ -342,7 +345,9 @@ impl<S: Storage> Node<S> {
             }
         }
         let required = quorums.iter().map(|quorum| quorum.required).sum();
-        if let (Some(ring), false) = (&self.future_ring, self.config.keyspace.sloppy_quorum) {
+        if let (Some(ring), false) =
+            (self.membership.future_ring(), self.config.keyspace.sloppy_quorum)
+        {
             let owners = ring.preference_list(key, self.config.keyspace.replicas_n);
             for quorum in self.quorums(consistency, &owners)? {
                 let alive = quorum.nodes.iter().filter(|node| !self.is_down(**node)).count();

@@ -110,15 +110,15 @@ impl<S: Storage> Node<S> {
             return false;
         }
         let Some(died) = object.dead_since(self.wall) else { return false };
-        let group = group_of(&self.ring, Ring::key_token(key), self.config.keyspace.replicas_n);
+        let group =
+            group_of(self.membership.ring(), Ring::key_token(key), self.config.keyspace.replicas_n);
         self.anti_entropy.repaired_since(&group, self.id, died)
     }
 
     pub(super) fn check_invariants(&self) {
         self.coordinator.check_invariants();
         self.forwards.check_invariants();
-        self.gossip.check_invariants();
-        self.detector.check_invariants();
+        self.membership.check_invariants();
         self.streams.check_invariants();
         self.replays.check_invariants();
         self.paxos.check_invariants();

@@ -63,7 +63,7 @@ impl<S: Storage> Node<S> {
             };
             let expired =
                 hint.stored_at.as_millis().saturating_add(window_ms) <= self.wall.as_millis();
-            if expired || !self.ring.contains(owner) {
+            if expired || !self.membership.ring().contains(owner) {
                 self.drop_hint(stored_key);
                 continue;
             }

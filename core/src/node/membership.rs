@@ -8,92 +8,18 @@ use super::*;
 impl<S: Storage> Node<S> {
     /// This node's membership status.
     pub fn status(&self) -> MemberStatus {
-        self.gossip.mine().status
+        self.membership.status()
     }
 
-    /// Rebuilds the ring (owners: normal and leaving members) and the future ring (owners once
-    /// every join and departure in progress completes) from gossip.
+    /// Rebuilds the rings from gossip (the membership sub-machine does) and acts on a change
+    /// of the current ring: counts it, and pulls the ranges inherited from removed nodes.
     pub(super) fn refresh_ring(&mut self) {
-        // Gossip advances on every heartbeat, but the rings depend only on each member's
-        // status class, weight and location: rebuilding them (16 hashed vnodes per member,
-        // twice) on every round was the simulator's largest single cost.
-        if self.ring_inputs_unchanged() {
-            return;
-        }
-        let members = self.gossip.members();
-        let mut ring = Ring::new(self.config.vnodes_per_node);
-        let mut future = Ring::new(self.config.vnodes_per_node);
-        ring.set_replicas_per_dc(self.config.keyspace.replicas_per_dc.clone());
-        future.set_replicas_per_dc(self.config.keyspace.replicas_per_dc.clone());
-        let mut inputs = Vec::with_capacity(members.len());
-        for (node, state) in members {
-            let (datacenter, rack) = self.member_labels(*node, state);
-            let location = Location::new(datacenter, rack);
-            inputs.push(RingInput {
-                node: *node,
-                owns: state.status.owns_ranges(),
-                future: matches!(state.status, MemberStatus::Normal | MemberStatus::Joining),
-                weight: state.weight,
-                location: location.clone(),
-            });
-            if state.status.owns_ranges() {
-                ring.add_at(*node, state.weight, location.clone());
-            }
-            if matches!(state.status, MemberStatus::Normal | MemberStatus::Joining) {
-                future.add_at(*node, state.weight, location);
-            }
-        }
-        self.ring_inputs = inputs;
-        if ring.members_count() == 0 {
-            return;
-        }
-        if ring != self.ring {
-            let removed: Vec<NodeId> = members
-                .iter()
-                .filter(|(node, state)| state.removed_by_operator() && self.ring.contains(**node))
-                .map(|(node, _)| *node)
-                .collect();
-            let before = std::mem::replace(&mut self.ring, ring);
+        if let RingChange::Changed { before, removed } = self.membership.refresh() {
             self.counters.ring_changes += 1;
             if !removed.is_empty() {
                 self.rebuild_after_removal(&before, &removed);
             }
         }
-        self.future_ring = (future != self.ring).then_some(future);
-    }
-
-    /// Where a member stands, as the rings place it: this node where its config says; another
-    /// at its static location, else where gossip says, else the default.
-    fn member_labels<'a>(&'a self, node: NodeId, state: &'a MemberState) -> (&'a str, &'a str) {
-        if node == self.id {
-            return (&self.config.datacenter, &self.config.rack);
-        }
-        if let Some(location) = self.config.locations.get(&node) {
-            return (&location.datacenter, &location.rack);
-        }
-        if !state.datacenter.is_empty() {
-            let rack =
-                if state.rack.is_empty() { crate::placement::RACK_DEFAULT } else { &state.rack };
-            return (&state.datacenter, rack);
-        }
-        (crate::placement::DATACENTER_DEFAULT, crate::placement::RACK_DEFAULT)
-    }
-
-    /// Whether every member's status class, weight and location are what the rings were last
-    /// built from.
-    fn ring_inputs_unchanged(&self) -> bool {
-        let members = self.gossip.members();
-        members.len() == self.ring_inputs.len()
-            && members.iter().zip(&self.ring_inputs).all(|((node, state), input)| {
-                let (datacenter, rack) = self.member_labels(*node, state);
-                input.node == *node
-                    && input.owns == state.status.owns_ranges()
-                    && input.future
-                        == matches!(state.status, MemberStatus::Normal | MemberStatus::Joining)
-                    && input.weight == state.weight
-                    && input.location.datacenter == datacenter
-                    && input.location.rack == rack
-            })
     }
 
     /// Pulls the ranges this node inherits from removed nodes from every surviving replica of
@@ -103,7 +29,7 @@ impl<S: Storage> Node<S> {
     /// node answers no reads on those ranges; the union of the survivors' copies holds every
     /// write a quorum acknowledged.
     pub(super) fn rebuild_after_removal(&mut self, before: &Ring, removed: &[NodeId]) {
-        let moves = before.moves_to(&self.ring, self.config.keyspace.replicas_n);
+        let moves = before.moves_to(self.membership.ring(), self.config.keyspace.replicas_n);
         let mut by_source: BTreeMap<NodeId, Vec<Arc>> = BTreeMap::new();
         for range in &moves {
             let inherited = range.gained_by().contains(&self.id)
@@ -147,10 +73,10 @@ impl<S: Storage> Node<S> {
     /// Cassandra's consistent range movement, a member that is down for good must be removed
     /// before another node can join or leave.
     pub(super) fn move_is_known(&self) -> bool {
-        self.gossip.members().iter().all(|(peer, state)| {
+        self.membership.members().iter().all(|(peer, state)| {
             *peer == self.id
                 || state.status == MemberStatus::Left
-                || self.gossip.knows_my_status(*peer)
+                || self.membership.knows_my_status(*peer)
         })
     }
 
@@ -168,18 +94,18 @@ impl<S: Storage> Node<S> {
             // Tell every member that has not confirmed the move yet, once a round, rather than
             // waiting for random gossip to reach each of them.
             let unaware: Vec<NodeId> = self
-                .gossip
+                .membership
                 .members()
                 .iter()
                 .filter(|(peer, state)| {
                     **peer != self.id
                         && state.status != MemberStatus::Left
-                        && !self.gossip.knows_my_status(**peer)
+                        && !self.membership.knows_my_status(**peer)
                 })
                 .map(|(peer, _)| *peer)
                 .collect();
             for peer in unaware {
-                self.gossip.announce_to(peer);
+                self.membership.announce_to(peer);
             }
             self.send_gossip();
         }
@@ -190,8 +116,8 @@ impl<S: Storage> Node<S> {
             return;
         }
         if !self.join_planned {
-            if self.gossip.rounds() < self.config.join_settle_rounds
-                || self.ring.members_count() == 0
+            if self.membership.rounds() < self.config.join_settle_rounds
+                || self.membership.ring().members_count() == 0
                 || !self.move_is_known()
             {
                 return;
@@ -203,15 +129,15 @@ impl<S: Storage> Node<S> {
             self.pending_acks.is_empty() && self.storage.durable_seq() >= self.last_write_seq;
         if self.streams.incoming_count() == 0 && durable {
             self.record_status(b"joined");
-            self.gossip.set_status(MemberStatus::Normal);
+            self.membership.set_status(MemberStatus::Normal);
             self.refresh_ring();
         }
     }
 
     pub(super) fn plan_join(&mut self) {
-        let mut future = self.ring.clone();
+        let mut future = self.membership.ring().clone();
         future.add(self.id, self.config.weight);
-        let moves = self.ring.moves_to(&future, self.config.keyspace.replicas_n);
+        let moves = self.membership.ring().moves_to(&future, self.config.keyspace.replicas_n);
         let mut by_source: BTreeMap<NodeId, Vec<Arc>> = BTreeMap::new();
         for range in moves.iter().filter(|range| range.gained_by().contains(&self.id)) {
             // The replica that gives the range up holds exactly the copy this node replaces, so
@@ -249,7 +175,7 @@ impl<S: Storage> Node<S> {
     pub(super) fn ask_again_for_stalled_streams(&mut self, now: Instant) {
         for stalled in self.streams.stalled(now, self.stream_retry()) {
             let source_left = self
-                .gossip
+                .membership
                 .members()
                 .get(&stalled.from)
                 .is_none_or(|state| state.status == MemberStatus::Left);
@@ -278,17 +204,17 @@ impl<S: Storage> Node<S> {
         if self.status() != MemberStatus::Normal {
             return;
         }
-        self.gossip.set_status(MemberStatus::Leaving);
+        self.membership.set_status(MemberStatus::Leaving);
         self.leave_planned = false;
         self.refresh_ring();
     }
 
     pub(super) fn plan_leave(&mut self) {
         self.leave_planned = true;
-        let mut future = self.ring.clone();
+        let mut future = self.membership.ring().clone();
         future.remove(self.id);
         let mut by_target: BTreeMap<NodeId, Vec<Arc>> = BTreeMap::new();
-        for range in self.ring.moves_to(&future, self.config.keyspace.replicas_n) {
+        for range in self.membership.ring().moves_to(&future, self.config.keyspace.replicas_n) {
             if !range.lost_by().contains(&self.id) {
                 continue;
             }
@@ -327,7 +253,7 @@ impl<S: Storage> Node<S> {
             && self.streams.outgoing_count() == 0
         {
             self.record_status(b"left");
-            self.gossip.set_status(MemberStatus::Left);
+            self.membership.set_status(MemberStatus::Left);
             self.refresh_ring();
         }
     }

@@ -31,12 +31,13 @@ use crate::anti_entropy::{
 use crate::cas::CasOp;
 use crate::coordinator::{read_result, Action, Coordinator, Outcome, ReadSpec, ReplyTo};
 use crate::error::{ClientError, StorageError};
-use crate::failure_detector::{DetectorConfig, FailureDetector};
+use crate::failure_detector::DetectorConfig;
 use crate::flush::Flushes;
 use crate::forwards::{ForwardCheck, ForwardLog};
 use crate::gossip::{Gossip, GossipConfig, GossipMessage, MemberState, MemberStatus};
 use crate::hints::{decode_hint, encode_hint, hint_key, split_hint_key, Hint, Replays};
 use crate::hlc::{HlcTimestamp, HybridClock};
+use crate::membership::{Membership, Placement, RingChange};
 use crate::message::{ClientRequest, ClientResponse, OpId, PeerMessage, RequestId};
 use crate::paxos::{AcceptorState, PaxosConfig, Proposer, ProposerEnv, ProposerOutput};
 use crate::placement::{quorums_for, Location, Quorum};
@@ -245,16 +246,6 @@ struct KeyWrite {
 /// One range-stream chunk: keys with their objects, and where the scan goes on (`None`: done).
 type StreamChunk = (Vec<(Bytes, Versioned)>, Option<Bytes>);
 
-/// One member as the rings saw it when they were last built (`Node::refresh_ring`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct RingInput {
-    node: NodeId,
-    owns: bool,
-    future: bool,
-    weight: u32,
-    location: Location,
-}
-
 /// Where one write goes; see `Node::write_placement`.
 #[derive(Debug, Clone)]
 struct WritePlacement {
@@ -296,7 +287,6 @@ enum AckTarget {
 pub struct Node<S: Storage> {
     id: NodeId,
     config: NodeConfig,
-    ring: Ring,
     storage: S,
     actor: Actor,
     /// The highest dot counter this actor has issued on any key.
@@ -317,16 +307,12 @@ pub struct Node<S: Storage> {
     wall: WallTime,
     now: Instant,
     down: BTreeSet<NodeId>,
-    gossip: Gossip,
-    detector: FailureDetector,
+    /// Gossip, the failure detector and the rings.
+    membership: Membership,
     replays: Replays,
     anti_entropy: AntiEntropy,
     next_anti_entropy: Instant,
     streams: Streams,
-    /// The owners once the joins and departures in progress complete; `None` when nothing moves.
-    future_ring: Option<Ring>,
-    /// What `ring` and `future_ring` were last built from (empty before the first build).
-    ring_inputs: Vec<RingInput>,
     join_planned: bool,
     /// Whether a leaving node has started streaming its ranges out.
     leave_planned: bool,
@@ -414,16 +400,6 @@ impl<S: Storage> Node<S> {
             Some(Bytes::copy_from_slice(&epoch.to_le_bytes())),
         )?;
         let ready_seq = storage.write(Space::Meta, Bytes::from_static(META_CLEAN_KEY), None)?;
-        let mut ring = Ring::new(config.vnodes_per_node);
-        ring.set_replicas_per_dc(config.keyspace.replicas_per_dc.clone());
-        for member in &config.members {
-            let location = if *member == id {
-                Location::new(config.datacenter.clone(), config.rack.clone())
-            } else {
-                config.static_location(*member, None)
-            };
-            ring.add_at(*member, 1, location);
-        }
         let request_timeout = config.request_timeout;
         let hint_replay_interval = config.hint_replay_interval;
         let anti_entropy_interval = config.anti_entropy_interval;
@@ -434,7 +410,13 @@ impl<S: Storage> Node<S> {
             _ => {}
         }
         let membership_synced = !config.join && generation == 1;
-        let detector = FailureDetector::new(config.detector);
+        let placement = Placement {
+            vnodes_per_node: config.vnodes_per_node,
+            replicas_per_dc: config.keyspace.replicas_per_dc.clone(),
+            locations: config.locations.clone(),
+            own: Location::new(config.datacenter.clone(), config.rack.clone()),
+        };
+        let membership = Membership::new(id, placement, gossip, config.detector, &config.members);
         let id_bases = [id_base(&mut rng), id_base(&mut rng), id_base(&mut rng), id_base(&mut rng)];
         let mut node = Node {
             id,
@@ -451,7 +433,7 @@ impl<S: Storage> Node<S> {
             paxos_replies: VecDeque::new(),
             next_sweep: now + config.sweep_interval,
             config,
-            ring,
+            membership,
             storage,
             actor: Actor { node: id, epoch },
             dots_issued_max,
@@ -472,13 +454,9 @@ impl<S: Storage> Node<S> {
             wall: WallTime::default(),
             now,
             down: BTreeSet::new(),
-            gossip,
-            detector,
             replays: Replays::starting_at(id_bases[1]),
             anti_entropy: AntiEntropy::new(ANTI_ENTROPY_SESSIONS_MAX, id_bases[2]),
             streams: Streams::starting_at(id_bases[3]),
-            future_ring: None,
-            ring_inputs: Vec::new(),
             join_planned: false,
             leave_planned: false,
             membership_synced,
@@ -508,9 +486,9 @@ impl<S: Storage> Node<S> {
         if !node.membership_synced {
             // Ask every known peer at once rather than at the first round, so a restarted node
             // is back to coordinating one round trip after it started.
-            let peers: Vec<NodeId> = node.gossip.members().keys().copied().collect();
+            let peers: Vec<NodeId> = node.membership.members().keys().copied().collect();
             for peer in peers {
-                node.gossip.announce_to(peer);
+                node.membership.announce_to(peer);
             }
             node.send_gossip();
         }
@@ -544,7 +522,7 @@ impl<S: Storage> Node<S> {
 
     /// The ring this node routes by.
     pub fn ring(&self) -> &Ring {
-        &self.ring
+        self.membership.ring()
     }
 
     /// The node's counters.
@@ -554,12 +532,12 @@ impl<S: Storage> Node<S> {
 
     /// Every node gossip knows, with its state.
     pub fn membership(&self) -> &std::collections::BTreeMap<NodeId, MemberState> {
-        self.gossip.members()
+        self.membership.members()
     }
 
     /// The peers believed up and down now.
     pub fn peers_up_and_down(&self) -> (usize, usize) {
-        let peers = self.gossip.members().keys().filter(|node| **node != self.id);
+        let peers = self.membership.members().keys().filter(|node| **node != self.id);
         peers.fold(
             (0, 0),
             |(up, down), node| if self.is_down(*node) { (up, down + 1) } else { (up + 1, down) },
@@ -574,7 +552,7 @@ impl<S: Storage> Node<S> {
 
     /// The failure detector's suspicion of `peer` now.
     pub fn phi(&self, peer: NodeId) -> f64 {
-        self.detector.phi(peer, self.now)
+        self.membership.detector().phi(peer, self.now)
     }
 
     /// Which timer fired at the last `handle_timeout` that did something.
@@ -629,7 +607,7 @@ impl<S: Storage> Node<S> {
             }
             Input::Decommission => self.decommission(),
             Input::RemoveNode { node } => {
-                if self.gossip.mark(node, MemberStatus::Left) {
+                if self.membership.mark(node, MemberStatus::Left) {
                     self.refresh_ring();
                 }
             }
@@ -687,11 +665,9 @@ impl<S: Storage> Node<S> {
             self.paxos.handle_timeout(now, &mut env);
             self.pump_paxos(now);
         }
-        if now >= self.gossip.poll_timeout() {
+        if self.membership.on_round(now) {
             self.last_timeout_reason = Some(TimerKind::Gossip);
-            let detector = &self.detector;
-            self.gossip.handle_timeout(now, |peer| detector.is_alive(peer, now));
-            self.counters.gossip_rounds = self.gossip.rounds();
+            self.counters.gossip_rounds = self.membership.rounds();
             self.send_gossip();
             self.advance_membership();
         }
@@ -727,7 +703,7 @@ impl<S: Storage> Node<S> {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let timers = [
             Some(self.next_sweep),
-            Some(self.gossip.poll_timeout()),
+            Some(self.membership.poll_timeout()),
             self.coordinator.next_deadline(),
             self.streams.next_retry(self.stream_retry()),
             self.paxos.poll_timeout(),

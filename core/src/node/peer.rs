@@ -9,7 +9,7 @@ impl<S: Storage> Node<S> {
     pub(super) fn handle_peer(&mut self, now: Instant, from: NodeId, message: PeerMessage) {
         // Gossip is how a stranger (a joining node) introduces itself; everything else must come
         // from a node gossip knows.
-        let known = self.gossip.members().contains_key(&from);
+        let known = self.membership.members().contains_key(&from);
         if from == self.id || (!known && !matches!(message, PeerMessage::Gossip(_))) {
             self.counters.peer_messages_dropped += 1;
             return;
@@ -120,12 +120,9 @@ impl<S: Storage> Node<S> {
                 if matches!(message, GossipMessage::Ack { .. }) {
                     self.membership_synced = true;
                 }
-                let advanced = self.gossip.handle(from, message);
+                let advanced = self.membership.on_gossip(now, from, message);
                 self.store_generation();
-                for node in &advanced {
-                    self.detector.heartbeat(*node, now);
-                }
-                if !advanced.is_empty() {
+                if advanced {
                     self.refresh_ring();
                 }
                 self.send_gossip();

@@ -10,7 +10,7 @@ impl<S: Storage> Node<S> {
     /// that is up; returns whether that ended the group's cycle (the timer then waits a whole
     /// interval, else only the pause between slices).
     pub(super) fn start_anti_entropy(&mut self) -> bool {
-        let groups = groups_of(&self.ring, self.id, self.config.keyspace.replicas_n);
+        let groups = groups_of(self.membership.ring(), self.id, self.config.keyspace.replicas_n);
         let Some((group, low)) = self.anti_entropy.next_slice(&groups) else { return true };
         let peers: Vec<NodeId> =
             group.iter().copied().filter(|peer| *peer != self.id && !self.is_down(*peer)).collect();
@@ -77,7 +77,7 @@ impl<S: Storage> Node<S> {
         let ((low, high), (root, leaves)) = (slice, tree);
         if !group.contains(&self.id)
             || !group.contains(&from)
-            || group.len() > self.ring.members_count()
+            || group.len() > self.membership.ring().members_count()
             || low > high
         {
             self.counters.peer_messages_dropped += 1;
@@ -191,7 +191,7 @@ impl<S: Storage> Node<S> {
     /// has not refilled this node yet and is up; finishes the rebuild when none is left.
     pub(super) fn start_refill(&mut self) {
         let Some(refill) = self.refill.as_ref() else { return };
-        let groups = groups_of(&self.ring, self.id, self.config.keyspace.replicas_n);
+        let groups = groups_of(self.membership.ring(), self.id, self.config.keyspace.replicas_n);
         let wanted = refill.wanted(&groups, self.id, |peer| self.is_down(peer));
         self.finish_refill();
         for (group, peer) in wanted {
@@ -216,7 +216,7 @@ impl<S: Storage> Node<S> {
     /// a crash that loses them keeps the node rebuilding.
     pub(super) fn finish_refill(&mut self) {
         let Some(refill) = self.refill.as_ref() else { return };
-        let groups = groups_of(&self.ring, self.id, self.config.keyspace.replicas_n);
+        let groups = groups_of(self.membership.ring(), self.id, self.config.keyspace.replicas_n);
         if !refill.is_complete(&groups, self.id) {
             return;
         }
@@ -234,7 +234,7 @@ impl<S: Storage> Node<S> {
 
     /// Persists our gossip generation when gossip moved it (a peer knew a later one of ours).
     pub(super) fn store_generation(&mut self) {
-        let generation = self.gossip.mine().generation;
+        let generation = self.membership.gossip().mine().generation;
         if generation > self.generation_stored {
             let written = self.storage.write(
                 Space::Meta,
@@ -272,7 +272,8 @@ impl<S: Storage> Node<S> {
         budget: usize,
     ) -> Result<SliceRead, StorageError> {
         let mut intervals: Vec<(Token, Token)> = self
-            .ring
+            .membership
+            .ring()
             .ranges(self.config.keyspace.replicas_n)
             .into_iter()
             .filter(|range| {

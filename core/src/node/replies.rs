@@ -7,7 +7,7 @@ use super::*;
 
 impl<S: Storage> Node<S> {
     pub(super) fn send_gossip(&mut self) {
-        while let Some((to, message)) = self.gossip.poll_message() {
+        while let Some((to, message)) = self.membership.poll_message() {
             self.send(to, PeerMessage::Gossip(message));
         }
     }
@@ -17,7 +17,7 @@ impl<S: Storage> Node<S> {
     pub(super) fn is_down(&self, node: NodeId) -> bool {
         node != self.id
             && (self.down.contains(&node)
-                || !self.detector.is_alive(node, self.now)
+                || !self.membership.is_alive(node, self.now)
                 || self.held_down.get(&node).is_some_and(|until| self.now < *until))
     }
 

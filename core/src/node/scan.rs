@@ -19,7 +19,7 @@ impl<S: Storage> Node<S> {
         let count = count.clamp(1, self.config.limits.batch_keys_max);
         let replicas_n = self.config.keyspace.replicas_n;
         let low = if cursor == 0 { 0 } else { cursor.saturating_add(1) };
-        let replicas = self.ring.preference_list_for_token(low, replicas_n);
+        let replicas = self.membership.ring().preference_list_for_token(low, replicas_n);
         let replica = if replicas.contains(&self.id) && self.refill.is_none() {
             Some(self.id)
         } else {
@@ -31,11 +31,15 @@ impl<S: Storage> Node<S> {
         };
         // Extend the step over the following arcs the same replica holds, so that a page fills up
         // to `count` keys instead of ending at every arc boundary.
-        let mut high = self.ring.arc_end_from(low).unwrap_or(u64::MAX);
+        let mut high = self.membership.ring().arc_end_from(low).unwrap_or(u64::MAX);
         while high < u64::MAX
-            && self.ring.preference_list_for_token(high + 1, replicas_n).contains(&replica)
+            && self
+                .membership
+                .ring()
+                .preference_list_for_token(high + 1, replicas_n)
+                .contains(&replica)
         {
-            high = self.ring.arc_end_from(high + 1).unwrap_or(u64::MAX);
+            high = self.membership.ring().arc_end_from(high + 1).unwrap_or(u64::MAX);
         }
         if replica == self.id {
             let result = self.scan_tokens(low, high, count);

@@ -11,7 +11,7 @@ impl<S: Storage> Node<S> {
     pub(super) fn start_flush(&mut self, now: Instant, reply_to: ReplyTo) {
         // Joining members hold streamed data too; only those gone for good are left out.
         let members: BTreeSet<NodeId> = self
-            .gossip
+            .membership
             .members()
             .iter()
             .filter(|(_, state)| state.status != MemberStatus::Left)
