@@ -1,7 +1,7 @@
 //! BUGGIFY: code sites that misbehave on purpose, in simulation only, to drive rare paths.
 //!
 //! Owns: the per-thread switch and the per-run state. Input: the simulator calls [`enable`] with
-//! the run's seed at the start of a run and [`disable`] at its end. Output: [`buggify!`] returns
+//! the run's seed at the start of a run and [`disable`] at its end. Output: [`buggify!`](crate::buggify!) returns
 //! whether the site it marks fires now.
 //!
 //! FoundationDB's rule: in a run, each site is enabled with probability 1/4 (decided by a hash of
@@ -76,7 +76,7 @@ pub fn is_enabled() -> bool {
     STATE.with(|cell| cell.borrow().is_some())
 }
 
-/// Whether the site at `location` fires now; use the [`buggify!`] macro rather than this.
+/// Whether the site at `location` fires now; use the [`buggify!`](crate::buggify!) macro rather than this.
 pub fn fires(location: &'static str) -> bool {
     STATE.with(|cell| {
         let mut guard = cell.borrow_mut();

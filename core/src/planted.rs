@@ -1,7 +1,7 @@
 //! Planted bugs: small, named, deliberate mistakes that the simulator's checkers must catch.
 //!
 //! Owns: the list of bugs ([`PlantedBug`]) and the per-thread switch that arms one of them for a
-//! run ([`arm`]). Each bug is one line at its site, behind the [`planted!`] macro. Without the
+//! run ([`arm`]). Each bug is one line at its site, behind the [`planted!`](crate::planted!) macro. Without the
 //! `planted-bugs` cargo feature the macro is the constant `false` and no bug can be armed, so
 //! a normal build carries none of them. `ringkv-sim hunt` (scenarios/) arms each bug in turn
 //! and reports which checker caught it after how many seeds.
