@@ -304,4 +304,32 @@ mod tests {
         mixed.workload.mix.incr = 1;
         assert!(mixed.validate().expect_err("flush with serial ops").contains("flush"));
     }
+
+    #[test]
+    fn a_topology_must_match_the_cluster_schedule_and_keyspace() {
+        use crate::topology::{DatacenterConfig, Topology};
+        let dc = |name: &str, nodes_count: usize| DatacenterConfig {
+            name: name.into(),
+            racks_count: 2,
+            nodes_count,
+            joining_count: 0,
+        };
+        let mut config = SimConfig {
+            nodes_count: 6,
+            topology: Some(Topology { datacenters: vec![dc("east", 3), dc("west", 3)] }),
+            ..SimConfig::default()
+        };
+        config.node.keyspace.replicas_per_dc = [("east".into(), 2), ("west".into(), 1)].into();
+        assert_eq!(config.validate(), Ok(()));
+        config.nodes_count = 5;
+        assert!(config.validate().unwrap_err().contains("founds 6"));
+        config.nodes_count = 6;
+        config.node.keyspace.replicas_per_dc.insert("north".into(), 0);
+        assert!(config.validate().unwrap_err().contains("north"));
+        config.node.keyspace.replicas_per_dc.remove("north");
+        config.node.keyspace.replicas_n = 4;
+        assert!(config.validate().unwrap_err().contains("sum"));
+        config.topology = None;
+        assert!(config.validate().unwrap_err().contains("needs a topology"));
+    }
 }
