@@ -89,7 +89,7 @@ pub enum PlantedBug {
 
 impl PlantedBug {
     /// Every planted bug the hunt arms: each is caught by a checker within its seed bound.
-    pub const ALL: [PlantedBug; 25] = [
+    pub const ALL: [PlantedBug; 27] = [
         PlantedBug::QuorumOffByOne,
         PlantedBug::MergeDropsTheirSiblings,
         PlantedBug::UpdateIgnoresContext,
@@ -115,6 +115,8 @@ impl PlantedBug {
         PlantedBug::PeerUpHeldDown,
         PlantedBug::RestoreKeepsEpoch,
         PlantedBug::RestoreServesReads,
+        PlantedBug::PlacementIgnoresRacks,
+        PlantedBug::LocalQuorumCountsRemote,
     ];
 
     /// The bug's name, in kebab case.

@@ -13,8 +13,8 @@ use std::path::Path;
 
 use ringkv_core::{ConflictMode, Consistency, Duration, KeyspaceConfig};
 use ringkv_sim::{
-    FaultConfig, ForcedPartition, KeyDistribution, Knob, OpMix, ScheduledEvent, SimConfig,
-    TimedEvent, WorkloadConfig,
+    DatacenterConfig, FaultConfig, ForcedPartition, KeyDistribution, Knob, OpMix, ScheduledEvent,
+    SimConfig, TimedEvent, Topology, WorkloadConfig,
 };
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +30,10 @@ pub struct Scenario {
     /// Cluster size and ring.
     #[serde(default)]
     pub cluster: ClusterSpec,
+    /// Datacenters and racks; absent for one datacenter of one rack (`cluster.nodes` is then
+    /// the node count, else the topology's founding nodes are).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology: Option<TopologySpec>,
     /// Keyspace options.
     #[serde(default)]
     pub keyspace: KeyspaceSpec,
@@ -85,6 +89,50 @@ impl Default for ClusterSpec {
     }
 }
 
+/// Datacenters, their racks and nodes, and the WAN between them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopologySpec {
+    /// The datacenters; founding nodes are numbered datacenter by datacenter, then the
+    /// joining ones (the k-th scheduled `Join` is the k-th joining node).
+    pub datacenters: Vec<DatacenterSpec>,
+    /// Least one-way latency between two datacenters, in milliseconds.
+    #[serde(default = "wan_latency_min_ms_default")]
+    pub wan_latency_min_ms: u64,
+    /// Greatest one-way latency between two datacenters, in milliseconds.
+    #[serde(default = "wan_latency_max_ms_default")]
+    pub wan_latency_max_ms: u64,
+}
+
+fn wan_latency_min_ms_default() -> u64 {
+    ringkv_sim::NetworkConfig::default().wan_latency_min.as_millis()
+}
+
+fn wan_latency_max_ms_default() -> u64 {
+    ringkv_sim::NetworkConfig::default().wan_latency_max.as_millis()
+}
+
+/// One datacenter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatacenterSpec {
+    /// Its name (what `keyspace.replicas_per_dc` names).
+    pub name: String,
+    /// Racks its nodes spread over, round robin.
+    #[serde(default = "one")]
+    pub racks: usize,
+    /// Founding nodes (0 for a datacenter added by the schedule).
+    #[serde(default)]
+    pub nodes: usize,
+    /// Nodes that join it later, one per scheduled `Join`.
+    #[serde(default)]
+    pub joining: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
 /// How concurrent writes are reconciled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum ConflictSpec {
@@ -96,11 +144,14 @@ pub enum ConflictSpec {
 }
 
 /// Keyspace options.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeyspaceSpec {
-    /// Replicas per key (N).
+    /// Replicas per key (N); with `replicas_per_dc`, their sum.
     pub replicas: usize,
+    /// Replicas per datacenter (needs a topology); empty for N over the whole cluster.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub replicas_per_dc: std::collections::BTreeMap<String, usize>,
     /// Conflict mode.
     pub conflict: ConflictSpec,
     /// Whether hinted writes count toward W.
@@ -116,6 +167,7 @@ impl Default for KeyspaceSpec {
     fn default() -> Self {
         KeyspaceSpec {
             replicas: 3,
+            replicas_per_dc: Default::default(),
             conflict: ConflictSpec::Dvv,
             sloppy_quorum: false,
             hint_window_ms: 3 * 3_600_000,
@@ -137,6 +189,12 @@ pub enum ConsistencySpec {
     Quorum,
     /// All N.
     All,
+    /// One replica in the coordinator's datacenter.
+    LocalOne,
+    /// A majority of the replicas in the coordinator's datacenter.
+    LocalQuorum,
+    /// A majority of the replicas in every datacenter.
+    EachQuorum,
 }
 
 /// How keys are picked.
@@ -337,6 +395,15 @@ pub struct FaultSpec {
     /// node restarts on that snapshot, prepared as `ringkv restore` prepares one (LSM disks
     /// only).
     pub restores_per_sec: KnobSpec,
+    /// Datacenter partitions per second: one datacenter cut from the others for 1..4 s
+    /// (needs a topology of two datacenters or more).
+    pub dc_partitions_per_sec: KnobSpec,
+    /// Datacenter power losses per second: every running node of one datacenter crashes at
+    /// once, each restarts after 0.2..3 s.
+    pub dc_power_losses_per_sec: KnobSpec,
+    /// Rack losses per second: every node of one rack crashes at once and comes back after
+    /// 0.5..3 s; one rack at a time, only while every member runs.
+    pub rack_losses_per_sec: KnobSpec,
 }
 
 impl FaultSpec {
@@ -365,11 +432,14 @@ impl FaultSpec {
         set(&mut config.bit_flips_per_sec, self.bit_flips_per_sec);
         set(&mut config.io_error_rate, self.io_error_rate);
         set(&mut config.restores_per_sec, self.restores_per_sec);
+        set(&mut config.dc_partitions_per_sec, self.dc_partitions_per_sec);
+        set(&mut config.dc_power_losses_per_sec, self.dc_power_losses_per_sec);
+        set(&mut config.rack_losses_per_sec, self.rack_losses_per_sec);
         config
     }
 
     /// Every knob with its name, in the simulator's drawing order.
-    pub fn knobs_mut(&mut self) -> [(&'static str, &mut KnobSpec); 18] {
+    pub fn knobs_mut(&mut self) -> [(&'static str, &mut KnobSpec); 21] {
         [
             ("loss_rate", &mut self.loss_rate),
             ("duplicate_rate", &mut self.duplicate_rate),
@@ -389,6 +459,9 @@ impl FaultSpec {
             ("bit_flips_per_sec", &mut self.bit_flips_per_sec),
             ("io_error_rate", &mut self.io_error_rate),
             ("restores_per_sec", &mut self.restores_per_sec),
+            ("dc_partitions_per_sec", &mut self.dc_partitions_per_sec),
+            ("dc_power_losses_per_sec", &mut self.dc_power_losses_per_sec),
+            ("rack_losses_per_sec", &mut self.rack_losses_per_sec),
         ]
     }
 }
@@ -603,6 +676,11 @@ impl Scenario {
     pub fn validate(&self) -> Result<(), String> {
         let config = self.sim_config(0);
         config.validate()?;
+        if let Some(topology) = &self.topology {
+            if topology.wan_latency_min_ms > topology.wan_latency_max_ms {
+                return Err("topology.wan_latency_min_ms exceeds wan_latency_max_ms".to_string());
+            }
+        }
         if self.cluster.vnodes == 0 {
             return Err("cluster.vnodes must be positive".to_string());
         }
@@ -643,8 +721,25 @@ impl Scenario {
             sloppy_quorum: self.keyspace.sloppy_quorum,
             hint_window: Duration::from_millis(self.keyspace.hint_window_ms),
             tombstone_grace: Duration::from_millis(self.keyspace.tombstone_grace_ms),
-            replicas_per_dc: Default::default(),
+            replicas_per_dc: self.keyspace.replicas_per_dc.clone(),
         };
+        if let Some(topology) = &self.topology {
+            let datacenters = topology
+                .datacenters
+                .iter()
+                .map(|dc| DatacenterConfig {
+                    name: dc.name.clone(),
+                    racks_count: dc.racks,
+                    nodes_count: dc.nodes,
+                    joining_count: dc.joining,
+                })
+                .collect();
+            let topology_config = Topology { datacenters };
+            config.nodes_count = topology_config.founding_count();
+            config.topology = Some(topology_config);
+            config.network.wan_latency_min = Duration::from_millis(topology.wan_latency_min_ms);
+            config.network.wan_latency_max = Duration::from_millis(topology.wan_latency_max_ms);
+        }
         config.node.anti_entropy_interval = Duration::from_millis(self.cluster.anti_entropy_ms);
         config.node.sweep_interval = Duration::from_millis(self.cluster.tombstone_sweep_ms);
         config.node.anti_entropy_slice_keys = self.cluster.anti_entropy_slice_keys;
@@ -695,7 +790,7 @@ impl Scenario {
 }
 
 /// The simulator's checker names (and the runner's own `runner` and `panic`).
-pub const CHECKER_NAMES: [&str; 13] = [
+pub const CHECKER_NAMES: [&str; 14] = [
     "values-written",
     "lost-writes",
     "read-after-write",
@@ -707,6 +802,7 @@ pub const CHECKER_NAMES: [&str; 13] = [
     "hints",
     "flush",
     "recovery",
+    "placement",
     "runner",
     "panic",
 ];
@@ -718,6 +814,9 @@ fn consistency(spec: ConsistencySpec) -> Consistency {
         ConsistencySpec::Three => Consistency::Three,
         ConsistencySpec::Quorum => Consistency::Quorum,
         ConsistencySpec::All => Consistency::All,
+        ConsistencySpec::LocalOne => Consistency::LocalOne,
+        ConsistencySpec::LocalQuorum => Consistency::LocalQuorum,
+        ConsistencySpec::EachQuorum => Consistency::EachQuorum,
     }
 }
 

@@ -113,6 +113,9 @@ pub fn pinned(scenario: &Scenario, plan: &FaultPlan) -> Scenario {
         plan.bit_flips_per_sec,
         plan.io_error_rate,
         plan.restores_per_sec,
+        plan.dc_partitions_per_sec,
+        plan.dc_power_losses_per_sec,
+        plan.rack_losses_per_sec,
     ];
     pinned.faults.preset = FaultPreset::None;
     for ((_, knob), value) in pinned.faults.knobs_mut().into_iter().zip(values) {

@@ -12,6 +12,7 @@ use crate::disk::DiskConfig;
 use crate::faults::FaultConfig;
 use crate::network::NetworkConfig;
 use crate::schedule::TimedEvent;
+use crate::topology::Topology;
 use crate::workload::WorkloadConfig;
 
 /// Everything that defines a run. Same config (and code) = same run.
@@ -25,6 +26,9 @@ pub struct SimConfig {
     pub node: NodeConfig,
     /// The healthy network's latency.
     pub network: NetworkConfig,
+    /// Datacenters, racks and the WAN (see [`crate::topology`]); `None` for one datacenter of
+    /// one rack, as every run before topologies.
+    pub topology: Option<Topology>,
     /// The disks' sync latency.
     pub disk: DiskConfig,
     /// Which faults to inject.
@@ -66,6 +70,7 @@ impl Default for SimConfig {
             nodes_count: 5,
             node,
             network: NetworkConfig::default(),
+            topology: None,
             disk: DiskConfig::default(),
             faults: FaultConfig::swarm(),
             schedule: Vec::new(),
@@ -95,6 +100,11 @@ impl SimConfig {
                 self.slots_count() - self.nodes_count
             ));
         }
+        if let Some(topology) = &self.topology {
+            self.validate_topology(topology)?;
+        } else if !self.node.keyspace.replicas_per_dc.is_empty() {
+            return Err("keyspace replicas_per_dc needs a topology".to_string());
+        }
         if self.node.keyspace.replicas_n == 0 || self.node.keyspace.replicas_n > self.nodes_count {
             return Err(format!(
                 "replicas_n {} does not fit in {} nodes",
@@ -123,6 +133,38 @@ impl SimConfig {
             self.node.keyspace.replicas_n,
             self.safety_duration,
         )
+    }
+
+    fn validate_topology(&self, topology: &Topology) -> Result<(), String> {
+        topology.validate()?;
+        if topology.founding_count() != self.nodes_count {
+            return Err(format!(
+                "the topology founds {} nodes but the cluster has {}",
+                topology.founding_count(),
+                self.nodes_count
+            ));
+        }
+        let joins = crate::schedule::joins_count(&self.schedule);
+        if topology.joining_count() != joins {
+            return Err(format!(
+                "the topology has {} joining nodes but the schedule {joins} joins",
+                topology.joining_count()
+            ));
+        }
+        let per_dc = &self.node.keyspace.replicas_per_dc;
+        if let Some(name) =
+            per_dc.keys().find(|name| !topology.datacenters.iter().any(|dc| &dc.name == *name))
+        {
+            return Err(format!("replicas_per_dc names {name:?}, not a datacenter"));
+        }
+        let sum: usize = per_dc.values().sum();
+        if !per_dc.is_empty() && sum != self.node.keyspace.replicas_n {
+            return Err(format!(
+                "replicas {} must be the sum of replicas_per_dc ({sum})",
+                self.node.keyspace.replicas_n
+            ));
+        }
+        Ok(())
     }
 
     /// Every node the run may start: the founding nodes and one per scheduled join.
@@ -191,6 +233,12 @@ impl SimBuilder {
         self
     }
 
+    /// Datacenters, racks and the WAN between them.
+    pub fn topology(mut self, topology: Topology) -> Self {
+        self.config.topology = Some(topology);
+        self
+    }
+
     /// The disks' latency.
     pub fn disk(mut self, disk: DiskConfig) -> Self {
         self.config.disk = disk;
@@ -255,5 +303,33 @@ mod tests {
         mixed.workload.mix.flush = 1;
         mixed.workload.mix.incr = 1;
         assert!(mixed.validate().expect_err("flush with serial ops").contains("flush"));
+    }
+
+    #[test]
+    fn a_topology_must_match_the_cluster_schedule_and_keyspace() {
+        use crate::topology::{DatacenterConfig, Topology};
+        let dc = |name: &str, nodes_count: usize| DatacenterConfig {
+            name: name.into(),
+            racks_count: 2,
+            nodes_count,
+            joining_count: 0,
+        };
+        let mut config = SimConfig {
+            nodes_count: 6,
+            topology: Some(Topology { datacenters: vec![dc("east", 3), dc("west", 3)] }),
+            ..SimConfig::default()
+        };
+        config.node.keyspace.replicas_per_dc = [("east".into(), 2), ("west".into(), 1)].into();
+        assert_eq!(config.validate(), Ok(()));
+        config.nodes_count = 5;
+        assert!(config.validate().unwrap_err().contains("founds 6"));
+        config.nodes_count = 6;
+        config.node.keyspace.replicas_per_dc.insert("north".into(), 0);
+        assert!(config.validate().unwrap_err().contains("north"));
+        config.node.keyspace.replicas_per_dc.remove("north");
+        config.node.keyspace.replicas_n = 4;
+        assert!(config.validate().unwrap_err().contains("sum"));
+        config.topology = None;
+        assert!(config.validate().unwrap_err().contains("needs a topology"));
     }
 }

@@ -94,6 +94,16 @@ pub struct FaultConfig {
     /// 0.5..3 s the node is stopped and restarted on that snapshot (prepared as
     /// `ringkv_core::restore::prepare_restored` prepares one); LSM disks only.
     pub restores_per_sec: Knob,
+    /// Datacenter partitions per simulated second: one datacenter (drawn) is cut from every
+    /// other, both directions, healed after 1..4 s. Needs a topology of two datacenters or
+    /// more; otherwise nothing happens.
+    pub dc_partitions_per_sec: Knob,
+    /// Datacenter power losses per simulated second: every running node of one datacenter
+    /// crashes at the same instant (unsynced data lost or torn), each restarts after 0.2..3 s.
+    pub dc_power_losses_per_sec: Knob,
+    /// Rack losses per simulated second: every running node of one rack crashes at once and
+    /// the rack comes back whole 0.5..3 s later; one rack down at a time.
+    pub rack_losses_per_sec: Knob,
 }
 
 impl FaultConfig {
@@ -118,6 +128,9 @@ impl FaultConfig {
             bit_flips_per_sec: Knob::Off,
             io_error_rate: Knob::Off,
             restores_per_sec: Knob::Off,
+            dc_partitions_per_sec: Knob::Off,
+            dc_power_losses_per_sec: Knob::Off,
+            rack_losses_per_sec: Knob::Off,
         }
     }
 
@@ -143,6 +156,9 @@ impl FaultConfig {
             bit_flips_per_sec: Knob::Off,
             io_error_rate: Knob::Off,
             restores_per_sec: Knob::Off,
+            dc_partitions_per_sec: Knob::Off,
+            dc_power_losses_per_sec: Knob::Off,
+            rack_losses_per_sec: Knob::Off,
         }
     }
 }
@@ -192,6 +208,12 @@ pub struct FaultPlan {
     pub io_error_rate: f64,
     /// Snapshot restores per simulated second.
     pub restores_per_sec: f64,
+    /// Datacenter partitions per simulated second.
+    pub dc_partitions_per_sec: f64,
+    /// Datacenter power losses per simulated second.
+    pub dc_power_losses_per_sec: f64,
+    /// Rack losses per simulated second.
+    pub rack_losses_per_sec: f64,
 }
 
 impl FaultPlan {
@@ -220,11 +242,15 @@ impl FaultPlan {
             bit_flips_per_sec: config.bit_flips_per_sec.resolve(rng).max(0.0),
             io_error_rate: config.io_error_rate.resolve(rng).clamp(0.0, 1.0),
             restores_per_sec: config.restores_per_sec.resolve(rng).max(0.0),
+            // The topology faults last, so that every older knob draws as before.
+            dc_partitions_per_sec: config.dc_partitions_per_sec.resolve(rng).max(0.0),
+            dc_power_losses_per_sec: config.dc_power_losses_per_sec.resolve(rng).max(0.0),
+            rack_losses_per_sec: config.rack_losses_per_sec.resolve(rng).max(0.0),
         }
     }
 
     /// The event-driven fault kinds that are on, with their rates per simulated second.
-    pub fn event_rates(&self) -> [(FaultKind, f64); 10] {
+    pub fn event_rates(&self) -> [(FaultKind, f64); 13] {
         [
             (FaultKind::Partition, self.partitions_per_sec),
             (FaultKind::Crash, self.crashes_per_sec),
@@ -236,6 +262,9 @@ impl FaultPlan {
             (FaultKind::PowerLoss, self.power_losses_per_sec),
             (FaultKind::BitFlip, self.bit_flips_per_sec),
             (FaultKind::Restore, self.restores_per_sec),
+            (FaultKind::DcPartition, self.dc_partitions_per_sec),
+            (FaultKind::DcPowerLoss, self.dc_power_losses_per_sec),
+            (FaultKind::RackLoss, self.rack_losses_per_sec),
         ]
     }
 }
@@ -263,6 +292,12 @@ pub enum FaultKind {
     BitFlip,
     /// Snapshot a node's store, then restart the node on that snapshot a while later.
     Restore,
+    /// Cut one datacenter from the others, healed after a while.
+    DcPartition,
+    /// Every running node of one datacenter loses power at once; each restarts after a while.
+    DcPowerLoss,
+    /// Every running node of one rack crashes at once; the rack comes back after a while.
+    RackLoss,
 }
 
 impl FaultKind {
@@ -279,6 +314,9 @@ impl FaultKind {
             FaultKind::PowerLoss => "fault/power-loss",
             FaultKind::BitFlip => "fault/bit-flip",
             FaultKind::Restore => "fault/restore",
+            FaultKind::DcPartition => "fault/dc-partition",
+            FaultKind::DcPowerLoss => "fault/dc-power-loss",
+            FaultKind::RackLoss => "fault/rack-loss",
         }
     }
 }

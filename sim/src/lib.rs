@@ -22,6 +22,7 @@ pub mod report;
 mod runner;
 pub mod schedule;
 pub mod seed;
+pub mod topology;
 pub mod trace;
 pub mod workload;
 
@@ -33,6 +34,7 @@ pub use network::NetworkConfig;
 pub use report::{FaultEvent, FaultEventKind, Report};
 pub use runner::node_id;
 pub use schedule::{ForcedPartition, ScheduledEvent, TimedEvent};
+pub use topology::{DatacenterConfig, Topology};
 pub use workload::{KeyDistribution, OpMix, WorkloadConfig};
 
 /// Entry points.

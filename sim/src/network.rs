@@ -4,7 +4,10 @@
 //! per-node clog. Input: a message leaving `from` for `to` at `now`, drawn against the network's
 //! own generator. Output: zero (lost or partitioned), one, or two (duplicated) delivery times.
 //!
-//! Model: a message takes `latency_base + U(0, latency_jitter)`. Unless it is picked for
+//! Model: a message takes `latency_base + U(0, latency_jitter)` within a datacenter and
+//! `U(wan_latency_min, wan_latency_max)` between two (every node is in datacenter 0 until
+//! [`Network::set_datacenters`] says otherwise, so a run without a topology draws exactly as
+//! before: one draw per message either way). Unless it is picked for
 //! reordering (probability `reorder_rate`, which adds up to `reorder_delay_max`), a link is FIFO:
 //! a message never overtakes an earlier one on the same link. A clogged node's messages, in and
 //! out, take `clog_delay` more. Partitions block directed links, so one-way partitions are
@@ -28,6 +31,10 @@ pub struct NetworkConfig {
     pub reorder_delay_max: Duration,
     /// Extra delay of messages to or from a clogged node.
     pub clog_delay: Duration,
+    /// Least one-way latency between nodes of different datacenters.
+    pub wan_latency_min: Duration,
+    /// Greatest one-way latency between nodes of different datacenters.
+    pub wan_latency_max: Duration,
 }
 
 impl Default for NetworkConfig {
@@ -37,6 +44,8 @@ impl Default for NetworkConfig {
             latency_jitter: Duration::from_micros(1_500),
             reorder_delay_max: Duration::from_millis(50),
             clog_delay: Duration::from_millis(300),
+            wan_latency_min: Duration::from_millis(40),
+            wan_latency_max: Duration::from_millis(120),
         }
     }
 }
@@ -71,6 +80,8 @@ pub struct Network {
     blocked: Vec<bool>,
     last_delivery: Vec<Instant>,
     clogged_until: Vec<Instant>,
+    /// Each node's datacenter (an index); links between different ones cross the WAN.
+    datacenter_of: Vec<usize>,
     loss_rate: f64,
     duplicate_rate: f64,
     reorder_rate: f64,
@@ -90,6 +101,7 @@ impl Network {
             blocked: vec![false; nodes_count * nodes_count],
             last_delivery: vec![Instant::ZERO; nodes_count * nodes_count],
             clogged_until: vec![Instant::ZERO; nodes_count],
+            datacenter_of: vec![0; nodes_count],
             loss_rate: 0.0,
             duplicate_rate: 0.0,
             reorder_rate: 0.0,
@@ -105,6 +117,19 @@ impl Network {
         self.loss_rate = loss_rate;
         self.duplicate_rate = duplicate_rate;
         self.reorder_rate = reorder_rate;
+    }
+
+    /// Places node `i` in datacenter `datacenter_of[i]` (an index; nodes beyond the slice stay
+    /// in datacenter 0).
+    pub fn set_datacenters(&mut self, datacenter_of: &[usize]) {
+        for (node, datacenter) in datacenter_of.iter().enumerate().take(self.nodes_count) {
+            self.datacenter_of[node] = *datacenter;
+        }
+    }
+
+    /// Whether a message from `from` to `to` crosses the WAN.
+    pub fn crosses_wan(&self, from: usize, to: usize) -> bool {
+        self.datacenter_of[from] != self.datacenter_of[to]
     }
 
     /// Installs a partition, replacing any previous one.
@@ -178,9 +203,14 @@ impl Network {
     }
 
     fn delivery_time(&mut self, now: Instant, from: usize, to: usize) -> Instant {
-        let jitter_ns = self.config.latency_jitter.as_nanos();
+        let (base, jitter_ns) = if self.crosses_wan(from, to) {
+            let min = self.config.wan_latency_min;
+            (min, self.config.wan_latency_max.as_nanos().saturating_sub(min.as_nanos()))
+        } else {
+            (self.config.latency_base, self.config.latency_jitter.as_nanos())
+        };
         let jitter = if jitter_ns == 0 { 0 } else { self.rng.random_range(0..=jitter_ns) };
-        let mut at = now + self.config.latency_base + Duration::from_nanos(jitter);
+        let mut at = now + base + Duration::from_nanos(jitter);
         if self.clogged_until[from] > now || self.clogged_until[to] > now {
             at += self.config.clog_delay;
         }
@@ -252,6 +282,21 @@ mod tests {
         let duplicated = net.duplicated_count as f64 / f64::from(sends_count);
         assert!((0.17..0.23).contains(&dropped), "dropped {dropped}");
         assert!((0.06..0.10).contains(&duplicated), "duplicated {duplicated}");
+    }
+
+    #[test]
+    fn messages_between_datacenters_take_the_wan_latency_and_local_ones_do_not() {
+        let mut net = network(3);
+        net.set_datacenters(&[0, 0, 1]);
+        let config = NetworkConfig::default();
+        for _ in 0..200 {
+            let local = net.route(Instant::ZERO, 0, 1)[0].expect("delivered");
+            assert!(local <= Instant::ZERO + config.latency_base + config.latency_jitter);
+            let far = net.route(Instant::ZERO, 0, 2)[0].expect("delivered");
+            assert!(far >= Instant::ZERO + config.wan_latency_min, "{far}");
+            let back = net.route(Instant::ZERO, 2, 1)[0].expect("delivered");
+            assert!(back >= Instant::ZERO + config.wan_latency_min, "{back}");
+        }
     }
 
     #[test]

@@ -162,6 +162,10 @@ pub struct RunStats {
     pub sync_failures: u64,
     /// Power losses (every running node crashed at once).
     pub power_losses: u64,
+    /// Datacenter power losses (every running node of one datacenter crashed at once).
+    pub dc_power_losses: u64,
+    /// Rack losses (every node of one rack crashed at once).
+    pub rack_losses: u64,
     /// Bits flipped at rest.
     pub bit_flips: u64,
     /// Snapshots taken of a node's store (for a later restore).
@@ -244,8 +248,8 @@ impl std::fmt::Display for Report {
         writeln!(
             f,
             "  faults: {} msgs sent, {} dropped, {} duplicated; {} crashes ({} clean), {} \
-             partitions, {} clogs, {} clock jumps, {} disk failures, {} power losses, {} bit \
-             flips, {} disk restarts, {} rebuilding starts, {} start retries; buggify sites \
+             partitions, {} clogs, {} clock jumps, {} disk failures, {} power losses, {} dc power \
+             losses, {} rack losses, {} bit flips, {} disk restarts, {} rebuilding starts, {} start retries; buggify sites \
              fired: {}",
             s.messages_sent,
             s.messages_dropped,
@@ -257,6 +261,8 @@ impl std::fmt::Display for Report {
             s.clock_jumps,
             s.disk_failures,
             s.power_losses,
+            s.dc_power_losses,
+            s.rack_losses,
             s.bit_flips,
             s.disk_restarts,
             s.rebuilding_starts,

@@ -86,6 +86,7 @@ mod tests {
             final_state: &final_state,
             views: &[],
             expected_members: &[],
+            topology: &crate::checkers::TopologyView::default(),
             params: params(),
         };
         check(input, &Analysis::new(history))

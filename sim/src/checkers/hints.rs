@@ -55,6 +55,7 @@ mod tests {
             final_state: &final_state,
             views: &views,
             expected_members: &[],
+            topology: &crate::checkers::TopologyView::default(),
             params: params(),
         };
         check(input, &Analysis::new(&history))

@@ -83,6 +83,7 @@ mod tests {
             final_state: &FinalState::new(),
             views: &[],
             expected_members: &[],
+            topology: &crate::checkers::TopologyView::default(),
             params,
         };
         check(input, &Analysis::new(history))

@@ -65,6 +65,7 @@ mod tests {
             final_state,
             views: &[],
             expected_members: &[],
+            topology: &crate::checkers::TopologyView::default(),
             params: params(),
         };
         check(input, &Analysis::new(history))

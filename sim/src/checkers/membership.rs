@@ -121,6 +121,7 @@ mod tests {
             final_state: &final_state,
             views,
             expected_members: expected,
+            topology: &crate::checkers::TopologyView::default(),
             params,
         };
         check(input, &Analysis::new(&history))

@@ -17,6 +17,7 @@ pub mod linearizable;
 pub mod liveness;
 pub mod lost_writes;
 pub mod membership;
+pub mod placement;
 pub mod read_after_write;
 pub mod recovery;
 pub mod resurrection;
@@ -24,10 +25,11 @@ pub mod values_written;
 
 use std::collections::BTreeMap;
 
+use ringkv_core::placement::Location;
 use ringkv_core::version::Versioned;
 use ringkv_core::{ConflictMode, Consistency, Instant, Key, NodeId, Value};
 
-use crate::history::{History, OpIndex, OpRequest};
+use crate::history::{History, OpIndex, OpRecord, OpRequest};
 
 /// Most violations one checker reports; the first few tell the story.
 pub const VIOLATIONS_PER_CHECKER_MAX: usize = 10;
@@ -127,6 +129,92 @@ impl CheckParams {
     }
 }
 
+/// Where the run's nodes stood, for the checkers that depend on datacenters and racks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopologyView {
+    /// Every node's location; empty without a topology (every node at the default location,
+    /// and the checkers judge as they did before topologies).
+    pub locations: BTreeMap<NodeId, Location>,
+    /// The keyspace's replicas per datacenter (empty: N over the whole cluster).
+    pub replicas_per_dc: BTreeMap<String, usize>,
+}
+
+impl TopologyView {
+    /// The datacenter of `node` (the default one for a node with no declared location).
+    pub fn datacenter_of(&self, node: NodeId) -> &str {
+        self.locations
+            .get(&node)
+            .map_or(ringkv_core::placement::DATACENTER_DEFAULT, |spot| spot.datacenter.as_str())
+    }
+}
+
+/// What a consistency level demands of the replicas that acknowledge (or answer): at least
+/// `per_dc[d]` of datacenter `d`'s replicas and at least `total` over all of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Demand {
+    /// Least count per datacenter.
+    pub per_dc: BTreeMap<String, usize>,
+    /// Least count over every replica.
+    pub total: usize,
+}
+
+impl Demand {
+    /// The demand of `consistency` used from `local` (the coordinator's datacenter) on a key
+    /// with `replicas[d]` replicas in datacenter `d`, as `ringkv_core::placement::quorums_for`
+    /// counts it. `None` when the level cannot be served there.
+    pub fn of(
+        consistency: Consistency,
+        local: &str,
+        replicas: &BTreeMap<String, usize>,
+    ) -> Option<Demand> {
+        let replicas_n: usize = replicas.values().sum();
+        let mut demand = Demand::default();
+        match consistency {
+            Consistency::LocalOne | Consistency::LocalQuorum => {
+                let here = *replicas.get(local).filter(|count| **count > 0)?;
+                let required = if consistency == Consistency::LocalOne { 1 } else { here / 2 + 1 };
+                demand.per_dc.insert(local.to_string(), required);
+            }
+            Consistency::EachQuorum => {
+                for (datacenter, count) in replicas.iter().filter(|(_, count)| **count > 0) {
+                    demand.per_dc.insert(datacenter.clone(), count / 2 + 1);
+                }
+            }
+            _ => demand.total = consistency.required(replicas_n).ok()?,
+        }
+        Some(demand)
+    }
+
+    fn floor(&self) -> usize {
+        self.total.max(self.per_dc.values().sum())
+    }
+}
+
+/// Whether every replica set meeting `write` intersects every set meeting `read`, over a key
+/// with `replicas[d]` replicas in datacenter `d`.
+///
+/// Disjoint sets exist exactly when (a) in every datacenter `w_d + r_d <= n_d`, and (b)
+/// `max(W, sum w_d) + max(R, sum r_d) <= N`: choose the write's share `a_d` in `[w_d, n_d -
+/// r_d]` per datacenter and give the read all the rest; the sum of the `a_d` sweeps every
+/// integer in `[sum w_d, N - sum r_d]`, so one meets both totals iff (b). Strict is the
+/// negation. So LOCAL_QUORUM after LOCAL_QUORUM is strict in the same datacenter only;
+/// LOCAL_QUORUM after EACH_QUORUM (or ALL) is strict anywhere; QUORUM over two datacenters
+/// with a LOCAL_QUORUM read is not (3 + 1 of 3 + 3 written, the read's 2 are the other two);
+/// without a topology this is R + W > N.
+pub fn quorums_intersect(
+    write: &Demand,
+    read: &Demand,
+    replicas: &BTreeMap<String, usize>,
+) -> bool {
+    let replicas_n: usize = replicas.values().sum();
+    let squeezed = replicas.iter().any(|(datacenter, count)| {
+        let w = write.per_dc.get(datacenter).copied().unwrap_or(0);
+        let r = read.per_dc.get(datacenter).copied().unwrap_or(0);
+        w + r > *count
+    });
+    squeezed || write.floor() + read.floor() > replicas_n
+}
+
 /// Everything a checker reads.
 #[derive(Debug, Clone, Copy)]
 pub struct CheckInput<'a> {
@@ -139,14 +227,59 @@ pub struct CheckInput<'a> {
     /// The membership the run should end with: the founding nodes plus those that joined,
     /// minus those decommissioned or removed.
     pub expected_members: &'a [NodeId],
+    /// Where the nodes stood.
+    pub topology: &'a TopologyView,
     /// The run's parameters.
     pub params: CheckParams,
+}
+
+impl CheckInput<'_> {
+    /// Whether `read` (of `key`) must see `write`: their levels' quorums intersect (see
+    /// [`quorums_intersect`]), counted in the datacenters of the nodes the clients sent them
+    /// to (a local write is forwarded only to a replica of its own datacenter). Without a
+    /// topology: R + W > N, [`CheckParams::is_strict`].
+    pub fn is_strict(&self, key: &Key, read: &OpRecord, write: &OpRecord) -> bool {
+        if self.topology.locations.is_empty() {
+            return self.params.is_strict(read.consistency(), write.consistency());
+        }
+        let read = (read.consistency(), self.topology.datacenter_of(read.node));
+        let write = (write.consistency(), self.topology.datacenter_of(write.node));
+        self.is_strict_between(key, read, write)
+    }
+
+    /// Whether a read at `read` (level, coordinator's datacenter) of `key` must see a write at
+    /// `write`; see [`CheckInput::is_strict`].
+    pub fn is_strict_between(
+        &self,
+        key: &Key,
+        read: (Consistency, &str),
+        write: (Consistency, &str),
+    ) -> bool {
+        if self.params.sloppy_quorum {
+            return false;
+        }
+        // The key's replicas per datacenter, from the final ring: the ring the run ended with
+        // (a key's counts change only while a datacenter is short of its replicas).
+        let Some(state) = self.final_state.get(key) else {
+            return false;
+        };
+        let mut replicas: BTreeMap<String, usize> = BTreeMap::new();
+        for owner in &state.owners {
+            *replicas.entry(self.topology.datacenter_of(*owner).to_string()).or_default() += 1;
+        }
+        let write = Demand::of(write.0, write.1, &replicas);
+        let read = Demand::of(read.0, read.1, &replicas);
+        match (write, read) {
+            (Some(write), Some(read)) => quorums_intersect(&write, &read, &replicas),
+            _ => false,
+        }
+    }
 }
 
 /// Runs every checker.
 pub fn check_all(input: CheckInput<'_>) -> Vec<Violation> {
     let analysis = Analysis::new(input.history);
-    let checks: [fn(CheckInput<'_>, &Analysis) -> Vec<Violation>; 12] = [
+    let checks: [fn(CheckInput<'_>, &Analysis) -> Vec<Violation>; 13] = [
         values_written::check,
         lost_writes::check,
         read_after_write::check,
@@ -159,6 +292,7 @@ pub fn check_all(input: CheckInput<'_>) -> Vec<Violation> {
         linearizable::check,
         flushes::check,
         recovery::check,
+        placement::check,
     ];
     checks
         .iter()
@@ -357,5 +491,38 @@ pub(crate) mod fixtures {
 
     pub fn ok() -> OpOutcome {
         OpOutcome::Ok { reads: Vec::new() }
+    }
+}
+
+#[cfg(test)]
+mod strictness_tests {
+    use super::*;
+
+    fn strict(write: (Consistency, &str), read: (Consistency, &str), n: &[(&str, usize)]) -> bool {
+        let replicas: BTreeMap<String, usize> =
+            n.iter().map(|(dc, count)| (dc.to_string(), *count)).collect();
+        let write = Demand::of(write.0, write.1, &replicas).expect("servable");
+        let read = Demand::of(read.0, read.1, &replicas).expect("servable");
+        quorums_intersect(&write, &read, &replicas)
+    }
+
+    #[test]
+    fn local_quorums_intersect_within_one_datacenter_only() {
+        use Consistency::*;
+        let two = [("east", 3), ("west", 3)];
+        assert!(strict((LocalQuorum, "east"), (LocalQuorum, "east"), &two));
+        assert!(!strict((LocalQuorum, "east"), (LocalQuorum, "west"), &two));
+        assert!(strict((EachQuorum, "east"), (LocalQuorum, "west"), &two));
+        assert!(strict((All, "east"), (LocalOne, "west"), &two));
+        assert!(!strict((Quorum, "east"), (LocalQuorum, "west"), &two));
+        assert!(strict((Quorum, "east"), (Quorum, "west"), &two));
+        assert!(!strict((LocalOne, "east"), (EachQuorum, "west"), &two));
+        assert!(strict((LocalQuorum, "east"), (EachQuorum, "west"), &two));
+        // One datacenter: R + W > N, as before topologies.
+        let one = [("dc1", 3)];
+        assert!(strict((Quorum, "dc1"), (Quorum, "dc1"), &one));
+        assert!(!strict((One, "dc1"), (Quorum, "dc1"), &one));
+        assert!(strict((All, "dc1"), (One, "dc1"), &one));
+        assert!(strict((LocalQuorum, "dc1"), (Quorum, "dc1"), &one));
     }
 }

@@ -31,7 +31,7 @@ pub fn check(input: CheckInput<'_>, analysis: &Analysis) -> Vec<Violation> {
                 continue;
             }
             let later_reads = reads_after(history, reads.get(key), acked_at)
-                .filter(|(_, read, _)| input.params.is_strict(read.consistency(), op.consistency()))
+                .filter(|(_, read, _)| input.is_strict(key, read, op))
                 .take(READS_PER_WRITE_MAX);
             for (read_index, later, _) in later_reads {
                 let seen = later.values_read(key).unwrap_or_default();
@@ -81,6 +81,7 @@ mod tests {
             final_state: &final_state,
             views: &[],
             expected_members: &[],
+            topology: &crate::checkers::TopologyView::default(),
             params: params(),
         };
         check(input, &Analysis::new(history))

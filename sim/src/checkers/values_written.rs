@@ -68,6 +68,7 @@ mod tests {
             final_state: &FinalState::new(),
             views: &[],
             expected_members: &[],
+            topology: &crate::checkers::TopologyView::default(),
             params: params(),
         };
         check(input, &Analysis::new(history))

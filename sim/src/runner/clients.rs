@@ -22,7 +22,21 @@ impl<D: SimDisk> Runner<D> {
         };
         state.follow_up = follow_up;
         // Clients spread over the members; a node that left (or is being removed) gets none.
-        let coordinators = active_indexes(&self.slots);
+        // With a topology, client c is attached to datacenter c mod the datacenter count and
+        // talks to its members only (to any member while its datacenter has none yet).
+        let mut coordinators = active_indexes(&self.slots);
+        if let Some(topology) = &self.config.topology {
+            let home = client % topology.datacenters.len();
+            let local: Vec<usize> = coordinators
+                .iter()
+                .copied()
+                .filter(|index| self.locations[*index].datacenter_index == home)
+                .collect();
+            if !local.is_empty() {
+                coordinators = local;
+            }
+        }
+        let state = &mut self.clients[client];
         let node = coordinators[state.rng().random_range(0..coordinators.len())];
         let is_batch_write = matches!(request, ringkv_core::ClientRequest::MSet { .. });
         let op = self.history.invoke(client, node_id(node), record, self.now, false);

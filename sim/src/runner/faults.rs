@@ -1,4 +1,6 @@
-//! Injecting the drawn faults: partitions, crashes, clogs, clock jumps, disk failures, suspicions, clean restarts, power losses, bit flips and restores.
+//! Injecting the drawn faults: partitions, crashes, clogs, clock jumps, disk failures,
+//! suspicions, clean restarts, power losses, bit flips, restores, and with a topology
+//! datacenter partitions, datacenter power losses and rack losses.
 //!
 //! Part of [`Runner`](super::Runner): an `impl` block of its own, split out of `runner.rs`
 //! along its seams; the state stays in `Runner`.
@@ -169,6 +171,62 @@ impl<D: SimDisk> Runner<D> {
                     }
                 }
             }
+            FaultKind::DcPartition => self.inject_dc_partition(position),
+            FaultKind::DcPowerLoss => {
+                let datacenters = self.datacenters_with(&members);
+                if !datacenters.is_empty() {
+                    let rng = &mut self.fault_rngs[position];
+                    let victim_dc = datacenters[rng.random_range(0..datacenters.len())];
+                    self.stats.dc_power_losses += 1;
+                    let dc_name = self
+                        .config
+                        .topology
+                        .as_ref()
+                        .map(|t| t.datacenters[victim_dc].name.clone())
+                        .unwrap_or_default();
+                    self.trace.record(self.now, None, 25, victim_dc as u64, || {
+                        format!("DATACENTER POWER LOSS: {dc_name}")
+                    });
+                    for victim in members.iter().copied() {
+                        if self.datacenter_index(victim) == victim_dc
+                            && self.slots[victim].node.is_some()
+                        {
+                            let down_ms = self.fault_rngs[position].random_range(200..=3_000);
+                            self.crash(victim, "dc power loss");
+                            let restart = Duration::from_millis(down_ms);
+                            self.schedule(restart, Event::Restart { node: victim });
+                        }
+                    }
+                }
+            }
+            FaultKind::RackLoss => {
+                // One rack at a time, and none while any member is down: a rack is one
+                // replica of each key (placement spreads over racks), and stacking it on other
+                // outages would test a loss N does not promise to survive.
+                let racks: Vec<ringkv_core::placement::Location> = members
+                    .iter()
+                    .map(|index| self.location(*index))
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                let all_up = members.iter().all(|index| self.slots[*index].node.is_some());
+                let rng = &mut self.fault_rngs[position];
+                let rack = racks[rng.random_range(0..racks.len())].clone();
+                let down_ms = rng.random_range(500..=3_000);
+                if all_up && racks.len() > 1 {
+                    self.stats.rack_losses += 1;
+                    self.trace.record(self.now, None, 26, down_ms, || {
+                        format!("RACK LOSS: {}/{} for {down_ms} ms", rack.datacenter, rack.rack)
+                    });
+                    for victim in members.iter().copied() {
+                        if self.location(victim) == rack {
+                            self.crash(victim, "rack loss");
+                            let restart = Duration::from_millis(down_ms);
+                            self.schedule(restart, Event::Restart { node: victim });
+                        }
+                    }
+                }
+            }
             FaultKind::Suspicion => {
                 let rng = &mut self.fault_rngs[position];
                 let observer = members[rng.random_range(0..n)];
@@ -210,6 +268,37 @@ impl<D: SimDisk> Runner<D> {
         }
         let rng = &mut self.fault_rngs[position];
         Some(running[rng.random_range(0..running.len())])
+    }
+
+    /// The datacenter indexes holding at least one of `members`, in order.
+    pub(super) fn datacenters_with(&self, members: &[usize]) -> Vec<usize> {
+        let held: BTreeSet<usize> =
+            members.iter().map(|index| self.datacenter_index(*index)).collect();
+        held.into_iter().collect()
+    }
+
+    /// Cuts one datacenter (drawn among those with members) from all the others, both ways;
+    /// healed after 1..4 s unless another partition replaces it first.
+    pub(super) fn inject_dc_partition(&mut self, position: usize) {
+        let members = active_indexes(&self.slots);
+        let datacenters = self.datacenters_with(&members);
+        let rng = &mut self.fault_rngs[position];
+        let drawn = rng.random_range(0..datacenters.len().max(1));
+        let heal_ms = rng.random_range(1_000..=4_000);
+        if datacenters.len() < 2 {
+            return;
+        }
+        let cut = datacenters[drawn];
+        let side: Vec<usize> =
+            members.iter().copied().filter(|index| self.datacenter_index(*index) == cut).collect();
+        let shape = PartitionShape::Split { side };
+        self.partition_generation += 1;
+        self.stats.partitions += 1;
+        let generation = self.partition_generation;
+        self.trace.record(self.now, None, 14, generation, || format!("dc partition {shape:?}"));
+        self.network.partition(&shape);
+        self.note(FaultEventKind::Partition { shape });
+        self.schedule(Duration::from_millis(heal_ms), Event::HealPartition { generation });
     }
 
     pub(super) fn inject_partition(&mut self, position: usize) {

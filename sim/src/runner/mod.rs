@@ -53,7 +53,7 @@ use ringkv_core::{
 };
 
 use crate::checkers::{
-    check_all, CheckInput, CheckParams, FinalKey, FinalState, NodeView, Violation,
+    check_all, CheckInput, CheckParams, FinalKey, FinalState, NodeView, TopologyView, Violation,
 };
 use crate::clock::NodeClock;
 use crate::config::SimConfig;
@@ -65,6 +65,7 @@ use crate::queue::{EventQueue, Scheduled};
 use crate::report::{FaultEvent, FaultEventKind, OutcomeCounts, Report, RunStats};
 use crate::schedule::{ForcedPartition, ScheduledEvent, TimedEvent};
 use crate::seed::{child_rng, child_seed, exponential};
+use crate::topology::SlotLocation;
 use crate::trace::Trace;
 use crate::workload::{ClientState, FollowUp, KeyChooser};
 
@@ -260,6 +261,9 @@ struct Runner<D: SimDisk> {
     violations: Vec<Violation>,
     /// The faults as applied, for the report (never read by the run itself).
     faults: Vec<FaultEvent>,
+    /// Each slot's datacenter and rack; empty without a topology (every node at the core's
+    /// default location).
+    locations: Vec<SlotLocation>,
 }
 
 impl<D: SimDisk> Runner<D> {
@@ -278,6 +282,18 @@ impl<D: SimDisk> Runner<D> {
             .collect();
         let mut node_config = config.node.clone();
         node_config.members = (0..n).map(node_id).collect();
+        let locations = config.topology.as_ref().map(|t| t.slot_locations()).unwrap_or_default();
+        if !locations.is_empty() {
+            // Every node knows every slot's location from the start, the joiners' too, so all
+            // place replicas alike before gossip has spoken.
+            node_config.locations = locations
+                .iter()
+                .enumerate()
+                .map(|(index, slot)| (node_id(index), slot.location.clone()))
+                .collect();
+            let datacenters: Vec<usize> = locations.iter().map(|s| s.datacenter_index).collect();
+            network.set_datacenters(&datacenters);
+        }
         let mut slots: Vec<Slot<D>> = (0..slots_count)
             .map(|index| Slot {
                 node: None,
@@ -330,6 +346,7 @@ impl<D: SimDisk> Runner<D> {
             events_processed: 0,
             violations: Vec::new(),
             faults: Vec::new(),
+            locations,
             config: config.clone(),
         }
     }
@@ -472,6 +489,18 @@ fn initial_clock(plan: &FaultPlan, rng: &mut ChaCha8Rng) -> NodeClock {
 /// among these, in slot order.
 fn active_indexes<D: SimDisk>(slots: &[Slot<D>]) -> Vec<usize> {
     (0..slots.len()).filter(|index| slots[*index].role.is_active()).collect()
+}
+
+impl<D: SimDisk> Runner<D> {
+    /// The location of slot `index` (the core's default without a topology).
+    fn location(&self, index: usize) -> ringkv_core::placement::Location {
+        self.locations.get(index).map(|slot| slot.location.clone()).unwrap_or_default()
+    }
+
+    /// The datacenter index of slot `index` (0 without a topology).
+    fn datacenter_index(&self, index: usize) -> usize {
+        self.locations.get(index).map_or(0, |slot| slot.datacenter_index)
+    }
 }
 
 /// The id of node `index` (ids start at 1).

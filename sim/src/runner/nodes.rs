@@ -151,6 +151,10 @@ impl<D: SimDisk> Runner<D> {
         slot.supervised = false;
         let mut config = self.node_config.clone();
         config.join = slot.join;
+        if let Some(spot) = self.locations.get(index) {
+            config.datacenter = spot.location.datacenter.clone();
+            config.rack = spot.location.rack.clone();
+        }
         match Node::new(config, node_id(index), seed, self.now, disk) {
             Ok(node) => {
                 self.stats.rebuilding_starts += u64::from(node.is_rebuilding());

@@ -111,11 +111,18 @@ impl<D: SimDisk> Runner<D> {
         let views = self.membership_views();
         let expected_members = self.expected_members();
         self.stats.final_members = expected_members.clone();
+        let topology = TopologyView {
+            locations: (0..self.locations.len())
+                .map(|index| (node_id(index), self.location(index)))
+                .collect(),
+            replicas_per_dc: self.config.node.keyspace.replicas_per_dc.clone(),
+        };
         let input = CheckInput {
             history: &self.history,
             final_state: &final_state,
             views: &views,
             expected_members: &expected_members,
+            topology: &topology,
             params,
         };
         let mut violations = std::mem::take(&mut self.violations);
@@ -177,8 +184,14 @@ impl<D: SimDisk> Runner<D> {
     }
 
     pub(super) fn collect_final_state(&mut self) -> FinalState {
-        // The final owners: the ring of the expected membership (every node weighs 1).
-        let ring = Ring::with_members(self.node_config.vnodes_per_node, self.expected_members());
+        // The final owners: the ring of the expected membership (every node weighs 1), placed
+        // by datacenter and rack as the nodes place it.
+        let mut ring = Ring::new(self.node_config.vnodes_per_node);
+        ring.set_replicas_per_dc(self.node_config.keyspace.replicas_per_dc.clone());
+        for member in self.expected_members() {
+            let index = member.0 as usize - 1;
+            ring.add_at(member, 1, self.location(index));
+        }
         let replicas_n = self.node_config.keyspace.replicas_n;
         let mode = self.node_config.keyspace.conflict_mode;
         let wall = NodeClock::default().wall(self.now);
