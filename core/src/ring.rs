@@ -16,7 +16,9 @@
 //! count. Within a group a node is taken when its rack has not yet given a replica; one whose
 //! rack already has is set aside, and the set-aside nodes are taken in walk order once every
 //! rack of the group has given one. So replicas land on as many racks as exist, and with a
-//! single rack the walk is the plain clockwise one. The order is a prefix order: the first `n`
+//! single rack the walk is the plain clockwise one. As in Cassandra, racks should hold equal
+//! numbers of nodes: a node on a small rack holds more than its share, and the first node of a
+//! new rack is a replica of every range while a group has fewer racks than replicas. The order is a prefix order: the first `n`
 //! of a longer list are the list for `n`, and a list stays constant over each arc.
 //!
 //! Invariants: every token maps to a member; every member with weight > 0 has exactly its
@@ -196,12 +198,12 @@ impl Ring {
         self.weights.contains_key(&node)
     }
 
-    /// The first `replicas_n` members of the preference order from `token` (fewer when the
-    /// ring has fewer members): the key's replicas placed by datacenter and rack (module
-    /// docs), then every other member clockwise.
+    /// The key's first `replicas_n` replicas from `token`, placed by datacenter and rack
+    /// (module docs): fewer when the ring (or, with per-datacenter counts, a datacenter) has
+    /// fewer members.
     pub fn preference_list_for_token(&self, token: Token, replicas_n: usize) -> Vec<NodeId> {
         if !self.plain {
-            return self.placed_list(token, replicas_n);
+            return self.placed_list(token, replicas_n, false);
         }
         let mut replicas = Vec::with_capacity(replicas_n);
         let clockwise = self.tokens.range(token..).chain(self.tokens.range(..token));
@@ -217,13 +219,24 @@ impl Ring {
         replicas
     }
 
-    /// The rack-aware walk: replicas group by group (module docs), then the rest clockwise.
-    fn placed_list(&self, token: Token, replicas_n: usize) -> Vec<NodeId> {
+    /// Every member in preference order from the key: its replicas, then every other member in
+    /// walk order (where a write looks for fallbacks).
+    pub fn preference_order(&self, key: &[u8]) -> Vec<NodeId> {
+        let token = Ring::key_token(key);
+        if self.plain {
+            return self.preference_list_for_token(token, self.weights.len());
+        }
+        self.placed_list(token, self.weights.len(), true)
+    }
+
+    /// The rack-aware walk: replicas group by group (module docs), then, with `then_rest`, the
+    /// other members in walk order.
+    fn placed_list(&self, token: Token, replicas_n: usize, then_rest: bool) -> Vec<NodeId> {
         struct Group<'a> {
             wanted: usize,
             taken: usize,
             racks_total: usize,
-            racks_seen: BTreeSet<&'a str>,
+            racks_seen: BTreeSet<(&'a str, &'a str)>,
             set_aside: Vec<NodeId>,
         }
         let per_dc = !self.replicas_per_dc.is_empty();
@@ -269,8 +282,8 @@ impl Ring {
         let clockwise = self.tokens.range(token..).chain(self.tokens.range(..token));
         for (_, node) in clockwise {
             // Past the replicas the rest follow in walk order, so stop early only when the
-            // replicas alone fill the list.
-            if chosen.len() >= replicas_n {
+            // replicas alone fill the list or no rest is wanted and every group is full.
+            if chosen.len() >= replicas_n || (!then_rest && chosen.len() == wanted_total) {
                 break;
             }
             if walked.contains(node) {
@@ -283,7 +296,8 @@ impl Ring {
             if group.taken == group.wanted {
                 continue;
             }
-            let rack = self.location(*node).rack.as_str();
+            let location = self.location(*node);
+            let rack = (location.datacenter.as_str(), location.rack.as_str());
             let all_seen = group.racks_seen.len() == group.racks_total;
             if all_seen || crate::planted!(PlacementIgnoresRacks) {
                 group.taken += 1;
@@ -313,7 +327,7 @@ impl Ring {
                 }
             }
         }
-        for node in walked {
+        for node in walked.into_iter().filter(|_| then_rest) {
             if chosen.len() >= replicas_n {
                 break;
             }
@@ -437,6 +451,7 @@ fn arc_contains(start_exclusive: Token, end_inclusive: Token, token: Token) -> b
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     fn nodes(count: u32) -> Vec<NodeId> {
         (0..count).map(NodeId).collect()
@@ -490,5 +505,162 @@ mod tests {
         for token in [0u64, 1, u64::MAX, 12345678901234] {
             assert_eq!(ranges.iter().filter(|range| range.contains(token)).count(), 1);
         }
+    }
+
+    /// A random topology: up to 3 datacenters of up to 3 racks, 1..=12 nodes placed at random.
+    fn topology() -> impl proptest::strategy::Strategy<Value = Vec<Location>> {
+        use proptest::prelude::*;
+        proptest::collection::vec((0..3u8, 0..3u8), 1..=12).prop_map(|spots| {
+            spots
+                .into_iter()
+                .map(|(dc, rack)| Location::new(format!("dc{dc}"), format!("r{rack}")))
+                .collect()
+        })
+    }
+
+    fn ring_of(locations: &[Location], per_dc: &BTreeMap<String, usize>) -> Ring {
+        let mut ring = Ring::new(16);
+        ring.set_replicas_per_dc(per_dc.clone());
+        for (index, location) in locations.iter().enumerate() {
+            ring.add_at(NodeId(index as u32), 1, location.clone());
+        }
+        ring
+    }
+
+    /// Checks one preference list against its group: distinct nodes, the group's count (capped
+    /// by its members) and as many racks as the group has, up to its count.
+    fn check_group(ring: &Ring, list: &[NodeId], group: &[NodeId], wanted: usize) {
+        let picked: Vec<NodeId> =
+            list.iter().copied().filter(|node| group.contains(node)).collect();
+        assert_eq!(picked.len(), wanted.min(group.len()), "{list:?} of group {group:?}");
+        let racks_total: BTreeSet<&Location> =
+            group.iter().map(|node| ring.location(*node)).collect();
+        let racks_used: BTreeSet<&Location> =
+            picked.iter().map(|node| ring.location(*node)).collect();
+        assert_eq!(racks_used.len(), racks_total.len().min(picked.len()), "racks of {list:?}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn replicas_are_distinct_and_spread_over_racks(
+            locations in topology(),
+            replicas_n in 1usize..5,
+            counts in proptest::collection::vec(0usize..4, 3),
+            per_dc_mode: bool,
+        ) {
+            let per_dc: BTreeMap<String, usize> = if per_dc_mode {
+                counts.iter().enumerate().map(|(dc, count)| (format!("dc{dc}"), *count)).collect()
+            } else {
+                BTreeMap::new()
+            };
+            let ring = ring_of(&locations, &per_dc);
+            let total = if per_dc_mode { counts.iter().sum() } else { replicas_n };
+            for key in 0..200u32 {
+                let key = key.to_le_bytes();
+                let list = ring.preference_list(&key, total);
+                let distinct: BTreeSet<NodeId> = list.iter().copied().collect();
+                proptest::prop_assert_eq!(distinct.len(), list.len());
+                if per_dc_mode {
+                    for (dc, count) in &per_dc {
+                        check_group(&ring, &list, &ring.datacenter_members(dc), *count);
+                    }
+                } else {
+                    let everyone: Vec<NodeId> = ring.members().collect();
+                    check_group(&ring, &list, &everyone, replicas_n);
+                }
+                // The order for fallbacks starts with the replicas and names every member once.
+                let order = ring.preference_order(&key);
+                proptest::prop_assert_eq!(&order[..list.len()], &list[..]);
+                proptest::prop_assert_eq!(order.len(), ring.members_count());
+                // Prefix order: fewer replicas are a prefix of more.
+                if !list.is_empty() {
+                    proptest::prop_assert_eq!(&ring.preference_list(&key, 1)[..], &list[..1]);
+                }
+            }
+        }
+
+        #[test]
+        fn adding_a_node_moves_only_ranges_it_takes(
+            locations in topology(),
+            new_spot in (0..3u8, 0..3u8),
+            replicas_n in 1usize..4,
+        ) {
+            let before = ring_of(&locations, &BTreeMap::new());
+            let mut after = before.clone();
+            let new_node = NodeId(locations.len() as u32);
+            after.add_at(new_node, 1, Location::new(format!("dc{}", new_spot.0), format!("r{}", new_spot.1)));
+            let mut moved_width = 0f64;
+            for range in before.moves_to(&after, replicas_n) {
+                // Only ranges the new node takes move.
+                proptest::prop_assert_eq!(range.gained_by(), vec![new_node], "{:?}", range);
+                moved_width += range.end_inclusive.wrapping_sub(range.start_exclusive) as f64;
+            }
+            // The new node takes about its share when its rack exists already: its rack's
+            // share of the replicas (N of R racks, at least one) split over the rack's nodes,
+            // with room for the spread of 16 vnodes per node. (The first node of a new rack is
+            // a replica of every range while the racks are fewer than N: see the module docs.)
+            let spot = after.location(new_node).clone();
+            let same_rack = after.members().filter(|node| *after.location(*node) == spot).count();
+            let racks: BTreeSet<&Location> = after.members().map(|node| after.location(node)).collect();
+            if same_rack > 1 {
+                let share = moved_width / 2f64.powi(64);
+                let rack_share = (replicas_n as f64 / racks.len() as f64).max(1.0);
+                let bound = (3.0 * rack_share / same_rack as f64).min(1.0);
+                proptest::prop_assert!(share <= bound + 1e-9, "moved {share} of the ring, bound {bound}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_first_node_of_a_new_rack_replicates_everything_while_racks_are_fewer_than_n() {
+        let locations: Vec<Location> = (0..6)
+            .map(|index| Location::new("dc1", if index % 2 == 0 { "a" } else { "b" }))
+            .collect();
+        let before = ring_of(&locations, &BTreeMap::new());
+        let mut after = before.clone();
+        after.add_at(NodeId(6), 1, Location::new("dc1", "c"));
+        for key in 0..200u32 {
+            assert!(after.preference_list(&key.to_le_bytes(), 3).contains(&NodeId(6)));
+        }
+    }
+
+    #[test]
+    fn per_datacenter_counts_and_racks_on_a_fixed_topology() {
+        let locations: Vec<Location> = [
+            ("east", "a"),
+            ("east", "a"),
+            ("east", "b"),
+            ("east", "c"),
+            ("west", "a"),
+            ("west", "b"),
+            ("west", "b"),
+        ]
+        .iter()
+        .map(|(dc, rack)| Location::new(*dc, *rack))
+        .collect();
+        let per_dc: BTreeMap<String, usize> =
+            [("east".to_string(), 3), ("west".to_string(), 2)].into();
+        let ring = ring_of(&locations, &per_dc);
+        for key in 0..500u32 {
+            let list = ring.preference_list(&key.to_le_bytes(), 5);
+            assert_eq!(list.len(), 5);
+            let east: Vec<&Location> = list
+                .iter()
+                .map(|node| ring.location(*node))
+                .filter(|spot| spot.datacenter == "east")
+                .collect();
+            let east_racks: BTreeSet<&str> = east.iter().map(|spot| spot.rack.as_str()).collect();
+            assert_eq!((east.len(), east_racks.len()), (3, 3), "{list:?}");
+            let west_racks: BTreeSet<&str> = list
+                .iter()
+                .map(|node| ring.location(*node))
+                .filter(|spot| spot.datacenter == "west")
+                .map(|spot| spot.rack.as_str())
+                .collect();
+            assert_eq!(west_racks.len(), 2, "{list:?}");
+        }
+        // One rack everywhere and no per-DC counts: the plain clockwise walk.
+        let plain = Ring::with_members(16, nodes(5));
+        assert!(plain.plain);
     }
 }

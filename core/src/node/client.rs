@@ -115,7 +115,8 @@ impl<S: Storage> Node<S> {
                         .copied()
                         .filter(|node| !quorum.nodes.contains(node))
                         .filter(|node| {
-                            topology_blind || datacenters.contains(future.location(*node).datacenter.as_str())
+                            topology_blind
+                                || datacenters.contains(future.location(*node).datacenter.as_str())
                         })
                         .collect();
                     quorum.nodes.extend(extra);
@@ -316,11 +317,8 @@ impl<S: Storage> Node<S> {
         let fallbacks: Vec<(NodeId, NodeId)> = if down_owners.is_empty() {
             Vec::new()
         } else {
-            let beyond = self
-                .ring
-                .preference_list(key, self.ring.members_count())
-                .into_iter()
-                .filter(|node| !replicas.contains(node));
+            let beyond =
+                self.ring.preference_order(key).into_iter().filter(|node| !replicas.contains(node));
             beyond.filter(|node| !self.is_down(*node)).zip(down_owners.iter().copied()).collect()
         };
         let counted = if self.config.keyspace.sloppy_quorum {
@@ -329,7 +327,11 @@ impl<S: Storage> Node<S> {
                     quorum.nodes.push(*fallback);
                 }
             }
-            replicas.iter().copied().chain(fallbacks.iter().map(|(fallback, _)| *fallback)).collect()
+            replicas
+                .iter()
+                .copied()
+                .chain(fallbacks.iter().map(|(fallback, _)| *fallback))
+                .collect()
         } else {
             replicas.clone()
         };

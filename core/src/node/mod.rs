@@ -39,8 +39,8 @@ use crate::hints::{decode_hint, encode_hint, hint_key, split_hint_key, Hint, Rep
 use crate::hlc::{HlcTimestamp, HybridClock};
 use crate::message::{ClientRequest, ClientResponse, OpId, PeerMessage, RequestId};
 use crate::paxos::{AcceptorState, PaxosConfig, Proposer, ProposerEnv, ProposerOutput};
-use crate::refill::{Refill, SliceOutcome};
 use crate::placement::{quorums_for, Location, Quorum};
+use crate::refill::{Refill, SliceOutcome};
 use crate::ring::{token_intervals, Ring, Token, VNODES_PER_WEIGHT_DEFAULT};
 use crate::storage::{
     data_key, data_key_token, data_scan_after, split_data_key, Space, Storage, WriteSeq,
@@ -190,7 +190,8 @@ impl NodeConfig {
             return location.clone();
         }
         if let Some(state) = gossiped.filter(|state| !state.datacenter.is_empty()) {
-            let rack = if state.rack.is_empty() { crate::placement::RACK_DEFAULT } else { &state.rack };
+            let rack =
+                if state.rack.is_empty() { crate::placement::RACK_DEFAULT } else { &state.rack };
             return Location::new(state.datacenter.clone(), rack);
         }
         Location::default()
