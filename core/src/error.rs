@@ -67,6 +67,15 @@ pub enum ClientError {
         /// Replicas per key.
         replicas_n: usize,
     },
+    /// A level counted in the coordinator's datacenter (`LOCAL_ONE`, `LOCAL_QUORUM`) asked of
+    /// a node whose datacenter holds no replica of the key.
+    #[error("consistency {consistency:?} needs replicas in datacenter {datacenter}, which holds none of this key")]
+    NoLocalReplicas {
+        /// Level asked for.
+        consistency: Consistency,
+        /// The coordinator's datacenter.
+        datacenter: String,
+    },
     /// A causal context could not be decoded.
     #[error("invalid causal context: {reason}")]
     InvalidContext {

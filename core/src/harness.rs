@@ -40,6 +40,12 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `config.members` with one millisecond of latency per message and automatic syncs.
     pub fn new(config: NodeConfig) -> Self {
+        Cluster::with_node_configs(config, BTreeMap::new())
+    }
+
+    /// Like [`Cluster::new`], with a config of its own for each node named in `per_node` (a
+    /// node's datacenter and rack, say); the others use `config`.
+    pub fn with_node_configs(config: NodeConfig, per_node: BTreeMap<NodeId, NodeConfig>) -> Self {
         let mut cluster = Cluster {
             nodes: BTreeMap::new(),
             crashed: BTreeMap::new(),
@@ -54,7 +60,7 @@ impl Cluster {
             next_request: 1,
             steps_max: 100_000,
             starts: 0,
-            node_configs: BTreeMap::new(),
+            node_configs: per_node,
             config,
         };
         for id in cluster.config.members.clone() {

@@ -76,7 +76,8 @@ pub fn quorums_for<'a>(
                 return Ok(vec![Quorum { nodes: replicas.to_vec(), required: required.max(1) }]);
             }
             if nodes.is_empty() {
-                return Err(ClientError::InvalidConsistency { consistency, replicas_n: 0 });
+                let datacenter = local.to_string();
+                return Err(ClientError::NoLocalReplicas { consistency, datacenter });
             }
             Ok(vec![Quorum { nodes, required }])
         }
