@@ -39,7 +39,7 @@ fn main() {
             let builder = Simulation::builder()
                 .seed(seed)
                 .faults(faults)
-                .keyspace(keyspace)
+                .keyspace(keyspace.clone())
                 .workload(workload.clone())
                 .trace_log(trace);
             if flag("--lsm") {
