@@ -72,22 +72,6 @@ impl NodeHandles {
         NodeHandles { by_db, db_by_name }
     }
 
-    /// Just one node, the default keyspace.
-    pub fn single(
-        node: NodeHandle,
-        replicas_n: usize,
-        consistency: (Consistency, Consistency),
-    ) -> Self {
-        NodeHandles::new(vec![KeyspaceHandle {
-            name: crate::config::DEFAULT_KEYSPACE_NAME.into(),
-            db: 0,
-            replicas_n,
-            read_consistency: consistency.0,
-            write_consistency: consistency.1,
-            node,
-        }])
-    }
-
     /// The default keyspace (db 0).
     pub fn default_keyspace(&self) -> &KeyspaceHandle {
         // `new` asserts that db 0 is present.
