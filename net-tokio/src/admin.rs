@@ -198,7 +198,7 @@ fn status_text(reply: &Value) -> Result<String, String> {
         .into_iter()
         .map(|entry| entry.replacen(':', " ", 1))
         .collect();
-    Ok(format!(
+    let mut text = format!(
         "node {} (epoch {}): {}, {}\nring members: {}\nmembership (gossip): {}",
         scalar("node"),
         scalar("epoch"),
@@ -206,20 +206,64 @@ fn status_text(reply: &Value) -> Result<String, String> {
         flag("rebuilding", "rebuilding (answers no reads until refilled)", "not rebuilding"),
         if members.is_empty() { "none".into() } else { members.join(", ") },
         if membership.is_empty() { "none".into() } else { membership.join(", ") },
-    ))
+    );
+    // Nodes of before datacenters send none of these; their status reads as it did.
+    if let Some(location) = field("location").and_then(text_of) {
+        text.push_str(&format!("\nlocation: {location}"));
+    }
+    let datacenters = field("datacenters").map(list_of).unwrap_or_default();
+    for entry in datacenters {
+        let (datacenter, nodes) = entry.split_once(':').unwrap_or((entry.as_str(), ""));
+        let nodes: Vec<&str> = nodes.split(',').filter(|node| !node.is_empty()).collect();
+        text.push_str(&format!(
+            "\ndatacenter {datacenter}: {} nodes ({})",
+            nodes.len(),
+            nodes.iter().map(|node| node.replacen('@', " on ", 1)).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let keyspaces = field("keyspaces").map(list_of).unwrap_or_default();
+    if !keyspaces.is_empty() {
+        text.push_str(&format!("\nkeyspaces: {}", keyspaces.join("; ")));
+    }
+    Ok(text)
 }
 
-/// `RK.RING` as a table of primary shares.
+/// `RK.RING` as a table of shares per node, with each node's datacenter and rack, then the
+/// totals per datacenter. A row of an older node (node and primary share only) shows no
+/// location.
 fn ring_text(reply: &Value) -> Result<String, String> {
     let Value::Array(rows) = reply else { return Err(format!("unexpected ring reply {reply:?}")) };
-    let mut text = String::from("node  primary share");
+    let percent = |share: &str| share.parse::<f64>().map(|share| share * 100.0).unwrap_or(f64::NAN);
+    let mut text = String::from("node  datacenter  rack        primary share  replica share");
+    let mut totals: std::collections::BTreeMap<String, (usize, f64, f64)> =
+        std::collections::BTreeMap::new();
     for row in rows {
         let cells = list_of(row);
-        let [node, share] = cells.as_slice() else {
-            return Err(format!("unexpected ring row {row:?}"));
+        let (node, primary, datacenter, rack, replica) = match cells.as_slice() {
+            [node, primary] => (node, primary, "?", "?", None),
+            [node, primary, datacenter, rack, replica] => {
+                (node, primary, datacenter.as_str(), rack.as_str(), Some(replica))
+            }
+            _ => return Err(format!("unexpected ring row {row:?}")),
         };
-        let percent = share.parse::<f64>().map(|share| share * 100.0).unwrap_or(f64::NAN);
-        text.push_str(&format!("\n{node:<5} {percent:>12.1}%"));
+        let replica_text =
+            replica.map_or_else(|| "?".to_string(), |share| format!("{:.1}%", percent(share)));
+        text.push_str(&format!(
+            "\n{node:<5} {datacenter:<11} {rack:<11} {:>12.1}% {replica_text:>14}",
+            percent(primary)
+        ));
+        let total = totals.entry(datacenter.to_string()).or_default();
+        total.0 += 1;
+        total.1 += percent(primary);
+        total.2 += replica.map_or(0.0, |share| percent(share));
+    }
+    if totals.len() > 1 || totals.keys().any(|datacenter| datacenter != "?") {
+        for (datacenter, (nodes, primary, replica)) in totals {
+            text.push_str(&format!(
+                "\ndatacenter {datacenter}: {nodes} nodes, primary {primary:.1}%, replicas \
+                 {replica:.1}% (100% per replica kept there)"
+            ));
+        }
     }
     Ok(text)
 }
@@ -253,6 +297,23 @@ mod tests {
             "node 2 (epoch 77): ready, not rebuilding\nring members: 1, 2, 3\n\
              membership (gossip): 1 normal, 2 normal, 3 leaving"
         );
+        let Value::Array(mut fields) = reply else { panic!("the reply above is an array") };
+        fields.extend([
+            bulk("location"),
+            bulk("dc1/r2"),
+            bulk("datacenters"),
+            Value::Array(vec![bulk("dc1:1@r1,2@r2"), bulk("dc2:3@r1")]),
+            bulk("keyspaces"),
+            Value::Array(vec![bulk("default db=0 replicas=3 (selected)")]),
+        ]);
+        let text = status_text(&Value::Array(fields)).unwrap();
+        assert!(
+            text.ends_with(
+                "\nlocation: dc1/r2\ndatacenter dc1: 2 nodes (1 on r1, 2 on r2)\n\
+                 datacenter dc2: 1 nodes (3 on r1)\nkeyspaces: default db=0 replicas=3 (selected)"
+            ),
+            "{text}"
+        );
         assert!(status_text(&Value::Int(3)).is_err());
     }
 
@@ -264,7 +325,22 @@ mod tests {
         ]);
         assert_eq!(
             ring_text(&reply).unwrap(),
-            "node  primary share\n1             38.3%\n2             61.7%"
+            "node  datacenter  rack        primary share  replica share\n\
+             1     ?           ?                   38.3%              ?\n\
+             2     ?           ?                   61.7%              ?"
+        );
+        let located = Value::Array(vec![
+            Value::Array(vec![Value::Int(1), bulk("0.5"), bulk("east"), bulk("r1"), bulk("1.0")]),
+            Value::Array(vec![Value::Int(2), bulk("0.5"), bulk("west"), bulk("r1"), bulk("1.0")]),
+        ]);
+        let text = ring_text(&located).unwrap();
+        assert!(
+            text.contains("\n1     east        r1                  50.0%         100.0%"),
+            "{text}"
+        );
+        assert!(
+            text.contains("datacenter west: 1 nodes, primary 50.0%, replicas 100.0%"),
+            "{text}"
         );
         assert!(ring_text(&Value::Array(vec![Value::Int(1)])).is_err());
     }

@@ -2,15 +2,21 @@
 //!
 //! Every field is named in errors: a missing or unknown field is reported by RON with its line
 //! and column, and [`NodeFileConfig::validate`] names the field whose value is wrong.
+//!
+//! Topology and keyspaces (README.md, "Datacenters, racks and keyspaces"): each member entry
+//! says where that member stands (`datacenter`, `rack`), so every node places replicas alike
+//! from its first moment; the `keyspaces` list declares the keyspaces a client reaches with
+//! `SELECT db`. [`NodeFileConfig::keyspaces`] resolves both into what the nodes run.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use ringkv_core::Consistency;
+use ringkv_core::placement::Location;
+use ringkv_core::{Consistency, Duration, KeyspaceConfig, NodeId};
 use serde::{Deserialize, Serialize};
 
-/// One member of the cluster and where its peer port listens.
+/// One member of the cluster, where its peer port listens and where it stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MemberAddress {
@@ -18,6 +24,124 @@ pub struct MemberAddress {
     pub id: u32,
     /// Its peer address.
     pub peer_addr: SocketAddr,
+    /// Its datacenter; `dc1` when not given.
+    #[serde(default = "default_datacenter")]
+    pub datacenter: String,
+    /// Its rack within the datacenter; `rack1` when not given.
+    #[serde(default = "default_rack")]
+    pub rack: String,
+}
+
+impl MemberAddress {
+    /// A member at the default location (`dc1`, `rack1`).
+    pub fn new(id: u32, peer_addr: SocketAddr) -> Self {
+        MemberAddress { id, peer_addr, datacenter: default_datacenter(), rack: default_rack() }
+    }
+
+    /// Where the member stands.
+    pub fn location(&self) -> Location {
+        Location::new(self.datacenter.clone(), self.rack.clone())
+    }
+}
+
+/// How a keyspace reconciles concurrent writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConflictMode {
+    /// Dotted version vectors: concurrent writes are kept as siblings. The default.
+    Dvv,
+    /// Last write wins by hybrid-clock timestamp: concurrent writes are lost, by design.
+    Lww,
+}
+
+impl ConflictMode {
+    /// Core's setting.
+    pub fn core(self) -> ringkv_core::ConflictMode {
+        match self {
+            ConflictMode::Dvv => ringkv_core::ConflictMode::DottedVersionVectors,
+            ConflictMode::Lww => ringkv_core::ConflictMode::LastWriteWins,
+        }
+    }
+}
+
+/// One entry of the `keyspaces` list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyspaceFileConfig {
+    /// The keyspace's name: 1 to 64 letters, digits, `_` or `-` (it names its directory
+    /// `<data_dir>/keyspaces/<name>/` and tags its peer messages).
+    pub name: String,
+    /// The Redis database number that selects it (`SELECT db`); db 0 is the default keyspace,
+    /// which keeps its data directly in `data_dir`.
+    pub db: u32,
+    /// Replicas per key over the whole cluster; 0 (the default) means the sum of
+    /// `replicas_per_dc`, or 3 without it.
+    #[serde(default)]
+    pub replicas_n: usize,
+    /// Replicas per datacenter (`{"dc1": 3, "dc2": 2}`); empty places `replicas_n` replicas
+    /// over the whole cluster.
+    #[serde(default)]
+    pub replicas_per_dc: BTreeMap<String, usize>,
+    /// How concurrent writes are reconciled: `Dvv` (the default) or `Lww`.
+    #[serde(default = "default_conflict_mode")]
+    pub conflict_mode: ConflictMode,
+    /// Whether hinted writes on fallback nodes count toward W.
+    #[serde(default)]
+    pub sloppy_quorum: bool,
+    /// How long a fallback keeps a hint for an unreachable replica, in seconds (3 hours).
+    #[serde(default = "default_hint_window_s")]
+    pub hint_window_s: u64,
+    /// How long a tombstone is kept before it may be purged, in seconds (10 days); at least
+    /// `hint_window_s`.
+    #[serde(default = "default_tombstone_grace_s")]
+    pub tombstone_grace_s: u64,
+    /// A new connection's read consistency in this keyspace.
+    #[serde(default = "default_consistency")]
+    pub read_consistency: Consistency,
+    /// A new connection's write consistency in this keyspace.
+    #[serde(default = "default_consistency")]
+    pub write_consistency: Consistency,
+}
+
+/// A keyspace as the node runs it, resolved from the configuration ([`NodeFileConfig::keyspaces`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Keyspace {
+    /// Its name (`default` for the implicit default keyspace).
+    pub name: String,
+    /// Its Redis database number.
+    pub db: u32,
+    /// What its node is configured with.
+    pub config: KeyspaceConfig,
+    /// A new connection's read consistency.
+    pub read_consistency: Consistency,
+    /// A new connection's write consistency.
+    pub write_consistency: Consistency,
+}
+
+impl Keyspace {
+    /// Whether this is the default keyspace (db 0), whose data stays in `data_dir` and whose
+    /// peer messages carry no tag.
+    pub fn is_default(&self) -> bool {
+        self.db == 0
+    }
+}
+
+/// The name of the default keyspace when the `keyspaces` list does not declare db 0.
+pub const DEFAULT_KEYSPACE_NAME: &str = "default";
+
+/// Longest keyspace name, in bytes.
+const KEYSPACE_NAME_BYTES_MAX: usize = 64;
+
+/// Most keyspaces per node: each runs a node of its own, with its own gossip and storage.
+pub const KEYSPACES_MAX: usize = 16;
+
+fn default_conflict_mode() -> ConflictMode {
+    ConflictMode::Dvv
+}
+fn default_hint_window_s() -> u64 {
+    3 * 3600
+}
+fn default_tombstone_grace_s() -> u64 {
+    10 * 24 * 3600
 }
 
 /// When a node's writes reach the disk.
@@ -124,11 +248,13 @@ pub struct NodeFileConfig {
     /// Request deadline, in milliseconds.
     #[serde(default = "default_request_timeout_ms")]
     pub request_timeout_ms: u64,
-    /// Datacenter label (placement by datacenter comes with membership).
-    #[serde(default = "default_datacenter")]
+    /// This node's datacenter. A member takes its location from its own entry in `members`;
+    /// given here too, it must agree with that entry (a contradiction is refused). A joining
+    /// node, which has no entry, stands here (`dc1` when empty).
+    #[serde(default)]
     pub datacenter: String,
-    /// Rack label.
-    #[serde(default = "default_rack")]
+    /// This node's rack, under the same rule as `datacenter` (`rack1` when empty).
+    #[serde(default)]
     pub rack: String,
     /// Seconds between two scrubs of the node's storage (every table read back from the disk
     /// and checked, so damage is found before a client's read meets it); 0 turns scrubs off.
@@ -170,6 +296,11 @@ pub struct NodeFileConfig {
     /// "Users"). The `default` user is the `password` field.
     #[serde(default)]
     pub users: Vec<UserFileConfig>,
+    /// Keyspaces a client selects with `SELECT db` (README.md, "Keyspaces"). Empty: one
+    /// keyspace, db 0, configured by the top-level `replicas_n` and consistency fields. An
+    /// entry with db 0 configures the default keyspace instead of those fields.
+    #[serde(default)]
+    pub keyspaces: Vec<KeyspaceFileConfig>,
 }
 
 /// The `tls` section: PEM files and where TLS is spoken. The files are read at start and again
@@ -319,8 +450,8 @@ pub enum ConfigError {
     /// A field has a value that cannot work.
     #[error("field `{field}`: {reason}")]
     Invalid {
-        /// The field.
-        field: &'static str,
+        /// The field (`keyspaces[name].field` for a keyspace's).
+        field: String,
         /// Why.
         reason: String,
     },
@@ -352,7 +483,8 @@ impl NodeFileConfig {
 
     /// Checks the values together.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |field, reason: String| Err(ConfigError::Invalid { field, reason });
+        let invalid =
+            |field: &str, reason: String| Err(ConfigError::Invalid { field: field.into(), reason });
         let ids: BTreeSet<u32> = self.members.iter().map(|member| member.id).collect();
         if ids.len() != self.members.len() {
             return invalid("members", "a node id appears twice".into());
@@ -381,12 +513,6 @@ impl NodeFileConfig {
         }
         if self.cluster.is_empty() {
             return invalid("cluster", "must not be empty".into());
-        }
-        if self.replicas_n == 0 || self.replicas_n > self.members.len() + usize::from(self.join) {
-            return invalid(
-                "replicas_n",
-                format!("{} replicas with {} members", self.replicas_n, self.members.len()),
-            );
         }
         if self.durability == Durability::Interval(0) {
             return invalid(
@@ -419,14 +545,6 @@ impl NodeFileConfig {
         if self.request_timeout_ms == 0 {
             return invalid("request_timeout_ms", "must be positive".into());
         }
-        for (field, consistency) in [
-            ("read_consistency", self.read_consistency),
-            ("write_consistency", self.write_consistency),
-        ] {
-            if let Err(error) = consistency.required(self.replicas_n) {
-                return invalid(field, error.to_string());
-            }
-        }
         if self.key_bytes_max == 0
             || self.value_bytes_max == 0
             || self.connections_max == 0
@@ -437,14 +555,312 @@ impl NodeFileConfig {
         if let Some(tls) = &self.tls {
             validate_tls(tls)?;
         }
-        validate_users(&self.users, self.password.is_some())
+        validate_users(&self.users, self.password.is_some())?;
+        self.validate_location()?;
+        self.validate_keyspaces()
     }
+
+    /// Where this node stands: its entry in `members`, or for a joining node (which has none)
+    /// the top-level `datacenter` and `rack`.
+    pub fn location(&self) -> Location {
+        match self.members.iter().find(|member| member.id == self.node_id) {
+            Some(member) => member.location(),
+            None => Location::new(
+                non_empty_or(&self.datacenter, ringkv_core::placement::DATACENTER_DEFAULT),
+                non_empty_or(&self.rack, ringkv_core::placement::RACK_DEFAULT),
+            ),
+        }
+    }
+
+    /// Where every configured member stands, this node included (a joining node too).
+    pub fn locations(&self) -> BTreeMap<NodeId, Location> {
+        let mut locations: BTreeMap<NodeId, Location> =
+            self.members.iter().map(|member| (NodeId(member.id), member.location())).collect();
+        locations.insert(NodeId(self.node_id), self.location());
+        locations
+    }
+
+    /// The keyspaces this node runs, the default keyspace (db 0) first, then by db number.
+    /// Without a `keyspaces` list, or without db 0 in it, the default keyspace is named
+    /// [`DEFAULT_KEYSPACE_NAME`] and configured by the top-level `replicas_n`,
+    /// `read_consistency` and `write_consistency`.
+    pub fn keyspaces(&self) -> Vec<Keyspace> {
+        let mut keyspaces: Vec<Keyspace> = self.keyspaces.iter().map(resolve_keyspace).collect();
+        if !keyspaces.iter().any(Keyspace::is_default) {
+            keyspaces.push(Keyspace {
+                name: DEFAULT_KEYSPACE_NAME.into(),
+                db: 0,
+                config: KeyspaceConfig { replicas_n: self.replicas_n, ..KeyspaceConfig::default() },
+                read_consistency: self.read_consistency,
+                write_consistency: self.write_consistency,
+            });
+        }
+        keyspaces.sort_by_key(|keyspace| keyspace.db);
+        keyspaces
+    }
+
+    /// Refuses a top-level `datacenter` or `rack` that contradicts this node's member entry,
+    /// and empty labels in entries.
+    fn validate_location(&self) -> Result<(), ConfigError> {
+        let invalid =
+            |field: &str, reason: String| Err(ConfigError::Invalid { field: field.into(), reason });
+        for member in &self.members {
+            if member.datacenter.is_empty() || member.rack.is_empty() {
+                return invalid(
+                    "members",
+                    format!("member {} has an empty datacenter or rack", member.id),
+                );
+            }
+        }
+        let Some(entry) = self.members.iter().find(|member| member.id == self.node_id) else {
+            return Ok(());
+        };
+        for (field, given, listed) in
+            [("datacenter", &self.datacenter, &entry.datacenter), ("rack", &self.rack, &entry.rack)]
+        {
+            if !given.is_empty() && given != listed {
+                return invalid(
+                    field,
+                    format!(
+                        "`{given}` contradicts this node's entry in `members` (id {}), which says \
+                         `{listed}`{}; the member entry is what every node places replicas by, \
+                         so give the location there",
+                        entry.id,
+                        if listed == &default_datacenter() || listed == &default_rack() {
+                            " (its default)"
+                        } else {
+                            ""
+                        }
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks every keyspace against the others and against the cluster's topology.
+    fn validate_keyspaces(&self) -> Result<(), ConfigError> {
+        let invalid = |field: String, reason: String| Err(ConfigError::Invalid { field, reason });
+        if self.keyspaces.len() > KEYSPACES_MAX {
+            return invalid(
+                "keyspaces".into(),
+                format!("{} keyspaces; at most {KEYSPACES_MAX}", self.keyspaces.len()),
+            );
+        }
+        let mut names = BTreeSet::new();
+        let mut dbs = BTreeSet::new();
+        for entry in &self.keyspaces {
+            let field = |name: &str| format!("keyspaces[{}].{name}", entry.name);
+            if !valid_keyspace_name(&entry.name) {
+                return invalid(
+                    "keyspaces".into(),
+                    format!(
+                        "keyspace name `{}` must be 1 to {KEYSPACE_NAME_BYTES_MAX} letters, \
+                         digits, '_' or '-'",
+                        entry.name
+                    ),
+                );
+            }
+            if !names.insert(entry.name.as_str()) {
+                return invalid(
+                    "keyspaces".into(),
+                    format!("keyspace `{}` is declared twice", entry.name),
+                );
+            }
+            if !dbs.insert(entry.db) {
+                return invalid(
+                    field("db"),
+                    format!("db {} is already another keyspace's", entry.db),
+                );
+            }
+            if entry.db != 0 && entry.name == DEFAULT_KEYSPACE_NAME && !self.declares_db_zero() {
+                return invalid(
+                    field("db"),
+                    format!("`{DEFAULT_KEYSPACE_NAME}` names the keyspace of db 0"),
+                );
+            }
+            let given_sum: usize = entry.replicas_per_dc.values().sum();
+            if entry.replicas_n != 0
+                && !entry.replicas_per_dc.is_empty()
+                && entry.replicas_n != given_sum
+            {
+                return invalid(
+                    field("replicas_n"),
+                    format!(
+                        "{} replicas, but replicas_per_dc sums to {given_sum}; give one of them",
+                        entry.replicas_n
+                    ),
+                );
+            }
+            if entry.hint_window_s == 0 {
+                return invalid(field("hint_window_s"), "must be at least 1 second".into());
+            }
+            if entry.tombstone_grace_s < entry.hint_window_s {
+                return invalid(
+                    field("tombstone_grace_s"),
+                    format!(
+                        "{} s is shorter than the hint window of {} s: a hint replayed after \
+                         the grace would bring back a value whose tombstone was purged",
+                        entry.tombstone_grace_s, entry.hint_window_s
+                    ),
+                );
+            }
+        }
+        if self.declares_db_zero() {
+            let defaults = NodeFileConfig::top_level_defaults();
+            for (field, differs) in [
+                ("replicas_n", self.replicas_n != defaults.0),
+                ("read_consistency", self.read_consistency != defaults.1),
+                ("write_consistency", self.write_consistency != defaults.1),
+            ] {
+                if differs {
+                    return invalid(
+                        field.into(),
+                        "the keyspace with db 0 in `keyspaces` configures the default keyspace; \
+                         give this there instead"
+                            .into(),
+                    );
+                }
+            }
+        }
+        for keyspace in self.keyspaces() {
+            self.validate_placement(&keyspace)?;
+        }
+        Ok(())
+    }
+
+    fn declares_db_zero(&self) -> bool {
+        self.keyspaces.iter().any(|entry| entry.db == 0)
+    }
+
+    /// The top-level defaults a db-0 entry must not be contradicted by: N, consistency.
+    fn top_level_defaults() -> (usize, Consistency) {
+        (default_replicas_n(), default_consistency())
+    }
+
+    /// Checks that a keyspace's replicas fit the cluster and its default levels can be met.
+    fn validate_placement(&self, keyspace: &Keyspace) -> Result<(), ConfigError> {
+        let field = |name: &str| {
+            if self.keyspaces.is_empty() || (keyspace.is_default() && !self.declares_db_zero()) {
+                name.to_string()
+            } else {
+                format!("keyspaces[{}].{name}", keyspace.name)
+            }
+        };
+        let invalid = |field: String, reason: String| Err(ConfigError::Invalid { field, reason });
+        let locations = self.locations();
+        let mut nodes_per_dc: BTreeMap<&str, usize> = BTreeMap::new();
+        for location in locations.values() {
+            *nodes_per_dc.entry(location.datacenter.as_str()).or_default() += 1;
+        }
+        let replicas_n = keyspace.config.replicas_n;
+        let per_dc = &keyspace.config.replicas_per_dc;
+        for (datacenter, count) in per_dc {
+            let Some(nodes) = nodes_per_dc.get(datacenter.as_str()) else {
+                return invalid(
+                    field("replicas_per_dc"),
+                    format!(
+                        "datacenter `{datacenter}` has no member (members stand in {})",
+                        nodes_per_dc.keys().copied().collect::<Vec<_>>().join(", ")
+                    ),
+                );
+            };
+            if *count == 0 || count > nodes {
+                return invalid(
+                    field("replicas_per_dc"),
+                    format!("{count} replicas in `{datacenter}`, which has {nodes} members"),
+                );
+            }
+        }
+        if replicas_n == 0 || replicas_n > locations.len() {
+            return invalid(
+                field("replicas_n"),
+                format!("{replicas_n} replicas with {} members", locations.len()),
+            );
+        }
+        let local = self.location().datacenter;
+        for (name, consistency) in [
+            ("read_consistency", keyspace.read_consistency),
+            ("write_consistency", keyspace.write_consistency),
+        ] {
+            if let Err(reason) =
+                level_possible(consistency, replicas_n, per_dc, &nodes_per_dc, &local)
+            {
+                return invalid(field(name), reason);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether requests at `consistency` can succeed in a keyspace of `replicas_n` replicas placed
+/// by `per_dc` (empty: over the whole cluster) at a coordinator in `local`; the reason if not.
+pub fn level_possible(
+    consistency: Consistency,
+    replicas_n: usize,
+    per_dc: &BTreeMap<String, usize>,
+    nodes_per_dc: &BTreeMap<&str, usize>,
+    local: &str,
+) -> Result<(), String> {
+    if consistency.is_local() {
+        if per_dc.is_empty() && nodes_per_dc.len() > 1 {
+            return Err(format!(
+                "{consistency:?} needs replicas in this node's datacenter `{local}`, but the \
+                 keyspace places its replicas over the whole cluster (give replicas_per_dc)"
+            ));
+        }
+        if !per_dc.is_empty() && !per_dc.contains_key(local) {
+            return Err(format!(
+                "{consistency:?}: the keyspace keeps no replicas in this node's datacenter \
+                 `{local}`"
+            ));
+        }
+        return Ok(());
+    }
+    if consistency == Consistency::EachQuorum {
+        return Ok(());
+    }
+    consistency.required(replicas_n).map(|_| ()).map_err(|error| error.to_string())
+}
+
+/// A `keyspaces` entry as its node runs it.
+fn resolve_keyspace(entry: &KeyspaceFileConfig) -> Keyspace {
+    let replicas_n = match (entry.replicas_n, entry.replicas_per_dc.values().sum::<usize>()) {
+        (0, 0) => default_replicas_n(),
+        (0, sum) => sum,
+        (given, _) => given,
+    };
+    Keyspace {
+        name: entry.name.clone(),
+        db: entry.db,
+        config: KeyspaceConfig {
+            replicas_n,
+            replicas_per_dc: entry.replicas_per_dc.clone(),
+            conflict_mode: entry.conflict_mode.core(),
+            tombstone_grace: Duration::from_secs(entry.tombstone_grace_s),
+            sloppy_quorum: entry.sloppy_quorum,
+            hint_window: Duration::from_secs(entry.hint_window_s),
+        },
+        read_consistency: entry.read_consistency,
+        write_consistency: entry.write_consistency,
+    }
+}
+
+fn valid_keyspace_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= KEYSPACE_NAME_BYTES_MAX
+        && name.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-')
+}
+
+fn non_empty_or(text: &str, fallback: &str) -> String {
+    if text.is_empty() { fallback } else { text }.to_string()
 }
 
 /// Checks the `tls` section's values; the files themselves are read when the node starts
 /// (`tls::TlsState::load`), which names the field and the file of any that cannot be used.
 fn validate_tls(tls: &TlsFileConfig) -> Result<(), ConfigError> {
-    let invalid = |field, reason: String| Err(ConfigError::Invalid { field, reason });
+    let invalid =
+        |field: &str, reason: String| Err(ConfigError::Invalid { field: field.into(), reason });
     if tls.client_addr.is_none() && tls.peer_ca_pem.is_none() {
         return invalid(
             "tls",
@@ -466,7 +882,7 @@ fn validate_tls(tls: &TlsFileConfig) -> Result<(), ConfigError> {
 
 /// Checks the `users` list: names are unique words, hashes are argon2 PHC strings.
 fn validate_users(users: &[UserFileConfig], has_default_password: bool) -> Result<(), ConfigError> {
-    let invalid = |reason: String| Err(ConfigError::Invalid { field: "users", reason });
+    let invalid = |reason: String| Err(ConfigError::Invalid { field: "users".into(), reason });
     let mut names = BTreeSet::new();
     for user in users {
         let name = &user.name;
@@ -608,6 +1024,149 @@ mod tests {
         }
         let unknown = with("Snappy").unwrap_err().to_string();
         assert!(unknown.contains("Snappy"), "{unknown}");
+    }
+
+    /// Two datacenters of three nodes, two racks in dc1; this node is 1 (dc1, r1).
+    const TWO_DCS: &str = r#"(
+        node_id: 1,
+        cluster: "test",
+        cluster_secret: "0123456789abcdef",
+        client_addr: "127.0.0.1:7001",
+        peer_addr: "127.0.0.1:8001",
+        members: [
+            (id: 1, peer_addr: "127.0.0.1:8001", datacenter: "dc1", rack: "r1"),
+            (id: 2, peer_addr: "127.0.0.1:8002", datacenter: "dc1", rack: "r2"),
+            (id: 3, peer_addr: "127.0.0.1:8003", datacenter: "dc1", rack: "r2"),
+            (id: 4, peer_addr: "127.0.0.1:8004", datacenter: "dc2"),
+            (id: 5, peer_addr: "127.0.0.1:8005", datacenter: "dc2"),
+            (id: 6, peer_addr: "127.0.0.1:8006", datacenter: "dc2"),
+        ],
+        data_dir: "/var/lib/ringkv",
+        keyspaces: [
+            (name: "main", db: 0, replicas_per_dc: {"dc1": 3, "dc2": 3},
+             read_consistency: LocalQuorum, write_consistency: LocalQuorum),
+            (name: "cache", db: 1, replicas_n: 2, conflict_mode: Lww, sloppy_quorum: true,
+             hint_window_s: 60, tombstone_grace_s: 3600, read_consistency: One),
+        ],
+    )"#;
+
+    fn refusal(text: &str) -> String {
+        NodeFileConfig::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn member_locations_and_keyspaces_resolve_for_the_nodes() {
+        let config = NodeFileConfig::parse(TWO_DCS).unwrap();
+        assert_eq!(config.location(), Location::new("dc1", "r1"));
+        let locations = config.locations();
+        assert_eq!(locations[&NodeId(3)], Location::new("dc1", "r2"));
+        assert_eq!(locations[&NodeId(5)], Location::new("dc2", "rack1"), "rack defaults");
+        let keyspaces = config.keyspaces();
+        assert_eq!(keyspaces.len(), 2);
+        let (main, cache) = (&keyspaces[0], &keyspaces[1]);
+        assert!(main.is_default() && main.name == "main");
+        assert_eq!(main.config.replicas_n, 6, "N is the sum of replicas_per_dc");
+        assert_eq!(main.read_consistency, Consistency::LocalQuorum);
+        assert_eq!(cache.db, 1);
+        assert_eq!(cache.config.replicas_n, 2);
+        assert_eq!(cache.config.conflict_mode, ringkv_core::ConflictMode::LastWriteWins);
+        assert!(cache.config.sloppy_quorum);
+        assert_eq!(cache.config.hint_window, Duration::from_secs(60));
+        assert_eq!(cache.write_consistency, Consistency::Quorum, "levels default to QUORUM");
+
+        // Without a list there is one keyspace, from the top-level fields, as before.
+        let plain = NodeFileConfig::parse(GOOD).unwrap();
+        let keyspaces = plain.keyspaces();
+        assert_eq!(keyspaces.len(), 1);
+        assert_eq!(keyspaces[0].name, DEFAULT_KEYSPACE_NAME);
+        assert_eq!(keyspaces[0].config, KeyspaceConfig::default());
+        assert_eq!(keyspaces[0].write_consistency, Consistency::All);
+        assert_eq!(plain.location(), Location::default());
+        // A list without db 0 keeps the top-level default keyspace beside its entries.
+        let beside = NodeFileConfig::parse(&GOOD.replace(
+            "durability: Interval(20),",
+            r#"keyspaces: [(name: "cache", db: 3, replicas_n: 1)],"#,
+        ))
+        .unwrap();
+        let names: Vec<(String, u32)> =
+            beside.keyspaces().into_iter().map(|keyspace| (keyspace.name, keyspace.db)).collect();
+        assert_eq!(names, vec![("default".to_string(), 0), ("cache".to_string(), 3)]);
+    }
+
+    #[test]
+    fn a_top_level_location_must_agree_with_the_member_entry() {
+        let agreeing = TWO_DCS.replace("node_id: 1,", r#"node_id: 1, datacenter: "dc1","#);
+        assert!(NodeFileConfig::parse(&agreeing).is_ok());
+        let contradicting = TWO_DCS.replace("node_id: 1,", r#"node_id: 1, datacenter: "dc2","#);
+        let error = refusal(&contradicting);
+        assert!(error.starts_with("field `datacenter`: `dc2` contradicts"), "{error}");
+        let rack = GOOD.replace("node_id: 1,", r#"node_id: 1, rack: "r9","#);
+        let error = refusal(&rack);
+        assert!(error.starts_with("field `rack`") && error.contains("(its default)"), "{error}");
+    }
+
+    #[test]
+    fn impossible_keyspaces_are_refused_naming_the_field() {
+        let cases = [
+            (
+                TWO_DCS.replace("tombstone_grace_s: 3600", "tombstone_grace_s: 30"),
+                "field `keyspaces[cache].tombstone_grace_s`: 30 s is shorter than the hint window",
+            ),
+            (
+                TWO_DCS.replace(r#""dc2": 3}"#, r#""dc2": 4}"#),
+                "field `keyspaces[main].replicas_per_dc`: 4 replicas in `dc2`, which has 3 members",
+            ),
+            (
+                TWO_DCS.replace("replicas_n: 2,", "replicas_n: 7,"),
+                "field `keyspaces[cache].replicas_n`: 7 replicas with 6 members",
+            ),
+            (
+                TWO_DCS.replace(r#""dc2": 3}"#, r#""dc3": 3}"#),
+                "field `keyspaces[main].replicas_per_dc`: datacenter `dc3` has no member",
+            ),
+            (
+                TWO_DCS.replace(r#"name: "cache""#, r#"name: "main""#),
+                "field `keyspaces`: keyspace `main` is declared twice",
+            ),
+            (
+                TWO_DCS.replace("db: 1,", "db: 0,"),
+                "field `keyspaces[cache].db`: db 0 is already another keyspace's",
+            ),
+            (
+                TWO_DCS.replace("read_consistency: One", "read_consistency: Three"),
+                "field `keyspaces[cache].read_consistency`",
+            ),
+            (
+                TWO_DCS.replace(r#"{"dc1": 3, "dc2": 3}"#, r#"{"dc2": 3}"#),
+                "field `keyspaces[main].read_consistency`: LocalQuorum: the keyspace keeps no \
+                 replicas in this node's datacenter `dc1`",
+            ),
+            (
+                TWO_DCS.replace("read_consistency: One", "read_consistency: LocalOne"),
+                "field `keyspaces[cache].read_consistency`: LocalOne needs replicas in this \
+                 node's datacenter",
+            ),
+            (
+                TWO_DCS.replace(r#"name: "cache""#, r#"name: "no/slash""#),
+                "field `keyspaces`: keyspace name `no/slash`",
+            ),
+            (
+                TWO_DCS.replace("node_id: 1,", "node_id: 1, replicas_n: 5,"),
+                "field `replicas_n`: the keyspace with db 0",
+            ),
+            (
+                TWO_DCS.replace("replicas_n: 2,", r#"replicas_n: 2, replicas_per_dc: {"dc1": 1},"#),
+                "field `keyspaces[cache].replicas_n`: 2 replicas, but replicas_per_dc sums to 1",
+            ),
+            (
+                GOOD.replace("durability: Interval(20),", "replicas_n: 4,"),
+                "field `replicas_n`: 4 replicas with 3 members",
+            ),
+        ];
+        for (text, expected) in cases {
+            let error = refusal(&text);
+            assert!(error.starts_with(expected), "expected `{expected}`, got `{error}`");
+        }
     }
 
     #[test]

@@ -103,6 +103,10 @@ pub struct NodeStatus {
     pub members: Vec<NodeId>,
     /// Each member's share of the ring as primary replica (0.0 to 1.0).
     pub shares: Vec<(NodeId, f64)>,
+    /// Each member's share of the ring as any replica (0.0 to 1.0 each; they sum to N).
+    pub replica_shares: Vec<(NodeId, f64)>,
+    /// Where each member of the ring stands.
+    pub locations: Vec<(NodeId, ringkv_core::placement::Location)>,
     /// Every node gossip knows, with its status.
     pub membership: Vec<(NodeId, String)>,
     /// The storage's counters (flushes, compactions, bytes).
@@ -139,6 +143,13 @@ pub struct NodeHandle {
 }
 
 impl NodeHandle {
+    /// A handle on no task, and the receiving end of its commands (for unit tests).
+    #[cfg(test)]
+    pub(crate) fn detached() -> (NodeHandle, mpsc::Receiver<Command>) {
+        let (commands, receiver) = mpsc::channel(1);
+        (NodeHandle { commands }, receiver)
+    }
+
     /// Runs a client request and waits for its outcome.
     pub async fn request(&self, op: ClientRequest) -> ClientResult {
         let (reply, receive) = oneshot::channel();
@@ -270,7 +281,8 @@ impl<S: Storage> std::fmt::Debug for Lifecycle<S> {
 /// Longest wait between two attempts to reopen a failed node's storage.
 const REOPEN_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Starts the task that owns `node`. Peer messages go to `peers`.
+/// Starts the task that owns `node`, whose keyspace keeps `replicas_n` replicas per key (for
+/// its status). Peer messages go to `peers`.
 /// Storage work runs as soon as it is due, or, with `work_interval`, on that period.
 pub fn spawn<S: DriverStorage + StorageHealth, P: PeerSink>(
     node: Node<S>,
@@ -278,10 +290,12 @@ pub fn spawn<S: DriverStorage + StorageHealth, P: PeerSink>(
     metrics: Arc<Metrics>,
     work_interval: Option<std::time::Duration>,
     lifecycle: Lifecycle<S>,
+    replicas_n: usize,
 ) -> (NodeHandle, tokio::task::JoinHandle<()>) {
     let (commands, receiver) = mpsc::channel(COMMAND_QUEUE_LEN_MAX);
     let (work_done, work_results) = mpsc::unbounded_channel();
-    let task = NodeTask::new(node, peers, metrics, work_done, work_interval, lifecycle);
+    let mut task = NodeTask::new(node, peers, metrics, work_done, work_interval, lifecycle);
+    task.replicas_n = replicas_n;
     let join = tokio::spawn(task.run(receiver, work_results));
     (NodeHandle { commands }, join)
 }
@@ -300,6 +314,8 @@ struct NodeTask<S: DriverStorage + StorageHealth, P: PeerSink> {
     next_work_at: Option<tokio::time::Instant>,
     lifecycle: Lifecycle<S>,
     next_scrub_at: Option<tokio::time::Instant>,
+    /// Replicas per key of the node's keyspace, for the status's replica shares.
+    replicas_n: usize,
 }
 
 /// How one incarnation of the node ended.
@@ -334,6 +350,7 @@ impl<S: DriverStorage + StorageHealth, P: PeerSink> NodeTask<S, P> {
             next_work_at: work_interval.map(|interval| now + interval),
             next_scrub_at: lifecycle.scrub_interval.map(|interval| now + interval),
             lifecycle,
+            replicas_n: 1,
         }
     }
 
@@ -370,7 +387,16 @@ impl<S: DriverStorage + StorageHealth, P: PeerSink> NodeTask<S, P> {
             work_results.recv().await?;
             self.work_in_flight -= 1;
         }
-        let NodeTask { node, peers, metrics, work_done, work_interval, mut lifecycle, .. } = self;
+        let NodeTask {
+            node,
+            peers,
+            metrics,
+            work_done,
+            work_interval,
+            mut lifecycle,
+            replicas_n,
+            ..
+        } = self;
         // Dropping the node drops the replies it owed (clients see "not ready") and releases
         // the directory lock for the reopen.
         drop(node);
@@ -384,6 +410,7 @@ impl<S: DriverStorage + StorageHealth, P: PeerSink> NodeTask<S, P> {
                     tracing::warn!(epoch = node.actor().epoch, "node restarted");
                     let mut task =
                         NodeTask::new(node, peers, metrics, work_done, work_interval, lifecycle);
+                    task.replicas_n = replicas_n;
                     task.drain_outputs();
                     return Some(task);
                 }
@@ -626,6 +653,13 @@ impl<S: DriverStorage + StorageHealth, P: PeerSink> NodeTask<S, P> {
             counters: self.node.counters(),
             members: self.node.ring().members().collect(),
             shares: self.node.ring().primary_shares().into_iter().collect(),
+            replica_shares: replica_shares(self.node.ring(), self.replicas_n),
+            locations: self
+                .node
+                .ring()
+                .members()
+                .map(|member| (member, self.node.ring().location(member).clone()))
+                .collect(),
             storage: self.node.storage().stats(),
             membership: self
                 .node
@@ -639,6 +673,21 @@ impl<S: DriverStorage + StorageHealth, P: PeerSink> NodeTask<S, P> {
     fn now(&self) -> Instant {
         Instant::from_nanos(self.origin.elapsed().as_nanos() as u64)
     }
+}
+
+/// Each member's share of `ring` as any of `replicas_n` replicas: the width of the arcs whose
+/// preference list holds it, over the whole circle.
+fn replica_shares(ring: &ringkv_core::ring::Ring, replicas_n: usize) -> Vec<(NodeId, f64)> {
+    let mut shares: BTreeMap<NodeId, f64> = ring.members().map(|node| (node, 0.0)).collect();
+    for range in ring.ranges(replicas_n) {
+        let width = range.end_inclusive.wrapping_sub(range.start_exclusive);
+        // A single-token ring's only arc is the whole circle (width 0 mod 2^64).
+        let share = if width == 0 { 1.0 } else { width as f64 / 2f64.powi(64) };
+        for node in range.after {
+            *shares.entry(node).or_insert(0.0) += share;
+        }
+    }
+    shares.into_iter().collect()
 }
 
 /// The machine's wall clock, the one place the driver reads it.

@@ -12,6 +12,13 @@
 //!
 //! Each side proves knowledge of the secret over the other side's fresh nonce, so a recorded
 //! handshake cannot be replayed.
+//!
+//! Keyspaces: the default keyspace's messages are [`Wire::Message`], as before keyspaces
+//! existed; another keyspace's are [`Wire::KeyspaceMessage`], tagged with its name. The variant
+//! was added last, so its tag (4) is new and every frame of the earlier format decodes as it
+//! did: the frame version stays 1, and a cluster whose nodes declare no other keyspace speaks
+//! exactly the old frames. A build without the variant refuses a tagged frame as malformed
+//! (and closes that link), so nodes get further keyspaces only once all of them run this build.
 
 use hmac::{Hmac, Mac};
 use ringkv_core::{NodeId, PeerMessage};
@@ -51,8 +58,15 @@ pub enum Wire {
         /// The connector's proof over the acceptor's nonce.
         proof: Vec<u8>,
     },
-    /// A node message.
+    /// A node message of the default keyspace.
     Message(PeerMessage),
+    /// A node message of the keyspace named `keyspace` (never the default one).
+    KeyspaceMessage {
+        /// The keyspace's name.
+        keyspace: String,
+        /// The message.
+        message: PeerMessage,
+    },
 }
 
 /// Why a frame was refused.
@@ -256,6 +270,19 @@ mod tests {
         assert_eq!(read_with(&mut reader, 1024, &mut body).await.unwrap(), first);
         assert_eq!(read_with(&mut reader, 1024, &mut body).await.unwrap(), second);
         assert!(reader.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_tagged_keyspace_message_round_trips_and_untagged_frames_keep_their_bytes() {
+        let message = PeerMessage::FlushClock { flush: 7 };
+        let untagged = encode(&Wire::Message(message.clone())).unwrap();
+        // The default keyspace's frame is the one of before keyspaces: variant 3, then the
+        // message (pinned so a reordering of `Wire` cannot slip through).
+        assert_eq!(untagged[4 + HEADER_AFTER_LENGTH_BYTES], 3);
+        let tagged = Wire::KeyspaceMessage { keyspace: "cache".into(), message };
+        let frame = encode(&tagged).unwrap();
+        assert_eq!(frame[4 + HEADER_AFTER_LENGTH_BYTES], 4);
+        assert_eq!(read(&mut &frame[..], 1024).await.unwrap(), tagged);
     }
 
     #[test]

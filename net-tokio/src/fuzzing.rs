@@ -148,7 +148,7 @@ fn check_wire(wire: &Wire) {
         Wire::Proof { proof } => {
             assert!(!frame::verify(SECRET, b"c", CLUSTER, &OUR_NONCE, &OUR_NONCE, proof), "forged");
         }
-        Wire::Message(_) => {}
+        Wire::Message(_) | Wire::KeyspaceMessage { .. } => {}
     }
 }
 

@@ -4,6 +4,10 @@
 //! Redis-protocol client server ([`server`], [`resp`]), TLS ([`tls`]), client users
 //! ([`users`]) and metrics ([`metrics`]). The node's logic
 //! is entirely in `ringkv-core`; nothing here decides anything about data.
+//!
+//! A node with several keyspaces ([`config::NodeFileConfig::keyspaces`]) runs one core `Node`
+//! per keyspace, each on a task of its own with its own storage directory, all behind one set of
+//! listeners and peer links ([`keyspaces`]; ARCHITECTURE.md, "Keyspaces").
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -15,6 +19,7 @@ pub mod frame;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod keyspaces;
 pub mod metrics;
 pub mod peer;
 pub mod resp;
@@ -26,12 +31,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use ringkv_core::{Duration, Instant, KeyspaceConfig, Limits, Node, NodeConfig, NodeId};
+use ringkv_core::{Duration, Instant, Limits, Node, NodeConfig, NodeId};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::config::NodeFileConfig;
+use crate::config::{Keyspace, NodeFileConfig};
 use crate::driver::NodeHandle;
+use crate::keyspaces::{KeyspaceHandle, NodeHandles};
 use crate::metrics::Metrics;
 use crate::peer::PeerSettings;
 use crate::server::ServerSettings;
@@ -53,22 +59,29 @@ pub struct RunningNode {
     pub tls_client_addr: Option<SocketAddr>,
     /// The node's TLS material, to reload ([`TlsState::reload`]); `None` without TLS.
     pub tls: Option<Arc<TlsState>>,
-    /// The node task's handle.
+    /// The default keyspace's node task (db 0).
     pub handle: NodeHandle,
+    /// Every keyspace's node task.
+    pub handles: Arc<NodeHandles>,
     /// The node's metrics.
     pub metrics: Arc<Metrics>,
     tasks: Vec<JoinHandle<()>>,
-    node_task: JoinHandle<()>,
+    node_tasks: Vec<JoinHandle<()>>,
 }
 
 impl RunningNode {
-    /// Stops accepting connections, marks the shutdown clean, syncs storage and stops the node.
+    /// Stops accepting connections, marks the shutdown clean, syncs storage and stops the node
+    /// (every keyspace's).
     pub async fn shutdown(self) {
         for task in &self.tasks {
             task.abort();
         }
-        self.handle.shutdown().await;
-        let _ = self.node_task.await;
+        for keyspace in self.handles.all() {
+            keyspace.node.shutdown().await;
+        }
+        for task in self.node_tasks {
+            let _ = task.await;
+        }
     }
 
     /// Stops everything at once, as a crash would (no clean-shutdown marker, no final sync).
@@ -76,7 +89,9 @@ impl RunningNode {
         for task in &self.tasks {
             task.abort();
         }
-        self.node_task.abort();
+        for task in &self.node_tasks {
+            task.abort();
+        }
     }
 }
 
@@ -100,6 +115,9 @@ pub enum StartError {
     /// A file of the `tls` section could not be used.
     #[error("{0}")]
     Tls(#[from] tls::TlsError),
+    /// The configuration declares keyspaces that this way of starting cannot give storage.
+    #[error("{0}")]
+    Keyspaces(String),
 }
 
 /// A node running on a thread of its own, with a tokio runtime of `worker_threads` threads
@@ -214,21 +232,69 @@ fn node_runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runtim
     builder.enable_all().build()
 }
 
-/// Opens the node's storage in `config.data_dir` (recovering what was synced; a corrupt disk is
-/// rebuilt blank, see [`open_disk`]) and starts it. The directory is locked while the node
-/// runs, so no second node opens it. When the storage fails while running the node restarts
-/// from the directory in the same way, keeping its listeners.
+/// Opens every keyspace's storage (the default keyspace's in `config.data_dir`, each other's in
+/// `<data_dir>/keyspaces/<name>/`, recovering what was synced; a corrupt disk is rebuilt blank,
+/// see [`open_disk`]) and starts the node. Each directory is locked while the node runs, so no
+/// second node opens it. When a keyspace's storage fails while running, that keyspace's node
+/// restarts from its directory in the same way, keeping the listeners.
 pub async fn start_on_disk(config: &NodeFileConfig) -> Result<RunningNode, StartError> {
-    // A node stopped a moment ago in this process may still be releasing the lock.
+    let mut starts = Vec::new();
+    for keyspace in config.keyspaces() {
+        let directory = keyspace_dir(config, &keyspace);
+        let storage = open_disk_waiting(config, &directory).await?;
+        let (reopen_config, reopen_keyspace) = (config.clone(), keyspace.clone());
+        let lifecycle = driver::Lifecycle {
+            reopen: Some(Box::new(move || {
+                let storage = open_disk_at(&reopen_config, &directory)
+                    .map_err(OpenError::into_storage_error)?;
+                let id = NodeId(reopen_config.node_id);
+                let members =
+                    reopen_config.members.iter().map(|member| NodeId(member.id)).collect();
+                Node::new(
+                    node_config(&reopen_config, &reopen_keyspace, members),
+                    id,
+                    seed_for(id),
+                    Instant::ZERO,
+                    storage,
+                )
+            })),
+            scrub_interval: match config.scrub_interval_s {
+                0 => None,
+                seconds => Some(StdDuration::from_secs(seconds)),
+            },
+        };
+        starts.push(KeyspaceStart { keyspace, storage, lifecycle });
+    }
+    start_keyspaces(config, starts).await
+}
+
+/// Where `keyspace` keeps its data: the default keyspace directly in `data_dir`, as before
+/// keyspaces existed (so existing data stays where it is), any other in
+/// `<data_dir>/keyspaces/<name>/`.
+pub fn keyspace_dir(config: &NodeFileConfig, keyspace: &Keyspace) -> std::path::PathBuf {
+    if keyspace.is_default() {
+        config.data_dir.clone()
+    } else {
+        config.data_dir.join("keyspaces").join(&keyspace.name)
+    }
+}
+
+/// Opens the storage in `directory`, waiting a little for its lock: a node stopped a moment ago
+/// in this process may still be releasing it.
+async fn open_disk_waiting(
+    config: &NodeFileConfig,
+    directory: &std::path::Path,
+) -> Result<disk::DiskStorage, StartError> {
     let mut attempts = 0;
-    let storage = loop {
-        let open_config = config.clone();
-        let opened = tokio::task::spawn_blocking(move || open_disk(&open_config)).await;
+    loop {
+        let (open_config, open_directory) = (config.clone(), directory.to_path_buf());
+        let opened =
+            tokio::task::spawn_blocking(move || open_disk_at(&open_config, &open_directory)).await;
         let opened = opened.unwrap_or_else(|error| {
             Err(OpenError::Storage(ringkv_core::StorageError(format!("open task failed: {error}"))))
         });
         match opened {
-            Ok(storage) => break storage,
+            Ok(storage) => return Ok(storage),
             Err(OpenError::Locked(error)) if attempts < 40 => {
                 attempts += 1;
                 tracing::debug!(%error, "waiting for the data directory lock");
@@ -236,27 +302,7 @@ pub async fn start_on_disk(config: &NodeFileConfig) -> Result<RunningNode, Start
             }
             Err(OpenError::Locked(error) | OpenError::Storage(error)) => return Err(error.into()),
         }
-    };
-    let reopen_config = config.clone();
-    let lifecycle = driver::Lifecycle {
-        reopen: Some(Box::new(move || {
-            let storage = open_disk(&reopen_config).map_err(OpenError::into_storage_error)?;
-            let id = NodeId(reopen_config.node_id);
-            let members = reopen_config.members.iter().map(|member| NodeId(member.id)).collect();
-            Node::new(
-                node_config(&reopen_config, members),
-                id,
-                seed_for(id),
-                Instant::ZERO,
-                storage,
-            )
-        })),
-        scrub_interval: match config.scrub_interval_s {
-            0 => None,
-            seconds => Some(StdDuration::from_secs(seconds)),
-        },
-    };
-    start_with(config, storage, lifecycle).await
+    }
 }
 
 /// Why [`open_disk`] failed.
@@ -276,13 +322,24 @@ impl OpenError {
     }
 }
 
-/// Locks `config.data_dir` and opens the engine in it by the start-up policy
+/// Locks `config.data_dir` and opens the default keyspace's engine in it ([`open_disk_at`]).
+pub fn open_disk(config: &NodeFileConfig) -> Result<disk::DiskStorage, OpenError> {
+    open_disk_at(config, &config.data_dir)
+}
+
+/// Locks `data_dir` (created if missing) and opens the engine in it by the start-up policy
 /// (`LsmStorage::open_or_rebuild`): a disk whose recovery finds corruption, or that was marked
 /// corrupt while running, has its engine files moved aside and starts blank; the node then
 /// draws a new epoch and serves no reads until anti-entropy has refilled it. Blocks on the disk.
-pub fn open_disk(config: &NodeFileConfig) -> Result<disk::DiskStorage, OpenError> {
-    let directory = config.data_dir.display().to_string();
-    let fs = ringkv_storage::StdFs::new(&config.data_dir).map_err(|error| {
+pub fn open_disk_at(
+    config: &NodeFileConfig,
+    data_dir: &std::path::Path,
+) -> Result<disk::DiskStorage, OpenError> {
+    let directory = data_dir.display().to_string();
+    std::fs::create_dir_all(data_dir).map_err(|error| {
+        OpenError::Storage(ringkv_core::StorageError(format!("cannot create {directory}: {error}")))
+    })?;
+    let fs = ringkv_storage::StdFs::new(data_dir).map_err(|error| {
         OpenError::Storage(ringkv_core::StorageError(format!("cannot open {directory}: {error}")))
     })?;
     let lock = fs.lock().map_err(|error| {
@@ -319,15 +376,43 @@ pub async fn start<S: driver::DriverStorage + driver::StorageHealth>(
 }
 
 /// Starts a node on `storage` with the settings of `config`; `lifecycle` says how the node is
-/// restarted when its storage fails and how often it is scrubbed.
+/// restarted when its storage fails and how often it is scrubbed. Only for a node with just the
+/// default keyspace: the storage of others is opened by [`start_on_disk`].
 pub async fn start_with<S: driver::DriverStorage + driver::StorageHealth>(
     config: &NodeFileConfig,
     storage: S,
     lifecycle: driver::Lifecycle<S>,
 ) -> Result<RunningNode, StartError> {
+    let mut keyspaces = config.keyspaces();
+    if keyspaces.len() != 1 {
+        return Err(StartError::Keyspaces(format!(
+            "the configuration declares {} keyspaces but one store was given; start the node \
+             with start_on_disk, which opens each keyspace's directory",
+            keyspaces.len()
+        )));
+    }
+    let keyspace = keyspaces.remove(0);
+    start_keyspaces(config, vec![KeyspaceStart { keyspace, storage, lifecycle }]).await
+}
+
+/// One keyspace's node as it starts: its storage, and how it is restarted and scrubbed.
+pub struct KeyspaceStart<S: ringkv_core::storage::Storage> {
+    /// The keyspace.
+    pub keyspace: Keyspace,
+    /// Its store.
+    pub storage: S,
+    /// How its node is restarted when the store fails, and how often it is scrubbed.
+    pub lifecycle: driver::Lifecycle<S>,
+}
+
+/// Starts a node of one core `Node` per keyspace of `starts` (the default keyspace first)
+/// behind one set of listeners and peer links.
+pub async fn start_keyspaces<S: driver::DriverStorage + driver::StorageHealth>(
+    config: &NodeFileConfig,
+    starts: Vec<KeyspaceStart<S>>,
+) -> Result<RunningNode, StartError> {
     let id = NodeId(config.node_id);
     let members: Vec<NodeId> = config.members.iter().map(|member| NodeId(member.id)).collect();
-    // The PEM files are read before anything listens, so a bad one stops the start at once.
     let tls = match &config.tls {
         Some(files) => {
             tls::install_crypto_provider();
@@ -346,8 +431,14 @@ pub async fn start_with<S: driver::DriverStorage + driver::StorageHealth>(
         None => None,
     };
     let metrics = Arc::new(Metrics::default());
-    let node =
-        Node::new(node_config(config, members.clone()), id, seed_for(id), Instant::ZERO, storage)?;
+    // Every keyspace's node is built before any task starts, so a store that fails to recover
+    // stops the start with nothing running.
+    let mut nodes = Vec::new();
+    for start in starts {
+        let node_config = node_config(config, &start.keyspace, members.clone());
+        let node = Node::new(node_config, id, seed_for(id), Instant::ZERO, start.storage)?;
+        nodes.push((start.keyspace, node, start.lifecycle));
+    }
     let settings = Arc::new(PeerSettings {
         me: id,
         cluster: config.cluster.clone(),
@@ -361,24 +452,36 @@ pub async fn start_with<S: driver::DriverStorage + driver::StorageHealth>(
         user_timeout: StdDuration::from_millis(1_500),
         tls: tls.clone().filter(|_| config.tls.as_ref().is_some_and(|t| t.peer_ca_pem.is_some())),
     });
-    let handle_slot = Arc::new(std::sync::OnceLock::new());
-    let mut queues = peer::PeerQueues::new(settings.clone(), handle_slot.clone(), metrics.clone());
+    let handles_slot = Arc::new(std::sync::OnceLock::new());
+    let dialer = peer::PeerDialer::new(settings.clone(), handles_slot.clone(), metrics.clone());
     for member in &config.members {
-        queues.dial_address(NodeId(member.id), member.peer_addr);
+        dialer.dial_address(NodeId(member.id), member.peer_addr);
     }
     let work_interval = match config.durability {
         config::Durability::Fsync => None,
         config::Durability::Interval(interval_ms) => Some(StdDuration::from_millis(interval_ms)),
     };
-    let (handle, node_task) =
-        driver::spawn(node, queues, metrics.clone(), work_interval, lifecycle);
-    // The dial tasks wait for this handle before they report peer status.
-    let _ = handle_slot.set(handle.clone());
+    let mut keyspace_handles = Vec::new();
+    let mut node_tasks = Vec::new();
+    for (keyspace, node, lifecycle) in nodes {
+        let tag = (!keyspace.is_default()).then(|| keyspace.name.clone());
+        let queues = dialer.queues_for(tag);
+        let replicas_n = keyspace.config.replicas_n;
+        let (handle, node_task) =
+            driver::spawn(node, queues, metrics.clone(), work_interval, lifecycle, replicas_n);
+        keyspace_handles.push(KeyspaceHandle::new(&keyspace, handle));
+        node_tasks.push(node_task);
+    }
+    drop(dialer);
+    let handles = Arc::new(NodeHandles::new(keyspace_handles));
+    let handle = handles.default_keyspace().node.clone();
+    // The dial tasks wait for these handles before they report peer status.
+    let _ = handles_slot.set(handles.clone());
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(peer::accept(
         peer_listener.1,
         settings,
-        handle.clone(),
+        handles.clone(),
         metrics.clone(),
     )));
     let server_settings = Arc::new(ServerSettings {
@@ -386,15 +489,16 @@ pub async fn start_with<S: driver::DriverStorage + driver::StorageHealth>(
         tls: tls.clone(),
         connections_max: config.connections_max,
         pipeline_depth_max: config.pipeline_depth_max,
-        read_consistency: config.read_consistency,
-        write_consistency: config.write_consistency,
+        read_consistency: handles.default_keyspace().read_consistency,
+        write_consistency: handles.default_keyspace().write_consistency,
         resp: resp::RespLimits {
             bulk_bytes_max: config.value_bytes_max.max(config.key_bytes_max) + 1,
             ..resp::RespLimits::default()
         },
         allow_flush: config.allow_flush,
-        replicas_n: config.replicas_n,
+        replicas_n: handles.default_keyspace().replicas_n,
         data_dir: Some(config.data_dir.clone()),
+        keyspaces: Some(handles.clone()),
     });
     if users_without_a_default_password(config) {
         tracing::warn!(
@@ -424,7 +528,17 @@ pub async fn start_with<S: driver::DriverStorage + driver::StorageHealth>(
             None
         }
     };
-    tasks.push(tokio::spawn(export_node_counters(handle.clone(), metrics.clone())));
+    for keyspace in handles.all() {
+        // The default keyspace's values keep their names of before keyspaces; another's are
+        // prefixed with `keyspace_<name>_`.
+        let prefix =
+            if keyspace.db == 0 { String::new() } else { format!("keyspace_{}_", keyspace.name) };
+        tasks.push(tokio::spawn(export_node_counters(
+            keyspace.node.clone(),
+            metrics.clone(),
+            prefix,
+        )));
+    }
     let metrics_addr = match metrics_listener {
         Some((address, listener)) => {
             tasks.push(tokio::spawn(metrics::serve(listener, metrics.clone())));
@@ -440,9 +554,10 @@ pub async fn start_with<S: driver::DriverStorage + driver::StorageHealth>(
         tls_client_addr,
         tls,
         handle,
+        handles,
         metrics,
         tasks,
-        node_task,
+        node_tasks,
     })
 }
 
@@ -456,15 +571,16 @@ fn users_without_a_default_password(config: &NodeFileConfig) -> bool {
 
 /// Copies the node's counters into the metrics once a second, so `/metrics` shows them without
 /// the scrape waiting on the node.
-async fn export_node_counters(node: NodeHandle, metrics: Arc<Metrics>) {
+async fn export_node_counters(node: NodeHandle, metrics: Arc<Metrics>, prefix: String) {
     let mut ticker = tokio::time::interval(StdDuration::from_secs(1));
     loop {
         ticker.tick().await;
         let Some(status) = node.status().await else { return };
         let counters = status.counters;
-        metrics
-            .set_node_values(status.storage.iter().map(|(name, value)| (name.to_string(), *value)));
-        metrics.set_node_values([
+        metrics.set_node_values(
+            status.storage.iter().map(|(name, value)| (format!("{prefix}{name}"), *value)),
+        );
+        let values = [
             ("read_repairs_sent_total".to_string(), counters.read_repairs_sent),
             ("peer_messages_dropped_total".to_string(), counters.peer_messages_dropped),
             ("tombstones_purged_total".to_string(), counters.tombstones_purged),
@@ -480,19 +596,25 @@ async fn export_node_counters(node: NodeHandle, metrics: Arc<Metrics>) {
             ("repair_keys_streamed_total".to_string(), counters.repair_keys_streamed),
             ("repair_slices_narrowed_total".to_string(), counters.repair_slices_narrowed),
             ("epoch".to_string(), u64::from(status.epoch)),
-        ]);
+        ];
+        metrics.set_node_values(
+            values.into_iter().map(|(name, value)| (format!("{prefix}{name}"), value)),
+        );
     }
 }
 
-fn node_config(config: &NodeFileConfig, members: Vec<NodeId>) -> NodeConfig {
+/// The configuration of `keyspace`'s node on this process.
+fn node_config(config: &NodeFileConfig, keyspace: &Keyspace, members: Vec<NodeId>) -> NodeConfig {
     let mut node = NodeConfig::new(members);
     node.address = config.peer_addr.to_string();
     node.join = config.join;
     node.acknowledge_before_sync = config.durability != config::Durability::Fsync;
-    node.datacenter = config.datacenter.clone();
-    node.rack = config.rack.clone();
+    let location = config.location();
+    node.datacenter = location.datacenter;
+    node.rack = location.rack;
+    node.locations = config.locations();
     node.vnodes_per_node = config.vnodes;
-    node.keyspace = KeyspaceConfig { replicas_n: config.replicas_n, ..KeyspaceConfig::default() };
+    node.keyspace = keyspace.config.clone();
     node.limits = Limits {
         key_bytes_max: config.key_bytes_max,
         value_bytes_max: config.value_bytes_max,

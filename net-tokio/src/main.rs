@@ -4,8 +4,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use ringkv_core::Consistency;
 use ringkv_net::admin::{AdminRequest, AdminTarget};
-use ringkv_net::config::{Durability, MemberAddress, NodeFileConfig};
+use ringkv_net::config::{
+    ConflictMode, Durability, KeyspaceFileConfig, MemberAddress, NodeFileConfig,
+};
 use ringkv_net::NodeThread;
 
 // The request path allocates small, short-lived buffers on every worker thread (frames, replies,
@@ -57,6 +60,15 @@ enum Command {
         /// Threads of each node's runtime (`worker_threads` in a node's configuration).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
         worker_threads: u16,
+        /// Datacenters (`dc1`, `dc2`, ...), each of --nodes-per-dc nodes on two racks (`rack1`,
+        /// `rack2`, alternating); the default keyspace then keeps `min(3, nodes per dc)`
+        /// replicas in every datacenter and reads and writes at LOCAL_QUORUM. Replaces
+        /// --nodes and --replicas.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=16))]
+        dcs: Option<u32>,
+        /// Nodes per datacenter, with --dcs.
+        #[arg(long, default_value_t = 3, requires = "dcs", value_parser = clap::value_parser!(u32).range(1..=64))]
+        nodes_per_dc: u32,
     },
     /// Restores a node's store from a backup (`ringkv admin backup`), or loads a backup into a
     /// running cluster of any size.
@@ -146,12 +158,25 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Node { config } => run_node(config),
-        Command::Dev { nodes, base_port, replicas, data_dir, sync_interval_ms, worker_threads } => {
+        Command::Dev {
+            nodes,
+            base_port,
+            replicas,
+            data_dir,
+            sync_interval_ms,
+            worker_threads,
+            dcs,
+            nodes_per_dc,
+        } => {
             let durability = match sync_interval_ms {
                 Some(interval_ms) => Durability::Interval(interval_ms),
                 None => Durability::Fsync,
             };
-            run_dev(nodes, base_port, replicas, data_dir, durability, usize::from(worker_threads))
+            let topology = match dcs {
+                Some(dcs) => DevTopology::Datacenters { dcs, nodes_per_dc },
+                None => DevTopology::Flat { nodes, replicas },
+            };
+            run_dev(topology, base_port, data_dir, durability, usize::from(worker_threads))
         }
         Command::Admin { addr, password, user, tls_ca, tls_server_name, action } => {
             let target = match tls_ca.map(|path| {
@@ -224,15 +249,79 @@ fn run_node(path: PathBuf) -> Result<(), String> {
     waited
 }
 
+/// The shape of a dev cluster.
+#[derive(Debug, Clone, Copy)]
+enum DevTopology {
+    /// `nodes` nodes in `dc1`, `rack1`, N = `replicas`.
+    Flat { nodes: u32, replicas: usize },
+    /// `dcs` datacenters of `nodes_per_dc` nodes each (see `Command::Dev`).
+    Datacenters { dcs: u32, nodes_per_dc: u32 },
+}
+
+impl DevTopology {
+    fn nodes(self) -> u32 {
+        match self {
+            DevTopology::Flat { nodes, .. } => nodes,
+            DevTopology::Datacenters { dcs, nodes_per_dc } => dcs * nodes_per_dc,
+        }
+    }
+
+    /// The datacenter and rack of node `id` (1-based): nodes fill `dc1` first, then `dc2`, and
+    /// alternate between two racks within each.
+    fn location(self, id: u32) -> (String, String) {
+        match self {
+            DevTopology::Flat { .. } => ("dc1".into(), "rack1".into()),
+            DevTopology::Datacenters { nodes_per_dc, .. } => {
+                let index = id - 1;
+                let rack = index % nodes_per_dc % 2 + 1;
+                (format!("dc{}", index / nodes_per_dc + 1), format!("rack{rack}"))
+            }
+        }
+    }
+
+    /// The default keyspace, when the topology needs one of its own.
+    fn keyspaces(self) -> Vec<KeyspaceFileConfig> {
+        let DevTopology::Datacenters { dcs, nodes_per_dc } = self else { return Vec::new() };
+        let per_dc: usize = nodes_per_dc.min(3) as usize;
+        vec![KeyspaceFileConfig {
+            name: "main".into(),
+            db: 0,
+            replicas_n: 0,
+            replicas_per_dc: (1..=dcs).map(|dc| (format!("dc{dc}"), per_dc)).collect(),
+            conflict_mode: ConflictMode::Dvv,
+            sloppy_quorum: false,
+            hint_window_s: 3 * 3600,
+            tombstone_grace_s: 10 * 24 * 3600,
+            read_consistency: Consistency::LocalQuorum,
+            write_consistency: Consistency::LocalQuorum,
+        }]
+    }
+
+    fn describe(self) -> String {
+        match self {
+            DevTopology::Flat { nodes, replicas } => format!("{nodes} nodes, N={replicas}"),
+            DevTopology::Datacenters { dcs, nodes_per_dc } => format!(
+                "{dcs} datacenters of {nodes_per_dc} nodes on two racks each, {} replicas per \
+                 datacenter, LOCAL_QUORUM",
+                nodes_per_dc.min(3)
+            ),
+        }
+    }
+}
+
 fn run_dev(
-    nodes: u32,
+    topology: DevTopology,
     base_port: u16,
-    replicas: usize,
     data_dir: PathBuf,
     durability: Durability,
     worker_threads: usize,
 ) -> Result<(), String> {
     init_logs("warn");
+    let nodes = topology.nodes();
+    let replicas = match topology {
+        DevTopology::Flat { replicas, .. } => replicas,
+        DevTopology::Datacenters { .. } => 1,
+    };
     if nodes == 0 || replicas == 0 || replicas > nodes as usize {
         return Err(format!("--replicas {replicas} needs 1..={nodes} nodes"));
     }
@@ -242,7 +331,9 @@ fn run_dev(
     };
     let members = (1..=nodes)
         .map(|id| {
-            Ok(MemberAddress { id, peer_addr: address(u32::from(base_port) + 1000 + id - 1)? })
+            let (datacenter, rack) = topology.location(id);
+            let peer_addr = address(u32::from(base_port) + 1000 + id - 1)?;
+            Ok(MemberAddress { datacenter, rack, ..MemberAddress::new(id, peer_addr) })
         })
         .collect::<Result<Vec<_>, String>>()?;
     let mut running = Vec::new();
@@ -256,23 +347,26 @@ fn run_dev(
             metrics_addr: Some(address(u32::from(base_port) + 2000 + id - 1)?),
             members: members.clone(),
             data_dir: data_dir.join(format!("node{id}")),
-            replicas_n: replicas,
+            replicas_n: if topology.keyspaces().is_empty() { replicas } else { 3 },
             durability,
             worker_threads,
             // Test harnesses start with FLUSHALL, as they do against redis-server.
             allow_flush: true,
+            keyspaces: topology.keyspaces(),
             ..NodeFileConfig::parse(&dev_template(&members, replicas))
                 .map_err(|error| error.to_string())?
         };
+        config.validate().map_err(|error| error.to_string())?;
         let node = NodeThread::start(config).map_err(|error| error.to_string())?;
+        let (datacenter, rack) = topology.location(id);
         println!(
-            "node {id}: redis-cli -p {}  (metrics http://{}/metrics)",
+            "node {id} ({datacenter}/{rack}): redis-cli -p {}  (metrics http://{}/metrics)",
             node.client_addr.port(),
             node.metrics_addr.map(|a| a.to_string()).unwrap_or_default()
         );
         running.push(node);
     }
-    println!("ringkv dev cluster of {nodes} nodes, N={replicas}, {durability:?}; Ctrl-C to stop");
+    println!("ringkv dev cluster of {}, {durability:?}; Ctrl-C to stop", topology.describe());
     let waited = on_small_runtime(wait_for_signal());
     for node in running {
         node.shutdown();

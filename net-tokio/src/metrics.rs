@@ -143,6 +143,8 @@ pub struct Metrics {
     pub peer_frames_refused: Counter,
     /// Peer messages dropped because a queue was full.
     pub peer_messages_dropped: Counter,
+    /// Peer messages dropped because they name a keyspace this node does not have.
+    pub peer_messages_unknown_keyspace: Counter,
     /// TLS handshakes that failed or timed out, on the client and peer ports.
     pub tls_handshakes_failed: Counter,
     /// AUTH attempts refused for a wrong user name or password.
@@ -192,6 +194,7 @@ impl Metrics {
             ("ringkv_client_protocol_errors_total", &self.protocol_errors),
             ("ringkv_peer_frames_refused_total", &self.peer_frames_refused),
             ("ringkv_peer_messages_dropped_total", &self.peer_messages_dropped),
+            ("ringkv_peer_messages_unknown_keyspace_total", &self.peer_messages_unknown_keyspace),
             ("ringkv_tls_handshakes_failed_total", &self.tls_handshakes_failed),
             ("ringkv_client_auth_failures_total", &self.auth_failures),
             ("ringkv_storage_syncs_total", &self.storage_syncs),

@@ -18,6 +18,11 @@
 //! A frame that is too large, of another version, corrupt or undecodable closes that connection
 //! and is counted; the node goes on.
 //!
+//! Keyspaces: the links are shared by every keyspace's node of the process ([`PeerDialer`]);
+//! messages of keyspaces other than the default carry the keyspace's name
+//! ([`Wire::KeyspaceMessage`]), an inbound message goes to the node its tag names, and a
+//! message for a keyspace this node lacks is dropped and counted without closing the link.
+//!
 //! With TLS ([`PeerSettings::tls`]) each link is a TLS connection first: the dialler checks the
 //! acceptor's certificate against the peer CA, and under mutual TLS the acceptor checks the
 //! dialler's. The cluster-secret handshake then runs inside TLS as a second factor, so a stolen
@@ -37,8 +42,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use crate::driver::{Delivery, NodeHandle, PeerSink};
+use crate::driver::{Delivery, PeerSink};
 use crate::frame::{self, FrameError, Wire};
+use crate::keyspaces::NodeHandles;
 use crate::metrics::Metrics;
 use crate::tls::TlsState;
 
@@ -87,58 +93,96 @@ fn configure(stream: &TcpStream, settings: &PeerSettings) -> std::io::Result<()>
     socket.set_tcp_keepalive(&keepalive)
 }
 
-/// The sending side: one bounded queue and one dialling task per peer.
+/// The sending side shared by every keyspace of a node: one bounded queue and one dialling task
+/// per peer. Each keyspace's node sends through a [`PeerQueues`] of its own, which tags its
+/// messages and keeps its own copy of the queues, so sending takes no lock; only dialling a
+/// peer that gossip revealed does.
 #[derive(Debug)]
-pub struct PeerQueues {
-    queues: BTreeMap<NodeId, mpsc::Sender<PeerMessage>>,
+pub struct PeerDialer {
+    queues: std::sync::Mutex<BTreeMap<NodeId, mpsc::Sender<Wire>>>,
     settings: Arc<PeerSettings>,
-    node: Arc<OnceLock<NodeHandle>>,
+    nodes: Arc<OnceLock<Arc<NodeHandles>>>,
     metrics: Arc<Metrics>,
 }
 
-impl PeerQueues {
-    /// Queues with no peers yet; `node` is filled in once the node task exists.
+impl PeerDialer {
+    /// A dialer with no peers yet; `nodes` is filled in once the node tasks exist.
     pub fn new(
         settings: Arc<PeerSettings>,
-        node: Arc<OnceLock<NodeHandle>>,
+        nodes: Arc<OnceLock<Arc<NodeHandles>>>,
         metrics: Arc<Metrics>,
-    ) -> Self {
-        PeerQueues { queues: BTreeMap::new(), settings, node, metrics }
+    ) -> Arc<Self> {
+        Arc::new(PeerDialer {
+            queues: std::sync::Mutex::new(BTreeMap::new()),
+            settings,
+            nodes,
+            metrics,
+        })
     }
 
-    /// Starts the connection to `peer` at `address`.
-    pub fn dial_address(&mut self, peer: NodeId, address: SocketAddr) {
-        if peer == self.settings.me || self.queues.contains_key(&peer) {
-            return;
+    /// Starts the connection to `peer` at `address` unless it has one; returns its queue.
+    pub fn dial_address(&self, peer: NodeId, address: SocketAddr) -> Option<mpsc::Sender<Wire>> {
+        if peer == self.settings.me {
+            return None;
+        }
+        // A poisoned lock means a panic while inserting a sender; the map itself is sound.
+        let mut queues = self.queues.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(queue) = queues.get(&peer) {
+            return Some(queue.clone());
         }
         let (sender, receiver) = mpsc::channel(self.settings.queue_len_max);
-        self.queues.insert(peer, sender);
+        queues.insert(peer, sender.clone());
         tokio::spawn(dial(
             peer,
             address,
             self.settings.clone(),
-            self.node.clone(),
+            self.nodes.clone(),
             receiver,
             self.metrics.clone(),
         ));
+        Some(sender)
     }
+
+    /// The sink through which `keyspace`'s node sends (`None`: the default keyspace, whose
+    /// messages are untagged).
+    pub fn queues_for(self: &Arc<Self>, keyspace: Option<String>) -> PeerQueues {
+        let local = self.queues.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        PeerQueues { keyspace, local, dialer: self.clone() }
+    }
+}
+
+/// One keyspace's side of the peer queues ([`PeerDialer`]).
+#[derive(Debug)]
+pub struct PeerQueues {
+    keyspace: Option<String>,
+    local: BTreeMap<NodeId, mpsc::Sender<Wire>>,
+    dialer: Arc<PeerDialer>,
 }
 
 impl PeerSink for PeerQueues {
     fn send(&mut self, to: NodeId, message: PeerMessage) {
-        let delivered = self.queues.get(&to).is_some_and(|queue| queue.try_send(message).is_ok());
+        let wire = match &self.keyspace {
+            None => Wire::Message(message),
+            Some(keyspace) => Wire::KeyspaceMessage { keyspace: keyspace.clone(), message },
+        };
+        let delivered = self.local.get(&to).is_some_and(|queue| queue.try_send(wire).is_ok());
         if !delivered {
-            self.metrics.peer_messages_dropped.inc();
+            self.dialer.metrics.peer_messages_dropped.inc();
         }
     }
 
     fn knows(&self, to: NodeId) -> bool {
-        self.queues.contains_key(&to)
+        self.local.contains_key(&to)
     }
 
     fn connect(&mut self, to: NodeId, address: &str) {
         match address.parse::<SocketAddr>() {
-            Ok(address) => self.dial_address(to, address),
+            Ok(address) => {
+                // Another keyspace may have dialled it already: then this takes its queue.
+                if let Some(queue) = self.dialer.dial_address(to, address) {
+                    self.local.insert(to, queue);
+                }
+            }
             Err(_) => tracing::debug!(%to, address, "no dialable address for the peer"),
         }
     }
@@ -149,16 +193,25 @@ pub async fn dial(
     peer: NodeId,
     address: SocketAddr,
     settings: Arc<PeerSettings>,
-    node: Arc<OnceLock<NodeHandle>>,
-    mut outbox: mpsc::Receiver<PeerMessage>,
+    nodes: Arc<OnceLock<Arc<NodeHandles>>>,
+    mut outbox: mpsc::Receiver<Wire>,
     metrics: Arc<Metrics>,
 ) {
-    // The node task is created right after the first dial tasks; wait for its handle.
-    let node = loop {
-        if let Some(node) = node.get() {
-            break node.clone();
+    // The node tasks are created right after the first dial tasks; wait for their handles.
+    let nodes = loop {
+        if let Some(nodes) = nodes.get() {
+            break nodes.clone();
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    // The link carries every keyspace's messages, so every keyspace's node hears of it.
+    let report = |up: bool| {
+        let nodes = nodes.clone();
+        async move {
+            for keyspace in nodes.all() {
+                keyspace.node.peer_status(peer, up).await;
+            }
+        }
     };
     let mut backoff = Duration::from_millis(50);
     let mut reported_down = false;
@@ -172,7 +225,7 @@ pub async fn dial(
             Ok(stream) => {
                 backoff = Duration::from_millis(50);
                 last_refusal = None;
-                node.peer_status(peer, true).await;
+                report(true).await;
                 metrics.peers_up.fetch_add(1, Ordering::Relaxed);
                 reported_down = false;
                 let closed = match stream {
@@ -201,7 +254,7 @@ pub async fn dial(
             Err(DialError::Frame(error)) => tracing::debug!(%peer, %error, "dial failed"),
         }
         if !reported_down {
-            node.peer_status(peer, false).await;
+            report(false).await;
             reported_down = true;
         }
         // Messages queued while the peer is away are stale by the time it returns; the
@@ -298,7 +351,7 @@ async fn prove<S: AsyncRead + AsyncWrite + Unpin>(
 async fn pump<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     mut reader: R,
     mut writer: W,
-    outbox: &mut mpsc::Receiver<PeerMessage>,
+    outbox: &mut mpsc::Receiver<Wire>,
     frame_bytes_max: usize,
 ) -> FrameError {
     let mut out = Vec::with_capacity(WRITE_BATCH_BYTES);
@@ -340,12 +393,8 @@ async fn pump<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
 const WRITE_BATCH_BYTES: usize = 64 * 1024;
 
 /// Appends `message` as a frame, refusing one longer than `frame_bytes_max`.
-fn append_frame(
-    out: &mut Vec<u8>,
-    message: PeerMessage,
-    frame_bytes_max: usize,
-) -> Result<(), FrameError> {
-    let frame_bytes = frame::encode_into(&Wire::Message(message), out)?;
+fn append_frame(out: &mut Vec<u8>, wire: Wire, frame_bytes_max: usize) -> Result<(), FrameError> {
+    let frame_bytes = frame::encode_into(&wire, out)?;
     if frame_bytes > frame_bytes_max {
         return Err(FrameError::TooLarge { length_bytes: frame_bytes, max_bytes: frame_bytes_max });
     }
@@ -359,7 +408,7 @@ fn append_frame(
 pub async fn accept(
     listener: TcpListener,
     settings: Arc<PeerSettings>,
-    node: NodeHandle,
+    nodes: Arc<NodeHandles>,
     metrics: Arc<Metrics>,
 ) {
     let mut connections = tokio::task::JoinSet::new();
@@ -371,7 +420,7 @@ pub async fn accept(
         };
         let Ok((stream, address)) = accepted else { continue };
         let settings = settings.clone();
-        let node = node.clone();
+        let node = nodes.clone();
         let metrics = metrics.clone();
         let refusals = refusals.clone();
         connections.spawn(async move {
@@ -380,7 +429,7 @@ pub async fn accept(
                 return;
             }
             let received = match settings.tls.as_ref().and_then(|tls| tls.peer_acceptor()) {
-                None => receive(stream, &settings, &node).await,
+                None => receive(stream, &settings, &node, &metrics).await,
                 Some(acceptor) => {
                     let timeout = settings
                         .tls
@@ -389,7 +438,7 @@ pub async fn accept(
                     let reason = match tokio::time::timeout(timeout, acceptor.accept(stream)).await
                     {
                         Ok(Ok(stream)) => {
-                            let received = receive(stream, &settings, &node).await;
+                            let received = receive(stream, &settings, &node, &metrics).await;
                             log_closed(address, received, &metrics);
                             return;
                         }
@@ -448,7 +497,8 @@ impl RefusalWarnings {
 async fn receive<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     settings: &PeerSettings,
-    node: &NodeHandle,
+    nodes: &NodeHandles,
+    metrics: &Metrics,
 ) -> Result<(), FrameError> {
     // Handshake frames are small: a stranger gets no more than a few bytes of buffer.
     let hello = tokio::time::timeout(Duration::from_secs(2), frame::read(&mut stream, 4096))
@@ -477,18 +527,37 @@ async fn receive<S: AsyncRead + AsyncWrite + Unpin>(
     }
     let mut reader = tokio::io::BufReader::new(stream);
     let mut body = Vec::new();
+    let mut warned_unknown_keyspace = false;
     loop {
-        match frame::read_with(&mut reader, settings.frame_bytes_max, &mut body).await? {
-            Wire::Message(message) => match node.peer_message(from, message) {
-                Delivery::Queued => {}
-                Delivery::Full => tracing::warn!(%from, "node queue full: peer message dropped"),
-                Delivery::Stopped => return Err(FrameError::Handshake("the node stopped".into())),
-            },
-            other => {
-                return Err(FrameError::Handshake(format!(
-                    "unexpected {other:?} after the handshake"
-                )))
+        let (keyspace, message) =
+            match frame::read_with(&mut reader, settings.frame_bytes_max, &mut body).await? {
+                Wire::Message(message) => (None, message),
+                Wire::KeyspaceMessage { keyspace, message } => (Some(keyspace), message),
+                other => {
+                    return Err(FrameError::Handshake(format!(
+                        "unexpected {other:?} after the handshake"
+                    )))
+                }
+            };
+        let Some(node) = nodes.for_tag(keyspace.as_deref()) else {
+            // A peer with a keyspace this node lacks (configurations that disagree): its
+            // messages are dropped and counted, and the link stays up for the others.
+            metrics.peer_messages_unknown_keyspace.inc();
+            if !warned_unknown_keyspace {
+                warned_unknown_keyspace = true;
+                tracing::warn!(
+                    %from,
+                    keyspace = keyspace.as_deref().unwrap_or_default(),
+                    "peer message for a keyspace this node does not have: dropped (do the \
+                     nodes' `keyspaces` lists agree?)"
+                );
             }
+            continue;
+        };
+        match node.peer_message(from, message) {
+            Delivery::Queued => {}
+            Delivery::Full => tracing::warn!(%from, "node queue full: peer message dropped"),
+            Delivery::Stopped => return Err(FrameError::Handshake("the node stopped".into())),
         }
     }
 }

@@ -43,7 +43,7 @@ pub fn free_address() -> SocketAddr {
 /// N is 3, or `nodes` for a smaller cluster.
 pub fn cluster_configs(nodes: u32, data_root: &std::path::Path) -> Vec<NodeFileConfig> {
     let members: Vec<MemberAddress> =
-        (1..=nodes).map(|id| MemberAddress { id, peer_addr: free_address() }).collect();
+        (1..=nodes).map(|id| MemberAddress::new(id, free_address())).collect();
     members
         .iter()
         .map(|member| {

@@ -680,14 +680,17 @@ async fn admin_reads_status_and_ring_as_text_and_asks_for_the_password_a_node_re
     assert!(status.contains("\nring members: 1, 2, 3\n"), "{status}");
     let ring = admin::run(address, password, AdminRequest::Ring).await.unwrap();
     let lines: Vec<&str> = ring.lines().collect();
-    assert_eq!(lines.len(), 4, "{ring}");
-    assert_eq!(lines[0], "node  primary share");
-    let total: f64 = lines[1..]
+    // A header, a row per node, a total for the one datacenter.
+    assert_eq!(lines.len(), 5, "{ring}");
+    assert_eq!(lines[0], "node  datacenter  rack        primary share  replica share");
+    let total: f64 = lines[1..4]
         .iter()
-        .map(|line| line.split_whitespace().nth(1).unwrap().trim_end_matches('%').parse::<f64>())
+        .map(|line| line.split_whitespace().nth(3).unwrap().trim_end_matches('%').parse::<f64>())
         .map(Result::unwrap)
         .sum();
     assert!((99.5..=100.5).contains(&total), "shares add up to {total}%: {ring}");
+    assert!(lines[4].starts_with("datacenter dc1: 3 nodes"), "{ring}");
+    assert!(status.contains("\nlocation: dc1/rack1"), "{status}");
 
     let nobody = ringkv_tests::free_address();
     let error = admin::run(nobody, None, AdminRequest::Status).await.unwrap_err();

@@ -12,7 +12,10 @@ pub(super) fn unsupported_reason(command: &str) -> Option<&'static str> {
     Some(match command {
         "MULTI" | "EXEC" | "DISCARD" | "WATCH" | "UNWATCH" => "there are no transactions",
         "KEYS" => "it would list the whole cluster in one reply; use SCAN",
-        "SWAPDB" | "MOVE" => "there is a single database",
+        "SWAPDB" | "MOVE" => {
+            "each database is a keyspace of its own, with its own replicas and storage; keys do \
+             not move between them"
+        }
         "HSET" | "HGET" | "HMSET" | "HMGET" | "HGETALL" | "HDEL" | "HINCRBY" | "LPUSH"
         | "RPUSH" | "LPOP" | "RPOP" | "LRANGE" | "SADD" | "SREM" | "SMEMBERS" | "SISMEMBER"
         | "ZADD" | "ZRANGE" | "ZREM" | "ZSCORE" | "XADD" | "XREAD" | "PFADD" | "SETBIT"
@@ -78,7 +81,7 @@ mod tests {
     #[test]
     fn common_redis_commands_ringkv_lacks_are_refused_with_a_reason() {
         let reason = unsupported_reason("SWAPDB").expect("SWAPDB has a reason");
-        assert!(reason.contains("single database"), "{reason}");
+        assert!(reason.contains("keyspace of its own"), "{reason}");
         for served in ["MSETNX", "RENAME", "COPY", "DBSIZE", "RANDOMKEY", "FLUSHALL", "WAIT"] {
             assert_eq!(unsupported_reason(served), None, "{served}");
         }

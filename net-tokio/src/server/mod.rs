@@ -42,6 +42,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::Access;
 use crate::driver::NodeHandle;
+use crate::keyspaces::NodeHandles;
 use crate::metrics::Metrics;
 use crate::resp::{parse_command, Reply, RespLimits};
 use crate::tls::TlsState;
@@ -81,6 +82,10 @@ pub struct ServerSettings {
     /// The node's data directory, whose `snapshots/` `RK.SNAPSHOTINFO` and `RK.SNAPSHOTREAD`
     /// serve; `None` for a node without one.
     pub data_dir: Option<std::path::PathBuf>,
+    /// Every keyspace of the node, for `SELECT db` and the commands that apply to all of them
+    /// (`FLUSHALL`, `RK.DECOMMISSION`, `RK.REMOVE`); `None` serves only the node given to
+    /// [`serve`], as db 0 with the levels and N above.
+    pub keyspaces: Option<Arc<NodeHandles>>,
 }
 
 impl Default for ServerSettings {
@@ -96,6 +101,7 @@ impl Default for ServerSettings {
             allow_flush: false,
             replicas_n: 3,
             data_dir: None,
+            keyspaces: None,
         }
     }
 }
@@ -225,6 +231,12 @@ struct Connection {
     connected_at: WallInstant,
     /// The key of the connection's latest write, which `WAIT` waits for.
     last_written: Option<Bytes>,
+    /// The selected database (`SELECT db`): its keyspace's node is `ops.node`.
+    db: u32,
+    /// Replicas per key in the selected keyspace, for `WAIT`.
+    replicas_n: usize,
+    /// The node of db 0, to return to with `SELECT 0` when the server has no keyspace list.
+    default_node: NodeHandle,
 }
 
 /// The next connection's id.
@@ -256,10 +268,13 @@ impl Connection {
             read_only: initial.is_some_and(|user| user.access == Access::ReadOnly),
             auth_failures: 0,
             ops: Ops {
-                node,
+                node: node.clone(),
                 read_consistency: settings.read_consistency,
                 write_consistency: settings.write_consistency,
             },
+            db: 0,
+            replicas_n: settings.replicas_n,
+            default_node: node,
             settings,
             metrics,
             protocol: 2,
@@ -391,13 +406,7 @@ impl Connection {
             },
             "ACL" => self.acl(&args),
             "RK.RELOADTLS" if args.len() == 1 => self.reload_tls(),
-            "SELECT" if args.len() == 2 => {
-                if &args[1][..] == b"0" {
-                    Reply::ok()
-                } else {
-                    Reply::err("ringkv has a single database: SELECT 0")
-                }
-            }
+            "SELECT" if args.len() == 2 => self.select(&args[1]),
             "CLIENT" => self.client(&args),
             "COMMAND" => compat::command(&args, crate::metrics::COMMAND_LABELS.len()),
             "CONFIG" => compat::config(&args),
@@ -428,12 +437,16 @@ impl Connection {
             }
             "DBSIZE" if args.len() == 1 => self.ops.dbsize().await,
             "RANDOMKEY" if args.len() == 1 => self.ops.random_key().await,
-            "FLUSHALL" | "FLUSHDB" => {
-                self.ops.flush(&args, self.settings.allow_flush, &command).await
-            }
+            "FLUSHALL" => self.flush_all(&args).await,
+            "FLUSHDB" => self.ops.flush(&args, self.settings.allow_flush, &command).await,
             "WAIT" if args.len() == 3 => self.wait(&args).await,
             "SCAN" if args.len() >= 2 => self.ops.scan(&args).await,
-            "RK.STATUS" => self.ops.status().await,
+            "RK.STATUS" => self.ops.status(self.keyspace_lines()).await,
+            "RK.SNAPSHOT" if args.len() == 2 && self.keyspaces_count() > 1 => Reply::err(format!(
+                "this node runs {} keyspaces and a snapshot covers one store: snapshots and \
+                 backups are refused on nodes with several keyspaces (README.md, Keyspaces)",
+                self.keyspaces_count()
+            )),
             "RK.SNAPSHOT" if args.len() == 2 => {
                 let name = String::from_utf8_lossy(&args[1]).into_owned();
                 match self.ops.node.snapshot(name).await {
@@ -452,22 +465,14 @@ impl Connection {
             "RK.SNAPSHOTINFO" | "RK.SNAPSHOTREAD" => self.snapshot_file(&command, &args).await,
             "RK.RING" => self.ops.ring().await,
             "RK.DECOMMISSION" if args.len() == 1 => {
-                if self.ops.node.membership(ringkv_core::Input::Decommission).await {
-                    Reply::ok()
-                } else {
-                    Reply::err("node stopped")
-                }
+                self.membership_everywhere(ringkv_core::Input::Decommission).await
             }
             "RK.REMOVE" if args.len() == 2 => {
                 match std::str::from_utf8(&args[1]).ok().and_then(|id| id.parse::<u32>().ok()) {
                     Some(id) => {
                         let input =
                             ringkv_core::Input::RemoveNode { node: ringkv_core::NodeId(id) };
-                        if self.ops.node.membership(input).await {
-                            Reply::ok()
-                        } else {
-                            Reply::err("node stopped")
-                        }
+                        self.membership_everywhere(input).await
                     }
                     None => Reply::err("RK.REMOVE takes a node id"),
                 }
@@ -702,13 +707,14 @@ impl Connection {
             value.as_deref().map(String::from_utf8_lossy).unwrap_or_default().into_owned()
         };
         format!(
-            "id={} addr={} laddr={} name={} age={} db=0 flags=N cmd=client|info user={} \
+            "id={} addr={} laddr={} name={} age={} db={} flags=N cmd=client|info user={} \
              resp={} lib-name={} lib-ver={}\n",
             self.id,
             self.addresses.0,
             self.addresses.1,
             text(&self.name),
             self.connected_at.elapsed().as_secs(),
+            self.db,
             self.user,
             self.protocol,
             text(&self.lib_name),
@@ -732,7 +738,7 @@ impl Connection {
         if timeout_ms < 0 {
             return Reply::err("timeout is negative");
         }
-        let replicas_n = self.settings.replicas_n;
+        let replicas_n = self.replicas_n;
         let Some(key) = self.last_written.clone() else {
             // Nothing written: every replica holds all of it.
             return Reply::Integer(replicas_n as i64);
@@ -752,16 +758,108 @@ impl Connection {
         Reply::Integer(if held { replicas_n } else { guaranteed } as i64)
     }
 
+    /// One line per keyspace for `RK.STATUS`: `name db=N replicas=N`, the selected one marked.
+    fn keyspace_lines(&self) -> Vec<String> {
+        let line = |name: &str, db: u32, replicas_n: usize| {
+            let selected = if db == self.db { " (selected)" } else { "" };
+            format!("{name} db={db} replicas={replicas_n}{selected}")
+        };
+        match &self.settings.keyspaces {
+            Some(keyspaces) => keyspaces
+                .all()
+                .map(|keyspace| line(&keyspace.name, keyspace.db, keyspace.replicas_n))
+                .collect(),
+            None => vec![line(crate::config::DEFAULT_KEYSPACE_NAME, 0, self.settings.replicas_n)],
+        }
+    }
+
+    /// How many keyspaces the node serves.
+    fn keyspaces_count(&self) -> usize {
+        self.settings.keyspaces.as_ref().map_or(1, |keyspaces| keyspaces.len())
+    }
+
+    /// `SELECT db`: the connection's commands go to the keyspace declared with database number
+    /// `db` from now on, at that keyspace's default levels (an `RK.CONSISTENCY` setting does not
+    /// carry over: a level may be impossible in the other keyspace). An undeclared number gets
+    /// Redis's own error and changes nothing.
+    fn select(&mut self, db: &[u8]) -> Reply {
+        let Some(db) = std::str::from_utf8(db).ok().and_then(|text| text.parse::<i64>().ok())
+        else {
+            return Reply::err("value is not an integer or out of range");
+        };
+        let selected = u32::try_from(db).ok().and_then(|db| match &self.settings.keyspaces {
+            Some(keyspaces) => keyspaces.by_db(db).map(|keyspace| {
+                (
+                    keyspace.node.clone(),
+                    keyspace.read_consistency,
+                    keyspace.write_consistency,
+                    keyspace.replicas_n,
+                )
+            }),
+            None => (db == 0).then(|| {
+                (
+                    self.default_node.clone(),
+                    self.settings.read_consistency,
+                    self.settings.write_consistency,
+                    self.settings.replicas_n,
+                )
+            }),
+        });
+        let Some((node, read_consistency, write_consistency, replicas_n)) = selected else {
+            return Reply::err("DB index is out of range");
+        };
+        // Checked just above: `db` converted to u32.
+        self.db = db as u32;
+        self.ops = Ops { node, read_consistency, write_consistency };
+        self.replicas_n = replicas_n;
+        // WAIT waits for the latest write of the selected keyspace only.
+        self.last_written = None;
+        Reply::ok()
+    }
+
+    /// `FLUSHALL`: truncates every keyspace, as Redis's empties every database; `FLUSHDB`
+    /// truncates only the selected one. Stops at the first keyspace that fails, naming it.
+    async fn flush_all(&self, args: &[Bytes]) -> Reply {
+        let Some(keyspaces) = &self.settings.keyspaces else {
+            return self.ops.flush(args, self.settings.allow_flush, "FLUSHALL").await;
+        };
+        for keyspace in keyspaces.all() {
+            let ops = Ops { node: keyspace.node.clone(), ..self.ops.clone() };
+            if let Reply::Error(error) =
+                ops.flush(args, self.settings.allow_flush, "FLUSHALL").await
+            {
+                if keyspaces.len() == 1 {
+                    return Reply::Error(error);
+                }
+                return Reply::Error(format!("{error} (keyspace `{}`)", keyspace.name));
+            }
+        }
+        Reply::ok()
+    }
+
+    /// Hands an operator's membership command to every keyspace's node: a node leaves or a dead
+    /// one is removed from every keyspace's ring at once.
+    async fn membership_everywhere(&self, input: ringkv_core::Input) -> Reply {
+        let nodes: Vec<NodeHandle> = match &self.settings.keyspaces {
+            Some(keyspaces) => keyspaces.all().map(|keyspace| keyspace.node.clone()).collect(),
+            None => vec![self.default_node.clone()],
+        };
+        for node in nodes {
+            if !node.membership(input.clone()).await {
+                return Reply::err("node stopped");
+            }
+        }
+        Reply::ok()
+    }
+
     /// `RK.CONSISTENCY` shows the levels; `RK.CONSISTENCY level` sets both;
     /// `RK.CONSISTENCY READ|WRITE level` sets one.
     fn set_consistency(&mut self, args: &[Bytes]) -> Reply {
         let show = |connection: &Connection| {
             let connection = &connection.ops;
             Reply::Array(vec![
-                Reply::text(format!("read {:?}", connection.read_consistency).to_ascii_uppercase()),
-                Reply::text(
-                    format!("write {:?}", connection.write_consistency).to_ascii_uppercase(),
-                ),
+                Reply::text(format!("read {}", consistency_label(connection.read_consistency))),
+                Reply::text(format!("write {}", consistency_label(connection.write_consistency))),
             ])
         };
         match args.len() {
@@ -895,6 +993,9 @@ fn consistency_label(consistency: Consistency) -> &'static str {
         Consistency::Three => "THREE",
         Consistency::Quorum => "QUORUM",
         Consistency::All => "ALL",
+        Consistency::LocalOne => "LOCAL_ONE",
+        Consistency::LocalQuorum => "LOCAL_QUORUM",
+        Consistency::EachQuorum => "EACH_QUORUM",
         // A level added to core later is counted apart until it gets a label.
         _ => "OTHER",
     }

@@ -112,8 +112,24 @@ impl Ops {
         Reply::Bulk(Bytes::from(text))
     }
 
-    pub(super) async fn status(&self) -> Reply {
+    /// `RK.STATUS`: the selected keyspace's node; `keyspaces` lists every keyspace of the
+    /// process (`name db=N replicas=N`).
+    pub(super) async fn status(&self, keyspaces: Vec<String>) -> Reply {
         let Some(status) = self.node.status().await else { return Reply::err("node stopped") };
+        let mut datacenters: std::collections::BTreeMap<&str, Vec<String>> =
+            std::collections::BTreeMap::new();
+        for (node, location) in &status.locations {
+            datacenters
+                .entry(location.datacenter.as_str())
+                .or_default()
+                .push(format!("{}@{}", node.0, location.rack));
+        }
+        let location = status
+            .locations
+            .iter()
+            .find(|(node, _)| *node == status.id)
+            .map(|(_, location)| format!("{}/{}", location.datacenter, location.rack))
+            .unwrap_or_default();
         Reply::Map(vec![
             (Reply::text("node"), Reply::Integer(i64::from(status.id.0))),
             (Reply::text("epoch"), Reply::Integer(i64::from(status.epoch))),
@@ -141,19 +157,48 @@ impl Ops {
             // Last, so that the positions of the fields before it do not move for clients
             // that read the map as a flat array.
             (Reply::text("rebuilding"), Reply::Integer(i64::from(status.rebuilding))),
+            // Added after `rebuilding` for the same reason.
+            (Reply::text("location"), Reply::text(location)),
+            (
+                Reply::text("datacenters"),
+                Reply::Array(
+                    datacenters
+                        .into_iter()
+                        .map(|(datacenter, nodes)| {
+                            Reply::text(format!("{datacenter}:{}", nodes.join(",")))
+                        })
+                        .collect(),
+                ),
+            ),
+            (
+                Reply::text("keyspaces"),
+                Reply::Array(keyspaces.into_iter().map(Reply::text).collect()),
+            ),
         ])
     }
 
     pub(super) async fn ring(&self) -> Reply {
         let Some(status) = self.node.status().await else { return Reply::err("node stopped") };
+        // Rows: node, primary share, datacenter, rack, replica share (the last three added
+        // after the first two, which older tools read).
+        let location = |node| {
+            status.locations.iter().find(|(member, _)| *member == node).map(|(_, at)| at.clone())
+        };
+        let replica_share = |node| {
+            status.replica_shares.iter().find(|(member, _)| *member == node).map_or(0.0, |s| s.1)
+        };
         Reply::Array(
             status
                 .shares
                 .iter()
                 .map(|(node, share)| {
+                    let at = location(*node).unwrap_or_default();
                     Reply::Array(vec![
                         Reply::Integer(i64::from(node.0)),
                         Reply::text(format!("{:.4}", share)),
+                        Reply::text(at.datacenter),
+                        Reply::text(at.rack),
+                        Reply::text(format!("{:.4}", replica_share(*node))),
                     ])
                 })
                 .collect(),
