@@ -370,20 +370,22 @@ mod tests {
         changes
     }
 
-    #[test]
-    fn heartbeats_alone_never_rebuild_the_ring() {
+    /// Three founding members in dc1, each on a rack of its own.
+    fn three_founders() -> ([NodeId; 3], Vec<Membership>) {
         let founders = [NodeId(1), NodeId(2), NodeId(3)];
-        let mut members: Vec<Membership> = founders
+        let members = founders
             .iter()
             .map(|id| {
-                member(
-                    id.0,
-                    &founders,
-                    Location::new("dc1", format!("r{}", id.0)),
-                    MemberStatus::Normal,
-                )
+                let own = Location::new("dc1", format!("r{}", id.0));
+                member(id.0, &founders, own, MemberStatus::Normal)
             })
             .collect();
+        (founders, members)
+    }
+
+    #[test]
+    fn heartbeats_alone_never_rebuild_the_ring() {
+        let (_, mut members) = three_founders();
         let changes = run(&mut members, 0, 10);
         assert!(changes.iter().all(Vec::is_empty), "{changes:?}");
         for membership in &members {
@@ -395,18 +397,7 @@ mod tests {
 
     #[test]
     fn a_joiner_is_placed_where_its_gossip_says_and_only_in_the_future_ring() {
-        let founders = [NodeId(1), NodeId(2), NodeId(3)];
-        let mut members: Vec<Membership> = founders
-            .iter()
-            .map(|id| {
-                member(
-                    id.0,
-                    &founders,
-                    Location::new("dc1", format!("r{}", id.0)),
-                    MemberStatus::Normal,
-                )
-            })
-            .collect();
+        let (founders, mut members) = three_founders();
         members.push(member(4, &founders, Location::new("dc2", "east-a"), MemberStatus::Joining));
         run(&mut members, 0, 5);
         for membership in &members {
@@ -430,18 +421,7 @@ mod tests {
 
     #[test]
     fn an_operators_removal_reports_the_removed_member() {
-        let founders = [NodeId(1), NodeId(2), NodeId(3)];
-        let mut members: Vec<Membership> = founders
-            .iter()
-            .map(|id| {
-                member(
-                    id.0,
-                    &founders,
-                    Location::new("dc1", format!("r{}", id.0)),
-                    MemberStatus::Normal,
-                )
-            })
-            .collect();
+        let (_, mut members) = three_founders();
         run(&mut members, 0, 3);
         assert!(members[0].mark(NodeId(3), MemberStatus::Left));
         match members[0].refresh() {
