@@ -97,19 +97,3 @@ impl NodeConfig {
         }
     }
 }
-
-impl NodeConfig {
-    /// Where `member` stands: its static location, else what gossip says (`gossiped`, when
-    /// its labels are not empty), else the default; this node always where it says it is.
-    pub fn static_location(&self, member: NodeId, gossiped: Option<&MemberState>) -> Location {
-        if let Some(location) = self.locations.get(&member) {
-            return location.clone();
-        }
-        if let Some(state) = gossiped.filter(|state| !state.datacenter.is_empty()) {
-            let rack =
-                if state.rack.is_empty() { crate::placement::RACK_DEFAULT } else { &state.rack };
-            return Location::new(state.datacenter.clone(), rack);
-        }
-        Location::default()
-    }
-}
