@@ -1027,7 +1027,10 @@ impl<V: Vfs> Engine<V> {
         }
         self.wal_files.insert(number);
         self.wal_dir_sync_needed = true;
-        let mem = std::mem::take(&mut self.mem);
+        // The next memtable will likely hold about as many keys: sized for them up front, its
+        // index does not rehash (and fault in fresh pages) while it fills.
+        let keys = self.mem.keys_len();
+        let mem = std::mem::replace(&mut self.mem, Memtable::with_key_capacity(keys));
         self.frozen.push_back(Frozen { mem: Arc::new(mem), next_log: number });
         Ok(())
     }

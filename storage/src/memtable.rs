@@ -244,6 +244,13 @@ pub(crate) struct MemValue {
 
 impl Default for Memtable {
     fn default() -> Self {
+        Memtable::with_key_capacity(0)
+    }
+}
+
+impl Memtable {
+    /// An empty memtable with room for `keys` distinct keys before its index grows.
+    pub fn with_key_capacity(keys: usize) -> Self {
         // Fixed seeds: the index is only probed, never iterated, so its hash decides no order;
         // fixed keys keep the engine free of unseeded randomness all the same.
         let hasher = ahash::RandomState::with_seeds(
@@ -254,8 +261,8 @@ impl Default for Memtable {
         );
         Memtable {
             map: BTreeMap::new(),
-            index: hashbrown::HashMap::with_hasher(hasher),
-            slots: Vec::new(),
+            index: hashbrown::HashMap::with_capacity_and_hasher(keys, hasher),
+            slots: Vec::with_capacity(keys),
             len: 0,
             size_bytes: 0,
             written_bytes: 0,
@@ -330,6 +337,11 @@ impl Memtable {
     /// The number of versions held (over all keys), i.e. the entries a flush writes.
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// The number of distinct keys held.
+    pub fn keys_len(&self) -> usize {
+        self.slots.len()
     }
 
     /// Whether nothing was written.
