@@ -360,3 +360,53 @@ impl<S: Storage> Node<S> {
         Ok(WritePlacement { replicas, counted, quorums, required, fallbacks })
     }
 }
+
+impl<S: Storage> Node<S> {
+    pub(super) fn handle_client(&mut self, now: Instant, request: RequestId, op: ClientRequest) {
+        if let Err(error) = self.admit(&op) {
+            self.reply(request, Err(error));
+            return;
+        }
+        let reply_to = ReplyTo::Client(request);
+        match op {
+            ClientRequest::Get { key, consistency } => {
+                self.start_get(now, key, consistency, reply_to)
+            }
+            ClientRequest::Put { key, value, context, ttl, consistency } => {
+                let write = KeyWrite { key, value: Some(value), context, ttl, overwrite: false };
+                self.start_put(now, write, consistency, reply_to)
+            }
+            ClientRequest::Set { key, value, ttl, consistency } => {
+                let write =
+                    KeyWrite { key, value: Some(value), context: None, ttl, overwrite: true };
+                self.start_put(now, write, consistency, reply_to)
+            }
+            ClientRequest::Delete { key, context, consistency } => {
+                let write = KeyWrite { key, value: None, context, ttl: None, overwrite: false };
+                self.start_put(now, write, consistency, reply_to)
+            }
+            ClientRequest::Scan { cursor, count } => self.start_scan(now, cursor, count, reply_to),
+            ClientRequest::MGet { keys, consistency } => {
+                let batch = self.coordinator.start_batch(request, keys.len());
+                for (index, key) in keys.into_iter().enumerate() {
+                    self.start_get(now, key, consistency, ReplyTo::Batch { batch, index });
+                }
+            }
+            ClientRequest::MSet { entries, consistency } => {
+                let batch = self.coordinator.start_batch(request, entries.len());
+                for (index, (key, value)) in entries.into_iter().enumerate() {
+                    let write = KeyWrite {
+                        key,
+                        value: Some(value),
+                        context: None,
+                        ttl: None,
+                        overwrite: true,
+                    };
+                    self.start_put(now, write, consistency, ReplyTo::Batch { batch, index });
+                }
+            }
+            ClientRequest::Cas { key, op } => self.start_cas(now, request, key, op),
+            ClientRequest::Flush => self.start_flush(now, reply_to),
+        }
+    }
+}

@@ -62,6 +62,7 @@ mod client;
 mod config;
 mod durability;
 mod hints;
+mod inspect;
 mod io;
 mod membership;
 mod peer;
@@ -69,6 +70,7 @@ mod repair;
 mod replies;
 mod scan;
 mod serial;
+mod start;
 mod store;
 mod truncation;
 
@@ -217,233 +219,6 @@ pub struct Node<S: Storage> {
 }
 
 impl<S: Storage> Node<S> {
-    /// Starts a node on `storage`, recovering its epoch from it. `seed` drives every random
-    /// choice the node makes, and must differ at every start of the node: a node whose disk was
-    /// lost draws its new epoch from it, and a repeated seed would repeat an old epoch and reuse
-    /// its dots. (The simulator derives it from the run's seed and the start count; the real
-    /// driver draws it from the operating system.)
-    pub fn new(
-        config: NodeConfig,
-        id: NodeId,
-        seed: u64,
-        now: Instant,
-        mut storage: S,
-    ) -> Result<Self, StorageError> {
-        assert!(config.keyspace.replicas_n >= 1, "a keyspace needs at least one replica");
-        assert!(
-            config.keyspace.replicas_per_dc.is_empty()
-                || config.keyspace.replicas_per_dc.values().sum::<usize>()
-                    == config.keyspace.replicas_n,
-            "replicas_n must be the sum of replicas_per_dc"
-        );
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        order_data_by_token(&mut storage)?;
-        let (epoch, epoch_kept) = recover_epoch(&mut storage, &mut rng)?;
-        let dots_issued_max = if epoch_kept {
-            storage
-                .get(Space::Meta, META_DOTS_ISSUED_KEY)?
-                .as_deref()
-                .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
-                .map_or(0, u64::from_le_bytes)
-        } else {
-            0
-        };
-        let generation = next_generation(&mut storage)?;
-        let truncated_at = storage
-            .get(Space::Meta, META_TRUNCATED_AT_KEY)?
-            .as_deref()
-            .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
-            .map(|bytes| HlcTimestamp(u64::from_le_bytes(bytes)));
-        let recorded_status = storage.get(Space::Meta, META_STATUS_KEY)?;
-        // Without anti-entropy nothing would refill a rebuilt store; it then serves as it is.
-        let rebuilding = storage.get(Space::Meta, META_REBUILDING_KEY)?.is_some()
-            && config.anti_entropy_interval > Duration::ZERO;
-        storage.write(
-            Space::Meta,
-            Bytes::from_static(META_EPOCH_KEY),
-            Some(Bytes::copy_from_slice(&epoch.to_le_bytes())),
-        )?;
-        let ready_seq = storage.write(Space::Meta, Bytes::from_static(META_CLEAN_KEY), None)?;
-        let request_timeout = config.request_timeout;
-        let hint_replay_interval = config.hint_replay_interval;
-        let anti_entropy_interval = config.anti_entropy_interval;
-        let mut gossip = start_gossip(&config, id, generation, child_seed(seed, b"gossip"), now);
-        match recorded_status.as_deref() {
-            Some(b"joined") => gossip.set_status(MemberStatus::Normal),
-            Some(b"left") => gossip.set_status(MemberStatus::Left),
-            _ => {}
-        }
-        let membership_synced = !config.join && generation == 1;
-        let placement = Placement {
-            vnodes_per_node: config.vnodes_per_node,
-            replicas_per_dc: config.keyspace.replicas_per_dc.clone(),
-            locations: config.locations.clone(),
-            own: Location::new(config.datacenter.clone(), config.rack.clone()),
-        };
-        let membership = Membership::new(id, placement, gossip, config.detector, &config.members);
-        let id_bases = [id_base(&mut rng), id_base(&mut rng), id_base(&mut rng), id_base(&mut rng)];
-        let mut node = Node {
-            id,
-            coordinator: Coordinator::starting_at(config.keyspace.conflict_mode, id_bases[0]),
-            // Seeds of their own (not draws from `rng`), so that nodes which never see a
-            // serial operation make exactly the random choices they made before Paxos existed.
-            paxos: Proposer::new(
-                id,
-                generation,
-                config.paxos,
-                child_seed(seed, b"paxos"),
-                child_seed(seed, b"paxos-ops"),
-            ),
-            paxos_replies: VecDeque::new(),
-            next_sweep: now + config.sweep_interval,
-            config,
-            membership,
-            storage,
-            actor: Actor { node: id, epoch },
-            dots_issued_max,
-            objects: ObjectCache::new(child_seed(seed, b"objects")),
-            acceptors: AcceptorCache::new(child_seed(seed, b"acceptors")),
-            ready_at_seq: Some(ready_seq),
-            storage_failure: None,
-            refill: rebuilding.then(Refill::default),
-            rebuilt_at_seq: None,
-            generation_stored: generation,
-            // A restarted node stamps its writes after the last flush it applied, whatever its
-            // wall clock says, or the flushed replicas would take them for older.
-            clock: truncated_at.map_or_else(HybridClock::new, |at| {
-                let mut clock = HybridClock::new();
-                clock.observe(at);
-                clock
-            }),
-            wall: WallTime::default(),
-            now,
-            down: BTreeSet::new(),
-            replays: Replays::starting_at(id_bases[1]),
-            anti_entropy: AntiEntropy::new(ANTI_ENTROPY_SESSIONS_MAX, id_bases[2]),
-            streams: Streams::starting_at(id_bases[3]),
-            join_planned: false,
-            leave_planned: false,
-            membership_synced,
-            rebuilds: BTreeMap::new(),
-            next_anti_entropy: now
-                + if rebuilding {
-                    anti_entropy_interval.min(REFILL_INTERVAL)
-                } else {
-                    anti_entropy_interval
-                },
-            next_hint_tick: now + hint_replay_interval,
-            hint_cursor: None,
-            pending_acks: VecDeque::new(),
-            // A seed of its own, so that the draws from `rng` stay what they were.
-            flushes: Flushes::starting_at(child_seed(seed, b"flushes") >> 2),
-            held_down: BTreeMap::new(),
-            truncated_at,
-            // A duplicate arriving after a few request timeouts finds its forwarder long done.
-            forwards: ForwardLog::new(request_timeout * 4, FORWARDS_REMEMBERED_MAX),
-            last_write_seq: ready_seq,
-            sync_requested: false,
-            outbox: VecDeque::new(),
-            sweep_cursor: None,
-            counters: NodeCounters::default(),
-            last_timeout_reason: None,
-        };
-        if !node.membership_synced {
-            // Ask every known peer at once rather than at the first round, so a restarted node
-            // is back to coordinating one round trip after it started.
-            let peers: Vec<NodeId> = node.membership.members().keys().copied().collect();
-            for peer in peers {
-                node.membership.announce_to(peer);
-            }
-            node.send_gossip();
-        }
-        node.after_handler();
-        Ok(node)
-    }
-
-    // ---- getters ----
-
-    /// This node's id.
-    pub fn id(&self) -> NodeId {
-        self.id
-    }
-
-    /// The actor this node issues dots as.
-    pub fn actor(&self) -> Actor {
-        self.actor
-    }
-
-    /// Whether the node coordinates writes (its epoch is durable and its storage healthy).
-    pub fn is_ready(&self) -> bool {
-        self.ready_at_seq.is_none() && self.storage_failure.is_none()
-    }
-
-    /// Whether the node's store is a rebuild not yet refilled for good: anti-entropy has not
-    /// refilled it (it answers no reads meanwhile), or the refill is not durable yet (it answers
-    /// reads, but a crash now would leave it rebuilding again).
-    pub fn is_rebuilding(&self) -> bool {
-        self.refill.is_some() || self.rebuilt_at_seq.is_some()
-    }
-
-    /// The ring this node routes by.
-    pub fn ring(&self) -> &Ring {
-        self.membership.ring()
-    }
-
-    /// The node's counters.
-    pub fn counters(&self) -> NodeCounters {
-        self.counters
-    }
-
-    /// Every node gossip knows, with its state.
-    pub fn membership(&self) -> &std::collections::BTreeMap<NodeId, MemberState> {
-        self.membership.members()
-    }
-
-    /// The peers believed up and down now.
-    pub fn peers_up_and_down(&self) -> (usize, usize) {
-        let peers = self.membership.members().keys().filter(|node| **node != self.id);
-        peers.fold(
-            (0, 0),
-            |(up, down), node| if self.is_down(*node) { (up, down + 1) } else { (up + 1, down) },
-        )
-    }
-
-    /// Whether this node believes `peer` down now (its driver said so, or phi is over the
-    /// threshold).
-    pub fn is_peer_down(&self, peer: NodeId) -> bool {
-        self.is_down(peer)
-    }
-
-    /// The failure detector's suspicion of `peer` now.
-    pub fn phi(&self, peer: NodeId) -> f64 {
-        self.membership.detector().phi(peer, self.now)
-    }
-
-    /// Which timer fired at the last `handle_timeout` that did something.
-    pub fn last_timeout_reason(&self) -> Option<TimerKind> {
-        self.last_timeout_reason
-    }
-
-    /// The node's storage, for drivers (to sync) and checkers (to inspect).
-    pub fn storage_mut(&mut self) -> &mut S {
-        &mut self.storage
-    }
-
-    /// The node's storage, read-only (statistics).
-    pub fn storage(&self) -> &S {
-        &self.storage
-    }
-
-    /// Gives the storage back, for a simulated crash and restart.
-    pub fn into_storage(self) -> S {
-        self.storage
-    }
-
-    /// This node's stored copy of `key`, for checkers.
-    pub fn local_object(&mut self, key: &[u8]) -> Result<Option<Versioned>, StorageError> {
-        read_object(&mut self.storage, key)
-    }
-
     // ---- inputs ----
 
     /// Sets the node's wall-clock reading; call before every `handle*`.
@@ -575,114 +350,8 @@ impl<S: Storage> Node<S> {
         ];
         timers.into_iter().flatten().min()
     }
-
-    // ---- client requests ----
-
-    fn handle_client(&mut self, now: Instant, request: RequestId, op: ClientRequest) {
-        if let Err(error) = self.admit(&op) {
-            self.reply(request, Err(error));
-            return;
-        }
-        let reply_to = ReplyTo::Client(request);
-        match op {
-            ClientRequest::Get { key, consistency } => {
-                self.start_get(now, key, consistency, reply_to)
-            }
-            ClientRequest::Put { key, value, context, ttl, consistency } => {
-                let write = KeyWrite { key, value: Some(value), context, ttl, overwrite: false };
-                self.start_put(now, write, consistency, reply_to)
-            }
-            ClientRequest::Set { key, value, ttl, consistency } => {
-                let write =
-                    KeyWrite { key, value: Some(value), context: None, ttl, overwrite: true };
-                self.start_put(now, write, consistency, reply_to)
-            }
-            ClientRequest::Delete { key, context, consistency } => {
-                let write = KeyWrite { key, value: None, context, ttl: None, overwrite: false };
-                self.start_put(now, write, consistency, reply_to)
-            }
-            ClientRequest::Scan { cursor, count } => self.start_scan(now, cursor, count, reply_to),
-            ClientRequest::MGet { keys, consistency } => {
-                let batch = self.coordinator.start_batch(request, keys.len());
-                for (index, key) in keys.into_iter().enumerate() {
-                    self.start_get(now, key, consistency, ReplyTo::Batch { batch, index });
-                }
-            }
-            ClientRequest::MSet { entries, consistency } => {
-                let batch = self.coordinator.start_batch(request, entries.len());
-                for (index, (key, value)) in entries.into_iter().enumerate() {
-                    let write = KeyWrite {
-                        key,
-                        value: Some(value),
-                        context: None,
-                        ttl: None,
-                        overwrite: true,
-                    };
-                    self.start_put(now, write, consistency, ReplyTo::Batch { batch, index });
-                }
-            }
-            ClientRequest::Cas { key, op } => self.start_cas(now, request, key, op),
-            ClientRequest::Flush => self.start_flush(now, reply_to),
-        }
-    }
 }
 
-/// Reads the gossip generation, bumps it and writes it back (durable before the node is ready,
-/// with the epoch record): every start is a new generation, so peers tell it from its old self.
-fn next_generation<S: Storage>(storage: &mut S) -> Result<u64, StorageError> {
-    let stored = storage.get(Space::Meta, META_GENERATION_KEY)?;
-    let previous = stored
-        .as_deref()
-        .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
-        .map_or(0, u64::from_le_bytes);
-    let generation = previous + 1;
-    storage.write(
-        Space::Meta,
-        Bytes::from_static(META_GENERATION_KEY),
-        Some(Bytes::copy_from_slice(&generation.to_le_bytes())),
-    )?;
-    Ok(generation)
-}
-
-/// Gossip for a node starting with `generation`, knowing the configured members.
-fn start_gossip(
-    config: &NodeConfig,
-    id: NodeId,
-    generation: u64,
-    seed: u64,
-    now: Instant,
-) -> Gossip {
-    let state = |generation, weight| MemberState {
-        generation,
-        version: 0,
-        status: MemberStatus::Normal,
-        weight,
-        address: String::new(),
-        datacenter: String::new(),
-        rack: String::new(),
-    };
-    let status = if config.join { MemberStatus::Joining } else { MemberStatus::Normal };
-    let mine = MemberState {
-        status,
-        address: config.address.clone(),
-        datacenter: config.datacenter.clone(),
-        rack: config.rack.clone(),
-        ..state(generation, config.weight)
-    };
-    // Configured members start at generation 0, so anything they gossip replaces it.
-    let known =
-        config.members.iter().filter(|member| **member != id).map(|member| (*member, state(0, 1)));
-    Gossip::new(id, mine, known, config.gossip.clone(), seed, now)
-}
-
-/// A random starting point for one of the id spaces a node issues (operations, replays, sessions,
-/// streams). The seed differs at every start, so ids of two incarnations do not meet; the top
-/// bits stay clear so an id space never wraps.
-fn id_base(rng: &mut ChaCha8Rng) -> u64 {
-    rng.random::<u64>() >> 2
-}
-
-/// A child seed for a sub-machine, so its draws never shift another's.
 /// Where a key's Paxos acceptor state is stored, in [`Space::Meta`].
 fn paxos_key(key: &[u8]) -> Bytes {
     let mut stored = Vec::with_capacity(PAXOS_KEY_PREFIX.len() + key.len());
@@ -715,25 +384,9 @@ fn proposer_env<'a>(
     }
 }
 
+/// A child seed for a sub-machine, so its draws never shift another's.
 fn child_seed(seed: u64, label: &[u8]) -> u64 {
     let mut bytes = seed.to_le_bytes().to_vec();
     bytes.extend_from_slice(label);
     xxhash_rust::xxh3::xxh3_64(&bytes)
-}
-
-/// Reads the epoch from storage and picks the next one: the same after a clean shutdown, one
-/// higher after a crash, a random one when the metadata is gone (the disk was lost, so the node
-/// cannot know which epochs it used).
-/// Also says whether the epoch was kept.
-fn recover_epoch<S: Storage>(
-    storage: &mut S,
-    rng: &mut ChaCha8Rng,
-) -> Result<(u32, bool), StorageError> {
-    let stored = storage.get(Space::Meta, META_EPOCH_KEY)?;
-    let clean = storage.get(Space::Meta, META_CLEAN_KEY)?.is_some();
-    Ok(match stored.as_deref().map(<[u8; 4]>::try_from) {
-        Some(Ok(bytes)) if clean => (u32::from_le_bytes(bytes), true),
-        Some(Ok(bytes)) => (u32::from_le_bytes(bytes).wrapping_add(1), false),
-        _ => (rng.random(), false),
-    })
 }
