@@ -234,6 +234,7 @@ const EXAMPLE_CONFIG: &str = r#"(
     write_consistency: All,
     password: Some("hunter2"),
     request_timeout_ms: 1000,
+    cache_keys_max: 4096,
     datacenter: "dc1",
     rack: "r1",
     scrub_interval_s: 3600,

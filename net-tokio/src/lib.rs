@@ -621,6 +621,7 @@ fn node_config(config: &NodeFileConfig, keyspace: &Keyspace, members: Vec<NodeId
         ..Limits::default()
     };
     node.request_timeout = Duration::from_millis(config.request_timeout_ms);
+    node.cache_keys_max = config.cache_keys_max;
     node.anti_entropy_interval = Duration::from_secs(config.anti_entropy_interval_s);
     node
 }

@@ -63,6 +63,10 @@ pub struct NodeConfig {
     pub rack: String,
     /// Settings of the Paxos proposer behind serial operations.
     pub paxos: PaxosConfig,
+    /// Keys each of the node's caches (decoded objects, Paxos acceptor states) holds before it
+    /// starts over. Small by default (the simulator's nodes hold little); a real node sizes it
+    /// to its hot keys, since a read that hits skips the storage lookup and the decode.
+    pub cache_keys_max: usize,
 }
 
 impl NodeConfig {
@@ -93,6 +97,7 @@ impl NodeConfig {
             datacenter: crate::placement::DATACENTER_DEFAULT.into(),
             rack: crate::placement::RACK_DEFAULT.into(),
             paxos: PaxosConfig::default(),
+            cache_keys_max: 4_096,
             members,
         }
     }

@@ -55,6 +55,7 @@ impl<S: Storage> Node<S> {
         )?;
         let ready_seq = storage.write(Space::Meta, Bytes::from_static(META_CLEAN_KEY), None)?;
         let request_timeout = config.request_timeout;
+        let cache_keys_max = config.cache_keys_max;
         let hint_replay_interval = config.hint_replay_interval;
         let anti_entropy_interval = config.anti_entropy_interval;
         let mut gossip = start_gossip(&config, id, generation, child_seed(seed, b"gossip"), now);
@@ -91,8 +92,8 @@ impl<S: Storage> Node<S> {
             storage,
             actor: Actor { node: id, epoch },
             dots_issued_max,
-            objects: ObjectCache::new(child_seed(seed, b"objects")),
-            acceptors: AcceptorCache::new(child_seed(seed, b"acceptors")),
+            objects: ObjectCache::new(child_seed(seed, b"objects"), cache_keys_max),
+            acceptors: AcceptorCache::new(child_seed(seed, b"acceptors"), cache_keys_max),
             ready_at_seq: Some(ready_seq),
             storage_failure: None,
             refill: rebuilding.then(Refill::default),

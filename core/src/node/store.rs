@@ -33,6 +33,9 @@ pub(super) struct KeyCache<V> {
     objects: hashbrown::HashMap<Bytes, V, ahash::RandomState>,
     /// The hash of the key that last missed in each slot.
     missed: Vec<u64>,
+    /// Keys kept before the cache starts over. Clearing everything at once keeps it simple and
+    /// deterministic; hot keys come back on their next read.
+    keys_max: usize,
 }
 
 /// Decoded stored objects of recently read keys.
@@ -45,7 +48,7 @@ pub(super) type ObjectCache = KeyCache<Versioned>;
 pub(super) type AcceptorCache = KeyCache<AcceptorState>;
 
 impl<V: Clone> KeyCache<V> {
-    pub(super) fn new(seed: u64) -> Self {
+    pub(super) fn new(seed: u64, keys_max: usize) -> Self {
         let hasher = ahash::RandomState::with_seeds(
             child_seed(seed, b"cache-0"),
             child_seed(seed, b"cache-1"),
@@ -54,28 +57,51 @@ impl<V: Clone> KeyCache<V> {
         );
         KeyCache {
             objects: hashbrown::HashMap::with_hasher(hasher),
-            missed: vec![0; Self::MISSED_SLOTS],
+            // A cache larger than the simulator's default gets four doorkeeper slots per key and
+            // two slots per key (see `admit`): with a fixed 4,096, a key of a working set that
+            // fits the cache was pushed out of its slot by others before its second miss, and
+            // never got in. The default size keeps the one-slot doorkeeper, so that simulated
+            // runs (whose disk faults fire on the reads a cache spares) keep their traces.
+            missed: vec![
+                0;
+                if keys_max <= Self::MISSED_SLOTS_MIN {
+                    Self::MISSED_SLOTS_MIN
+                } else {
+                    4 * keys_max
+                }
+            ],
+            keys_max: keys_max.max(1),
         }
     }
 
-    /// Slots of the doorkeeper.
-    const MISSED_SLOTS: usize = 4096;
+    /// Fewest slots of the doorkeeper.
+    const MISSED_SLOTS_MIN: usize = 4096;
 
     /// Whether a key read from storage is to be cached: yes if it missed recently, else it is
     /// remembered as missed.
     pub(super) fn admit(&mut self, key: &[u8]) -> bool {
         let hash = self.objects.hasher().hash_one(key);
-        let slot = &mut self.missed[(hash % Self::MISSED_SLOTS as u64) as usize];
-        if *slot == hash {
+        let slots = self.missed.len() as u64;
+        let first = (hash % slots) as usize;
+        if self.missed.len() <= Self::MISSED_SLOTS_MIN {
+            let slot = &mut self.missed[first];
+            if *slot == hash {
+                return true;
+            }
+            *slot = hash;
+            return false;
+        }
+        // Two slots per key: two keys sharing one slot would otherwise overwrite each other's
+        // mark on every miss and never get in (a third of a working set that fills the cache,
+        // measured by the test below); with two, both must be shared.
+        let second = ((hash >> 32) ^ hash.rotate_left(17)) as usize % self.missed.len();
+        if self.missed[first] == hash || self.missed[second] == hash {
             return true;
         }
-        *slot = hash;
+        self.missed[first] = hash;
+        self.missed[second] = hash;
         false
     }
-
-    /// Keys kept before the cache starts over. Clearing everything at once keeps it simple and
-    /// deterministic; hot keys come back on their next read.
-    const KEYS_MAX: usize = 4096;
 
     pub(super) fn get(&self, key: &[u8]) -> Option<&V> {
         self.objects.get(key)
@@ -86,7 +112,7 @@ impl<V: Clone> KeyCache<V> {
             *cached = object;
             return;
         }
-        if self.objects.len() >= Self::KEYS_MAX {
+        if self.objects.len() >= self.keys_max {
             self.objects.clear();
         }
         self.objects.insert(Bytes::copy_from_slice(key), object);
@@ -215,6 +241,38 @@ pub(super) fn decode_object(bytes: &[u8]) -> Result<Versioned, StorageError> {
 mod tests {
     use super::*;
     use crate::storage::MemStorage;
+
+    /// A working set that fits the cache gets in over its next passes of reads and then hits,
+    /// however much larger it is than the smallest doorkeeper (it once had 4,096 slots, which
+    /// kept a working set of 100,000 keys out of a cache of any size).
+    #[test]
+    fn a_working_set_that_fits_the_cache_gets_in_after_a_few_passes() {
+        let keys: Vec<Vec<u8>> = (0..50_000).map(|i| format!("key{i:06}").into_bytes()).collect();
+        let mut cache: KeyCache<u32> = KeyCache::new(7, 65_536);
+        let mut admitted = Vec::new();
+        for pass in 0..3 {
+            // Each pass reads the keys in another order, as random reads would.
+            for i in 0..keys.len() {
+                let index = (i * 7_919 + pass * 12_345) % keys.len();
+                let key = &keys[index];
+                if cache.get(key).is_none() && cache.admit(key) {
+                    cache.insert(key, index as u32);
+                }
+            }
+            admitted.push(keys.iter().filter(|key| cache.get(key).is_some()).count());
+        }
+        // Slots are shared by hash: a key whose slot another key took since its first miss waits
+        // a pass more.
+        assert_eq!(admitted[0], 0, "a key read once is not cached");
+        assert!(admitted[1] > keys.len() * 3 / 4, "{admitted:?} of {}", keys.len());
+        assert!(admitted[2] > keys.len() * 19 / 20, "{admitted:?} of {}", keys.len());
+        // A small cache starts over when full rather than growing past its bound.
+        let mut small: KeyCache<u32> = KeyCache::new(7, 100);
+        for key in &keys[..1_000] {
+            small.insert(key, 0);
+        }
+        assert!(small.objects.len() <= 100);
+    }
 
     fn stored_data(storage: &mut MemStorage) -> Vec<(Bytes, Bytes)> {
         storage.scan(Space::Data, None, usize::MAX).expect("memory does not fail")
