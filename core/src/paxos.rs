@@ -21,6 +21,12 @@
 //! 4. **Propose / accept**, then **commit** at a quorum; the commit is a merge of the proposed
 //!    object into each replica's copy, and the client's reply waits for a quorum of commits.
 //!
+//! Operations of this node on one key do not duel: while a round runs on a key, the operations
+//! that arrive for it wait, and run together as the key's next round once it has replied. That
+//! round evaluates them in arrival order, each over the value the ones before it left, proposes
+//! the last value as one object, and replies to each with its own result; all of them are
+//! chosen or none, so an unknown outcome is unknown for the whole batch.
+//!
 //! A refused prepare, or a prepare that hears too few promises in time, backs off for a random
 //! pause (growing with the attempt) and starts over with a higher ballot. A proposal is retried
 //! only when every replica refused it: one that some replica may have accepted can still be
@@ -37,7 +43,8 @@
 //! deadline, its phase deadline, and its back-off; [`Proposer::poll_timeout`] gives the earliest.
 //!
 //! Invariants: a round's ballot only grows; a round in its propose or commit phase has gathered a
-//! quorum of promises for its ballot; a round replies exactly once, then is forgotten.
+//! quorum of promises for its ballot; a round replies exactly once to each of its operations,
+//! then is forgotten; at most one round runs per key.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -228,8 +235,18 @@ pub enum ProposerOutput {
     },
 }
 
-/// What a round replies once its commit is in.
-type Reply = Result<CasReply, ClientError>;
+/// What a round replies once its commit is in: one result per operation of its batch, in order.
+type Reply = Vec<Result<CasReply, ClientError>>;
+
+/// An operation waiting for the round running on its key to finish.
+#[derive(Debug, Clone)]
+struct Queued {
+    request: RequestId,
+    op: CasOp,
+    replicas: Vec<NodeId>,
+    required: usize,
+    deadline: Instant,
+}
 
 /// Which phase a round is in.
 #[derive(Debug, Clone)]
@@ -255,12 +272,13 @@ enum Phase {
     },
 }
 
-/// One serial operation in progress.
+/// One round of serial operations on a key in progress: a batch evaluated in turn over the
+/// current value, chosen (or not) as one proposal.
 #[derive(Debug, Clone)]
 struct Round {
-    request: RequestId,
+    /// The batch, in the order its operations take effect.
+    ops: Vec<(RequestId, CasOp)>,
     key: Key,
-    op: CasOp,
     replicas: Vec<NodeId>,
     required: usize,
     deadline: Instant,
@@ -285,6 +303,11 @@ pub struct Proposer {
     config: PaxosConfig,
     rng: ChaCha8Rng,
     rounds: BTreeMap<OpId, Round>,
+    /// Every key with a round running, and the operations that arrived for it since, oldest
+    /// first: they run together as the key's next round once this one has replied, instead of
+    /// duelling with it for the key (where at most one wins each ballot and a loser that was
+    /// accepted somewhere ends unknown).
+    key_queues: BTreeMap<Key, Vec<Queued>>,
     next_op: OpId,
     outbox: VecDeque<ProposerOutput>,
 }
@@ -300,6 +323,7 @@ impl Proposer {
             config,
             rng: ChaCha8Rng::seed_from_u64(seed),
             rounds: BTreeMap::new(),
+            key_queues: BTreeMap::new(),
             next_op: op_base,
             outbox: VecDeque::new(),
         }
@@ -309,7 +333,8 @@ impl Proposer {
 
     /// Serial operations in progress.
     pub fn in_flight(&self) -> usize {
-        self.rounds.len()
+        self.rounds.values().map(|round| round.ops.len()).sum::<usize>()
+            + self.key_queues.values().map(Vec::len).sum::<usize>()
     }
 
     /// The earliest instant at which [`Proposer::handle_timeout`] has work.
@@ -321,6 +346,7 @@ impl Proposer {
                 Phase::Waiting { retry_at } => retry_at.min(round.deadline),
                 _ => round.phase_deadline.min(round.deadline),
             })
+            .chain(self.key_queues.values().flatten().map(|queued| queued.deadline))
             .min()
     }
 
@@ -333,7 +359,8 @@ impl Proposer {
     // ---- inputs ----
 
     /// Starts a serial operation on `key` among `replicas`, of which `required` must answer each
-    /// phase, to reply to `request` by `deadline`.
+    /// phase, to reply to `request` by `deadline`. While a round of this node's runs on the key,
+    /// the operation waits to run in the key's next round, with the others that arrive meanwhile.
     #[allow(clippy::too_many_arguments)]
     pub fn start(
         &mut self,
@@ -347,12 +374,31 @@ impl Proposer {
         deadline: Instant,
     ) {
         assert!(required >= 1 && required <= replicas.len(), "a quorum is part of the replicas");
+        if let Some(queue) = self.key_queues.get_mut(&key) {
+            queue.push(Queued { request, op, replicas, required, deadline });
+            return;
+        }
+        self.key_queues.insert(key.clone(), Vec::new());
+        self.start_round(now, env, key, vec![(request, op)], replicas, required, deadline);
+    }
+
+    /// Starts a round of `ops` on `key`, whose running round (if any) has just replied.
+    #[allow(clippy::too_many_arguments)]
+    fn start_round(
+        &mut self,
+        now: Instant,
+        env: &mut ProposerEnv<'_>,
+        key: Key,
+        ops: Vec<(RequestId, CasOp)>,
+        replicas: Vec<NodeId>,
+        required: usize,
+        deadline: Instant,
+    ) {
         let id = self.next_op;
         self.next_op = self.next_op.wrapping_add(1);
         let round = Round {
-            request,
+            ops,
             key,
-            op,
             replicas,
             required,
             deadline,
@@ -484,7 +530,7 @@ impl Proposer {
             return;
         }
         match reply.take() {
-            Some(reply) => self.finish(op, reply),
+            Some(reply) => self.finish(op, now, env, Ok(reply)),
             // The in-progress proposal is committed; now run this operation's own round.
             None => self.prepare(op, now, env),
         }
@@ -492,6 +538,17 @@ impl Proposer {
 
     /// Fires due deadlines and back-offs. Safe to call early or twice.
     pub fn handle_timeout(&mut self, now: Instant, env: &mut ProposerEnv<'_>) {
+        for queue in self.key_queues.values_mut() {
+            // Out of time before its round: it never ran, so nothing was applied.
+            for queued in queue.extract_if(.., |queued| now >= queued.deadline) {
+                let result = Err(ClientError::NoPaxosQuorum {
+                    required: queued.required,
+                    promised: 0,
+                    attempts: 0,
+                });
+                self.outbox.push_back(ProposerOutput::Reply { request: queued.request, result });
+            }
+        }
         let due: Vec<OpId> = self
             .rounds
             .iter()
@@ -508,13 +565,13 @@ impl Proposer {
             let Some(round) = self.rounds.get(&op) else { continue };
             if now >= round.deadline {
                 let error = round.give_up_error();
-                self.finish(op, Err(error));
+                self.finish(op, now, env, Err(error));
             } else if matches!(round.phase, Phase::Waiting { .. }) {
                 self.prepare(op, now, env);
             } else if let Phase::Committing { reply: Some(reply), .. } = &round.phase {
                 // Chosen at a quorum: every later prepare completes it, so it is decided.
                 let reply = reply.clone();
-                self.finish(op, reply);
+                self.finish(op, now, env, Ok(reply));
             } else {
                 self.back_off(op, now);
             }
@@ -528,7 +585,7 @@ impl Proposer {
         let Some(round) = self.rounds.get_mut(&op) else { return };
         if round.attempts >= self.config.attempts_max {
             let error = round.give_up_error();
-            return self.finish(op, Err(error));
+            return self.finish(op, now, env, Err(error));
         }
         round.attempts += 1;
         let ballot = Ballot {
@@ -575,38 +632,58 @@ impl Proposer {
             // was either lost or chosen and committed. Running the operation again could apply
             // it twice, so its outcome is unknown.
             let error = round.give_up_error();
-            return self.finish(op, Err(error));
+            return self.finish(op, now, env, Err(error));
         }
         let live = current.live_values(env.wall);
-        let evaluated = match evaluate(&round.op, live.last(), env.value_bytes_max) {
-            Ok(evaluated) => evaluated,
-            Err(error) => return self.finish(op, Err(error)),
-        };
-        let Some(write) = evaluated.write else {
-            // A read, or a condition that failed: the quorum of promises orders it after every
-            // chosen value, and it changes nothing.
-            return self.finish(op, Ok(evaluated.reply));
-        };
-        let expire_at = match write.ttl {
-            CasTtl::Clear => None,
-            CasTtl::Keep => current.expire_at(env.wall),
-            CasTtl::Set(ttl) => {
-                Some(WallTime::from_millis(env.wall.as_millis().saturating_add(ttl.as_millis())))
+        // Each operation of the batch sees the value the ones before it left; one that fails
+        // (an error, or a condition that does not hold) changes nothing for the next.
+        let mut value = live.last().cloned();
+        let mut expire_at = current.expire_at(env.wall);
+        let mut first_write = None;
+        let mut replies = Vec::with_capacity(round.ops.len());
+        for (at, (_, operation)) in round.ops.iter().enumerate() {
+            match evaluate(operation, value.as_ref(), env.value_bytes_max) {
+                Ok(evaluated) => {
+                    if let Some(write) = evaluated.write {
+                        first_write.get_or_insert(at);
+                        value = write.value;
+                        expire_at = match write.ttl {
+                            CasTtl::Clear => None,
+                            CasTtl::Keep => expire_at,
+                            CasTtl::Set(ttl) => Some(WallTime::from_millis(
+                                env.wall.as_millis().saturating_add(ttl.as_millis()),
+                            )),
+                        };
+                    }
+                    replies.push(Ok(evaluated.reply));
+                }
+                Err(error) => replies.push(Err(error)),
             }
+        }
+        let Some(first_write) = first_write else {
+            // Reads, or conditions that failed: the quorum of promises orders them after every
+            // chosen value, and they change nothing.
+            return self.finish(op, now, env, Ok(replies));
         };
+        // Those before the first write are settled the same way: they answer now, and the
+        // round goes on for the rest.
+        let settled = round.ops.drain(..first_write).zip(replies.drain(..first_write));
+        for ((request, _), result) in settled {
+            self.outbox.push_back(ProposerOutput::Reply { request, result });
+        }
         let mut object = current.clone();
         let timestamp = env.clock.tick(env.wall);
         let dot = object.update_above(
             &current.clock,
-            NewWrite { value: write.value, timestamp, expire_at },
+            NewWrite { value, timestamp, expire_at },
             env.actor,
             env.mode,
             *env.dots_issued_max,
         );
         *env.dots_issued_max = dot.counter;
-        round.proposals.push((round.ballot, Ok(evaluated.reply.clone())));
+        round.proposals.push((round.ballot, replies.clone()));
         round.uncertain = true;
-        self.propose(op, now, object, Some(Ok(evaluated.reply)));
+        self.propose(op, now, object, Some(replies));
     }
 
     fn propose(&mut self, op: OpId, now: Instant, object: Versioned, reply: Option<Reply>) {
@@ -642,15 +719,51 @@ impl Proposer {
         round.phase = Phase::Waiting { retry_at: now + Duration::from_millis(pause_ms) };
     }
 
-    fn finish(&mut self, op: OpId, result: Result<CasReply, ClientError>) {
-        if let Some(round) = self.rounds.remove(&op) {
-            self.outbox.push_back(ProposerOutput::Reply { request: round.request, result });
+    /// Replies to every operation of the round (`Err`: the same error to each) and starts the
+    /// key's next round with the operations queued behind it.
+    fn finish(
+        &mut self,
+        op: OpId,
+        now: Instant,
+        env: &mut ProposerEnv<'_>,
+        result: Result<Reply, ClientError>,
+    ) {
+        let Some(round) = self.rounds.remove(&op) else { return };
+        match result {
+            Ok(replies) => {
+                debug_assert_eq!(replies.len(), round.ops.len(), "one reply per operation");
+                for ((request, _), result) in round.ops.iter().zip(replies) {
+                    self.outbox.push_back(ProposerOutput::Reply { request: *request, result });
+                }
+            }
+            Err(error) => {
+                for (request, _) in &round.ops {
+                    let result = Err(error.clone());
+                    self.outbox.push_back(ProposerOutput::Reply { request: *request, result });
+                }
+            }
         }
+        let queued = self.key_queues.remove(&round.key).unwrap_or_default();
+        let Some(last) = queued.last() else { return };
+        // The latest arrival's view of the replicas is the freshest.
+        let (replicas, required) = (last.replicas.clone(), last.required);
+        let deadline = queued.iter().map(|queued| queued.deadline).min().unwrap_or(now);
+        let ops = queued.into_iter().map(|queued| (queued.request, queued.op)).collect();
+        self.key_queues.insert(round.key.clone(), Vec::new());
+        self.start_round(now, env, round.key, ops, replicas, required, deadline);
     }
 
     /// Asserts the invariants of the module doc.
     pub fn check_invariants(&self) {
+        let keys: BTreeSet<&Key> = self.rounds.values().map(|round| &round.key).collect();
+        assert_eq!(keys.len(), self.rounds.len(), "at most one round runs per key");
+        assert!(
+            self.key_queues.keys().all(|key| keys.contains(key)),
+            "operations wait only behind a running round"
+        );
         for round in self.rounds.values() {
+            assert!(!round.ops.is_empty(), "a round carries at least one operation");
+            assert!(self.key_queues.contains_key(&round.key), "a running round's key has a queue");
             assert!(round.required >= 1 && round.required <= round.replicas.len());
             assert!(round.attempts <= self.config.attempts_max);
             if !matches!(round.phase, Phase::Waiting { .. }) {

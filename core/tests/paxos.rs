@@ -141,3 +141,31 @@ fn an_increment_of_a_non_integer_is_refused_with_redis_words_and_changes_nothing
     let read = reply(cluster.call(NodeId(3), serial_read("k")));
     assert_eq!(current(&read), Some(&b"abc"[..]));
 }
+
+#[test]
+fn increments_of_one_key_through_one_coordinator_share_rounds_and_all_apply() {
+    // Thirty increments of one key sent at once to one node: instead of duelling for the key
+    // (one wins each ballot, and a loser accepted somewhere ends unknown), those that arrive
+    // while a round runs wait and run together as the key's next round, each seeing the value
+    // the ones before it left.
+    let mut cluster = Cluster::new(config(3));
+    let requests: Vec<_> = (0..30).map(|_| cluster.request(NodeId(1), incr("hot"))).collect();
+    let mut seen = Vec::new();
+    for request in requests {
+        match cluster.run_until_reply(request, Duration::from_secs(30)) {
+            Some(Ok(ClientResponse::Cas(reply))) => {
+                let text = String::from_utf8(reply.current.unwrap().to_vec()).unwrap();
+                seen.push(text.parse::<u32>().unwrap());
+            }
+            other => panic!("every increment applies, got {other:?}"),
+        }
+    }
+    // Replies come in arrival order, each with the count it made.
+    assert_eq!(seen, (1..=30).collect::<Vec<u32>>());
+    // Every replica answers three messages (prepare, propose, commit) per round.
+    let answered = cluster.node(NodeId(2)).counters().paxos_messages_answered;
+    assert!(answered <= 3 * 5, "30 increments took {} rounds", answered / 3);
+    assert_eq!(cluster.node(NodeId(2)).counters().paxos_refusals, 0);
+    let read = reply(cluster.call(NodeId(3), serial_read("hot")));
+    assert_eq!(current(&read), Some(&b"30"[..]));
+}
