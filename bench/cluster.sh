@@ -3,7 +3,8 @@
 # redis-server, both on loopback, measured by redis-benchmark in the same run: SET and GET, 50
 # clients, without and with a pipeline of 16; then, without a pipeline, INCR on both (a Paxos
 # round on ringkv) and compare-and-set (ringkv's RK.CAS against the Lua compare-and-set idiom
-# on redis, by EVAL). Prints one JSON object per line, then a table of ratios (ringkv / redis).
+# on redis, by EVAL), and INCR of one hot key by every client (INCR1). Prints one JSON object
+# per line, then a table of ratios (ringkv / redis).
 #
 # Both stores run at the same durability, once per mode in DURABILITY (default both):
 #   interval  ringkv `--sync-interval-ms 1000` (acknowledge, fsync every second) against
@@ -131,9 +132,12 @@ for mode in $DURABILITY; do
         bench "$target" "$pipeline" "$mode" "$round" "" -r "$KEYSPACE" -d 100 -t set,get
       done
     done
-    # Serial (Paxos) operations, without a pipeline: INCR on both; compare-and-set.
+    # Serial (Paxos) operations, without a pipeline: INCR on both, over the keyspace and on one
+    # hot key that every client increments (ringkv batches a key's waiting increments into one
+    # round); compare-and-set.
     for target in ringkv redis; do
       bench "$target" 1 "$mode" "$round" INCR -r "$KEYSPACE" -t incr
+      bench "$target" 1 "$mode" "$round" INCR1 INCR hot:counter
     done
     bench ringkv 1 "$mode" "$round" CAS -r "$CAS_KEYSPACE" RK.CAS cas:__rand_int__ v v
     bench redis 1 "$mode" "$round" CAS -r "$CAS_KEYSPACE" EVAL "$REDIS_CAS_SCRIPT" 1 cas:__rand_int__ v v
