@@ -25,7 +25,8 @@
 //! that arrive for it wait, and run together as the key's next round once it has replied. That
 //! round evaluates them in arrival order, each over the value the ones before it left, proposes
 //! the last value as one object, and replies to each with its own result; all of them are
-//! chosen or none, so an unknown outcome is unknown for the whole batch.
+//! chosen or none, so an unknown outcome is unknown for the whole batch. A round that starts
+//! over before it has proposed anything takes the waiting operations into its next attempt.
 //!
 //! A refused prepare, or a prepare that hears too few promises in time, backs off for a random
 //! pause (growing with the attempt) and starts over with a higher ballot. A proposal is retried
@@ -588,6 +589,16 @@ impl Proposer {
             return self.finish(op, now, env, Err(error));
         }
         round.attempts += 1;
+        if round.proposals.is_empty() {
+            // Nothing proposed yet (a retry after a refused or silent prepare): the operations
+            // waiting on the key join this attempt rather than wait out its back-offs.
+            if let Some(queue) = self.key_queues.get_mut(&round.key) {
+                for queued in queue.drain(..) {
+                    round.ops.push((queued.request, queued.op));
+                    round.deadline = round.deadline.min(queued.deadline);
+                }
+            }
+        }
         let ballot = Ballot {
             timestamp: env.clock.tick(env.wall),
             node: self.id,
