@@ -240,7 +240,7 @@ pub enum ProposerOutput {
 type Reply = Vec<Result<CasReply, ClientError>>;
 
 /// An operation waiting for the round running on its key to finish.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Queued {
     request: RequestId,
     op: CasOp,
@@ -309,6 +309,9 @@ pub struct Proposer {
     /// duelling with it for the key (where at most one wins each ballot and a loser that was
     /// accepted somewhere ends unknown).
     key_queues: BTreeMap<Key, Vec<Queued>>,
+    /// Operations started and not yet replied to, running or queued: asked at every client
+    /// request's admission, so kept as a count rather than summed over rounds and queues.
+    ops_in_flight: usize,
     next_op: OpId,
     outbox: VecDeque<ProposerOutput>,
 }
@@ -325,6 +328,7 @@ impl Proposer {
             rng: ChaCha8Rng::seed_from_u64(seed),
             rounds: BTreeMap::new(),
             key_queues: BTreeMap::new(),
+            ops_in_flight: 0,
             next_op: op_base,
             outbox: VecDeque::new(),
         }
@@ -334,8 +338,7 @@ impl Proposer {
 
     /// Serial operations in progress.
     pub fn in_flight(&self) -> usize {
-        self.rounds.values().map(|round| round.ops.len()).sum::<usize>()
-            + self.key_queues.values().map(Vec::len).sum::<usize>()
+        self.ops_in_flight
     }
 
     /// The earliest instant at which [`Proposer::handle_timeout`] has work.
@@ -375,6 +378,7 @@ impl Proposer {
         deadline: Instant,
     ) {
         assert!(required >= 1 && required <= replicas.len(), "a quorum is part of the replicas");
+        self.ops_in_flight += 1;
         if let Some(queue) = self.key_queues.get_mut(&key) {
             queue.push(Queued { request, op, replicas, required, deadline });
             return;
@@ -383,7 +387,8 @@ impl Proposer {
         self.start_round(now, env, key, vec![(request, op)], replicas, required, deadline);
     }
 
-    /// Starts a round of `ops` on `key`, whose running round (if any) has just replied.
+    /// Starts a round of `ops` on `key`, whose running round (if any) has just replied; its
+    /// first prepare takes in the operations queued on the key.
     #[allow(clippy::too_many_arguments)]
     fn start_round(
         &mut self,
@@ -539,16 +544,16 @@ impl Proposer {
 
     /// Fires due deadlines and back-offs. Safe to call early or twice.
     pub fn handle_timeout(&mut self, now: Instant, env: &mut ProposerEnv<'_>) {
-        for queue in self.key_queues.values_mut() {
-            // Out of time before its round: it never ran, so nothing was applied.
-            for queued in queue.extract_if(.., |queued| now >= queued.deadline) {
-                let result = Err(ClientError::NoPaxosQuorum {
-                    required: queued.required,
-                    promised: 0,
-                    attempts: 0,
-                });
-                self.outbox.push_back(ProposerOutput::Reply { request: queued.request, result });
-            }
+        // Out of time before its round: it never ran, so nothing was applied.
+        let expired: Vec<Queued> = self
+            .key_queues
+            .values_mut()
+            .flat_map(|queue| queue.extract_if(.., |queued| now >= queued.deadline))
+            .collect();
+        for queued in expired {
+            let error =
+                ClientError::NoPaxosQuorum { required: queued.required, promised: 0, attempts: 0 };
+            self.reply(queued.request, Err(error));
         }
         let due: Vec<OpId> = self
             .rounds
@@ -678,10 +683,12 @@ impl Proposer {
         };
         // Those before the first write are settled the same way: they answer now, and the
         // round goes on for the rest.
-        let settled = round.ops.drain(..first_write).zip(replies.drain(..first_write));
+        let settled: Vec<_> =
+            round.ops.drain(..first_write).zip(replies.drain(..first_write)).collect();
         for ((request, _), result) in settled {
-            self.outbox.push_back(ProposerOutput::Reply { request, result });
+            self.reply(request, result);
         }
+        let Some(round) = self.rounds.get_mut(&op) else { return };
         let mut object = current.clone();
         let timestamp = env.clock.tick(env.wall);
         let dot = object.update_above(
@@ -740,28 +747,31 @@ impl Proposer {
         result: Result<Reply, ClientError>,
     ) {
         let Some(round) = self.rounds.remove(&op) else { return };
-        match result {
-            Ok(replies) => {
-                debug_assert_eq!(replies.len(), round.ops.len(), "one reply per operation");
-                for ((request, _), result) in round.ops.iter().zip(replies) {
-                    self.outbox.push_back(ProposerOutput::Reply { request: *request, result });
-                }
+        let replies = match result {
+            Ok(replies) => replies,
+            Err(error) => vec![Err(error); round.ops.len()],
+        };
+        debug_assert_eq!(replies.len(), round.ops.len(), "one reply per operation");
+        for ((request, _), result) in round.ops.into_iter().zip(replies) {
+            self.reply(request, result);
+        }
+        // The latest arrival's view of the replicas is the freshest; the round's first prepare
+        // takes in every queued operation (and the earliest deadline among them).
+        let next = self.key_queues.get(&round.key).and_then(|queue| queue.last());
+        match next.map(|last| (last.replicas.clone(), last.required, last.deadline)) {
+            Some((replicas, required, deadline)) => {
+                self.start_round(now, env, round.key, Vec::new(), replicas, required, deadline)
             }
-            Err(error) => {
-                for (request, _) in &round.ops {
-                    let result = Err(error.clone());
-                    self.outbox.push_back(ProposerOutput::Reply { request: *request, result });
-                }
+            None => {
+                self.key_queues.remove(&round.key);
             }
         }
-        let queued = self.key_queues.remove(&round.key).unwrap_or_default();
-        let Some(last) = queued.last() else { return };
-        // The latest arrival's view of the replicas is the freshest.
-        let (replicas, required) = (last.replicas.clone(), last.required);
-        let deadline = queued.iter().map(|queued| queued.deadline).min().unwrap_or(now);
-        let ops = queued.into_iter().map(|queued| (queued.request, queued.op)).collect();
-        self.key_queues.insert(round.key.clone(), Vec::new());
-        self.start_round(now, env, round.key, ops, replicas, required, deadline);
+    }
+
+    /// Hands the client its operation's result.
+    fn reply(&mut self, request: RequestId, result: Result<CasReply, ClientError>) {
+        self.ops_in_flight -= 1;
+        self.outbox.push_back(ProposerOutput::Reply { request, result });
     }
 
     /// Asserts the invariants of the module doc.
@@ -772,6 +782,9 @@ impl Proposer {
             self.key_queues.keys().all(|key| keys.contains(key)),
             "operations wait only behind a running round"
         );
+        let running: usize = self.rounds.values().map(|round| round.ops.len()).sum();
+        let queued: usize = self.key_queues.values().map(Vec::len).sum();
+        assert_eq!(self.ops_in_flight, running + queued, "every operation started is counted");
         for round in self.rounds.values() {
             assert!(!round.ops.is_empty(), "a round carries at least one operation");
             assert!(self.key_queues.contains_key(&round.key), "a running round's key has a queue");

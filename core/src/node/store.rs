@@ -57,8 +57,8 @@ impl<V: Clone> KeyCache<V> {
         );
         KeyCache {
             objects: hashbrown::HashMap::with_hasher(hasher),
-            // A cache larger than the simulator's default gets four doorkeeper slots per key and
-            // two slots per key (see `admit`): with a fixed 4,096, a key of a working set that
+            // A cache larger than the simulator's default gets four doorkeeper slots per key, of
+            // which a miss marks two (see `admit`): with a fixed 4,096, a key of a working set that
             // fits the cache was pushed out of its slot by others before its second miss, and
             // never got in. The default size keeps the one-slot doorkeeper, so that simulated
             // runs (whose disk faults fire on the reads a cache spares) keep their traces.
@@ -92,8 +92,8 @@ impl<V: Clone> KeyCache<V> {
             return false;
         }
         // Two slots per key: two keys sharing one slot would otherwise overwrite each other's
-        // mark on every miss and never get in (a third of a working set that fills the cache,
-        // measured by the test below); with two, both must be shared.
+        // mark on every miss and never get in (about 30% of a working set that fits the cache
+        // stayed out with one slot); with two, both must be shared.
         let second = ((hash >> 32) ^ hash.rotate_left(17)) as usize % self.missed.len();
         if self.missed[first] == hash || self.missed[second] == hash {
             return true;
