@@ -164,7 +164,7 @@ impl<S: Storage> Node<S> {
         // does a range inherited from a removed node before it has been pulled in.
         let serves = self.refill.is_none() || crate::planted!(RebuildServesReads);
         if replicas.contains(&self.id) && serves && !self.is_inheriting(&key) {
-            match self.load_object(&key) {
+            match self.replica.load(&mut self.storage, &key) {
                 Ok(object) => {
                     let actions =
                         self.coordinator.on_read_reply(op, self.id, object.unwrap_or_default());
@@ -232,7 +232,7 @@ impl<S: Storage> Node<S> {
             WallTime::from_millis(self.wall.as_millis().saturating_add(ttl.as_millis()))
         });
         let context = context.map(|context| context.0).unwrap_or_default();
-        let stored = self.load_object(&key).map(Option::unwrap_or_default);
+        let stored = self.replica.load(&mut self.storage, &key).map(Option::unwrap_or_default);
         let written = stored.and_then(|mut object| {
             let context = if overwrite { object.clock.clone() } else { context };
             let dot = object.update_above(
@@ -243,7 +243,7 @@ impl<S: Storage> Node<S> {
                 self.dots_issued_max,
             );
             self.dots_issued_max = dot.counter;
-            let seq = self.write_local(&key, &object)?;
+            let seq = self.replica.write(&mut self.storage, &key, &object)?;
             Ok((object, seq))
         });
         let (object, seq) = match written {
@@ -260,7 +260,7 @@ impl<S: Storage> Node<S> {
             deadline,
         );
         if replicas.contains(&self.id) {
-            self.pending_acks.push_back((seq, AckTarget::Local(op)));
+            self.replica.hold_ack(seq, AckTarget::Local(op));
         }
         let me = self.id;
         for replica in replicas.into_iter().filter(|node| *node != me) {
@@ -287,7 +287,7 @@ impl<S: Storage> Node<S> {
         for (fallback, owner) in fallbacks {
             if fallback == me {
                 if let Ok(seq) = self.store_hint(owner, &key, object.clone()) {
-                    self.pending_acks.push_back((seq, AckTarget::Local(op)));
+                    self.replica.hold_ack(seq, AckTarget::Local(op));
                 }
             } else {
                 self.send(

@@ -10,8 +10,7 @@ impl<S: Storage> Node<S> {
         self.pump_streams();
         self.release_durable_acks();
         while self.release_paxos_replies() {}
-        let waiting = !self.pending_acks.is_empty()
-            || !self.paxos_replies.is_empty()
+        let waiting = self.replica.is_waiting()
             || self.ready_at_seq.is_some()
             || self.rebuilt_at_seq.is_some();
         if waiting && !self.sync_requested && self.storage_failure.is_none() {
@@ -40,11 +39,7 @@ impl<S: Storage> Node<S> {
             } else {
                 durable
             };
-        while let Some(&(seq, target)) = self.pending_acks.front() {
-            if seq > acknowledgeable {
-                break;
-            }
-            self.pending_acks.pop_front();
+        while let Some(target) = self.replica.next_ack(acknowledgeable) {
             match target {
                 AckTarget::Local(op) => {
                     let actions = self.coordinator.on_write_ack(op, self.id, Ok(()));
@@ -88,7 +83,7 @@ impl<S: Storage> Node<S> {
             let purgeable = decode_object(&bytes).is_ok_and(|object| {
                 object.is_purgeable(self.wall, grace_ms) && self.repaired_since_death(key, &object)
             });
-            self.objects.forget(key);
+            self.replica.forget(key);
             if purgeable && self.storage.write(Space::Data, stored, None).is_ok() {
                 self.counters.tombstones_purged += 1;
             }
@@ -122,16 +117,7 @@ impl<S: Storage> Node<S> {
         self.streams.check_invariants();
         self.replays.check_invariants();
         self.paxos.check_invariants();
-        let paxos_seqs: Vec<WriteSeq> = self.paxos_replies.iter().map(|(seq, _, _)| *seq).collect();
-        assert!(
-            paxos_seqs.windows(2).all(|pair| pair[0] <= pair[1]),
-            "paxos answers out of write order: {paxos_seqs:?}"
-        );
-        let seqs: Vec<WriteSeq> = self.pending_acks.iter().map(|(seq, _)| *seq).collect();
-        assert!(
-            seqs.windows(2).all(|pair| pair[0] <= pair[1]),
-            "pending acks out of write order: {seqs:?}"
-        );
+        self.replica.check_invariants();
         assert_eq!(self.actor.node, self.id);
     }
 }

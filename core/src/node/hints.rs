@@ -13,23 +13,7 @@ impl<S: Storage> Node<S> {
         key: &[u8],
         object: Versioned,
     ) -> Result<WriteSeq, StorageError> {
-        if key.is_empty() || key.len() > self.config.limits.key_bytes_max {
-            return Err(StorageError(format!("refused hint key of {} bytes", key.len())));
-        }
-        let stored_key = hint_key(owner, key);
-        let existing =
-            self.storage.get(Space::Hints, &stored_key)?.as_deref().and_then(decode_hint);
-        let hint = match existing {
-            Some(mut hint) => {
-                hint.object.merge(&object, self.config.keyspace.conflict_mode);
-                hint
-            }
-            None => Hint { stored_at: self.wall, object },
-        };
-        let bytes =
-            encode_hint(&hint).ok_or_else(|| StorageError("cannot encode a hint".into()))?;
-        let seq = self.storage.write(Space::Hints, stored_key, Some(bytes))?;
-        self.last_write_seq = seq;
+        let seq = self.replica.store_hint(&mut self.storage, self.wall, owner, key, object)?;
         self.counters.hints_stored += 1;
         Ok(seq)
     }
@@ -79,7 +63,7 @@ impl<S: Storage> Node<S> {
     }
 
     pub(super) fn drop_hint(&mut self, stored_key: Bytes) {
-        if self.storage.write(Space::Hints, stored_key, None).is_ok() {
+        if self.replica.drop_hint(&mut self.storage, stored_key) {
             self.counters.hints_dropped += 1;
         }
     }
@@ -87,10 +71,7 @@ impl<S: Storage> Node<S> {
     /// The owner has the replayed hint: delete it, unless a newer write was merged into it since.
     pub(super) fn hint_delivered(&mut self, replay: u64) {
         let Some((stored_key, sent)) = self.replays.finish(replay) else { return };
-        let current = self.storage.get(Space::Hints, &stored_key).ok().flatten();
-        let unchanged =
-            current.as_deref().and_then(decode_hint).is_some_and(|hint| hint.object == sent);
-        if unchanged && self.storage.write(Space::Hints, stored_key, None).is_ok() {
+        if self.replica.hint_delivered(&mut self.storage, stored_key, &sent) {
             self.counters.hints_replayed += 1;
         }
     }

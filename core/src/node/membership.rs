@@ -125,8 +125,8 @@ impl<S: Storage> Node<S> {
             self.plan_join();
             return;
         }
-        let durable =
-            self.pending_acks.is_empty() && self.storage.durable_seq() >= self.last_write_seq;
+        let durable = self.replica.acks_released()
+            && self.storage.durable_seq() >= self.replica.last_write_seq();
         if self.streams.incoming_count() == 0 && durable {
             self.record_status(b"joined");
             self.membership.set_status(MemberStatus::Normal);
@@ -264,7 +264,7 @@ impl<S: Storage> Node<S> {
             Bytes::from_static(META_STATUS_KEY),
             Some(Bytes::from_static(status)),
         ) {
-            Ok(seq) => self.last_write_seq = seq,
+            Ok(seq) => self.replica.wrote(seq),
             Err(_) => self.counters.storage_errors += 1,
         }
     }
@@ -302,12 +302,11 @@ impl<S: Storage> Node<S> {
     ) {
         self.streams.progressed(stream, self.now);
         for (key, object) in objects.into_iter().take(self.config.stream_chunk_keys_max) {
-            if self.merge_local(&key, &object).is_err() {
+            if self.replica.merge(&mut self.storage, &mut self.clock, &key, &object).is_err() {
                 self.counters.storage_errors += 1;
             }
         }
-        let durable_at = self.last_write_seq.max(self.storage.durable_seq());
-        self.pending_acks
-            .push_back((durable_at, AckTarget::Stream { to: from, stream, seq, last }));
+        let durable_at = self.replica.written_so_far(&self.storage);
+        self.replica.hold_ack(durable_at, AckTarget::Stream { to: from, stream, seq, last });
     }
 }

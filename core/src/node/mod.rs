@@ -1,8 +1,9 @@
 //! A ringkv node: the one state machine a driver talks to.
 //!
-//! Owns: the ring, the quorum [`Coordinator`], the replica role over its [`Storage`], the hybrid
-//! logical clock, the node's actor epoch, the set of peers believed down, the acknowledgements
-//! waiting for durability, and the tombstone sweep.
+//! Owns: the ring, the quorum [`Coordinator`], the replica role (`Replica`: applying objects,
+//! the caches, acknowledgements held until durable) and the [`Storage`] it works on, the hybrid
+//! logical clock, the node's actor epoch, the set of peers believed down, and the tombstone
+//! sweep.
 //!
 //! Inputs ([`Input`]): client requests, peer messages, "storage synced", peer status changes;
 //! plus [`Node::set_wall_clock`] before each call with the node's wall-clock reading.
@@ -50,11 +51,12 @@ use crate::storage::{
 };
 use crate::streaming::{Arc, ChunkSeq, StreamId, Streams};
 use crate::time::{Duration, Instant, WallTime};
-use crate::types::{Consistency, Key, KeyspaceConfig, Limits, NodeId, Value};
+use crate::types::{ConflictMode, Consistency, Key, KeyspaceConfig, Limits, NodeId, Value};
 use crate::version::{Actor, Context, NewWrite, Versioned};
 
 pub use config::NodeConfig;
 pub use io::{Input, NodeCounters, Output, TimerKind};
+use replica::{AckTarget, Replica};
 use store::*;
 
 // The node's handlers, one file per seam; each is an `impl` block on `Node`.
@@ -67,6 +69,7 @@ mod io;
 mod membership;
 mod peer;
 mod repair;
+mod replica;
 mod replies;
 mod scan;
 mod serial;
@@ -124,30 +127,6 @@ struct WritePlacement {
     fallbacks: Vec<(NodeId, NodeId)>,
 }
 
-#[derive(Debug, Clone, Copy)]
-enum AckTarget {
-    Local(OpId),
-    Remote {
-        to: NodeId,
-        op: OpId,
-    },
-    /// A truncation this node made for flush `flush`, coordinated by `to` (maybe itself).
-    Truncated {
-        to: NodeId,
-        flush: u64,
-    },
-    Replayed {
-        to: NodeId,
-        replay: u64,
-    },
-    Stream {
-        to: NodeId,
-        stream: StreamId,
-        seq: ChunkSeq,
-        last: bool,
-    },
-}
-
 /// A ringkv node over storage `S`.
 #[derive(Debug)]
 pub struct Node<S: Storage> {
@@ -157,9 +136,9 @@ pub struct Node<S: Storage> {
     actor: Actor,
     /// The highest dot counter this actor has issued on any key.
     dots_issued_max: u64,
-    /// Decoded copies of recently used stored objects (see [`ObjectCache`]).
-    objects: ObjectCache,
-    acceptors: AcceptorCache,
+    /// The replica role over `storage`: applying objects, the caches, acknowledgements held
+    /// until durable.
+    replica: Replica,
     ready_at_seq: Option<WriteSeq>,
     storage_failure: Option<String>,
     /// `Some` while the store is a rebuild that anti-entropy has not refilled yet: the node
@@ -198,18 +177,11 @@ pub struct Node<S: Storage> {
     coordinator: Coordinator,
     /// The proposer of the serial operations this node coordinates.
     paxos: Proposer,
-    /// Acceptor answers waiting for the state they report to be durable: (write, to, answer);
-    /// `to` may be this node, whose proposer then takes the answer.
-    paxos_replies: VecDeque<(WriteSeq, NodeId, PeerMessage)>,
-    pending_acks: VecDeque<(WriteSeq, AckTarget)>,
     /// The flushes this node coordinates.
     flushes: Flushes,
     /// Only with the planted bug `PeerUpHeldDown`: peers kept down until then.
     held_down: BTreeMap<NodeId, Instant>,
-    /// The latest flush this node has applied: siblings written at or before it are dropped.
-    truncated_at: Option<HlcTimestamp>,
     forwards: ForwardLog,
-    last_write_seq: WriteSeq,
     sync_requested: bool,
     outbox: VecDeque<Output>,
     next_sweep: Instant,

@@ -26,7 +26,7 @@ impl<S: Storage> Node<S> {
                     // Silence: the coordinator makes its quorum of complete replicas.
                     return self.counters.removal_reads_refused += 1;
                 }
-                let object = match self.load_object(&key) {
+                let object = match self.replica.load(&mut self.storage, &key) {
                     Ok(object) => object,
                     Err(_) => return self.counters.peer_messages_dropped += 1,
                 };
@@ -34,44 +34,46 @@ impl<S: Storage> Node<S> {
             }
             PeerMessage::ReadReply { op, object } => {
                 let object = object.unwrap_or_default();
-                let object = if self.predates_flush(&object) {
-                    self.without_flushed(object)
+                let object = if self.replica.predates_flush(&object) {
+                    self.replica.without_flushed(object)
                 } else {
                     object
                 };
                 let actions = self.coordinator.on_read_reply(op, from, object);
                 self.run_actions(now, actions);
             }
-            PeerMessage::Write { op, object, .. } if self.write_predates_flush(&object) => {
+            PeerMessage::Write { op, object, .. } if self.replica.write_predates_flush(&object) => {
                 // Refused, not dropped: a coordinator whose clock lags the flush must not
                 // count this replica as holding the write (its client sees an error, retries).
                 let reason = "refused: the write is stamped before this node's latest flush";
                 self.send(from, PeerMessage::WriteAck { op, result: Err(reason.into()) });
             }
-            PeerMessage::Write { op, key, object } => match self.merge_local(&key, &object) {
-                Ok(seq) => self.pending_acks.push_back((seq, AckTarget::Remote { to: from, op })),
-                Err(error) => self.send(from, PeerMessage::WriteAck { op, result: Err(error.0) }),
-            },
+            PeerMessage::Write { op, key, object } => {
+                match self.replica.merge(&mut self.storage, &mut self.clock, &key, &object) {
+                    Ok(seq) => self.replica.hold_ack(seq, AckTarget::Remote { to: from, op }),
+                    Err(error) => {
+                        self.send(from, PeerMessage::WriteAck { op, result: Err(error.0) })
+                    }
+                }
+            }
             PeerMessage::WriteAck { op, result } => {
                 let actions = self.coordinator.on_write_ack(op, from, result);
                 self.run_actions(now, actions);
             }
             PeerMessage::Repair { key, object } => {
-                if self.merge_local(&key, &object).is_err() {
+                if self.replica.merge(&mut self.storage, &mut self.clock, &key, &object).is_err() {
                     self.counters.peer_messages_dropped += 1;
                 }
             }
             PeerMessage::Hint { op, owner, key, object } => match self
                 .store_hint(owner, &key, object)
             {
-                Ok(seq) => self.pending_acks.push_back((seq, AckTarget::Remote { to: from, op })),
+                Ok(seq) => self.replica.hold_ack(seq, AckTarget::Remote { to: from, op }),
                 Err(error) => self.send(from, PeerMessage::WriteAck { op, result: Err(error.0) }),
             },
             PeerMessage::HintReplay { replay, key, object } => {
-                match self.merge_local(&key, &object) {
-                    Ok(seq) => {
-                        self.pending_acks.push_back((seq, AckTarget::Replayed { to: from, replay }))
-                    }
+                match self.replica.merge(&mut self.storage, &mut self.clock, &key, &object) {
+                    Ok(seq) => self.replica.hold_ack(seq, AckTarget::Replayed { to: from, replay }),
                     Err(_) => self.counters.peer_messages_dropped += 1,
                 }
             }
@@ -87,7 +89,11 @@ impl<S: Storage> Node<S> {
             PeerMessage::AeObjects { objects } => {
                 let mut merged = BTreeSet::new();
                 for (key, object) in objects.into_iter().take(self.config.anti_entropy_keys_max) {
-                    if self.merge_local(&key, &object).is_err() {
+                    if self
+                        .replica
+                        .merge(&mut self.storage, &mut self.clock, &key, &object)
+                        .is_err()
+                    {
                         self.counters.peer_messages_dropped += 1;
                     } else {
                         merged.insert(key);
@@ -201,73 +207,5 @@ impl<S: Storage> Node<S> {
             Ok(placement) => self.coordinate_write(now, write, placement, reply_to),
             Err(error) => self.deliver(now, reply_to, Outcome::Failed(error)),
         }
-    }
-
-    /// Merges a replica's object into the local copy and writes it if anything changed.
-    pub(super) fn merge_local(
-        &mut self,
-        key: &[u8],
-        incoming: &Versioned,
-    ) -> Result<WriteSeq, StorageError> {
-        if key.is_empty() || key.len() > self.config.limits.key_bytes_max {
-            return Err(StorageError(format!("refused key of {} bytes", key.len())));
-        }
-        if let Some(sibling) =
-            incoming.siblings.iter().find(|sibling| !incoming.clock.covers(sibling.dot))
-        {
-            return Err(StorageError(format!(
-                "malformed object: sibling {:?} outside its clock",
-                sibling.dot
-            )));
-        }
-        if let Some(timestamp) = incoming.siblings.iter().map(|sibling| sibling.timestamp).max() {
-            self.clock.observe(timestamp);
-        }
-        let flushed;
-        let incoming = if self.predates_flush(incoming) {
-            flushed = self.without_flushed(incoming.clone());
-            if flushed.siblings.is_empty() {
-                return Ok(self.last_write_seq.max(self.storage.durable_seq()));
-            }
-            &flushed
-        } else {
-            incoming
-        };
-        let mut local = self.load_object(key)?.unwrap_or_default();
-        let mode = self.config.keyspace.conflict_mode;
-        if local.absorbs(incoming, mode) {
-            // Nothing new, but the local copy may itself be unsynced: the acknowledgement waits
-            // for everything written so far.
-            return Ok(self.last_write_seq.max(self.storage.durable_seq()));
-        }
-        local.merge(incoming, mode);
-        self.write_local(key, &local)
-    }
-
-    /// Whether `object` holds a sibling written at or before the latest flush.
-    pub(super) fn predates_flush(&self, object: &Versioned) -> bool {
-        if crate::planted!(FlushKeepsLateArrivals) {
-            return false;
-        }
-        self.truncated_at
-            .is_some_and(|at| object.siblings.iter().any(|sibling| sibling.timestamp <= at))
-    }
-
-    /// Whether a coordinated write's newest sibling (the new write: its coordinator stamps it
-    /// after everything it holds) was stamped at or before the latest flush.
-    pub(super) fn write_predates_flush(&self, object: &Versioned) -> bool {
-        let newest = object.siblings.iter().map(|sibling| sibling.timestamp).max();
-        !crate::planted!(FlushKeepsLateArrivals)
-            && self.truncated_at.zip(newest).is_some_and(|(at, newest)| newest <= at)
-    }
-
-    /// `object` without the siblings written at or before the latest flush, which must not
-    /// come back from a replica that missed it. The clock stays, so the object still covers
-    /// the dropped writes and a merge at that replica removes them there too.
-    pub(super) fn without_flushed(&self, mut object: Versioned) -> Versioned {
-        if let Some(at) = self.truncated_at {
-            object.siblings.retain(|sibling| sibling.timestamp > at);
-        }
-        object
     }
 }

@@ -250,7 +250,7 @@ impl<S: Storage> Node<S> {
     pub(super) fn send_objects(&mut self, to: NodeId, keys: Vec<Bytes>) {
         let mut objects = Vec::new();
         for key in keys.into_iter().take(self.config.anti_entropy_keys_max) {
-            if let Ok(Some(object)) = self.load_object(&key) {
+            if let Ok(Some(object)) = self.replica.load(&mut self.storage, &key) {
                 objects.push((key, object));
             }
         }

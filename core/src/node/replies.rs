@@ -21,57 +21,6 @@ impl<S: Storage> Node<S> {
                 || self.held_down.get(&node).is_some_and(|until| self.now < *until))
     }
 
-    pub(super) fn write_local(
-        &mut self,
-        key: &[u8],
-        object: &Versioned,
-    ) -> Result<WriteSeq, StorageError> {
-        let written = write_object(&mut self.storage, key, object);
-        match &written {
-            Ok(seq) => {
-                self.last_write_seq = *seq;
-                // Only a cached copy needs the new version; reads decide what gets cached.
-                self.objects.replace(key, object);
-            }
-            // The store may or may not hold the new copy: read it back next time.
-            Err(_) => self.objects.forget(key),
-        }
-        written
-    }
-
-    /// The stored object of `key`, from the cache when it is there.
-    pub(super) fn load_object(&mut self, key: &[u8]) -> Result<Option<Versioned>, StorageError> {
-        self.load_object_caching(key, false)
-    }
-
-    /// [`Self::load_object`] for a Paxos prepare: the commit that usually follows reads the
-    /// key again, so a stored object is cached at its first miss, not its second.
-    pub(super) fn load_object_for_round(
-        &mut self,
-        key: &[u8],
-    ) -> Result<Option<Versioned>, StorageError> {
-        self.load_object_caching(key, true)
-    }
-
-    /// Reads `key` through the object cache; a stored object read from storage is cached at
-    /// once when `at_first_miss`, else when the doorkeeper has seen it miss before.
-    pub(super) fn load_object_caching(
-        &mut self,
-        key: &[u8],
-        at_first_miss: bool,
-    ) -> Result<Option<Versioned>, StorageError> {
-        if let Some(object) = self.objects.get(key) {
-            return Ok(Some(object.clone()));
-        }
-        let object = read_object(&mut self.storage, key)?;
-        if let Some(object) = &object {
-            if at_first_miss || self.objects.admit(key) {
-                self.objects.insert(key, object.clone());
-            }
-        }
-        Ok(object)
-    }
-
     pub(super) fn run_actions(&mut self, now: Instant, actions: Vec<Action>) {
         for action in actions {
             match action {
@@ -80,8 +29,13 @@ impl<S: Storage> Node<S> {
                     for target in targets {
                         self.counters.read_repairs_sent += 1;
                         if target == self.id {
-                            match self.merge_local(&key, &object) {
-                                Ok(seq) => self.pending_acks.push_back((seq, AckTarget::Local(op))),
+                            match self.replica.merge(
+                                &mut self.storage,
+                                &mut self.clock,
+                                &key,
+                                &object,
+                            ) {
+                                Ok(seq) => self.replica.hold_ack(seq, AckTarget::Local(op)),
                                 Err(error) => {
                                     let actions =
                                         self.coordinator.on_write_ack(op, self.id, Err(error.0));
@@ -101,7 +55,12 @@ impl<S: Storage> Node<S> {
                         self.counters.read_repairs_sent += 1;
                         if target == self.id {
                             // Best effort: a failed local repair is retried by the next read.
-                            let _ = self.merge_local(&key, &object);
+                            let _ = self.replica.merge(
+                                &mut self.storage,
+                                &mut self.clock,
+                                &key,
+                                &object,
+                            );
                         } else {
                             self.send(
                                 target,

@@ -58,7 +58,7 @@ impl<S: Storage> Node<S> {
         if self.refill.is_some() || self.is_inheriting(&key) {
             return self.counters.rebuild_reads_refused += 1;
         }
-        let Ok(mut state) = self.load_acceptor(&key) else {
+        let Ok(mut state) = self.replica.load_acceptor(&mut self.storage, &key) else {
             return self.counters.storage_errors += 1;
         };
         self.counters.paxos_messages_answered += 1;
@@ -74,7 +74,7 @@ impl<S: Storage> Node<S> {
                         PeerMessage::PaxosPromise { op, ballot, result },
                     );
                 }
-                let Ok(object) = self.load_object_for_round(&key) else {
+                let Ok(object) = self.replica.load_for_round(&mut self.storage, &key) else {
                     return self.counters.storage_errors += 1;
                 };
                 let result = Ok(state.promise(object));
@@ -102,7 +102,7 @@ impl<S: Storage> Node<S> {
                 self.store_acceptor(&key, &state, from, answer);
             }
             PeerMessage::PaxosCommit { op, ballot, object, .. } => {
-                if self.merge_local(&key, &object).is_err() {
+                if self.replica.merge(&mut self.storage, &mut self.clock, &key, &object).is_err() {
                     return self.counters.peer_messages_dropped += 1;
                 }
                 state.commit(ballot);
@@ -144,22 +144,8 @@ impl<S: Storage> Node<S> {
         }
     }
 
-    /// The key's acceptor state (a fresh one when none is stored).
-    pub(super) fn load_acceptor(&mut self, key: &[u8]) -> Result<AcceptorState, StorageError> {
-        if let Some(state) = self.acceptors.get(key) {
-            return Ok(state.clone());
-        }
-        let state = match self.storage.get(Space::Meta, &paxos_key(key))? {
-            None => AcceptorState::default(),
-            Some(bytes) => AcceptorState::decode(&bytes)
-                .ok_or_else(|| StorageError("damaged paxos state".into()))?,
-        };
-        // A serial key is read again by the rest of its round: cached at the first miss.
-        self.acceptors.insert(key, state.clone());
-        Ok(state)
-    }
-
-    /// Writes the key's acceptor state and queues `answer` for when it is durable.
+    /// Writes the key's acceptor state through the replica, which holds `answer` until it is
+    /// durable.
     pub(super) fn store_acceptor(
         &mut self,
         key: &[u8],
@@ -167,20 +153,8 @@ impl<S: Storage> Node<S> {
         to: NodeId,
         answer: PeerMessage,
     ) {
-        let Some(bytes) = state.encode() else {
-            self.acceptors.forget(key);
-            return self.counters.storage_errors += 1;
-        };
-        match self.storage.write(Space::Meta, paxos_key(key), Some(Bytes::from(bytes))) {
-            Ok(seq) => {
-                self.last_write_seq = seq;
-                self.acceptors.insert(key, state.clone());
-                self.paxos_replies.push_back((seq, to, answer));
-            }
-            Err(_) => {
-                self.acceptors.forget(key);
-                self.counters.storage_errors += 1;
-            }
+        if self.replica.store_acceptor(&mut self.storage, key, state, to, answer).is_err() {
+            self.counters.storage_errors += 1;
         }
     }
 
@@ -197,8 +171,7 @@ impl<S: Storage> Node<S> {
                 self.storage.durable_seq()
             };
         let mut local = false;
-        while self.paxos_replies.front().is_some_and(|(seq, _, _)| *seq <= acknowledgeable) {
-            let Some((_, to, answer)) = self.paxos_replies.pop_front() else { break };
+        while let Some((to, answer)) = self.replica.next_answer(acknowledgeable) {
             local |= to == self.id;
             self.paxos_answer(self.now, to, answer);
         }

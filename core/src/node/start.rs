@@ -55,7 +55,6 @@ impl<S: Storage> Node<S> {
         )?;
         let ready_seq = storage.write(Space::Meta, Bytes::from_static(META_CLEAN_KEY), None)?;
         let request_timeout = config.request_timeout;
-        let cache_keys_max = config.cache_keys_max;
         let hint_replay_interval = config.hint_replay_interval;
         let anti_entropy_interval = config.anti_entropy_interval;
         let mut gossip = start_gossip(&config, id, generation, child_seed(seed, b"gossip"), now);
@@ -73,8 +72,10 @@ impl<S: Storage> Node<S> {
         };
         let membership = Membership::new(id, placement, gossip, config.detector, &config.members);
         let id_bases = [id_base(&mut rng), id_base(&mut rng), id_base(&mut rng), id_base(&mut rng)];
+        let replica = Replica::new(&config, seed, truncated_at, ready_seq);
         let mut node = Node {
             id,
+            replica,
             coordinator: Coordinator::starting_at(config.keyspace.conflict_mode, id_bases[0]),
             // Seeds of their own (not draws from `rng`), so that nodes which never see a
             // serial operation make exactly the random choices they made before Paxos existed.
@@ -85,15 +86,12 @@ impl<S: Storage> Node<S> {
                 child_seed(seed, b"paxos"),
                 child_seed(seed, b"paxos-ops"),
             ),
-            paxos_replies: VecDeque::new(),
             next_sweep: now + config.sweep_interval,
             config,
             membership,
             storage,
             actor: Actor { node: id, epoch },
             dots_issued_max,
-            objects: ObjectCache::new(child_seed(seed, b"objects"), cache_keys_max),
-            acceptors: AcceptorCache::new(child_seed(seed, b"acceptors"), cache_keys_max),
             ready_at_seq: Some(ready_seq),
             storage_failure: None,
             refill: rebuilding.then(Refill::default),
@@ -124,14 +122,11 @@ impl<S: Storage> Node<S> {
                 },
             next_hint_tick: now + hint_replay_interval,
             hint_cursor: None,
-            pending_acks: VecDeque::new(),
             // A seed of its own, so that the draws from `rng` stay what they were.
             flushes: Flushes::starting_at(child_seed(seed, b"flushes") >> 2),
             held_down: BTreeMap::new(),
-            truncated_at,
             // A duplicate arriving after a few request timeouts finds its forwarder long done.
             forwards: ForwardLog::new(request_timeout * 4, FORWARDS_REMEMBERED_MAX),
-            last_write_seq: ready_seq,
             sync_requested: false,
             outbox: VecDeque::new(),
             sweep_cursor: None,

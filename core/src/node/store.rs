@@ -8,7 +8,7 @@ use super::*;
 
 /// Decoded copies of recently read stored objects, so that hot keys are not decoded from
 /// storage on every request (decoding was the largest single cost in the simulator).
-/// Kept current: every write of the data space goes through `Node::write_local`, which updates
+/// Kept current: every write of the data space goes through `Replica::write`, which updates
 /// a cached copy (it does not add one: copying every written object cost about 5% of the CPU
 /// under random SETs), or forgets it when the write failed; the tombstone sweep forgets what it
 /// may purge.

@@ -56,9 +56,7 @@ impl<S: Storage> Node<S> {
     pub(super) fn apply_truncate(&mut self, coordinator: NodeId, flush: u64, at: HlcTimestamp) {
         self.clock.observe(at);
         match self.truncate_store(at) {
-            Ok(seq) => {
-                self.pending_acks.push_back((seq, AckTarget::Truncated { to: coordinator, flush }))
-            }
+            Ok(seq) => self.replica.hold_ack(seq, AckTarget::Truncated { to: coordinator, flush }),
             Err(error) => self.truncate_acked(coordinator, flush, Err(error.0)),
         }
     }
@@ -86,46 +84,13 @@ impl<S: Storage> Node<S> {
         self.deliver(self.now, reply_to, outcome);
     }
 
-    /// Records the truncation point, then removes from every stored object the siblings written
-    /// at or before it. Hints stay (their owner filters them on replay: one may hold a write
-    /// that raced the flush), and so does Paxos state, since an acceptor that forgot a promise
-    /// could let two values be chosen.
-    /// A repeated or older flush only waits for what is already written. Returns the sequence
-    /// number to wait for before acknowledging.
+    /// Truncates the local store at `at` (see `Replica::truncate`); returns the write to wait
+    /// for before acknowledging.
     pub(super) fn truncate_store(&mut self, at: HlcTimestamp) -> Result<WriteSeq, StorageError> {
-        if self.truncated_at.is_some_and(|done| done >= at) {
-            return Ok(self.last_write_seq.max(self.storage.durable_seq()));
+        let (seq, applied) = self.replica.truncate(&mut self.storage, at)?;
+        if applied {
+            self.counters.flushes_applied += 1;
         }
-        let mut seq = self.storage.write(
-            Space::Meta,
-            Bytes::from_static(META_TRUNCATED_AT_KEY),
-            Some(Bytes::copy_from_slice(&at.0.to_le_bytes())),
-        )?;
-        self.truncated_at = Some(at);
-        self.objects.clear();
-        let mut after: Option<Bytes> = None;
-        loop {
-            let page = self.storage.scan(Space::Data, after.as_deref(), TRUNCATE_PAGE_KEYS)?;
-            let Some((last, _)) = page.last() else { break };
-            after = Some(last.clone());
-            let full = page.len() == TRUNCATE_PAGE_KEYS;
-            for (stored, bytes) in page {
-                let Some((_, key)) = split_data_key(&stored) else { continue };
-                let Ok(object) = decode_object(&bytes) else { continue };
-                if self.predates_flush(&object) {
-                    // Only what the flush covers goes: a write that reached this node before
-                    // the flush but was stamped after it (it raced the flush) stays, and so
-                    // does the clock, which keeps covering the writes the object replaced.
-                    let kept = self.without_flushed(object);
-                    seq = write_object(&mut self.storage, key, &kept)?;
-                }
-            }
-            if !full {
-                break;
-            }
-        }
-        self.last_write_seq = seq;
-        self.counters.flushes_applied += 1;
         Ok(seq)
     }
 }
