@@ -7,11 +7,9 @@
 //!   acknowledged context write replaced (each sibling is a distinct surviving write; a merge
 //!   that forgets to drop covered siblings exceeds it).
 
-use std::collections::BTreeMap;
-
 use ringkv_core::version::Versioned;
-use ringkv_core::Key;
 
+use super::index::ByteMap;
 use super::{Analysis, CheckInput, Violation};
 
 const NAME: &str = "bounds";
@@ -19,11 +17,11 @@ const NAME: &str = "bounds";
 /// Runs the check.
 pub fn check(input: CheckInput<'_>, analysis: &Analysis) -> Vec<Violation> {
     let history = input.history;
-    let mut surviving_writes: BTreeMap<&Key, usize> = BTreeMap::new();
-    for (value, (writer, key)) in &analysis.writer_of {
-        let applied = history.get(*writer).is_some_and(|op| op.may_have_applied());
+    let mut surviving_writes: ByteMap<'_, usize> = ByteMap::new();
+    for (value, &(writer, key)) in analysis.writer_of.iter() {
+        let applied = history.get(writer).is_some_and(|op| op.may_have_applied());
         if applied && !analysis.replaced_by_ok(history, value) {
-            *surviving_writes.entry(key).or_default() += 1;
+            *surviving_writes.get_or_insert_with(key, || 0) += 1;
         }
     }
     let actors_max = input.params.node_starts_count;

@@ -344,6 +344,9 @@ struct Search {
     /// Whether `value` is known (false only at an [`Start::Any`] start, before any op).
     pinned: bool,
     acked_left: usize,
+    /// The acknowledged ops (`acked_left` at the start): `ops` never changes during a search,
+    /// so this is counted once, not again at every step (`note_depth` runs at each one).
+    acked_total: usize,
     states_max: usize,
     seen: BTreeSet<u128>,
     /// The deepest point reached: acknowledged ops taken, the value there, its candidates.
@@ -381,6 +384,7 @@ impl Search {
             value: None,
             pinned: start == Start::Absent,
             acked_left,
+            acked_total: acked_left,
             states_max,
             seen: BTreeSet::new(),
             deepest: (0, None, Vec::new()),
@@ -393,7 +397,10 @@ impl Search {
     fn candidates(&self) -> Vec<usize> {
         let mut deadline: Option<Instant> = None;
         let mut candidates = Vec::new();
-        for (position, op) in self.ops.iter().enumerate() {
+        // Taken ops are skipped below whatever else holds, so the walk starts at the first
+        // op not taken: usually most of a long history is behind it.
+        let first_open = self.taken.iter().position(|taken| !taken).unwrap_or(self.ops.len());
+        for (position, op) in self.ops.iter().enumerate().skip(first_open) {
             if self.taken[position] {
                 continue;
             }
@@ -472,8 +479,7 @@ impl Search {
     }
 
     fn note_depth(&mut self, candidates: &[usize]) {
-        let acked_total = self.ops.iter().filter(|op| op.counts()).count();
-        let depth = acked_total - self.acked_left;
+        let depth = self.acked_total - self.acked_left;
         if depth > self.deepest.0 || self.deepest.2.is_empty() {
             self.deepest = (depth, self.value.clone(), candidates.to_vec());
         }
@@ -524,7 +530,7 @@ impl Search {
     }
 
     fn describe_failure(&self) -> String {
-        let acked_total = self.ops.iter().filter(|op| op.counts()).count();
+        let acked_total = self.acked_total;
         let (depth, value, candidates) = &self.deepest;
         let stuck: Vec<String> = candidates
             .iter()

@@ -13,6 +13,7 @@ pub mod bounds;
 pub mod convergence;
 pub mod flushes;
 pub mod hints;
+mod index;
 pub mod linearizable;
 pub mod liveness;
 pub mod lost_writes;
@@ -30,6 +31,7 @@ use ringkv_core::version::Versioned;
 use ringkv_core::{ConflictMode, Consistency, Instant, Key, NodeId, Value};
 
 use crate::history::{History, OpIndex, OpRecord, OpRequest};
+use index::ByteMap;
 
 /// Most violations one checker reports; the first few tell the story.
 pub const VIOLATIONS_PER_CHECKER_MAX: usize = 10;
@@ -239,11 +241,23 @@ impl CheckInput<'_> {
     /// to (a local write is forwarded only to a replica of its own datacenter). Without a
     /// topology: R + W > N, [`CheckParams::is_strict`].
     pub fn is_strict(&self, key: &Key, read: &OpRecord, write: &OpRecord) -> bool {
+        self.is_strict_via(key, (read.consistency(), read.node), (write.consistency(), write.node))
+    }
+
+    /// [`CheckInput::is_strict`] from what it reads of the two operations: each one's level
+    /// and the node the client sent it to. The checkers that pair reads with writes group
+    /// reads by this pair, so that they ask once per group rather than once per read.
+    pub(crate) fn is_strict_via(
+        &self,
+        key: &Key,
+        read: (Consistency, NodeId),
+        write: (Consistency, NodeId),
+    ) -> bool {
         if self.topology.locations.is_empty() {
-            return self.params.is_strict(read.consistency(), write.consistency());
+            return self.params.is_strict(read.0, write.0);
         }
-        let read = (read.consistency(), self.topology.datacenter_of(read.node));
-        let write = (write.consistency(), self.topology.datacenter_of(write.node));
+        let read = (read.0, self.topology.datacenter_of(read.1));
+        let write = (write.0, self.topology.datacenter_of(write.1));
         self.is_strict_between(key, read, write)
     }
 
@@ -279,7 +293,7 @@ impl CheckInput<'_> {
 /// Runs every checker.
 pub fn check_all(input: CheckInput<'_>) -> Vec<Violation> {
     let analysis = Analysis::new(input.history);
-    let checks: [fn(CheckInput<'_>, &Analysis) -> Vec<Violation>; 13] = [
+    let checks: [fn(CheckInput<'_>, &Analysis<'_>) -> Vec<Violation>; 13] = [
         values_written::check,
         lost_writes::check,
         read_after_write::check,
@@ -300,30 +314,40 @@ pub fn check_all(input: CheckInput<'_>) -> Vec<Violation> {
         .collect()
 }
 
-/// The history, indexed for the checkers.
+/// The history, indexed for the checkers. The indexes borrow keys and values from the history
+/// (see [`index`] for why they are not B-trees of owned `Bytes`).
 #[derive(Debug, Default)]
-pub struct Analysis {
-    /// The write (op, key) that produced each value.
-    pub writer_of: BTreeMap<Value, (OpIndex, Key)>,
+pub struct Analysis<'h> {
+    /// The write (op, key) that produced each value (the last one, were a value written twice).
+    pub(crate) writer_of: ByteMap<'h, (OpIndex, &'h Key)>,
     /// Context writes that may have applied, for each value their read returned.
-    pub replaced_by: BTreeMap<Value, Vec<OpIndex>>,
-    /// Overwrites (`Set`, mset) that may have applied, per key.
-    pub overwrites: BTreeMap<Key, Vec<OpIndex>>,
+    pub(crate) replaced_by: ByteMap<'h, Vec<OpIndex>>,
+    /// Overwrites (`Set`, mset, flush) that may have applied, per key.
+    pub(crate) overwrites: ByteMap<'h, Vec<OpIndex>>,
     /// Successful reads of each key in invocation order (read-after-write and resurrection
     /// both walk them).
-    pub(crate) reads: BTreeMap<Key, Vec<read_after_write::KeyRead>>,
+    pub(crate) reads: ByteMap<'h, read_after_write::KeyReads>,
 }
 
-impl Analysis {
+impl<'h> Analysis<'h> {
     /// Indexes `history`.
-    pub fn new(history: &History) -> Self {
-        let mut analysis = Analysis::default();
+    pub fn new(history: &'h History) -> Self {
+        // At most one value per write key: sized once, `writer_of` never regrows.
+        let values_count = history
+            .iter()
+            .map(|(_, op)| match &op.request {
+                OpRequest::Write { writes, .. } => writes.len(),
+                _ => 0,
+            })
+            .sum();
+        let mut analysis =
+            Analysis { writer_of: ByteMap::with_capacity(values_count), ..Analysis::default() };
         for (index, op) in history.iter() {
             if let OpRequest::Flush { keys } = &op.request {
                 // A flush that may have applied removed every key: an overwrite of each.
                 if op.may_have_applied() {
                     for key in keys {
-                        analysis.overwrites.entry(key.clone()).or_default().push(index);
+                        analysis.overwrites.get_or_insert_with(key, Vec::new).push(index);
                     }
                 }
                 continue;
@@ -331,20 +355,21 @@ impl Analysis {
             let OpRequest::Write { writes, context_from, overwrite, .. } = &op.request else {
                 continue;
             };
+            let may_have_applied = op.may_have_applied();
+            let read = context_from.and_then(|read| history.get(read));
             for (key, value) in writes {
                 if let Some(value) = value {
-                    analysis.writer_of.insert(value.clone(), (index, key.clone()));
+                    analysis.writer_of.insert(value, (index, key));
                 }
-                if *overwrite && op.may_have_applied() {
-                    analysis.overwrites.entry(key.clone()).or_default().push(index);
+                if *overwrite && may_have_applied {
+                    analysis.overwrites.get_or_insert_with(key, Vec::new).push(index);
                 }
-                let read = context_from.and_then(|read| history.get(read));
                 let Some(seen) = read.and_then(|read| read.values_read(key)) else {
                     continue;
                 };
-                if op.may_have_applied() {
+                if may_have_applied {
                     for value in seen {
-                        analysis.replaced_by.entry(value.clone()).or_default().push(index);
+                        analysis.replaced_by.get_or_insert_with(value, Vec::new).push(index);
                     }
                 }
             }
@@ -353,8 +378,13 @@ impl Analysis {
         analysis
     }
 
+    /// The write (op, key) that produced `value`, if any did.
+    pub fn writer_of(&self, value: &[u8]) -> Option<(OpIndex, &'h Key)> {
+        self.writer_of.get(value).copied()
+    }
+
     /// Values replaced by a context write that succeeded.
-    pub fn replaced_by_ok(&self, history: &History, value: &Value) -> bool {
+    pub fn replaced_by_ok(&self, history: &History, value: &[u8]) -> bool {
         self.replaced_by.get(value).is_some_and(|ops| {
             ops.iter().any(|op| history.get(*op).is_some_and(|record| record.is_ok()))
         })
@@ -363,20 +393,20 @@ impl Analysis {
     /// Whether a write that may have applied can have replaced `value`: a context write whose
     /// read returned it, or an overwrite of its key (other than the value's own write) that had
     /// not certainly finished before the value's write was invoked.
-    pub fn may_be_replaced(&self, history: &History, value: &Value) -> bool {
-        if self.replaced_by.contains_key(value) {
+    pub fn may_be_replaced(&self, history: &History, value: &[u8]) -> bool {
+        if self.replaced_by.get(value).is_some() {
             return true;
         }
-        let Some((writer, key)) = self.writer_of.get(value) else {
+        let Some(&(writer, key)) = self.writer_of.get(value) else {
             return false;
         };
-        let Some(written_at) = history.get(*writer).map(|op| op.invoked_at) else {
+        let Some(written_at) = history.get(writer).map(|op| op.invoked_at) else {
             return false;
         };
         // Latest overwrites first: they are the likeliest to qualify, so the scan stops early.
         self.overwrites.get(key).into_iter().flatten().rev().any(|overwrite| {
             // An unknown write may still be applied long after the client gave up.
-            *overwrite != *writer
+            *overwrite != writer
                 && history.get(*overwrite).is_some_and(|op| {
                     !op.is_ok() || op.completed_at.is_none_or(|done| done >= written_at)
                 })

@@ -14,8 +14,9 @@
 
 use std::collections::BTreeMap;
 
-use ringkv_core::{ConflictMode, Instant, Key};
+use ringkv_core::{ConflictMode, Consistency, Instant, Key, NodeId};
 
+use super::index::ByteMap;
 use super::{Analysis, CheckInput, Violation};
 use crate::history::{History, OpIndex, OpOutcome, OpRecord, OpRequest};
 
@@ -44,9 +45,7 @@ pub fn check(input: CheckInput<'_>, analysis: &Analysis) -> Vec<Violation> {
             let Some(value) = value else {
                 continue;
             };
-            let later_reads = reads_after(history, reads.get(key), acked_at)
-                .filter(|(_, read, _)| input.is_strict(key, read, op))
-                .take(READS_PER_WRITE_MAX);
+            let later_reads = strict_reads_after(input, reads.get(key), key, op, acked_at);
             for (read_index, read, summary) in later_reads {
                 let stale = if summary.empty {
                     // A delete invoked before the read completed that may have applied after
@@ -141,44 +140,93 @@ fn every_pair_strict(input: CheckInput<'_>) -> BTreeMap<Key, bool> {
 pub(crate) struct KeyRead {
     op: OpIndex,
     invoked_at: Instant,
+    /// Its (level, coordinator) pair: a position in its key's [`KeyReads::kinds`].
+    kind: usize,
     /// Whether it returned no value.
     pub empty: bool,
     /// The latest acknowledgement among the writes of the values it returned.
     pub latest_ack: Option<Instant>,
 }
 
-/// The reads of `reads` (sorted by invocation) invoked after `after`.
-pub(crate) fn reads_after<'h>(
-    history: &'h History,
-    reads: Option<&'h Vec<KeyRead>>,
+/// A key's successful reads, in invocation order.
+#[derive(Debug, Default)]
+pub(crate) struct KeyReads {
+    reads: Vec<KeyRead>,
+    /// Each (level, coordinator) pair its reads used, in first-use order. Whether a read must
+    /// see a write depends on nothing else of the read (see [`CheckInput::is_strict_via`]),
+    /// so the pairing checkers ask once per pair and write instead of once per read; a key
+    /// read only at levels that need not see the write (ONE, or a sloppy quorum) is then
+    /// skipped at once, where every later read of it used to be asked about.
+    kinds: Vec<(Consistency, NodeId)>,
+}
+
+/// The first [`READS_PER_WRITE_MAX`] reads of `reads` (sorted by invocation) invoked after
+/// `after` that must see `write`, a write of `key` ([`CheckInput::is_strict`]).
+pub(crate) fn strict_reads_after<'h>(
+    input: CheckInput<'h>,
+    reads: Option<&'h KeyReads>,
+    key: &'h Key,
+    write: &OpRecord,
     after: Instant,
 ) -> impl Iterator<Item = (OpIndex, &'h OpRecord, KeyRead)> + 'h {
-    let reads = reads.map(Vec::as_slice).unwrap_or_default();
+    let (reads, kinds) =
+        reads.map_or((&[][..], &[][..]), |reads| (&reads.reads[..], &reads.kinds[..]));
     let first = reads.partition_point(|read| read.invoked_at <= after);
-    reads[first..].iter().filter_map(|read| history.get(read.op).map(|op| (read.op, op, *read)))
+    let later = &reads[first..];
+    let write_kind = (write.consistency(), write.node);
+    // Bit `k` set: reads of kind `k` must see the write. Asked once per kind; a key with more
+    // than 128 kinds (never so far) is asked per read.
+    let strict_kinds = (kinds.len() <= 128 && !later.is_empty()).then(|| {
+        kinds.iter().enumerate().fold(0u128, |mask, (position, kind)| {
+            mask | u128::from(input.is_strict_via(key, *kind, write_kind)) << position
+        })
+    });
+    // None strict: nothing to walk (the common case under ONE or a sloppy quorum).
+    let later = if strict_kinds == Some(0) { &[] } else { later };
+    let history = input.history;
+    later
+        .iter()
+        .filter(move |read| match strict_kinds {
+            Some(mask) => (mask >> read.kind) & 1 == 1,
+            None => input.is_strict_via(key, kinds[read.kind], write_kind),
+        })
+        .filter_map(move |read| history.get(read.op).map(|op| (read.op, op, *read)))
+        .take(READS_PER_WRITE_MAX)
 }
 
 /// Successful reads of each key, in invocation order.
-pub(crate) fn reads_by_key(history: &History, analysis: &Analysis) -> BTreeMap<Key, Vec<KeyRead>> {
-    let mut reads: BTreeMap<Key, Vec<KeyRead>> = BTreeMap::new();
+pub(crate) fn reads_by_key<'h>(
+    history: &'h History,
+    analysis: &Analysis<'h>,
+) -> ByteMap<'h, KeyReads> {
+    let mut reads: ByteMap<'h, KeyReads> = ByteMap::new();
     for (index, op) in history.iter().filter(|(_, op)| op.is_ok()) {
         let (OpRequest::Read { keys, .. }, OpOutcome::Ok { reads: values }) =
             (&op.request, &op.outcome)
         else {
             continue;
         };
+        let kind = (op.consistency(), op.node);
         for (key, seen) in keys.iter().zip(values) {
-            let summary = KeyRead {
+            let key_reads = reads.get_or_insert_with(key, KeyReads::default);
+            let kind = match key_reads.kinds.iter().position(|known| *known == kind) {
+                Some(position) => position,
+                None => {
+                    key_reads.kinds.push(kind);
+                    key_reads.kinds.len() - 1
+                }
+            };
+            key_reads.reads.push(KeyRead {
                 op: index,
                 invoked_at: op.invoked_at,
+                kind,
                 empty: seen.is_empty(),
                 latest_ack: analysis.latest_ack(history, seen),
-            };
-            reads.entry(key.clone()).or_default().push(summary);
+            });
         }
     }
-    for summaries in reads.values_mut() {
-        summaries.sort_by_key(|read| (read.invoked_at, read.op));
+    for key_reads in reads.values_mut() {
+        key_reads.reads.sort_by_key(|read| (read.invoked_at, read.op));
     }
     reads
 }

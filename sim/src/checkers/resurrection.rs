@@ -2,11 +2,12 @@
 //!
 //! A context write (a put or a delete carrying a read's context) replaces exactly the values its
 //! read returned. Once it is acknowledged, (1) no strict-quorum read invoked later returns a
-//! replaced value (the first [`READS_PER_WRITE_MAX`] later reads are checked), and (2) the final
+//! replaced value (the first
+//! [`READS_PER_WRITE_MAX`](super::read_after_write::READS_PER_WRITE_MAX) later reads are checked), and (2) the final
 //! merged state holds none of them, whatever the consistency levels: a stale replica must never
 //! win back what a newer clock covers, and a delete is never undone.
 
-use super::read_after_write::{reads_after, READS_PER_WRITE_MAX};
+use super::read_after_write::strict_reads_after;
 use super::{Analysis, CheckInput, Violation};
 use crate::history::OpRequest;
 
@@ -30,9 +31,7 @@ pub fn check(input: CheckInput<'_>, analysis: &Analysis) -> Vec<Violation> {
             if replaced.is_empty() {
                 continue;
             }
-            let later_reads = reads_after(history, reads.get(key), acked_at)
-                .filter(|(_, read, _)| input.is_strict(key, read, op))
-                .take(READS_PER_WRITE_MAX);
+            let later_reads = strict_reads_after(input, reads.get(key), key, op, acked_at);
             for (read_index, later, _) in later_reads {
                 let seen = later.values_read(key).unwrap_or_default();
                 if let Some(back) = seen.iter().find(|value| replaced.contains(value)) {

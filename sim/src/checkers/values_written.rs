@@ -21,12 +21,13 @@ pub fn check(input: CheckInput<'_>, analysis: &Analysis) -> Vec<Violation> {
         };
         for key in keys {
             for value in op.values_read(key).unwrap_or_default() {
-                let problem = match analysis.writer_of.get(value) {
+                let writer = analysis.writer_of(value);
+                let problem = match writer {
                     None => Some("no operation wrote it".to_string()),
                     Some((_, written_key)) if written_key != key => {
                         Some(format!("it was written to key {written_key:?}"))
                     }
-                    Some((writer, _)) => match input.history.get(*writer) {
+                    Some((writer, _)) => match input.history.get(writer) {
                         Some(write) if write.invoked_at > completed_at => Some(format!(
                             "its write op {writer} was invoked at {}, after the read completed",
                             write.invoked_at
@@ -44,9 +45,7 @@ pub fn check(input: CheckInput<'_>, analysis: &Analysis) -> Vec<Violation> {
                             "read op {index} of {key:?} returned {value:?}, but {problem}"
                         ),
                         // The read, and the write of the value when there is one.
-                        ops: std::iter::once(index)
-                            .chain(analysis.writer_of.get(value).map(|(writer, _)| *writer))
-                            .collect(),
+                        ops: std::iter::once(index).chain(writer.map(|(op, _)| op)).collect(),
                     });
                 }
             }
